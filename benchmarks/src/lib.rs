@@ -1,0 +1,1 @@
+//! viewsync benchmark harness (see benches/).

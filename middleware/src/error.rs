@@ -1,0 +1,31 @@
+//! Errors of the runtime API. Each says whether anything changed.
+
+use crate::config::ConfigError;
+use crate::proto::node::GroupRequestError;
+
+/// Starting a node failed; nothing is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A request to a running node failed; the node's state did not change.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Join or leave refused by the protocol core.
+    #[error(transparent)]
+    Group(#[from] GroupRequestError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}

@@ -1,0 +1,145 @@
+//! Identifiers: nodes, process incarnations, groups and views.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A node's configured identity. Stable across restarts of the same node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One run of a node: chosen at start (microseconds since the Unix epoch), so a restarted node
+/// is a new process to the group and frames of its previous run are told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Incarnation(pub u64);
+
+impl Incarnation {
+    /// The incarnation for a process starting now.
+    pub fn now() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        Incarnation(micros)
+    }
+}
+
+/// A process: a node in one incarnation. Group members are processes, not nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// The node.
+    pub node: NodeId,
+    /// Its current run.
+    pub incarnation: Incarnation,
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node.0, self.incarnation.0)
+    }
+}
+
+/// The longest group name accepted.
+pub const GROUP_NAME_BYTES_MAX: usize = 64;
+
+/// A validated group name: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct GroupName(String);
+
+/// A group name that does not follow the rules of [`GroupName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid group name {0:?}: use 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'")]
+pub struct InvalidGroupName(pub String);
+
+impl GroupName {
+    /// Validates and wraps a group name.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidGroupName> {
+        let name = name.into();
+        let valid = !name.is_empty()
+            && name.len() <= GROUP_NAME_BYTES_MAX
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(GroupName(name))
+        } else {
+            Err(InvalidGroupName(name))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for GroupName {
+    type Error = InvalidGroupName;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        GroupName::new(value)
+    }
+}
+
+impl From<GroupName> for String {
+    fn from(value: GroupName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies a view of one group. Ordered by epoch first, so later views compare greater.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ViewId {
+    /// Increases with every view change.
+    pub epoch: u64,
+    /// The view's coordinator: its oldest member.
+    pub coordinator: ProcessId,
+}
+
+impl fmt::Display for ViewId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.epoch, self.coordinator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_are_validated() {
+        assert!(GroupName::new("demo").is_ok());
+        assert!(GroupName::new("a.b-c_9").is_ok());
+        assert!(GroupName::new("").is_err());
+        assert!(GroupName::new("has space").is_err());
+        assert!(GroupName::new("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn view_ids_order_by_epoch_first() {
+        let p = |n| ProcessId {
+            node: NodeId(n),
+            incarnation: Incarnation(1),
+        };
+        let a = ViewId {
+            epoch: 1,
+            coordinator: p(9),
+        };
+        let b = ViewId {
+            epoch: 2,
+            coordinator: p(1),
+        };
+        assert!(a < b);
+    }
+}

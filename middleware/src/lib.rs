@@ -1,0 +1,53 @@
+//! # viewsync
+//!
+//! Group communication for replicated services: a failure detector, a group membership
+//! service with views and group address expansion, over authenticated TCP.
+//!
+//! The crate is layered (see `docs/ARCHITECTURE.md`):
+//!
+//! - [`wire`]: message types and the one codec (length-delimited, bincode, HMAC-SHA256);
+//! - [`proto`]: sans-IO protocol cores: failure detector, membership, and the node core that
+//!   composes them;
+//! - [`transport`]: TCP and an in-memory network with seeded faults, behind one trait;
+//! - [`runtime`]: the actix actors that run the cores over a transport;
+//! - [`sim`]: the deterministic simulator and the property checkers;
+//! - [`client`]: what a process outside a group uses to resolve a group name.
+//!
+//! Starting a node and watching its views:
+//!
+//! ```no_run
+//! use viewsync::config::NodeConfig;
+//! use viewsync::runtime::{GroupEvent, Node};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let system = actix::System::new();
+//! system.block_on(async {
+//!     let config = NodeConfig::parse(
+//!         "node_id = 1\nlisten = \"127.0.0.1:0\"\ngroups = [\"demo\"]\n",
+//!         std::path::Path::new("inline.toml"),
+//!     )?;
+//!     let node = Node::spawn(config).await?;
+//!     let mut events = node.subscribe().await?;
+//!     while let Some(event) = events.recv().await {
+//!         if let GroupEvent::ViewInstalled { change, .. } = event {
+//!             println!("{}", change.view);
+//!         }
+//!     }
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })
+//! # }
+//! ```
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod proto;
+pub mod runtime;
+pub mod sim;
+pub mod transport;
+pub mod view;
+pub mod wire;
+
+pub use id::{GroupName, Incarnation, NodeId, ProcessId, ViewId};
+pub use view::{Member, View, ViewChange};

@@ -1,0 +1,1110 @@
+//! Group membership core: one instance per group a process belongs to.
+//!
+//! # How a view changes
+//!
+//! Each view change is one consensus instance among the members of the current view (the
+//! *base*): single-decree Paxos whose value is the next view. The acting coordinator (the
+//! oldest member of the base it does not suspect) collects the pending joins, leaves and
+//! suspicions into one proposal, runs `Prepare`/`Promise` then `Accept`/`Accepted` with a
+//! majority of the base, and sends `Install` of the decided view to everyone concerned.
+//! Because every view is decided by a majority of its predecessor, a minority side cannot
+//! install anything: it retries and blocks instead of splitting the brain, and two proposers
+//! for the same base (a coordinator and the member that suspects it) can never decide
+//! different views.
+//!
+//! # Properties (checked by the simulator after every step)
+//!
+//! - *self-inclusion*: a process installs only views that contain it;
+//! - *monotonic views*: the epochs a process installs strictly increase;
+//! - *view agreement*: views with the same id have the same members;
+//! - *primary partition*: every view but a group's first was accepted by a majority of the
+//!   view it succeeds;
+//! - *eventual agreement*: once faults stop, all live members install the same view.
+//!
+//! # Joining, bootstrap and merging
+//!
+//! A joiner sends `JoinRequest` to its seeds; members forward it to the acting coordinator.
+//! If after `bootstrap_timeout` no seed answered as a member, and the joiner has the lowest
+//! process id among the joiners that answered, it creates the group as a singleton view. Two
+//! nodes that still create two views of one group (seeds that do not see each other) find out
+//! through `Discover`; the view with fewer members (then lower epoch, then higher coordinator
+//! id) yields and its members join the other. A joiner's next view has a higher epoch than any
+//! it installed before, so epochs stay strictly increasing across a merge.
+
+use super::Time;
+use crate::id::{GroupName, ProcessId, ViewId};
+use crate::view::{Member, View, ViewChange};
+use crate::wire::{Ballot, Body};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Membership settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MembershipConfig {
+    /// How often a joiner (or leaver) repeats its request.
+    #[serde(rename = "join_retry_interval_ms", with = "crate::config::millis")]
+    pub join_retry_interval: Duration,
+    /// How long a joiner waits for a seed that is a member before it may create the group.
+    #[serde(rename = "bootstrap_timeout_ms", with = "crate::config::millis")]
+    pub bootstrap_timeout: Duration,
+    /// How long a proposal may wait for a majority before it is retried with a higher ballot.
+    #[serde(rename = "view_change_timeout_ms", with = "crate::config::millis")]
+    pub view_change_timeout: Duration,
+    /// How often a view's coordinator looks for other views of its group among its seeds.
+    #[serde(rename = "discovery_interval_ms", with = "crate::config::millis")]
+    pub discovery_interval: Duration,
+    /// How long a graceful leave waits for the view without the leaver before giving up.
+    #[serde(rename = "leave_timeout_ms", with = "crate::config::millis")]
+    pub leave_timeout: Duration,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig {
+            join_retry_interval: Duration::from_millis(200),
+            bootstrap_timeout: Duration::from_millis(1000),
+            view_change_timeout: Duration::from_millis(400),
+            discovery_interval: Duration::from_millis(1000),
+            leave_timeout: Duration::from_millis(3000),
+        }
+    }
+}
+
+/// What the membership core asks its shell to do or tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipOutput {
+    /// Send `body`, scoped to this group, to `to`.
+    Send {
+        /// Destination address.
+        to: SocketAddr,
+        /// The message.
+        body: Body,
+    },
+    /// A new view is installed.
+    ViewInstalled(ViewChange),
+    /// This process was removed from the group (suspected, or its view yielded in a merge);
+    /// it is joining again.
+    Excluded {
+        /// The view that excludes this process, if it is known.
+        by: Option<ViewId>,
+    },
+    /// A graceful leave completed (or timed out); this process is no longer a member.
+    Left,
+    /// A seed refused this process's frames (wrong key or protocol); logged by the shell.
+    RefusedBy {
+        /// The seed.
+        seed: SocketAddr,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// Where a process stands in a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Asking seeds to join.
+    Joining {
+        /// When this join attempt began.
+        since: Time,
+        /// A member address learned to be in the group; tried first.
+        via: Option<SocketAddr>,
+    },
+    /// In the installed view.
+    Member,
+    /// Waiting for the view without this process.
+    Leaving {
+        /// When the leave began.
+        since: Time,
+    },
+    /// Left the group.
+    Left,
+}
+
+#[derive(Clone, Debug)]
+enum Phase {
+    Preparing {
+        promises: BTreeMap<ProcessId, Option<(Ballot, View)>>,
+    },
+    Accepting {
+        view: View,
+        accepted: BTreeSet<ProcessId>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Proposal {
+    base: View,
+    ballot: Ballot,
+    started: Time,
+    phase: Phase,
+}
+
+/// This member's acceptor state for the instance deciding the successor of `base`.
+#[derive(Clone, Debug, Default)]
+struct Acceptor {
+    base: Option<ViewId>,
+    promised: Option<Ballot>,
+    accepted: Option<(Ballot, View)>,
+}
+
+/// The membership core of one group at one process.
+#[derive(Debug)]
+pub struct Membership {
+    group: GroupName,
+    me: Member,
+    seeds: Vec<SocketAddr>,
+    config: MembershipConfig,
+    status: Status,
+    view: Option<View>,
+    last_epoch: u64,
+    acceptor: Acceptor,
+    proposal: Option<Proposal>,
+    highest_round: u64,
+    pending_joins: BTreeMap<ProcessId, (Member, u64)>,
+    pending_leaves: BTreeSet<ProcessId>,
+    suspected: BTreeSet<ProcessId>,
+    /// Joiners that answered our join request (also not members), with when they answered.
+    joining_peers: BTreeMap<ProcessId, Time>,
+    /// A seed answered as a member, or refused us: do not create the group.
+    group_seen: bool,
+    last_request: Option<Time>,
+    last_discovery: Option<Time>,
+}
+
+impl Membership {
+    /// A membership core for `group` at process `me`, joining through `seeds`. Call
+    /// [`Membership::handle_start`] to begin.
+    pub fn new(
+        group: GroupName,
+        me: Member,
+        seeds: Vec<SocketAddr>,
+        config: MembershipConfig,
+    ) -> Self {
+        let seeds = seeds.into_iter().filter(|s| *s != me.addr).collect();
+        Membership {
+            group,
+            me,
+            seeds,
+            config,
+            status: Status::Left,
+            view: None,
+            last_epoch: 0,
+            acceptor: Acceptor::default(),
+            proposal: None,
+            highest_round: 0,
+            pending_joins: BTreeMap::new(),
+            pending_leaves: BTreeSet::new(),
+            suspected: BTreeSet::new(),
+            joining_peers: BTreeMap::new(),
+            group_seen: false,
+            last_request: None,
+            last_discovery: None,
+        }
+    }
+
+    /// The highest epoch this process has installed in this group (0 if none).
+    pub fn last_epoch(&self) -> u64 {
+        self.last_epoch
+    }
+
+    /// Carries the highest epoch installed over from an earlier membership of this process, so
+    /// views stay strictly increasing when it joins again.
+    pub fn set_last_epoch(&mut self, epoch: u64) {
+        self.last_epoch = self.last_epoch.max(epoch);
+    }
+
+    /// The group.
+    pub fn group(&self) -> &GroupName {
+        &self.group
+    }
+
+    /// The installed view, if this process is a member.
+    pub fn view(&self) -> Option<&View> {
+        match self.status {
+            Status::Member | Status::Leaving { .. } => self.view.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Where this process stands.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The member this process treats as coordinator: the oldest member it does not suspect.
+    pub fn acting_coordinator(&self) -> Option<&Member> {
+        let view = self.view()?;
+        view.members
+            .iter()
+            .find(|m| m.id == self.me.id || !self.suspected.contains(&m.id))
+    }
+
+    fn is_acting_coordinator(&self) -> bool {
+        self.acting_coordinator()
+            .is_some_and(|m| m.id == self.me.id)
+    }
+
+    /// Starts joining the group. With no seeds, the group is created at once.
+    pub fn handle_start(&mut self, now: Time) -> Vec<MembershipOutput> {
+        self.begin_joining(now, None);
+        let mut out = Vec::new();
+        if self.seeds.is_empty() {
+            self.create_group(&mut out);
+        } else {
+            self.send_join_requests(now, &mut out);
+        }
+        out
+    }
+
+    /// Leaves the group gracefully: the coordinator installs a view without this process.
+    pub fn handle_leave(&mut self, now: Time) -> Vec<MembershipOutput> {
+        let mut out = Vec::new();
+        match self.status {
+            Status::Member => {
+                self.status = Status::Leaving { since: now };
+                self.pending_leaves.insert(self.me.id);
+                let alone = self.view.as_ref().is_some_and(|v| v.members.len() == 1);
+                if alone {
+                    self.finish_leaving(&mut out);
+                } else {
+                    self.drive(now, &mut out);
+                }
+            }
+            Status::Joining { .. } => self.finish_leaving(&mut out),
+            Status::Leaving { .. } | Status::Left => {}
+        }
+        out
+    }
+
+    /// The failure detector suspects `peer`.
+    pub fn handle_suspect(&mut self, now: Time, peer: ProcessId) -> Vec<MembershipOutput> {
+        let mut out = Vec::new();
+        if self.view().is_some_and(|v| v.contains(peer)) && peer != self.me.id {
+            self.suspected.insert(peer);
+            self.drive(now, &mut out);
+        }
+        out
+    }
+
+    /// The failure detector heard from a suspected `peer` again.
+    pub fn handle_unsuspect(&mut self, _now: Time, peer: ProcessId) -> Vec<MembershipOutput> {
+        self.suspected.remove(&peer);
+        Vec::new()
+    }
+
+    /// A periodic tick: retries, timeouts, discovery.
+    pub fn handle_tick(&mut self, now: Time) -> Vec<MembershipOutput> {
+        let mut out = Vec::new();
+        match self.status.clone() {
+            Status::Joining { since, .. } => {
+                self.joining_peers
+                    .retain(|_, heard| now.saturating_sub(*heard) < self.config.bootstrap_timeout);
+                // Only a process that was never a member may create the group: one that was
+                // excluded or left waits for the group instead of starting a second one.
+                let may_create = !self.group_seen
+                    && self.last_epoch == 0
+                    && now.saturating_sub(since) >= self.config.bootstrap_timeout
+                    && self.joining_peers.keys().all(|p| *p > self.me.id);
+                if may_create {
+                    self.create_group(&mut out);
+                } else if self.request_due(now) {
+                    self.send_join_requests(now, &mut out);
+                }
+            }
+            Status::Member => {
+                self.drive(now, &mut out);
+                self.discover(now, &mut out);
+            }
+            Status::Leaving { since } => {
+                if now.saturating_sub(since) >= self.config.leave_timeout {
+                    self.finish_leaving(&mut out);
+                } else {
+                    self.drive(now, &mut out);
+                    if !self.is_acting_coordinator() && self.request_due(now) {
+                        self.last_request = Some(now);
+                        if let Some(coordinator) = self.acting_coordinator() {
+                            out.push(MembershipOutput::Send {
+                                to: coordinator.addr,
+                                body: Body::LeaveRequest { member: self.me.id },
+                            });
+                        }
+                    }
+                }
+            }
+            Status::Left => {}
+        }
+        out
+    }
+
+    /// A seed refused our frames.
+    pub fn handle_refused(&mut self, from: SocketAddr, reason: String) -> Vec<MembershipOutput> {
+        if matches!(self.status, Status::Joining { .. }) {
+            self.group_seen = true;
+            vec![MembershipOutput::RefusedBy { seed: from, reason }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A peer's heartbeat said it has installed `peer_view` of this group. If this process
+    /// knows a later view that contains the peer or excludes it, the peer is told.
+    pub fn handle_peer_view(&mut self, from: Member, peer_view: ViewId) -> Vec<MembershipOutput> {
+        match self.view() {
+            Some(view) if view.id.epoch > peer_view.epoch => {
+                vec![MembershipOutput::Send {
+                    to: from.addr,
+                    body: Body::Stale { view: view.clone() },
+                }]
+            }
+            // A member of this view is in another view of the same epoch: two lineages share
+            // it (a bootstrap race). Ask for its view; `consider_other_view` resolves it.
+            Some(view)
+                if view.id.epoch == peer_view.epoch
+                    && view.id != peer_view
+                    && view.contains(from.id) =>
+            {
+                vec![MembershipOutput::Send {
+                    to: from.addr,
+                    body: Body::Discover {
+                        view: Some(view.clone()),
+                    },
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A group-scoped message from `from`.
+    pub fn handle_message(&mut self, now: Time, from: Member, body: Body) -> Vec<MembershipOutput> {
+        let mut out = Vec::new();
+        match body {
+            Body::JoinRequest { member, last_epoch } => {
+                self.handle_join_request(now, from, member, last_epoch, &mut out)
+            }
+            Body::LeaveRequest { member } => self.handle_leave_request(now, member, &mut out),
+            Body::Prepare { base, ballot } => {
+                self.handle_prepare(now, from, base, ballot, &mut out)
+            }
+            Body::Promise {
+                base,
+                ballot,
+                accepted,
+            } => self.handle_promise(now, from, base, ballot, accepted, &mut out),
+            Body::Accept { base, ballot, view } => {
+                self.handle_accept(now, from, base, ballot, view, &mut out)
+            }
+            Body::Accepted { base, ballot } => {
+                self.handle_accepted(now, from, base, ballot, &mut out)
+            }
+            Body::Rejected { base, promised } => self.handle_rejected(base, promised),
+            Body::Install { view, .. } | Body::Stale { view } => {
+                self.handle_decided_view(now, view, &mut out)
+            }
+            Body::Discover { view } => self.handle_discover(now, from, view, &mut out),
+            Body::DiscoverReply { view } => self.handle_discover_reply(now, from, view, &mut out),
+            Body::MergeInto { target } => self.handle_merge_into(now, from, target, &mut out),
+            Body::Heartbeat { .. }
+            | Body::Probe
+            | Body::ProbeAck
+            | Body::MembersRequest
+            | Body::MembersResponse { .. }
+            | Body::Refused { .. } => {}
+        }
+        out
+    }
+
+    fn handle_join_request(
+        &mut self,
+        now: Time,
+        from: Member,
+        joiner: Member,
+        last_epoch: u64,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        let Some(view) = self.view().cloned() else {
+            if from.id == joiner.id && !matches!(self.status, Status::Left) {
+                out.push(MembershipOutput::Send {
+                    to: joiner.addr,
+                    body: Body::DiscoverReply { view: None },
+                });
+            }
+            return;
+        };
+        if from.id == joiner.id {
+            out.push(MembershipOutput::Send {
+                to: joiner.addr,
+                body: Body::DiscoverReply {
+                    view: Some(view.clone()),
+                },
+            });
+        }
+        if view.contains(joiner.id) && joiner.id != self.me.id {
+            let is_coordinator = self.acting_coordinator().is_some_and(|c| c.id == joiner.id);
+            if is_coordinator {
+                // The member this process takes for coordinator is asking to join: it is not
+                // acting as a member of this view, so stop waiting for it to coordinate.
+                self.suspected.insert(joiner.id);
+            }
+        }
+        if !self.is_acting_coordinator() {
+            if let Some(coordinator) = self.acting_coordinator() {
+                if from.id == joiner.id {
+                    out.push(MembershipOutput::Send {
+                        to: coordinator.addr,
+                        body: Body::JoinRequest {
+                            member: joiner,
+                            last_epoch,
+                        },
+                    });
+                }
+            }
+            return;
+        }
+        if view.contains(joiner.id)
+            && last_epoch < view.id.epoch
+            && !self.suspected.contains(&joiner.id)
+        {
+            // The joiner missed the install; send it again.
+            out.push(MembershipOutput::Send {
+                to: joiner.addr,
+                body: Body::Install {
+                    base: None,
+                    ballot: Ballot {
+                        round: 0,
+                        proposer: self.me.id,
+                    },
+                    view,
+                },
+            });
+            return;
+        }
+        self.pending_joins.insert(joiner.id, (joiner, last_epoch));
+        self.drive(now, out);
+    }
+
+    fn handle_leave_request(
+        &mut self,
+        now: Time,
+        leaver: ProcessId,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        let Some(view) = self.view() else { return };
+        if !view.contains(leaver) {
+            return;
+        }
+        if self.is_acting_coordinator() {
+            self.pending_leaves.insert(leaver);
+            self.drive(now, out);
+        } else if let Some(coordinator) = self.acting_coordinator() {
+            out.push(MembershipOutput::Send {
+                to: coordinator.addr,
+                body: Body::LeaveRequest { member: leaver },
+            });
+        }
+    }
+
+    /// Installs `base` first if it is a decided view this process missed. Returns whether this
+    /// process's installed view is now `base`.
+    fn catch_up_to(&mut self, now: Time, base: &View, out: &mut Vec<MembershipOutput>) -> bool {
+        if base.id.epoch > self.last_epoch && base.contains(self.me.id) {
+            self.handle_decided_view(now, base.clone(), out);
+        }
+        self.view().is_some_and(|v| v.id == base.id)
+    }
+
+    /// Replies `Stale` if this process has installed a later view than `base`.
+    fn reply_if_stale(
+        &self,
+        to: SocketAddr,
+        base: ViewId,
+        out: &mut Vec<MembershipOutput>,
+    ) -> bool {
+        match self.view() {
+            Some(view) if view.id.epoch > base.epoch => {
+                out.push(MembershipOutput::Send {
+                    to,
+                    body: Body::Stale { view: view.clone() },
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn acceptor_for(&mut self, base: ViewId) -> &mut Acceptor {
+        if self.acceptor.base != Some(base) {
+            self.acceptor = Acceptor {
+                base: Some(base),
+                ..Acceptor::default()
+            };
+        }
+        &mut self.acceptor
+    }
+
+    fn handle_prepare(
+        &mut self,
+        now: Time,
+        from: Member,
+        base: View,
+        ballot: Ballot,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        self.highest_round = self.highest_round.max(ballot.round);
+        if self.reply_if_stale(from.addr, base.id, out) || !self.catch_up_to(now, &base, out) {
+            return;
+        }
+        let reply = self.promise(base.id, ballot);
+        self.reply(now, from, reply, out);
+    }
+
+    fn promise(&mut self, base: ViewId, ballot: Ballot) -> Body {
+        let acceptor = self.acceptor_for(base);
+        if acceptor.promised.is_none_or(|p| ballot > p) {
+            acceptor.promised = Some(ballot);
+            Body::Promise {
+                base,
+                ballot,
+                accepted: acceptor.accepted.clone(),
+            }
+        } else {
+            Body::Rejected {
+                base,
+                promised: acceptor.promised.unwrap_or(ballot),
+            }
+        }
+    }
+
+    fn handle_accept(
+        &mut self,
+        now: Time,
+        from: Member,
+        base: View,
+        ballot: Ballot,
+        view: View,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        self.highest_round = self.highest_round.max(ballot.round);
+        if self.reply_if_stale(from.addr, base.id, out) || !self.catch_up_to(now, &base, out) {
+            return;
+        }
+        let reply = self.accept(base.id, ballot, view);
+        self.reply(now, from, reply, out);
+    }
+
+    fn accept(&mut self, base: ViewId, ballot: Ballot, view: View) -> Body {
+        let acceptor = self.acceptor_for(base);
+        if acceptor.promised.is_none_or(|p| ballot >= p) {
+            acceptor.promised = Some(ballot);
+            acceptor.accepted = Some((ballot, view));
+            Body::Accepted { base, ballot }
+        } else {
+            Body::Rejected {
+                base,
+                promised: acceptor.promised.unwrap_or(ballot),
+            }
+        }
+    }
+
+    /// Sends an acceptor's reply, or feeds it straight to this process's own proposer.
+    fn reply(&mut self, now: Time, to: Member, body: Body, out: &mut Vec<MembershipOutput>) {
+        if to.id != self.me.id {
+            out.push(MembershipOutput::Send { to: to.addr, body });
+            return;
+        }
+        let me = self.me;
+        match body {
+            Body::Promise {
+                base,
+                ballot,
+                accepted,
+            } => self.handle_promise(now, me, base, ballot, accepted, out),
+            Body::Accepted { base, ballot } => self.handle_accepted(now, me, base, ballot, out),
+            Body::Rejected { base, promised } => self.handle_rejected(base, promised),
+            _ => {}
+        }
+    }
+
+    fn handle_promise(
+        &mut self,
+        now: Time,
+        from: Member,
+        base: ViewId,
+        ballot: Ballot,
+        accepted: Option<(Ballot, View)>,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        let Some(proposal) = self.proposal.as_mut() else {
+            return;
+        };
+        if proposal.base.id != base || proposal.ballot != ballot || !proposal.base.contains(from.id)
+        {
+            return;
+        }
+        let Phase::Preparing { promises } = &mut proposal.phase else {
+            return;
+        };
+        promises.insert(from.id, accepted);
+        if promises.len() < proposal.base.majority() {
+            return;
+        }
+        let previously_accepted = promises
+            .values()
+            .flatten()
+            .max_by_key(|(ballot, _)| *ballot)
+            .map(|(_, view)| view.clone());
+        let base_view = proposal.base.clone();
+        let value = match previously_accepted {
+            Some(view) => view,
+            None => match self.compose_next_view(&base_view) {
+                Some(view) => view,
+                None => {
+                    self.proposal = None;
+                    return;
+                }
+            },
+        };
+        let proposal = self.proposal.as_mut().expect("checked above");
+        proposal.phase = Phase::Accepting {
+            view: value.clone(),
+            accepted: BTreeSet::new(),
+        };
+        for member in &base_view.members {
+            let body = Body::Accept {
+                base: base_view.clone(),
+                ballot,
+                view: value.clone(),
+            };
+            if member.id == self.me.id {
+                let reply = self.accept(base_view.id, ballot, value.clone());
+                self.reply(now, self.me, reply, out);
+            } else {
+                out.push(MembershipOutput::Send {
+                    to: member.addr,
+                    body,
+                });
+            }
+        }
+    }
+
+    fn handle_accepted(
+        &mut self,
+        now: Time,
+        from: Member,
+        base: ViewId,
+        ballot: Ballot,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        let Some(proposal) = self.proposal.as_mut() else {
+            return;
+        };
+        if proposal.base.id != base || proposal.ballot != ballot || !proposal.base.contains(from.id)
+        {
+            return;
+        }
+        let Phase::Accepting { view, accepted } = &mut proposal.phase else {
+            return;
+        };
+        accepted.insert(from.id);
+        if accepted.len() < proposal.base.majority() {
+            return;
+        }
+        let decided = view.clone();
+        let base_view = proposal.base.clone();
+        self.proposal = None;
+        let mut told = BTreeSet::new();
+        for member in decided.members.iter().chain(base_view.members.iter()) {
+            if member.id != self.me.id && told.insert(member.id) {
+                out.push(MembershipOutput::Send {
+                    to: member.addr,
+                    body: Body::Install {
+                        base: Some(base),
+                        ballot,
+                        view: decided.clone(),
+                    },
+                });
+            }
+        }
+        self.handle_decided_view(now, decided, out);
+    }
+
+    fn handle_rejected(&mut self, base: ViewId, promised: Ballot) {
+        self.highest_round = self.highest_round.max(promised.round);
+        if self
+            .proposal
+            .as_ref()
+            .is_some_and(|p| p.base.id == base && p.ballot < promised)
+        {
+            // Outbid: drop this attempt; the next tick retries above `promised` if this
+            // process is still the acting coordinator.
+            self.proposal = None;
+        }
+    }
+
+    /// A view decided by a majority of its predecessor (or a group's first view) arrived.
+    fn handle_decided_view(&mut self, now: Time, view: View, out: &mut Vec<MembershipOutput>) {
+        if view.group != self.group || view.id.epoch <= self.last_epoch {
+            return;
+        }
+        match self.status {
+            Status::Left => {}
+            Status::Joining { .. } => {
+                if view.contains(self.me.id) {
+                    self.install(view, out);
+                }
+            }
+            Status::Member | Status::Leaving { .. } => {
+                if view.contains(self.me.id) {
+                    self.install(view, out);
+                } else if matches!(self.status, Status::Leaving { .. }) {
+                    self.last_epoch = view.id.epoch;
+                    self.finish_leaving(out);
+                } else {
+                    let by = Some(view.id);
+                    let via = view.coordinator().addr;
+                    self.last_epoch = view.id.epoch;
+                    self.begin_joining(now, Some(via));
+                    out.push(MembershipOutput::Excluded { by });
+                }
+            }
+        }
+    }
+
+    fn handle_discover(
+        &mut self,
+        now: Time,
+        from: Member,
+        their_view: Option<View>,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        out.push(MembershipOutput::Send {
+            to: from.addr,
+            body: Body::DiscoverReply {
+                view: self.view().cloned(),
+            },
+        });
+        if let Some(their_view) = their_view {
+            self.consider_other_view(now, from, their_view, out);
+        }
+    }
+
+    fn handle_discover_reply(
+        &mut self,
+        now: Time,
+        from: Member,
+        their_view: Option<View>,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        match (&self.status, their_view) {
+            (Status::Joining { since, .. }, None) => {
+                let since = *since;
+                self.joining_peers.insert(from.id, now);
+                let _ = since;
+            }
+            (Status::Joining { since, .. }, Some(view)) => {
+                self.group_seen = true;
+                let since = *since;
+                if view.contains(self.me.id) {
+                    self.handle_decided_view(now, view, out);
+                } else {
+                    self.status = Status::Joining {
+                        since,
+                        via: Some(view.coordinator().addr),
+                    };
+                }
+            }
+            (Status::Member, Some(view)) => self.consider_other_view(now, from, view, out),
+            _ => {}
+        }
+    }
+
+    /// Another view of this group, learned through discovery. A later view that contains this
+    /// process is installed; a view of another lineage that ranks higher absorbs this one.
+    fn consider_other_view(
+        &mut self,
+        now: Time,
+        from: Member,
+        other: View,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        let Some(mine) = self.view().cloned() else {
+            return;
+        };
+        if other.group != self.group || other.id == mine.id {
+            return;
+        }
+        if other.contains(self.me.id) {
+            self.handle_decided_view(now, other, out);
+            return;
+        }
+        if mine.contains(from.id) {
+            // A member of this view is in a view without this process, as late as this one or
+            // later: a later view that excluded this process, or another lineage that took the
+            // member over. Either way, follow it; a coordinator takes its members along.
+            if other.id.epoch >= mine.id.epoch {
+                if mine.coordinator().id == self.me.id {
+                    for member in mine
+                        .members
+                        .iter()
+                        .filter(|m| m.id != self.me.id && m.id != from.id)
+                    {
+                        out.push(MembershipOutput::Send {
+                            to: member.addr,
+                            body: Body::MergeInto { target: from.addr },
+                        });
+                    }
+                }
+                self.begin_joining(now, Some(from.addr));
+                out.push(MembershipOutput::Excluded { by: Some(other.id) });
+                self.send_join_requests(now, out);
+            }
+            return;
+        }
+        if mine.coordinator().id != self.me.id {
+            return;
+        }
+        let rank = |v: &View| {
+            (
+                v.members.len(),
+                v.id.epoch,
+                std::cmp::Reverse(v.id.coordinator),
+            )
+        };
+        if rank(&other) > rank(&mine) {
+            let target = from.addr;
+            for member in &mine.members {
+                if member.id != self.me.id {
+                    out.push(MembershipOutput::Send {
+                        to: member.addr,
+                        body: Body::MergeInto { target },
+                    });
+                }
+            }
+            self.begin_joining(now, Some(target));
+            out.push(MembershipOutput::Excluded { by: Some(other.id) });
+            self.send_join_requests(now, out);
+        }
+    }
+
+    fn handle_merge_into(
+        &mut self,
+        now: Time,
+        from: Member,
+        target: SocketAddr,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        let from_coordinator = self
+            .view()
+            .is_some_and(|v| v.coordinator().id == from.id && from.id != self.me.id);
+        if from_coordinator && self.status == Status::Member {
+            self.begin_joining(now, Some(target));
+            out.push(MembershipOutput::Excluded { by: None });
+            self.send_join_requests(now, out);
+        }
+    }
+
+    /// Starts or advances a view change when this process is the acting coordinator and
+    /// something changed; retries a proposal that timed out.
+    fn drive(&mut self, now: Time, out: &mut Vec<MembershipOutput>) {
+        if !self.is_acting_coordinator() {
+            self.proposal = None;
+            return;
+        }
+        let Some(view) = self.view().cloned() else {
+            return;
+        };
+        if let Some(proposal) = &self.proposal {
+            let timed_out = now.saturating_sub(proposal.started) >= self.config.view_change_timeout;
+            if proposal.base.id == view.id && !timed_out {
+                return;
+            }
+            self.proposal = None;
+        }
+        if self.compose_next_view(&view).is_none() {
+            return;
+        }
+        self.highest_round += 1;
+        let ballot = Ballot {
+            round: self.highest_round,
+            proposer: self.me.id,
+        };
+        self.proposal = Some(Proposal {
+            base: view.clone(),
+            ballot,
+            started: now,
+            phase: Phase::Preparing {
+                promises: BTreeMap::new(),
+            },
+        });
+        for member in &view.members {
+            if member.id != self.me.id {
+                out.push(MembershipOutput::Send {
+                    to: member.addr,
+                    body: Body::Prepare {
+                        base: view.clone(),
+                        ballot,
+                    },
+                });
+            }
+        }
+        let reply = self.promise(view.id, ballot);
+        self.reply(now, self.me, reply, out);
+    }
+
+    /// The next view from `base` with every pending change applied, or `None` if nothing
+    /// changes.
+    fn compose_next_view(&self, base: &View) -> Option<View> {
+        let replaced = |m: &Member| {
+            self.pending_joins
+                .keys()
+                .any(|j| j.node == m.id.node && j.incarnation > m.id.incarnation)
+        };
+        let mut members: Vec<Member> = base
+            .members
+            .iter()
+            .filter(|m| {
+                !self.suspected.contains(&m.id)
+                    && !self.pending_leaves.contains(&m.id)
+                    && !replaced(m)
+            })
+            .copied()
+            .collect();
+        let mut epoch = base.id.epoch;
+        for (joiner, last_epoch) in self.pending_joins.values() {
+            if !members.iter().any(|m| m.id == joiner.id) {
+                members.push(*joiner);
+                epoch = epoch.max(*last_epoch);
+            }
+        }
+        // A member that left (or gave up leaving) and asks to join again while still listed
+        // needs a new view too: it must not install one it has installed before.
+        let rejoining = self.pending_joins.keys().any(|j| base.contains(*j));
+        for (joiner, last_epoch) in self.pending_joins.values() {
+            if base.contains(joiner.id) {
+                epoch = epoch.max(*last_epoch);
+            }
+        }
+        let unchanged = !rejoining
+            && members.len() == base.members.len()
+            && members.iter().zip(&base.members).all(|(a, b)| a == b);
+        if unchanged || members.is_empty() {
+            return None;
+        }
+        Some(View {
+            group: self.group.clone(),
+            id: ViewId {
+                epoch: epoch + 1,
+                coordinator: members[0].id,
+            },
+            members,
+        })
+    }
+
+    fn install(&mut self, view: View, out: &mut Vec<MembershipOutput>) {
+        let change = ViewChange::between(self.view.as_ref(), view.clone());
+        self.last_epoch = view.id.epoch;
+        // A suspected member admitted again by a join is trusted in the new view.
+        for rejoined in self.pending_joins.keys().filter(|id| view.contains(**id)) {
+            self.suspected.remove(rejoined);
+        }
+        self.pending_joins.retain(|id, _| !view.contains(*id));
+        self.pending_leaves.retain(|id| view.contains(*id));
+        self.suspected.retain(|id| view.contains(*id));
+        if self.proposal.as_ref().is_some_and(|p| p.base.id != view.id) {
+            self.proposal = None;
+        }
+        self.acceptor = Acceptor::default();
+        if !matches!(self.status, Status::Leaving { .. }) {
+            self.status = Status::Member;
+        }
+        self.view = Some(view);
+        self.group_seen = true;
+        out.push(MembershipOutput::ViewInstalled(change));
+    }
+
+    fn create_group(&mut self, out: &mut Vec<MembershipOutput>) {
+        let view = View {
+            group: self.group.clone(),
+            id: ViewId {
+                epoch: self.last_epoch + 1,
+                coordinator: self.me.id,
+            },
+            members: vec![self.me],
+        };
+        self.install(view, out);
+    }
+
+    fn begin_joining(&mut self, now: Time, via: Option<SocketAddr>) {
+        self.status = Status::Joining { since: now, via };
+        self.view = None;
+        self.proposal = None;
+        self.acceptor = Acceptor::default();
+        self.pending_joins.clear();
+        self.pending_leaves.clear();
+        self.suspected.clear();
+        self.joining_peers.clear();
+        self.group_seen = via.is_some();
+        self.last_request = None;
+    }
+
+    fn finish_leaving(&mut self, out: &mut Vec<MembershipOutput>) {
+        self.status = Status::Left;
+        self.view = None;
+        self.proposal = None;
+        out.push(MembershipOutput::Left);
+    }
+
+    fn request_due(&self, now: Time) -> bool {
+        self.last_request
+            .is_none_or(|t| now.saturating_sub(t) >= self.config.join_retry_interval)
+    }
+
+    fn send_join_requests(&mut self, now: Time, out: &mut Vec<MembershipOutput>) {
+        self.last_request = Some(now);
+        let via = match self.status {
+            Status::Joining { via, .. } => via,
+            _ => None,
+        };
+        let body = Body::JoinRequest {
+            member: self.me,
+            last_epoch: self.last_epoch,
+        };
+        let targets = via.into_iter().chain(self.seeds.iter().copied());
+        let mut sent = BTreeSet::new();
+        for to in targets {
+            if to != self.me.addr && sent.insert(to) {
+                out.push(MembershipOutput::Send {
+                    to,
+                    body: body.clone(),
+                });
+            }
+        }
+    }
+
+    fn discover(&mut self, now: Time, out: &mut Vec<MembershipOutput>) {
+        let Some(view) = self.view() else { return };
+        if view.coordinator().id != self.me.id {
+            return;
+        }
+        if self
+            .last_discovery
+            .is_some_and(|t| now.saturating_sub(t) < self.config.discovery_interval)
+        {
+            return;
+        }
+        let view = view.clone();
+        self.last_discovery = Some(now);
+        for seed in &self.seeds {
+            if !view.members.iter().any(|m| m.addr == *seed) {
+                out.push(MembershipOutput::Send {
+                    to: *seed,
+                    body: Body::Discover {
+                        view: Some(view.clone()),
+                    },
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Sans-IO protocol cores. No actix, no tokio, no sockets, no clock, no randomness: each core
+//! takes `(now, input)` and returns outputs, so tests can assert exactly what a handler does.
+
+pub mod failure_detector;
+pub mod membership;
+pub mod node;
+
+/// Time as the cores see it: the duration since an origin chosen by whoever drives them (the
+/// actor's start, or the simulator's zero).
+pub type Time = std::time::Duration;

@@ -1,0 +1,377 @@
+//! The node core: one process's failure detector and the membership cores of every group it
+//! belongs to, composed. The actor shell ([`crate::runtime`]) and the simulator ([`crate::sim`])
+//! both drive exactly this composition, so what the simulator checks is what runs.
+
+use super::failure_detector::{FailureDetector, FailureDetectorConfig, FdOutput};
+use super::membership::{Membership, MembershipConfig, MembershipOutput};
+use super::Time;
+use crate::id::{GroupName, ProcessId, ViewId};
+use crate::view::{Member, View, ViewChange};
+use crate::wire::{Body, Envelope, PROTOCOL_VERSION};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// Identifies one inbound connection, so an answer to a client goes back where the question
+/// came from (clients do not listen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub u64);
+
+/// Protocol settings of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeSettings {
+    /// Failure detector settings.
+    pub failure_detector: FailureDetectorConfig,
+    /// Membership settings, shared by all groups.
+    pub membership: MembershipConfig,
+}
+
+/// What the node core asks its shell to do or tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeOutput {
+    /// Seal and send `envelope` to the node listening at `to`.
+    Send {
+        /// Destination address.
+        to: SocketAddr,
+        /// The message (the codec stamps the frame counter).
+        envelope: Envelope,
+    },
+    /// Answer on the inbound connection a request came from.
+    Reply {
+        /// The connection.
+        connection: ConnectionId,
+        /// The answer.
+        envelope: Envelope,
+    },
+    /// A group installed a new view.
+    ViewInstalled {
+        /// The group.
+        group: GroupName,
+        /// The view and what changed.
+        change: ViewChange,
+    },
+    /// This process was removed from a group and is joining it again.
+    Excluded {
+        /// The group.
+        group: GroupName,
+        /// The view without this process, if known.
+        by: Option<ViewId>,
+    },
+    /// This process left a group.
+    Left {
+        /// The group.
+        group: GroupName,
+    },
+    /// The failure detector suspects a peer.
+    Suspected(ProcessId),
+    /// A suspected peer was heard from again (a false suspicion).
+    Unsuspected(ProcessId),
+    /// A seed refused this process's frames while it was joining.
+    RefusedBy {
+        /// The group being joined.
+        group: GroupName,
+        /// The seed.
+        seed: SocketAddr,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// Why a join or leave request to the node core was refused. Neither changes any state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupRequestError {
+    /// The process already belongs to (or is joining) the group.
+    #[error("already a member of group {0} or joining it")]
+    AlreadyJoined(GroupName),
+    /// The process does not belong to the group.
+    #[error("not a member of group {0}")]
+    NotJoined(GroupName),
+}
+
+/// One process's protocol state: failure detector plus a membership core per group.
+#[derive(Debug)]
+pub struct NodeCore {
+    me: Member,
+    seeds: Vec<SocketAddr>,
+    settings: NodeSettings,
+    failure_detector: FailureDetector,
+    groups: BTreeMap<GroupName, Membership>,
+    views_installed: u64,
+}
+
+impl NodeCore {
+    /// A node core for process `me`, which joins groups through `seeds`.
+    pub fn new(me: Member, seeds: Vec<SocketAddr>, settings: NodeSettings) -> Self {
+        NodeCore {
+            me,
+            seeds,
+            settings,
+            failure_detector: FailureDetector::new(settings.failure_detector),
+            groups: BTreeMap::new(),
+            views_installed: 0,
+        }
+    }
+
+    /// This process.
+    pub fn me(&self) -> Member {
+        self.me
+    }
+
+    /// The installed view of `group`, if this process is a member.
+    pub fn view(&self, group: &GroupName) -> Option<&View> {
+        self.groups.get(group).and_then(|g| g.view())
+    }
+
+    /// The membership cores, by group.
+    pub fn groups(&self) -> impl Iterator<Item = &Membership> {
+        self.groups.values()
+    }
+
+    /// The failure detector (for its counters).
+    pub fn failure_detector(&self) -> &FailureDetector {
+        &self.failure_detector
+    }
+
+    /// Views installed so far, over all groups.
+    pub fn views_installed(&self) -> u64 {
+        self.views_installed
+    }
+
+    /// Starts joining `group`.
+    pub fn handle_join(
+        &mut self,
+        now: Time,
+        group: GroupName,
+    ) -> Result<Vec<NodeOutput>, GroupRequestError> {
+        let previous = self.groups.get(&group);
+        if previous.is_some_and(|g| *g.status() != super::membership::Status::Left) {
+            return Err(GroupRequestError::AlreadyJoined(group));
+        }
+        let last_epoch = previous.map_or(0, |g| g.last_epoch());
+        let mut core = Membership::new(
+            group.clone(),
+            self.me,
+            self.seeds.clone(),
+            self.settings.membership,
+        );
+        core.set_last_epoch(last_epoch);
+        let outputs = core.handle_start(now);
+        self.groups.insert(group.clone(), core);
+        let mut out = Vec::new();
+        self.absorb(now, &group, outputs, &mut out);
+        Ok(out)
+    }
+
+    /// Leaves `group` gracefully.
+    pub fn handle_leave(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+    ) -> Result<Vec<NodeOutput>, GroupRequestError> {
+        let core = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| GroupRequestError::NotJoined(group.clone()))?;
+        let outputs = core.handle_leave(now);
+        let mut out = Vec::new();
+        self.absorb(now, group, outputs, &mut out);
+        Ok(out)
+    }
+
+    /// A periodic tick (the shell calls it every few tens of milliseconds).
+    pub fn handle_tick(&mut self, now: Time) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        let fd_outputs = self.failure_detector.handle_tick(now);
+        self.absorb_fd(now, fd_outputs, &mut out);
+        let names: Vec<GroupName> = self.groups.keys().cloned().collect();
+        for group in names {
+            let outputs = self
+                .groups
+                .get_mut(&group)
+                .expect("listed")
+                .handle_tick(now);
+            self.absorb(now, &group, outputs, &mut out);
+        }
+        out
+    }
+
+    /// An envelope arrived (already authenticated and checked by the codec) on `connection`.
+    pub fn handle_envelope(
+        &mut self,
+        now: Time,
+        envelope: Envelope,
+        connection: ConnectionId,
+    ) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        if envelope.sender == self.me.id {
+            return out;
+        }
+        let from = Member {
+            id: envelope.sender,
+            addr: envelope.sender_addr,
+        };
+        match envelope.body {
+            Body::MembersRequest => {
+                let view = envelope.group.as_ref().and_then(|g| self.view(g)).cloned();
+                out.push(NodeOutput::Reply {
+                    connection,
+                    envelope: self.envelope(envelope.group, Body::MembersResponse { view }),
+                });
+                return out;
+            }
+            Body::Refused { reason } => {
+                let names: Vec<GroupName> = self.groups.keys().cloned().collect();
+                for group in names {
+                    let outputs = self
+                        .groups
+                        .get_mut(&group)
+                        .expect("listed")
+                        .handle_refused(from.addr, reason.clone());
+                    self.absorb(now, &group, outputs, &mut out);
+                }
+                return out;
+            }
+            Body::MembersResponse { .. } => return out,
+            _ => {}
+        }
+        let fd_outputs = self.failure_detector.handle_heard_from(now, from.id);
+        self.absorb_fd(now, fd_outputs, &mut out);
+        match envelope.body {
+            Body::Heartbeat { views } => {
+                for (group, view_id) in views {
+                    if let Some(core) = self.groups.get_mut(&group) {
+                        let outputs = core.handle_peer_view(from, view_id);
+                        self.absorb(now, &group, outputs, &mut out);
+                    }
+                }
+            }
+            Body::Probe => out.push(NodeOutput::Send {
+                to: from.addr,
+                envelope: self.envelope(None, Body::ProbeAck),
+            }),
+            Body::ProbeAck => {}
+            body => {
+                let Some(group) = envelope.group else {
+                    return out;
+                };
+                if let Some(core) = self.groups.get_mut(&group) {
+                    let outputs = core.handle_message(now, from, body);
+                    self.absorb(now, &group, outputs, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn envelope(&self, group: Option<GroupName>, body: Body) -> Envelope {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            sender: self.me.id,
+            sender_addr: self.me.addr,
+            seq: 0,
+            group,
+            body,
+        }
+    }
+
+    fn absorb_fd(&mut self, now: Time, outputs: Vec<FdOutput>, out: &mut Vec<NodeOutput>) {
+        for output in outputs {
+            match output {
+                FdOutput::SendHeartbeat(to) => {
+                    let views = self
+                        .groups
+                        .values()
+                        .filter_map(|g| g.view().map(|v| (g.group().clone(), v.id)))
+                        .collect();
+                    out.push(NodeOutput::Send {
+                        to,
+                        envelope: self.envelope(None, Body::Heartbeat { views }),
+                    });
+                }
+                FdOutput::SendProbe(to) => out.push(NodeOutput::Send {
+                    to,
+                    envelope: self.envelope(None, Body::Probe),
+                }),
+                FdOutput::Suspect(peer) => {
+                    out.push(NodeOutput::Suspected(peer));
+                    let names: Vec<GroupName> = self.groups.keys().cloned().collect();
+                    for group in names {
+                        let outputs = self
+                            .groups
+                            .get_mut(&group)
+                            .expect("listed")
+                            .handle_suspect(now, peer);
+                        self.absorb(now, &group, outputs, out);
+                    }
+                }
+                FdOutput::Unsuspect(peer) => {
+                    out.push(NodeOutput::Unsuspected(peer));
+                    for core in self.groups.values_mut() {
+                        core.handle_unsuspect(now, peer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns a group's outputs into node outputs, and keeps the failure detector watching
+    /// exactly the members of the installed views.
+    fn absorb(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+        outputs: Vec<MembershipOutput>,
+        out: &mut Vec<NodeOutput>,
+    ) {
+        let mut membership_changed = false;
+        for output in outputs {
+            match output {
+                MembershipOutput::Send { to, body } => out.push(NodeOutput::Send {
+                    to,
+                    envelope: self.envelope(Some(group.clone()), body),
+                }),
+                MembershipOutput::ViewInstalled(change) => {
+                    membership_changed = true;
+                    self.views_installed += 1;
+                    out.push(NodeOutput::ViewInstalled {
+                        group: group.clone(),
+                        change,
+                    });
+                }
+                MembershipOutput::Excluded { by } => {
+                    membership_changed = true;
+                    out.push(NodeOutput::Excluded {
+                        group: group.clone(),
+                        by,
+                    });
+                }
+                MembershipOutput::Left => {
+                    membership_changed = true;
+                    out.push(NodeOutput::Left {
+                        group: group.clone(),
+                    });
+                }
+                MembershipOutput::RefusedBy { seed, reason } => out.push(NodeOutput::RefusedBy {
+                    group: group.clone(),
+                    seed,
+                    reason,
+                }),
+            }
+        }
+        if membership_changed {
+            self.refresh_monitored(now);
+        }
+    }
+
+    fn refresh_monitored(&mut self, now: Time) {
+        let mut peers = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for view in self.groups.values().filter_map(|g| g.view()) {
+            for member in &view.members {
+                if member.id != self.me.id && seen.insert(member.id) {
+                    peers.insert(member.id, member.addr);
+                }
+            }
+        }
+        self.failure_detector.set_monitored(now, peers);
+    }
+}

@@ -1,0 +1,13 @@
+//! The actix shells. A node runs two actors:
+//!
+//! - [`NodeActor`]: owns the [`NodeCore`](crate::proto::node::NodeCore) (failure detector and
+//!   one membership core per group), feeds it ticks, envelopes and requests, and carries out
+//!   its outputs in one place ([`crate::transport::dispatch`]);
+//! - [`TcpTransport`](crate::transport::tcp::TcpTransport): owns the listener and the
+//!   connections.
+
+mod node;
+
+pub use node::{
+    GroupEvent, Node, NodeActor, NodeHandle, NodeStats, EVENT_QUEUE_EVENTS, TICK_INTERVAL,
+};

@@ -1,0 +1,412 @@
+//! The TCP transport.
+//!
+//! - **Listener**: the [`TcpTransport`] actor owns the listening socket; each accepted
+//!   connection gets a reader task that opens frames with the codec and hands envelopes to the
+//!   node actor with `send().await`, so a node that falls behind stops reading sockets instead
+//!   of buffering without limit (the actor's mailbox is bounded), and a writer task for replies.
+//! - **Peers**: one outbound connection per peer address, created on the first frame, with
+//!   reconnect and exponential backoff. Each has a bounded queue of `send_queue_frames`
+//!   frames. **When the queue is full the new frame is dropped and counted**
+//!   ([`TransportStats::frames_dropped_queue_full`]); the protocols above tolerate loss.
+//!   A peer with nothing to send for [`PEER_IDLE`] is disconnected and forgotten.
+//! - **Batching**: the writer drains every frame already queued, up to `batch_bytes_max`,
+//!   into one buffer and writes it with one call.
+//! - **Bad frames**: a frame that fails to open closes its connection, after an
+//!   unauthenticated `Refused` notice naming the reason; the reason is logged and counted.
+//!
+//! Sending does not go through the actor's mailbox: the node actor calls
+//! [`TcpSender::send`], which queues on the peer's channel directly (one hop less per frame).
+
+use super::{SendError, Transport};
+use crate::config::TransportConfig;
+use crate::proto::node::ConnectionId;
+use crate::view::Member;
+use crate::wire::{Body, Envelope, FrameCodec, FrameError, PROTOCOL_VERSION};
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use futures::StreamExt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+/// A peer connection with nothing to send for this long is closed and forgotten.
+pub const PEER_IDLE: Duration = Duration::from_secs(30);
+/// Frames queued per inbound connection for replies.
+const REPLY_QUEUE_FRAMES: usize = 64;
+
+/// An envelope that arrived, for the node actor.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    /// The opened envelope.
+    pub envelope: Envelope,
+    /// The connection it came on (answers to clients go back on it).
+    pub connection: ConnectionId,
+}
+
+/// Transport counters.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Inbound connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Outbound connections established.
+    pub connections_established: AtomicU64,
+    /// Outbound connection attempts that failed.
+    pub connect_failures: AtomicU64,
+    /// Connections closed over a frame that failed to open.
+    pub connections_closed_bad_frame: AtomicU64,
+    /// Frames queued for sending.
+    pub frames_queued: AtomicU64,
+    /// Frames dropped because the peer's queue was full.
+    pub frames_dropped_queue_full: AtomicU64,
+    /// Write calls (each carries a batch of frames).
+    pub write_batches: AtomicU64,
+    /// Bytes written.
+    pub bytes_written: AtomicU64,
+}
+
+struct PeerQueue {
+    id: u64,
+    frames: mpsc::Sender<Bytes>,
+}
+
+struct Shared {
+    me: Member,
+    codec: FrameCodec,
+    config: TransportConfig,
+    inbound: Recipient<Inbound>,
+    peers: DashMap<SocketAddr, PeerQueue>,
+    replies: DashMap<ConnectionId, mpsc::Sender<Bytes>>,
+    next_id: AtomicU64,
+    stats: Arc<TransportStats>,
+    shutdown: CancellationToken,
+}
+
+/// The sending side of the TCP transport; cheap to clone.
+#[derive(Clone)]
+pub struct TcpSender {
+    shared: Arc<Shared>,
+}
+
+/// The listener actor of the TCP transport.
+pub struct TcpTransport {
+    shared: Arc<Shared>,
+    listener: Option<TcpListener>,
+}
+
+impl TcpTransport {
+    /// Starts accepting on `listener` (bound by the caller, inside this arbiter) and returns
+    /// the sender handle. Envelopes that arrive go to `inbound`.
+    pub fn start(
+        listener: TcpListener,
+        me: Member,
+        codec: FrameCodec,
+        config: TransportConfig,
+        inbound: Recipient<Inbound>,
+    ) -> (Addr<TcpTransport>, TcpSender) {
+        let shared = Arc::new(Shared {
+            me,
+            codec,
+            config,
+            inbound,
+            peers: DashMap::new(),
+            replies: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            stats: Arc::new(TransportStats::default()),
+            shutdown: CancellationToken::new(),
+        });
+        let sender = TcpSender {
+            shared: shared.clone(),
+        };
+        let addr = TcpTransport {
+            shared,
+            listener: Some(listener),
+        }
+        .start();
+        (addr, sender)
+    }
+}
+
+impl Actor for TcpTransport {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let listener = self.listener.take().expect("started once");
+        let accepted = futures::stream::unfold(listener, |listener| async move {
+            let next = listener.accept().await;
+            Some((next, listener))
+        });
+        ctx.add_stream(accepted);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.shared.shutdown.cancel();
+    }
+}
+
+impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for TcpTransport {
+    fn handle(&mut self, item: std::io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Self::Context) {
+        match item {
+            Ok((stream, peer)) => {
+                self.shared
+                    .stats
+                    .connections_accepted
+                    .fetch_add(1, Ordering::Relaxed);
+                let _ = stream.set_nodelay(true);
+                let connection = ConnectionId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+                let (read, mut write) = stream.into_split();
+                let (tx, mut rx) = mpsc::channel::<Bytes>(REPLY_QUEUE_FRAMES);
+                self.shared.replies.insert(connection, tx.clone());
+                let shared = self.shared.clone();
+                actix::spawn(async move {
+                    let shutdown = shared.shutdown.clone();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = async {
+                            while let Some(frame) = rx.recv().await {
+                                if write.write_all(&frame).await.is_err() {
+                                    break;
+                                }
+                            }
+                        } => {}
+                    }
+                });
+                let shared = self.shared.clone();
+                actix::spawn(async move {
+                    read_frames(shared.clone(), read, peer, connection, Some(tx)).await;
+                    shared.replies.remove(&connection);
+                });
+            }
+            Err(error) => tracing::warn!(%error, "accept failed"),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Stops the transport: closes the listener and every connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for TcpTransport {
+    type Result = ();
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        self.shared.shutdown.cancel();
+        ctx.stop();
+    }
+}
+
+/// Reads frames from one connection until it ends, the node stops, or a frame fails to open.
+async fn read_frames(
+    shared: Arc<Shared>,
+    read: tokio::net::tcp::OwnedReadHalf,
+    peer: SocketAddr,
+    connection: ConnectionId,
+    refuse_on: Option<mpsc::Sender<Bytes>>,
+) {
+    let mut frames = FramedRead::new(read, shared.codec.decoder());
+    loop {
+        let next = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            next = frames.next() => next,
+        };
+        match next {
+            None => return,
+            Some(Ok(envelope)) => {
+                let delivered = shared
+                    .inbound
+                    .send(Inbound {
+                        envelope,
+                        connection,
+                    })
+                    .await;
+                if delivered.is_err() {
+                    return;
+                }
+            }
+            Some(Err(FrameError::Io(error))) => {
+                tracing::debug!(%peer, %error, "connection closed");
+                return;
+            }
+            Some(Err(error)) => {
+                shared
+                    .stats
+                    .connections_closed_bad_frame
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, reason = %error, "closing connection over a bad frame");
+                if let Some(replies) = refuse_on {
+                    let notice = Envelope {
+                        version: PROTOCOL_VERSION,
+                        sender: shared.me.id,
+                        sender_addr: shared.me.addr,
+                        seq: 0,
+                        group: None,
+                        body: Body::Refused {
+                            reason: error.to_string(),
+                        },
+                    };
+                    if let Ok(frame) = shared.codec.seal(notice) {
+                        let _ = replies.send(frame).await;
+                        // Give the writer a moment to flush the notice before the drop closes it.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl TcpSender {
+    /// Counters.
+    pub fn stats(&self) -> &Arc<TransportStats> {
+        &self.shared.stats
+    }
+
+    /// Closes every connection and stops every task of this transport.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    fn spawn_peer(&self, to: SocketAddr) -> mpsc::Sender<Bytes> {
+        let (tx, rx) = mpsc::channel(self.shared.config.send_queue_frames);
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.shared.peers.insert(
+            to,
+            PeerQueue {
+                id,
+                frames: tx.clone(),
+            },
+        );
+        let shared = self.shared.clone();
+        actix::spawn(async move {
+            let shutdown = shared.shutdown.clone();
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = run_peer(shared.clone(), to, rx) => {}
+            }
+            shared.peers.remove_if(&to, |_, queue| queue.id == id);
+        });
+        tx
+    }
+}
+
+/// Connects to `to` when there is something to send, writes batches, reconnects with
+/// backoff, and ends after [`PEER_IDLE`] with nothing to send.
+async fn run_peer(shared: Arc<Shared>, to: SocketAddr, mut frames: mpsc::Receiver<Bytes>) {
+    let config = shared.config;
+    let mut backoff = config.reconnect_backoff_min;
+    let mut batch = BytesMut::with_capacity(config.batch_bytes_max.min(1 << 20));
+    loop {
+        if batch.is_empty() {
+            match tokio::time::timeout(PEER_IDLE, frames.recv()).await {
+                Ok(Some(frame)) => batch.extend_from_slice(&frame),
+                Ok(None) | Err(_) => return,
+            }
+        }
+        let stream = match TcpStream::connect(to).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                shared
+                    .stats
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%to, %error, ?backoff, "connect failed");
+                // What was batched is stale by the time the peer is back; drop it.
+                batch.clear();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.reconnect_backoff_max);
+                continue;
+            }
+        };
+        backoff = config.reconnect_backoff_min;
+        shared
+            .stats
+            .connections_established
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let (read, mut write) = stream.into_split();
+        let connection = ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed));
+        let reader_shared = shared.clone();
+        let reader = actix::spawn(async move {
+            read_frames(reader_shared, read, to, connection, None).await;
+        });
+        loop {
+            while batch.len() < config.batch_bytes_max {
+                match frames.try_recv() {
+                    Ok(frame) => batch.extend_from_slice(&frame),
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = write.write_all(&batch).await {
+                tracing::debug!(%to, %error, "write failed; reconnecting");
+                batch.clear();
+                break;
+            }
+            shared.stats.write_batches.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .bytes_written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+            match tokio::time::timeout(PEER_IDLE, frames.recv()).await {
+                Ok(Some(frame)) => batch.extend_from_slice(&frame),
+                Ok(None) | Err(_) => {
+                    reader.abort();
+                    return;
+                }
+            }
+        }
+        reader.abort();
+    }
+}
+
+impl Transport for TcpSender {
+    fn send(&mut self, to: SocketAddr, frame: Bytes) -> Result<(), SendError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(SendError::Shutdown);
+        }
+        let queue = match self.shared.peers.get(&to) {
+            Some(queue) if !queue.frames.is_closed() => queue.frames.clone(),
+            _ => self.spawn_peer(to),
+        };
+        match queue.try_send(frame) {
+            Ok(()) => {
+                self.shared
+                    .stats
+                    .frames_queued
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(_) => {
+                self.shared
+                    .stats
+                    .frames_dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(SendError::QueueFull(to))
+            }
+        }
+    }
+
+    fn reply(&mut self, connection: ConnectionId, frame: Bytes) -> Result<(), SendError> {
+        let queue = self
+            .shared
+            .replies
+            .get(&connection)
+            .map(|q| q.clone())
+            .ok_or(SendError::ConnectionClosed(connection))?;
+        queue
+            .try_send(frame)
+            .map_err(|_| SendError::ConnectionClosed(connection))
+    }
+}

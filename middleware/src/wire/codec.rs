@@ -1,0 +1,665 @@
+//! The one codec: length-delimited frames carrying a bincode envelope, authenticated with the
+//! cluster key (HMAC-SHA256), checked against replays.
+//!
+//! Frame layout (the length prefix is tokio-util's `LengthDelimitedCodec`, 4 bytes big-endian):
+//!
+//! ```text
+//! [len: u32][flag: u8][envelope: bincode 2, standard config][tag: 32 bytes, if flag = 1]
+//! ```
+//!
+//! The tag covers the flag and the envelope. Checks run cheapest first and before any
+//! allocation the frame asks for: length against `frame_bytes_max` (tokio-util checks the
+//! prefix before reserving), flag, tag, then decoding with a byte limit, the protocol version,
+//! and the replay window. A failed check is a [`FrameError`]; it never changes node state.
+
+use super::messages::{Body, Envelope, PROTOCOL_VERSION};
+use crate::id::{NodeId, ProcessId};
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of the authentication tag.
+pub const TAG_BYTES: usize = 32;
+/// The largest frame any configuration may allow; also bincode's allocation limit.
+pub const FRAME_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+/// Default largest accepted frame.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
+/// How many frame counters behind the newest one a frame may arrive and still be accepted.
+pub const REPLAY_WINDOW_FRAMES: u64 = 1024;
+/// Distinct sending nodes tracked by the replay guard; frames from further nodes are refused.
+pub const REPLAY_NODES_MAX: usize = 4096;
+
+const FLAG_PLAIN: u8 = 0;
+const FLAG_AUTHENTICATED: u8 = 1;
+const BINCODE_CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<FRAME_BYTES_LIMIT>,
+> = bincode::config::standard().with_limit::<FRAME_BYTES_LIMIT>();
+
+/// The shared secret of a cluster. Frames sealed with another key fail authentication.
+#[derive(Clone)]
+pub struct ClusterKey(Arc<[u8]>);
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(..)")
+    }
+}
+
+/// A key file or key text that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not hexadecimal.
+    #[error("key must be hexadecimal text: {0}")]
+    NotHex(hex::FromHexError),
+    /// The key is too short to be safe.
+    #[error("key is {0} bytes; at least 32 are needed (64 hex digits)")]
+    TooShort(usize),
+}
+
+impl ClusterKey {
+    /// Shortest key accepted, in bytes.
+    pub const BYTES_MIN: usize = 32;
+
+    /// Parses a key from hex text (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
+        let bytes = hex::decode(text.trim()).map_err(KeyError::NotHex)?;
+        if bytes.len() < Self::BYTES_MIN {
+            return Err(KeyError::TooShort(bytes.len()));
+        }
+        Ok(ClusterKey(bytes.into()))
+    }
+
+    /// Reads a key file holding hex text.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_hex(&text)
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length")
+    }
+}
+
+/// Why a frame was refused. The frame is dropped and, on a connection, the connection closed;
+/// no state changes.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix exceeds the frame limit (checked before reading the frame).
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Claimed or actual length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The frame is too short to hold a flag and a tag.
+    #[error("truncated frame of {0} bytes")]
+    Truncated(usize),
+    /// Unknown flag byte.
+    #[error("unknown frame flag {0}")]
+    BadFlag(u8),
+    /// The frame is not authenticated but this node requires it.
+    #[error("unauthenticated {0} frame refused: this cluster requires a key")]
+    Unauthenticated(&'static str),
+    /// The tag does not match: wrong key or tampered frame.
+    #[error("authentication failed: wrong cluster key or tampered frame")]
+    BadTag,
+    /// The frame is authenticated but this node has no key to check it.
+    #[error("authenticated frame refused: this node has no cluster key")]
+    NoKey,
+    /// The envelope does not decode.
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    /// The sender speaks another protocol version.
+    #[error("protocol version {got} not supported (this node speaks {PROTOCOL_VERSION})")]
+    Version {
+        /// The sender's version.
+        got: u16,
+    },
+    /// This frame counter was seen before from this process, or is too old to tell.
+    #[error("replayed frame {seq} from {sender}")]
+    Replayed {
+        /// The claimed sender.
+        sender: ProcessId,
+        /// The frame counter.
+        seq: u64,
+    },
+    /// The frame claims an older incarnation of a node than one already heard from.
+    #[error("frame from stale incarnation {sender}")]
+    StaleIncarnation {
+        /// The claimed sender.
+        sender: ProcessId,
+    },
+    /// Too many distinct sending nodes to track for replays.
+    #[error("replay guard full ({REPLAY_NODES_MAX} nodes)")]
+    ReplayGuardFull,
+    /// The connection failed underneath the codec.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counters of frames refused, by reason, and of frames accepted and sent.
+#[derive(Debug, Default)]
+pub struct WireStats {
+    /// Frames decoded and accepted.
+    pub frames_accepted: AtomicU64,
+    /// Frames sealed for sending.
+    pub frames_sealed: AtomicU64,
+    /// Refused: over the size limit.
+    pub refused_too_large: AtomicU64,
+    /// Refused: truncated, bad flag, malformed or wrong version.
+    pub refused_malformed: AtomicU64,
+    /// Refused: missing or wrong authentication.
+    pub refused_unauthenticated: AtomicU64,
+    /// Refused: replayed or from a stale incarnation.
+    pub refused_replayed: AtomicU64,
+}
+
+impl WireStats {
+    /// Counts a refusal under its reason.
+    pub fn count_refusal(&self, error: &FrameError) {
+        let counter = match error {
+            FrameError::TooLarge { .. } => &self.refused_too_large,
+            FrameError::Truncated(_)
+            | FrameError::BadFlag(_)
+            | FrameError::Malformed(_)
+            | FrameError::Version { .. } => &self.refused_malformed,
+            FrameError::Unauthenticated(_) | FrameError::BadTag | FrameError::NoKey => {
+                &self.refused_unauthenticated
+            }
+            FrameError::Replayed { .. }
+            | FrameError::StaleIncarnation { .. }
+            | FrameError::ReplayGuardFull => &self.refused_replayed,
+            FrameError::Io(_) => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames refused for any reason.
+    pub fn refused_total(&self) -> u64 {
+        self.refused_too_large.load(Ordering::Relaxed)
+            + self.refused_malformed.load(Ordering::Relaxed)
+            + self.refused_unauthenticated.load(Ordering::Relaxed)
+            + self.refused_replayed.load(Ordering::Relaxed)
+    }
+}
+
+/// Sliding-window replay detection per sending node (like IPsec's anti-replay window).
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    windows: DashMap<NodeId, ReplayWindow>,
+}
+
+#[derive(Debug, Clone)]
+struct ReplayWindow {
+    incarnation: crate::id::Incarnation,
+    highest: u64,
+    /// Bit i set: frame `highest - i` was seen.
+    seen: [u64; (REPLAY_WINDOW_FRAMES / 64) as usize],
+}
+
+impl ReplayWindow {
+    fn fresh(sender: ProcessId, seq: u64) -> Self {
+        let mut seen = [0; (REPLAY_WINDOW_FRAMES / 64) as usize];
+        seen[0] = 1;
+        ReplayWindow {
+            incarnation: sender.incarnation,
+            highest: seq,
+            seen,
+        }
+    }
+
+    fn bit(&self, offset: u64) -> bool {
+        self.seen[(offset / 64) as usize] & (1 << (offset % 64)) != 0
+    }
+
+    fn set(&mut self, offset: u64) {
+        self.seen[(offset / 64) as usize] |= 1 << (offset % 64);
+    }
+
+    fn shift(&mut self, by: u64) {
+        if by >= REPLAY_WINDOW_FRAMES {
+            self.seen = [0; (REPLAY_WINDOW_FRAMES / 64) as usize];
+            return;
+        }
+        let words = (by / 64) as usize;
+        let bits = by % 64;
+        let n = self.seen.len();
+        for i in (0..n).rev() {
+            let lo = if i >= words { self.seen[i - words] } else { 0 };
+            let lower = if bits > 0 && i > words {
+                self.seen[i - words - 1] >> (64 - bits)
+            } else {
+                0
+            };
+            self.seen[i] = if bits > 0 { (lo << bits) | lower } else { lo };
+        }
+    }
+}
+
+impl ReplayGuard {
+    /// Records frame `seq` from `sender`, or refuses it as a replay.
+    pub fn check(&self, sender: ProcessId, seq: u64) -> Result<(), FrameError> {
+        if !self.windows.contains_key(&sender.node) && self.windows.len() >= REPLAY_NODES_MAX {
+            return Err(FrameError::ReplayGuardFull);
+        }
+        let mut first = false;
+        let mut entry = self.windows.entry(sender.node).or_insert_with(|| {
+            first = true;
+            ReplayWindow::fresh(sender, seq)
+        });
+        if first {
+            return Ok(());
+        }
+        let window = entry.value_mut();
+        if sender.incarnation < window.incarnation {
+            return Err(FrameError::StaleIncarnation { sender });
+        }
+        if sender.incarnation > window.incarnation {
+            *window = ReplayWindow::fresh(sender, seq);
+            return Ok(());
+        }
+        if seq > window.highest {
+            window.shift(seq - window.highest);
+            window.highest = seq;
+            window.set(0);
+            return Ok(());
+        }
+        let offset = window.highest - seq;
+        if offset >= REPLAY_WINDOW_FRAMES || window.bit(offset) {
+            return Err(FrameError::Replayed { sender, seq });
+        }
+        window.set(offset);
+        Ok(())
+    }
+}
+
+/// Seals envelopes into frames and opens frames into envelopes, for one node (or client).
+#[derive(Clone, Debug)]
+pub struct FrameCodec {
+    key: Option<ClusterKey>,
+    frame_bytes_max: usize,
+    next_seq: Arc<AtomicU64>,
+    replay: Arc<ReplayGuard>,
+    stats: Arc<WireStats>,
+}
+
+impl FrameCodec {
+    /// A codec sealing with `key` (or unauthenticated with `None`) and refusing frames over
+    /// `frame_bytes_max` (capped at [`FRAME_BYTES_LIMIT`]).
+    pub fn new(key: Option<ClusterKey>, frame_bytes_max: usize) -> Self {
+        FrameCodec {
+            key,
+            frame_bytes_max: frame_bytes_max.min(FRAME_BYTES_LIMIT),
+            next_seq: Arc::new(AtomicU64::new(1)),
+            replay: Arc::new(ReplayGuard::default()),
+            stats: Arc::new(WireStats::default()),
+        }
+    }
+
+    /// The frame counters.
+    pub fn stats(&self) -> &Arc<WireStats> {
+        &self.stats
+    }
+
+    /// The largest frame accepted or sent.
+    pub fn frame_bytes_max(&self) -> usize {
+        self.frame_bytes_max
+    }
+
+    /// Whether frames are authenticated.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    fn length_codec(&self) -> LengthDelimitedCodec {
+        LengthDelimitedCodec::builder()
+            .length_field_type::<u32>()
+            .max_frame_length(self.frame_bytes_max)
+            .new_codec()
+    }
+
+    /// Stamps the next frame counter on `envelope` and appends its frame (length prefix
+    /// included) to `out`. Refused without touching `out` if the frame would exceed the limit.
+    pub fn seal_into(&self, mut envelope: Envelope, out: &mut BytesMut) -> Result<(), FrameError> {
+        envelope.version = PROTOCOL_VERSION;
+        envelope.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let authenticate = self.key.is_some() && !matches!(envelope.body, Body::Refused { .. });
+        let mut payload = Vec::with_capacity(128);
+        payload.push(if authenticate {
+            FLAG_AUTHENTICATED
+        } else {
+            FLAG_PLAIN
+        });
+        bincode::serde::encode_into_std_write(&envelope, &mut payload, BINCODE_CONFIG)
+            .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if let (true, Some(key)) = (authenticate, &self.key) {
+            let mut mac = key.mac();
+            mac.update(&payload);
+            payload.extend_from_slice(&mac.finalize().into_bytes());
+        }
+        if payload.len() > self.frame_bytes_max {
+            return Err(FrameError::TooLarge {
+                len: payload.len(),
+                max: self.frame_bytes_max,
+            });
+        }
+        self.length_codec()
+            .encode(Bytes::from(payload), out)
+            .map_err(FrameError::Io)?;
+        self.stats.frames_sealed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Seals one envelope into a frame of its own.
+    pub fn seal(&self, envelope: Envelope) -> Result<Bytes, FrameError> {
+        let mut out = BytesMut::new();
+        self.seal_into(envelope, &mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// Checks and decodes one frame's payload (the bytes after the length prefix).
+    pub fn open(&self, payload: &[u8]) -> Result<Envelope, FrameError> {
+        let result = self.open_unchecked(payload);
+        match &result {
+            Ok(_) => self.stats.frames_accepted.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                self.stats.count_refusal(e);
+                0
+            }
+        };
+        result
+    }
+
+    fn open_unchecked(&self, payload: &[u8]) -> Result<Envelope, FrameError> {
+        if payload.len() > self.frame_bytes_max {
+            return Err(FrameError::TooLarge {
+                len: payload.len(),
+                max: self.frame_bytes_max,
+            });
+        }
+        let (&flag, _) = payload.split_first().ok_or(FrameError::Truncated(0))?;
+        let authenticated = match flag {
+            FLAG_PLAIN => false,
+            FLAG_AUTHENTICATED => true,
+            other => return Err(FrameError::BadFlag(other)),
+        };
+        let body_end = if authenticated {
+            if payload.len() < 1 + TAG_BYTES {
+                return Err(FrameError::Truncated(payload.len()));
+            }
+            let (signed, tag) = payload.split_at(payload.len() - TAG_BYTES);
+            match &self.key {
+                Some(key) => {
+                    let mut mac = key.mac();
+                    mac.update(signed);
+                    mac.verify_slice(tag).map_err(|_| FrameError::BadTag)?;
+                }
+                // A client without the key cannot check the tag; it still reads answers that
+                // would be accepted unauthenticated anyway (checked below), nothing else.
+                None => {
+                    let envelope = self.decode_envelope(&payload[1..signed.len()])?;
+                    if !envelope.body.allowed_unauthenticated() {
+                        return Err(FrameError::NoKey);
+                    }
+                    return Ok(envelope);
+                }
+            }
+            signed.len()
+        } else {
+            payload.len()
+        };
+        let envelope = self.decode_envelope(&payload[1..body_end])?;
+        if !authenticated {
+            if self.key.is_some() && !envelope.body.allowed_unauthenticated() {
+                return Err(FrameError::Unauthenticated(envelope.body.kind()));
+            }
+            return Ok(envelope);
+        }
+        // Client queries are read-only and idempotent; clients share node id 0, so they are
+        // kept out of the per-node replay windows.
+        if !envelope.body.allowed_unauthenticated() {
+            self.replay.check(envelope.sender, envelope.seq)?;
+        }
+        Ok(envelope)
+    }
+
+    fn decode_envelope(&self, bytes: &[u8]) -> Result<Envelope, FrameError> {
+        let (envelope, used): (Envelope, usize) =
+            bincode::serde::decode_from_slice(bytes, BINCODE_CONFIG)
+                .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if used != bytes.len() {
+            return Err(FrameError::Malformed(format!(
+                "{} trailing bytes after the envelope",
+                bytes.len() - used
+            )));
+        }
+        if envelope.version != PROTOCOL_VERSION {
+            return Err(FrameError::Version {
+                got: envelope.version,
+            });
+        }
+        Ok(envelope)
+    }
+
+    /// A tokio-util decoder yielding opened envelopes from a byte stream.
+    pub fn decoder(&self) -> FrameDecoder {
+        FrameDecoder {
+            length: self.length_codec(),
+            codec: self.clone(),
+        }
+    }
+}
+
+/// Splits a byte stream into frames and opens each one. The first bad frame ends the stream
+/// with its [`FrameError`]: a connection that sent a bad frame is closed.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    length: LengthDelimitedCodec,
+    codec: FrameCodec,
+}
+
+impl Decoder for FrameDecoder {
+    type Item = Envelope;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Envelope>, FrameError> {
+        match self.length.decode(src) {
+            Ok(Some(payload)) => self.codec.open(&payload).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let len = if src.len() >= 4 {
+                    u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize
+                } else {
+                    0
+                };
+                let error = FrameError::TooLarge {
+                    len,
+                    max: self.codec.frame_bytes_max,
+                };
+                self.codec.stats.count_refusal(&error);
+                Err(error)
+            }
+            Err(e) => Err(FrameError::Io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{GroupName, Incarnation};
+
+    fn key(byte: u8) -> ClusterKey {
+        ClusterKey::from_hex(&hex::encode([byte; 32])).unwrap()
+    }
+
+    fn envelope(body: Body) -> Envelope {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            sender: ProcessId {
+                node: NodeId(7),
+                incarnation: Incarnation(3),
+            },
+            sender_addr: "127.0.0.1:9".parse().unwrap(),
+            seq: 0,
+            group: Some(GroupName::new("g").unwrap()),
+            body,
+        }
+    }
+
+    fn decode_all(codec: &FrameCodec, mut bytes: BytesMut) -> Vec<Result<Envelope, String>> {
+        let mut decoder = codec.decoder();
+        let mut out = Vec::new();
+        loop {
+            match decoder.decode(&mut bytes) {
+                Ok(Some(e)) => out.push(Ok(e)),
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sealed_frames_open_with_the_same_key() {
+        let sender = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let receiver = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let mut bytes = BytesMut::new();
+        sender
+            .seal_into(envelope(Body::Heartbeat { views: vec![] }), &mut bytes)
+            .unwrap();
+        sender.seal_into(envelope(Body::Probe), &mut bytes).unwrap();
+        let got = decode_all(&receiver, bytes);
+        assert_eq!(got.len(), 2);
+        let first = got[0].as_ref().unwrap();
+        assert_eq!(first.body, Body::Heartbeat { views: vec![] });
+        assert_eq!(first.seq, 1);
+        assert_eq!(got[1].as_ref().unwrap().seq, 2);
+    }
+
+    #[test]
+    fn a_wrong_key_fails_authentication_and_is_counted() {
+        let sender = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let receiver = FrameCodec::new(Some(key(2)), FRAME_BYTES_MAX_DEFAULT);
+        let frame = sender
+            .seal(envelope(Body::Heartbeat { views: vec![] }))
+            .unwrap();
+        let got = decode_all(&receiver, BytesMut::from(&frame[..]));
+        assert_eq!(got, vec![Err(FrameError::BadTag.to_string())]);
+        assert_eq!(
+            receiver
+                .stats()
+                .refused_unauthenticated
+                .load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn unauthenticated_frames_carry_only_client_queries_into_a_keyed_node() {
+        let client = FrameCodec::new(None, FRAME_BYTES_MAX_DEFAULT);
+        let node = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let query = client.seal(envelope(Body::MembersRequest)).unwrap();
+        assert_eq!(
+            decode_all(&node, BytesMut::from(&query[..]))[0]
+                .as_ref()
+                .unwrap()
+                .body,
+            Body::MembersRequest
+        );
+        let join = client
+            .seal(envelope(Body::Heartbeat { views: vec![] }))
+            .unwrap();
+        assert_eq!(
+            decode_all(&node, BytesMut::from(&join[..])),
+            vec![Err(FrameError::Unauthenticated("heartbeat").to_string())]
+        );
+    }
+
+    #[test]
+    fn replayed_frames_are_refused() {
+        let sender = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let receiver = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let frame = sender
+            .seal(envelope(Body::Heartbeat { views: vec![] }))
+            .unwrap();
+        assert!(receiver.open(&frame[4..]).is_ok());
+        assert!(matches!(
+            receiver.open(&frame[4..]),
+            Err(FrameError::Replayed { seq: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_length_prefix_is_refused_before_reading_the_body() {
+        let receiver = FrameCodec::new(Some(key(1)), 1024);
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(&(10_000_000u32).to_be_bytes());
+        bytes.extend_from_slice(&[0; 16]);
+        let got = decode_all(&receiver, bytes);
+        assert!(got[0].as_ref().unwrap_err().contains("exceeds the limit"));
+    }
+
+    #[test]
+    fn sealing_over_the_limit_is_refused() {
+        let codec = FrameCodec::new(None, 64);
+        let big = Body::Refused {
+            reason: "x".repeat(100),
+        };
+        let mut out = BytesMut::new();
+        assert!(matches!(
+            codec.seal_into(envelope(big), &mut out),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn replay_window_accepts_reordering_within_the_window() {
+        let guard = ReplayGuard::default();
+        let p = ProcessId {
+            node: NodeId(1),
+            incarnation: Incarnation(1),
+        };
+        for seq in [5, 3, 4, 1, 2, 200, 70, 6] {
+            guard.check(p, seq).unwrap();
+        }
+        for seq in [5, 3, 200, 70] {
+            assert!(guard.check(p, seq).is_err(), "seq {seq} replayed");
+        }
+        guard.check(p, 5000).unwrap();
+        assert!(guard.check(p, 6).is_err(), "too old to tell");
+        let older = ProcessId {
+            node: NodeId(1),
+            incarnation: Incarnation(0),
+        };
+        assert!(matches!(
+            guard.check(older, 9999),
+            Err(FrameError::StaleIncarnation { .. })
+        ));
+    }
+}

@@ -1,0 +1,8 @@
+//! What crosses the wire: message types and the one codec module that frames, authenticates and
+//! encodes them. Every byte a node sends or accepts goes through [`codec`].
+
+pub mod codec;
+mod messages;
+
+pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
+pub use messages::{Ballot, Body, Envelope, PROTOCOL_VERSION};

@@ -1,0 +1,203 @@
+//! The `viewsync` command-line tool.
+//!
+//! - `viewsync node --config FILE`: run a group member (stops gracefully on SIGINT/SIGTERM:
+//!   it leaves its groups first);
+//! - `viewsync members GROUP --via HOST:PORT`: print a group's current view through any node;
+//! - `viewsync demo`: a local three-member group in one process, with a crash;
+//! - `viewsync keygen`: print a new cluster key.
+
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use viewsync::config::NodeConfig;
+use viewsync::runtime::{GroupEvent, Node};
+use viewsync::wire::ClusterKey;
+use viewsync::GroupName;
+use viewsync_services::{demo, report};
+
+#[derive(Parser)]
+#[command(
+    name = "viewsync",
+    version,
+    about = "View-synchronous group communication"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a group member from a TOML configuration file.
+    Node {
+        /// The configuration file (see docs/CONFIGURATION.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the current view of GROUP as seen by the node at --via.
+    Members {
+        /// The group name.
+        group: String,
+        /// Any node's address.
+        #[arg(long)]
+        via: SocketAddr,
+        /// The cluster key file, to authenticate the query (optional: nodes answer this
+        /// read-only query without it).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Start a local group of three members, then kill one; print every view.
+    Demo,
+    /// Print a new random cluster key (hex) for a key file.
+    Keygen,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Node { config } => run_node(config),
+        Command::Members {
+            group,
+            via,
+            key_file,
+            timeout_ms,
+        } => members(group, via, key_file, Duration::from_millis(timeout_ms)),
+        Command::Demo => {
+            let system = actix::System::new();
+            match system.block_on(demo::run()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Keygen => {
+            let mut key = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            println!("{}", hex::encode(key));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run_node(path: PathBuf) -> ExitCode {
+    let config = match NodeConfig::load(&path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let system = actix::System::new();
+    let result = system.block_on(async move {
+        let groups = config.groups.clone();
+        let leave_timeout = config.settings.membership.leave_timeout;
+        let node = Node::spawn(config).await.map_err(|e| e.to_string())?;
+        let mut events = node.subscribe().await.map_err(|e| e.to_string())?;
+        println!("{}", report::listening(&node.me()));
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| e.to_string())?;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => print_event(&event),
+                    None => return Err("node stopped".to_string()),
+                },
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+            }
+        }
+        // Graceful stop: leave every group, so the others install a view without this node
+        // at once instead of waiting for the failure detector.
+        let mut leaving: Vec<GroupName> = Vec::new();
+        for group in groups {
+            if node.leave(group.clone()).await.is_ok() {
+                leaving.push(group);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + leave_timeout + Duration::from_millis(200);
+        while !leaving.is_empty() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => {
+                    print_event(&event);
+                    if let GroupEvent::Left { group } = &event {
+                        leaving.retain(|g| g != group);
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_event(event: &GroupEvent) {
+    if let Some(line) = report::event_line(event) {
+        println!("{line}");
+    }
+}
+
+fn members(
+    group: String,
+    via: SocketAddr,
+    key_file: Option<PathBuf>,
+    timeout: Duration,
+) -> ExitCode {
+    let group = match GroupName::new(group) {
+        Ok(group) => group,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = match key_file.map(|path| ClusterKey::load(&path)).transpose() {
+        Ok(key) => key,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match runtime.block_on(viewsync::client::query_members(via, &group, key, timeout)) {
+        Ok(Some(view)) => {
+            print!("{}", report::members(&view));
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("error: the node at {via} is not a member of group {group}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The line format a node prints on standard output, one event per line, `key=value` pairs,
+//! so people can watch a group and tests and scripts can parse it.
+
+use viewsync::runtime::GroupEvent;
+use viewsync::{Member, View};
+
+/// `listening node=1 incarnation=… addr=127.0.0.1:7701`
+pub fn listening(me: &Member) -> String {
+    format!(
+        "listening node={} incarnation={} addr={}",
+        me.id.node, me.id.incarnation.0, me.addr
+    )
+}
+
+/// The member list of a view as node ids, comma separated.
+pub fn member_list(view: &View) -> String {
+    view.members
+        .iter()
+        .map(|m| m.id.node.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One line per event; `None` for events not printed.
+pub fn event_line(event: &GroupEvent) -> Option<String> {
+    Some(match event {
+        GroupEvent::ViewInstalled { group, change } => format!(
+            "view group={group} epoch={} coordinator={} members={}",
+            change.view.id.epoch,
+            change.view.id.coordinator.node,
+            member_list(&change.view)
+        ),
+        GroupEvent::Excluded { group, .. } => format!("excluded group={group}"),
+        GroupEvent::Left { group } => format!("left group={group}"),
+        GroupEvent::Suspected(p) => {
+            format!("suspected node={} incarnation={}", p.node, p.incarnation.0)
+        }
+        GroupEvent::Unsuspected(p) => {
+            format!(
+                "unsuspected node={} incarnation={}",
+                p.node, p.incarnation.0
+            )
+        }
+        GroupEvent::RefusedBy {
+            group,
+            seed,
+            reason,
+        } => format!("refused group={group} seed={seed} reason={reason:?}"),
+    })
+}
+
+/// The answer to `viewsync members`: the view id, then one member per line.
+pub fn members(view: &View) -> String {
+    let mut out = format!(
+        "view group={} epoch={} coordinator={}\n",
+        view.group, view.id.epoch, view.id.coordinator
+    );
+    for m in &view.members {
+        out.push_str(&format!(
+            "node={} incarnation={} addr={}\n",
+            m.id.node, m.id.incarnation.0, m.addr
+        ));
+    }
+    out
+}

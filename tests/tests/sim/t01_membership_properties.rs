@@ -1,0 +1,61 @@
+//! Membership properties over many seeded scenarios: self-inclusion, monotonic views, view
+//! agreement, primary partition after every step; eventual agreement once faults stop.
+
+use std::ops::Range;
+use viewsync::sim::{SimConfig, SimReport, Simulation};
+
+fn seeds() -> Range<u64> {
+    if let Ok(seed) = std::env::var("SIM_SEED") {
+        let seed: u64 = seed.trim().parse().expect("SIM_SEED is a number");
+        return seed..seed + 1;
+    }
+    let spec = std::env::var("SIM_SEEDS").unwrap_or_else(|_| "0..500".into());
+    let (a, b) = spec.split_once("..").expect("SIM_SEEDS looks like 0..500");
+    a.trim().parse().expect("start")..b.trim().parse().expect("end")
+}
+
+fn run(seed: u64) -> SimReport {
+    Simulation::new(SimConfig::from_seed(seed)).run()
+}
+
+#[test]
+fn membership_properties_hold_over_seeded_scenarios() {
+    let seeds = seeds();
+    let single = seeds.end - seeds.start == 1;
+    let mut failures = Vec::new();
+    let mut blocked = 0;
+    let mut views = 0;
+    for seed in seeds.clone() {
+        let report = run(seed);
+        views += report.views_seen;
+        if !report.liveness_checked {
+            blocked += 1;
+        }
+        if single {
+            for line in &report.trace {
+                println!("{line}");
+            }
+            println!("{:?}", report.network);
+        }
+        if !report.violations.is_empty() {
+            eprintln!("seed {seed}: {:?}", report.violations);
+            eprintln!("  replay: {}", report.replay_command());
+            failures.push(seed);
+        }
+    }
+    let total = seeds.end - seeds.start;
+    println!("{total} seeds, {views} views installed, {blocked} blocked by design");
+    assert!(failures.is_empty(), "failing seeds: {failures:?}");
+    assert!(
+        blocked * 10 <= total,
+        "{blocked} of {total} runs blocked; the scenario should rarely lose a majority"
+    );
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let a = run(42);
+    let b = run(42);
+    assert_eq!(a.trace, b.trace);
+    assert_eq!(a.network, b.network);
+}
