@@ -210,12 +210,6 @@ impl Membership {
         self.last_epoch
     }
 
-    /// Carries the highest epoch installed over from an earlier membership of this process, so
-    /// views stay strictly increasing when it joins again.
-    pub fn set_last_epoch(&mut self, epoch: u64) {
-        self.last_epoch = self.last_epoch.max(epoch);
-    }
-
     /// The group.
     pub fn group(&self) -> &GroupName {
         &self.group
@@ -506,13 +500,15 @@ impl Membership {
         }
     }
 
-    /// Installs `base` first if it is a decided view this process missed. Returns whether this
-    /// process's installed view is now `base`.
+    /// Installs `base` first if it is a decided view this process missed. Returns whether
+    /// `base` is the last view this process installed, so that it votes on its successor.
     fn catch_up_to(&mut self, now: Time, base: &View, out: &mut Vec<MembershipOutput>) -> bool {
         if base.id.epoch > self.last_epoch && base.contains(self.me.id) {
             self.handle_decided_view(now, base.clone(), out);
         }
-        self.view().is_some_and(|v| v.id == base.id)
+        // Also while joining again or after leaving: the group may still list this process in
+        // its last view and need its vote.
+        self.view.as_ref().is_some_and(|v| v.id == base.id)
     }
 
     /// Replies `Stale` if this process has installed a later view than `base`.
@@ -1036,11 +1032,12 @@ impl Membership {
         self.install(view, out);
     }
 
+    /// Starts (or restarts) joining. The last installed view and the acceptor state are kept:
+    /// while the group still lists this process in that view, its vote may be needed to decide
+    /// the next one, and a vote must never contradict a promise it made before.
     fn begin_joining(&mut self, now: Time, via: Option<SocketAddr>) {
         self.status = Status::Joining { since: now, via };
-        self.view = None;
         self.proposal = None;
-        self.acceptor = Acceptor::default();
         self.pending_joins.clear();
         self.pending_leaves.clear();
         self.suspected.clear();
@@ -1051,7 +1048,6 @@ impl Membership {
 
     fn finish_leaving(&mut self, out: &mut Vec<MembershipOutput>) {
         self.status = Status::Left;
-        self.view = None;
         self.proposal = None;
         out.push(MembershipOutput::Left);
     }
@@ -1106,5 +1102,453 @@ impl Membership {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Incarnation, NodeId};
+
+    fn member(n: u64) -> Member {
+        Member {
+            id: ProcessId {
+                node: NodeId(n),
+                incarnation: Incarnation(1),
+            },
+            addr: SocketAddr::from(([10, 0, 0, n as u8], 7000)),
+        }
+    }
+
+    fn group() -> GroupName {
+        GroupName::new("g").unwrap()
+    }
+
+    fn view(epoch: u64, members: &[u64]) -> View {
+        View {
+            group: group(),
+            id: ViewId {
+                epoch,
+                coordinator: member(members[0]).id,
+            },
+            members: members.iter().map(|n| member(*n)).collect(),
+        }
+    }
+
+    fn ms(n: u64) -> Time {
+        Duration::from_millis(n)
+    }
+
+    fn ballot(round: u64, n: u64) -> Ballot {
+        Ballot {
+            round,
+            proposer: member(n).id,
+        }
+    }
+
+    /// A core of process `me` that has installed `installed` (through the protocol itself).
+    fn core_with_view(me: u64, installed: &View) -> Membership {
+        let seeds = installed.members.iter().map(|m| m.addr).collect();
+        let mut core = Membership::new(group(), member(me), seeds, MembershipConfig::default());
+        core.handle_start(ms(0));
+        let out = core.handle_message(
+            ms(1),
+            installed.coordinator().to_owned(),
+            Body::Install {
+                base: None,
+                ballot: ballot(0, installed.members[0].id.node.0),
+                view: installed.clone(),
+            },
+        );
+        assert!(matches!(
+            out.as_slice(),
+            [MembershipOutput::ViewInstalled(_)]
+        ));
+        core
+    }
+
+    fn send(to: u64, body: Body) -> MembershipOutput {
+        MembershipOutput::Send {
+            to: member(to).addr,
+            body,
+        }
+    }
+
+    #[test]
+    fn without_seeds_a_process_creates_the_group() {
+        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default());
+        assert_eq!(
+            core.handle_start(ms(0)),
+            vec![MembershipOutput::ViewInstalled(ViewChange {
+                view: view(1, &[1]),
+                joined: vec![member(1)],
+                left: vec![],
+            })]
+        );
+        assert_eq!(core.status(), &Status::Member);
+    }
+
+    #[test]
+    fn a_joiner_asks_every_seed_and_retries() {
+        let seeds = vec![member(1).addr, member(2).addr];
+        let mut core = Membership::new(group(), member(3), seeds, MembershipConfig::default());
+        let request = Body::JoinRequest {
+            member: member(3),
+            last_epoch: 0,
+        };
+        let expected = vec![send(1, request.clone()), send(2, request.clone())];
+        assert_eq!(core.handle_start(ms(0)), expected);
+        assert_eq!(core.handle_tick(ms(100)), vec![]);
+        assert_eq!(core.handle_tick(ms(200)), expected);
+    }
+
+    #[test]
+    fn a_joiner_that_hears_of_the_group_never_creates_another() {
+        let mut core = Membership::new(
+            group(),
+            member(3),
+            vec![member(1).addr],
+            MembershipConfig::default(),
+        );
+        core.handle_start(ms(0));
+        core.handle_message(
+            ms(10),
+            member(1),
+            Body::DiscoverReply {
+                view: Some(view(4, &[1, 2])),
+            },
+        );
+        let out = core.handle_tick(ms(5000));
+        assert!(out
+            .iter()
+            .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))));
+    }
+
+    #[test]
+    fn a_single_member_admits_a_joiner_alone() {
+        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default());
+        core.handle_start(ms(0));
+        let out = core.handle_message(
+            ms(5),
+            member(2),
+            Body::JoinRequest {
+                member: member(2),
+                last_epoch: 0,
+            },
+        );
+        let next = view(2, &[1, 2]);
+        assert_eq!(
+            out,
+            vec![
+                send(
+                    2,
+                    Body::DiscoverReply {
+                        view: Some(view(1, &[1]))
+                    }
+                ),
+                send(
+                    2,
+                    Body::Install {
+                        base: Some(view(1, &[1]).id),
+                        ballot: ballot(1, 1),
+                        view: next.clone(),
+                    }
+                ),
+                MembershipOutput::ViewInstalled(ViewChange {
+                    view: next,
+                    joined: vec![member(2)],
+                    left: vec![],
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(1, &base);
+        assert_eq!(
+            core.handle_suspect(ms(10), member(3).id),
+            vec![
+                send(
+                    2,
+                    Body::Prepare {
+                        base: base.clone(),
+                        ballot: ballot(1, 1)
+                    }
+                ),
+                send(
+                    3,
+                    Body::Prepare {
+                        base: base.clone(),
+                        ballot: ballot(1, 1)
+                    }
+                ),
+            ]
+        );
+        let next = view(4, &[1, 2]);
+        let promise = Body::Promise {
+            base: base.id,
+            ballot: ballot(1, 1),
+            accepted: None,
+        };
+        assert_eq!(
+            core.handle_message(ms(11), member(2), promise),
+            vec![
+                send(
+                    2,
+                    Body::Accept {
+                        base: base.clone(),
+                        ballot: ballot(1, 1),
+                        view: next.clone()
+                    }
+                ),
+                send(
+                    3,
+                    Body::Accept {
+                        base: base.clone(),
+                        ballot: ballot(1, 1),
+                        view: next.clone()
+                    }
+                ),
+            ]
+        );
+        let accepted = Body::Accepted {
+            base: base.id,
+            ballot: ballot(1, 1),
+        };
+        let install = Body::Install {
+            base: Some(base.id),
+            ballot: ballot(1, 1),
+            view: next.clone(),
+        };
+        assert_eq!(
+            core.handle_message(ms(12), member(2), accepted),
+            vec![
+                send(2, install.clone()),
+                send(3, install),
+                MembershipOutput::ViewInstalled(ViewChange {
+                    view: next,
+                    joined: vec![],
+                    left: vec![member(3)],
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_minority_blocks_instead_of_installing() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(1, &base);
+        core.handle_suspect(ms(10), member(2).id);
+        core.handle_suspect(ms(10), member(3).id);
+        for t in (20..5000).step_by(20) {
+            let out = core.handle_tick(ms(t));
+            assert!(out
+                .iter()
+                .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))));
+        }
+        assert_eq!(core.view(), Some(&base));
+        // It kept retrying with ever higher ballots.
+        let out = core.handle_tick(ms(5400));
+        assert!(
+            out.iter().any(|o| matches!(o,
+            MembershipOutput::Send { body: Body::Prepare { ballot, .. }, .. } if ballot.round > 5))
+        );
+    }
+
+    #[test]
+    fn an_acceptor_refuses_lower_ballots_and_reports_what_it_accepted() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(2, &base);
+        let proposal = view(4, &[1, 2]);
+        assert_eq!(
+            core.handle_message(
+                ms(5),
+                member(1),
+                Body::Accept {
+                    base: base.clone(),
+                    ballot: ballot(1, 1),
+                    view: proposal.clone()
+                }
+            ),
+            vec![send(
+                1,
+                Body::Accepted {
+                    base: base.id,
+                    ballot: ballot(1, 1)
+                }
+            )]
+        );
+        // The next-oldest member, suspecting the coordinator, learns of the accepted value.
+        assert_eq!(
+            core.handle_message(
+                ms(6),
+                member(3),
+                Body::Prepare {
+                    base: base.clone(),
+                    ballot: ballot(2, 3)
+                }
+            ),
+            vec![send(
+                3,
+                Body::Promise {
+                    base: base.id,
+                    ballot: ballot(2, 3),
+                    accepted: Some((ballot(1, 1), proposal))
+                }
+            )]
+        );
+        assert_eq!(
+            core.handle_message(
+                ms(7),
+                member(1),
+                Body::Prepare {
+                    base: base.clone(),
+                    ballot: ballot(1, 1)
+                }
+            ),
+            vec![send(
+                1,
+                Body::Rejected {
+                    base: base.id,
+                    promised: ballot(2, 3)
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_proposer_adopts_a_value_already_accepted() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(2, &base);
+        core.handle_suspect(ms(5), member(1).id);
+        // Its own promise is in; member 3 reports a value accepted under the old coordinator.
+        let earlier = view(4, &[1, 2, 3, 4]);
+        let out = core.handle_message(
+            ms(6),
+            member(3),
+            Body::Promise {
+                base: base.id,
+                ballot: ballot(1, 2),
+                accepted: Some((ballot(1, 1), earlier.clone())),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![
+                send(
+                    1,
+                    Body::Accept {
+                        base: base.clone(),
+                        ballot: ballot(1, 2),
+                        view: earlier.clone()
+                    }
+                ),
+                send(
+                    3,
+                    Body::Accept {
+                        base: base.clone(),
+                        ballot: ballot(1, 2),
+                        view: earlier
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_view_without_this_process_excludes_it_and_it_joins_again() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(3, &base);
+        let out = core.handle_message(
+            ms(5),
+            member(1),
+            Body::Install {
+                base: Some(base.id),
+                ballot: ballot(1, 1),
+                view: view(4, &[1, 2]),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![MembershipOutput::Excluded {
+                by: Some(view(4, &[1, 2]).id)
+            }]
+        );
+        assert!(matches!(core.status(), Status::Joining { .. }));
+        assert_eq!(core.last_epoch(), 4);
+    }
+
+    #[test]
+    fn a_message_about_an_older_view_gets_the_newer_one() {
+        let current = view(5, &[1, 2, 3]);
+        let mut core = core_with_view(2, &current);
+        let out = core.handle_message(
+            ms(5),
+            member(3),
+            Body::Prepare {
+                base: view(4, &[3, 2]),
+                ballot: ballot(1, 3),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![send(
+                3,
+                Body::Stale {
+                    view: current.clone()
+                }
+            )]
+        );
+        assert_eq!(
+            core.handle_peer_view(member(3), view(4, &[3, 2]).id),
+            vec![send(3, Body::Stale { view: current })]
+        );
+    }
+
+    #[test]
+    fn a_graceful_leave_of_the_coordinator_installs_the_view_without_it() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(1, &base);
+        let out = core.handle_leave(ms(5));
+        assert_eq!(
+            out,
+            vec![
+                send(
+                    2,
+                    Body::Prepare {
+                        base: base.clone(),
+                        ballot: ballot(1, 1)
+                    }
+                ),
+                send(
+                    3,
+                    Body::Prepare {
+                        base: base.clone(),
+                        ballot: ballot(1, 1)
+                    }
+                ),
+            ]
+        );
+        core.handle_message(
+            ms(6),
+            member(2),
+            Body::Promise {
+                base: base.id,
+                ballot: ballot(1, 1),
+                accepted: None,
+            },
+        );
+        let out = core.handle_message(
+            ms(7),
+            member(3),
+            Body::Accepted {
+                base: base.id,
+                ballot: ballot(1, 1),
+            },
+        );
+        assert_eq!(out.last(), Some(&MembershipOutput::Left));
+        assert_eq!(core.status(), &Status::Left);
     }
 }

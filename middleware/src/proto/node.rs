@@ -142,20 +142,22 @@ impl NodeCore {
         now: Time,
         group: GroupName,
     ) -> Result<Vec<NodeOutput>, GroupRequestError> {
-        let previous = self.groups.get(&group);
-        if previous.is_some_and(|g| *g.status() != super::membership::Status::Left) {
-            return Err(GroupRequestError::AlreadyJoined(group));
+        if let Some(core) = self.groups.get(&group) {
+            if *core.status() != super::membership::Status::Left {
+                return Err(GroupRequestError::AlreadyJoined(group));
+            }
         }
-        let last_epoch = previous.map_or(0, |g| g.last_epoch());
-        let mut core = Membership::new(
-            group.clone(),
-            self.me,
-            self.seeds.clone(),
-            self.settings.membership,
-        );
-        core.set_last_epoch(last_epoch);
+        // Joining again after a leave reuses the group's core: its last epoch and acceptor
+        // state carry over.
+        let core = self.groups.entry(group.clone()).or_insert_with(|| {
+            Membership::new(
+                group.clone(),
+                self.me,
+                self.seeds.clone(),
+                self.settings.membership,
+            )
+        });
         let outputs = core.handle_start(now);
-        self.groups.insert(group.clone(), core);
         let mut out = Vec::new();
         self.absorb(now, &group, outputs, &mut out);
         Ok(out)

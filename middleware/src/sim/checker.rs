@@ -161,3 +161,126 @@ impl MembershipChecker {
         self.views.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Incarnation, NodeId};
+    use crate::view::Member;
+    use crate::wire::PROTOCOL_VERSION;
+
+    fn pid(n: u64) -> ProcessId {
+        ProcessId {
+            node: NodeId(n),
+            incarnation: Incarnation(1),
+        }
+    }
+
+    fn view(epoch: u64, members: &[u64]) -> View {
+        View {
+            group: GroupName::new("g").unwrap(),
+            id: ViewId {
+                epoch,
+                coordinator: pid(members[0]),
+            },
+            members: members
+                .iter()
+                .map(|n| Member {
+                    id: pid(*n),
+                    addr: SocketAddr::from(([10, 0, 0, *n as u8], 1)),
+                })
+                .collect(),
+        }
+    }
+
+    use std::net::SocketAddr;
+
+    fn sent(from: u64, body: Body) -> Envelope {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            sender: pid(from),
+            sender_addr: SocketAddr::from(([10, 0, 0, from as u8], 1)),
+            seq: 1,
+            group: None,
+            body,
+        }
+    }
+
+    fn properties(checker: &MembershipChecker) -> Vec<&'static str> {
+        checker.violations().iter().map(|v| v.property).collect()
+    }
+
+    #[test]
+    fn a_history_decided_by_a_majority_passes() {
+        let mut c = MembershipChecker::default();
+        let base = view(1, &[1, 2, 3]);
+        let next = view(2, &[1, 2]);
+        let ballot = Ballot {
+            round: 1,
+            proposer: pid(1),
+        };
+        for n in 1..=3 {
+            c.observe_install(pid(n), &base);
+        }
+        c.observe_send(&sent(
+            1,
+            Body::Accept {
+                base: base.clone(),
+                ballot,
+                view: next.clone(),
+            },
+        ));
+        c.observe_send(&sent(
+            2,
+            Body::Accepted {
+                base: base.id,
+                ballot,
+            },
+        ));
+        c.observe_install(pid(1), &next);
+        c.observe_install(pid(2), &next);
+        c.check_step();
+        // `base` had no predecessor and three members: the checker flags it as not decided.
+        assert_eq!(properties(&c), vec!["primary partition"]);
+    }
+
+    #[test]
+    fn each_violation_is_caught() {
+        let mut c = MembershipChecker::default();
+        c.observe_install(pid(1), &view(1, &[1]));
+        c.check_step();
+        assert!(c.violations().is_empty(), "a creation is allowed");
+        c.observe_install(pid(1), &view(2, &[2, 3]));
+        assert!(properties(&c).contains(&"self-inclusion"));
+        c.observe_install(pid(1), &view(2, &[1]));
+        assert!(properties(&c).contains(&"monotonic views"));
+        let mut c = MembershipChecker::default();
+        c.observe_install(pid(1), &view(1, &[1]));
+        let mut other = view(1, &[1]);
+        other.members.push(view(1, &[2]).members[0]);
+        c.observe_install(pid(2), &other);
+        assert!(properties(&c).contains(&"view agreement"));
+        let mut c = MembershipChecker::default();
+        let base = view(1, &[1, 2, 3]);
+        let next = view(2, &[1, 2, 3, 4]);
+        let ballot = Ballot {
+            round: 1,
+            proposer: pid(1),
+        };
+        c.observe_send(&sent(
+            1,
+            Body::Accept {
+                base: base.clone(),
+                ballot,
+                view: next.clone(),
+            },
+        ));
+        c.observe_install(pid(4), &next);
+        c.check_step();
+        assert_eq!(
+            properties(&c),
+            vec!["primary partition"],
+            "only the proposer accepted"
+        );
+    }
+}

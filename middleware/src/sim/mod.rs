@@ -127,6 +127,7 @@ pub struct Simulation {
     next_scenario_event: Time,
     final_violations: Vec<Violation>,
     replays_refused: u64,
+    quiet: bool,
 }
 
 impl Simulation {
@@ -164,6 +165,7 @@ impl Simulation {
             next_scenario_event: Time::ZERO,
             final_violations: Vec::new(),
             replays_refused: 0,
+            quiet: false,
         }
     }
 
@@ -177,8 +179,8 @@ impl Simulation {
         let fault_end = self.config.fault_time;
         let end = fault_end + self.config.quiet_time;
         self.next_scenario_event = Duration::from_millis(1500);
-        let mut quiet = false;
         loop {
+            let quiet = self.quiet;
             let next_net = self.network.borrow().next_due();
             let next_tick = self.nodes.iter().map(|n| n.next_tick).min().expect("nodes");
             let mut now = next_tick;
@@ -194,7 +196,7 @@ impl Simulation {
             self.now = now;
             self.network.borrow_mut().set_now(now);
             if !quiet && now >= fault_end {
-                quiet = true;
+                self.quiet = true;
                 self.begin_quiet_phase();
             } else if !quiet && now >= self.next_scenario_event {
                 self.scenario_event();
@@ -331,6 +333,9 @@ impl Simulation {
             Ok(Some(envelope)) => envelope,
             // The network's duplicates are refused by the replay window, as a replayed frame
             // on a real connection would be.
+            // Frames of a crashed incarnation still in flight after its restart are refused
+            // as stale, like data from a killed process's socket arriving late.
+            Err(crate::wire::FrameError::StaleIncarnation { .. }) => return,
             Err(crate::wire::FrameError::Replayed { .. }) => {
                 self.replays_refused += 1;
                 return;
@@ -365,6 +370,10 @@ impl Simulation {
                 self.start_node(i);
             }
             return;
+        }
+        if self.quiet && !self.nodes[i].in_group {
+            // A leave that was still under way when the faults stopped: join once it is done.
+            self.join(i);
         }
         let now = self.now;
         let outputs = self.nodes[i].core.as_mut().expect("live").handle_tick(now);

@@ -9,7 +9,7 @@ fn seeds() -> Range<u64> {
         let seed: u64 = seed.trim().parse().expect("SIM_SEED is a number");
         return seed..seed + 1;
     }
-    let spec = std::env::var("SIM_SEEDS").unwrap_or_else(|_| "0..500".into());
+    let spec = std::env::var("SIM_SEEDS").unwrap_or_else(|_| "0..1000".into());
     let (a, b) = spec.split_once("..").expect("SIM_SEEDS looks like 0..500");
     a.trim().parse().expect("start")..b.trim().parse().expect("end")
 }
