@@ -22,7 +22,8 @@ pub const TICK_INTERVAL: Duration = Duration::from_millis(20);
 pub const EVENT_QUEUE_EVENTS: usize = 1024;
 
 /// What a node tells its subscribers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
 pub enum GroupEvent {
     /// A group installed a new view.
     ViewInstalled {
@@ -115,8 +116,31 @@ pub struct NodeActor {
     transport: Addr<TcpTransport>,
     origin: Instant,
     initial_groups: Vec<GroupName>,
-    subscribers: Vec<mpsc::Sender<GroupEvent>>,
+    subscribers: Vec<Subscriber>,
     events_dropped: u64,
+}
+
+/// Where events go: a channel, or an actor's mailbox.
+enum Subscriber {
+    Channel(mpsc::Sender<GroupEvent>),
+    Actor(Recipient<GroupEvent>),
+}
+
+impl Subscriber {
+    fn is_closed(&self) -> bool {
+        match self {
+            Subscriber::Channel(tx) => tx.is_closed(),
+            Subscriber::Actor(recipient) => !recipient.connected(),
+        }
+    }
+
+    /// Delivers without waiting; `false` if the subscriber's buffer or mailbox is full.
+    fn offer(&self, event: GroupEvent) -> bool {
+        match self {
+            Subscriber::Channel(tx) => tx.try_send(event).is_ok(),
+            Subscriber::Actor(recipient) => recipient.try_send(event).is_ok(),
+        }
+    }
 }
 
 impl NodeActor {
@@ -135,7 +159,7 @@ impl NodeActor {
             };
             self.subscribers.retain(|s| !s.is_closed());
             for subscriber in &self.subscribers {
-                if subscriber.try_send(event.clone()).is_err() {
+                if !subscriber.offer(event.clone()) {
                     self.events_dropped += 1;
                 }
             }
@@ -259,15 +283,33 @@ impl Handler<GetStats> for NodeActor {
 }
 
 #[derive(Message)]
-#[rtype(result = "mpsc::Receiver<GroupEvent>")]
-struct Subscribe;
+#[rtype(result = "Option<mpsc::Receiver<GroupEvent>>")]
+enum Subscribe {
+    Channel,
+    Actor(Recipient<GroupEvent>),
+}
 
 impl Handler<Subscribe> for NodeActor {
     type Result = MessageResult<Subscribe>;
-    fn handle(&mut self, _msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE_EVENTS);
-        self.subscribers.push(tx);
-        MessageResult(rx)
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+        let (subscriber, receiver) = match msg {
+            Subscribe::Channel => {
+                let (tx, rx) = mpsc::channel(EVENT_QUEUE_EVENTS);
+                (Subscriber::Channel(tx), Some(rx))
+            }
+            Subscribe::Actor(recipient) => (Subscriber::Actor(recipient), None),
+        };
+        // A new subscriber first learns the views installed already.
+        for core in self.core.groups() {
+            if let Some(view) = core.view() {
+                subscriber.offer(GroupEvent::ViewInstalled {
+                    group: core.group().clone(),
+                    change: ViewChange::between(None, view.clone()),
+                });
+            }
+        }
+        self.subscribers.push(subscriber);
+        MessageResult(receiver)
     }
 }
 
@@ -343,11 +385,23 @@ impl NodeHandle {
         self.me
     }
 
-    /// Receives every event from now on (views, exclusions, suspicions).
+    /// Receives every event from now on (views, exclusions, suspicions), starting with the
+    /// view of each group this node is already a member of.
     pub async fn subscribe(&self) -> Result<mpsc::Receiver<GroupEvent>, NodeError> {
         self.actor
-            .send(Subscribe)
+            .send(Subscribe::Channel)
             .await
+            .map_err(|_| NodeError::Stopped)?
+            .ok_or(NodeError::Stopped)
+    }
+
+    /// Sends every event from now on to an actor (starting with the current views). Events
+    /// that find its mailbox full are dropped and counted in [`NodeStats::events_dropped`].
+    pub async fn subscribe_actor(&self, recipient: Recipient<GroupEvent>) -> Result<(), NodeError> {
+        self.actor
+            .send(Subscribe::Actor(recipient))
+            .await
+            .map(|_| ())
             .map_err(|_| NodeError::Stopped)
     }
 
@@ -386,5 +440,93 @@ impl NodeHandle {
     /// Stops the node at once, without leaving its groups: to its peers it looks like a crash.
     pub fn crash(&self) {
         self.actor.do_send(Stop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TransportConfig;
+    use crate::id::NodeId;
+    use crate::proto::node::NodeSettings;
+
+    fn config(node: u64, seeds: Vec<SocketAddr>) -> NodeConfig {
+        NodeConfig {
+            node_id: NodeId(node),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            seeds,
+            groups: vec![GroupName::new("g").unwrap()],
+            key: Some(crate::wire::ClusterKey::from_hex(&"ab".repeat(32)).unwrap()),
+            settings: NodeSettings::default(),
+            transport: TransportConfig::default(),
+        }
+    }
+
+    /// Collects the views an actor subscriber receives.
+    struct Collector(mpsc::UnboundedSender<View>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<GroupEvent> for Collector {
+        type Result = ();
+        fn handle(&mut self, event: GroupEvent, _ctx: &mut Self::Context) {
+            if let GroupEvent::ViewInstalled { change, .. } = event {
+                let _ = self.0.send(change.view);
+            }
+        }
+    }
+
+    async fn next_view_with(views: &mut mpsc::UnboundedReceiver<View>, size: usize) -> View {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let view = views.recv().await.expect("collector alive");
+                if view.members.len() == size {
+                    return view;
+                }
+            }
+        })
+        .await
+        .expect("view in time")
+    }
+
+    #[actix_rt::test]
+    async fn actors_see_views_as_nodes_join_and_crash_over_tcp() {
+        let first = Node::spawn(config(1, vec![])).await.unwrap();
+        let (tx, mut views) = mpsc::unbounded_channel();
+        let collector = Collector(tx).start();
+        first.subscribe_actor(collector.recipient()).await.unwrap();
+        assert_eq!(next_view_with(&mut views, 1).await.id.epoch, 1);
+
+        let second = Node::spawn(config(2, vec![first.me().addr])).await.unwrap();
+        let third = Node::spawn(config(3, vec![second.me().addr]))
+            .await
+            .unwrap();
+        let full = next_view_with(&mut views, 3).await;
+        assert_eq!(
+            full.members.iter().map(|m| m.id).collect::<Vec<_>>()[0],
+            first.me().id
+        );
+        assert!(full.contains(third.me().id));
+        let group = GroupName::new("g").unwrap();
+        // The install reaches the second node a moment later.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while second.view(group.clone()).await.unwrap().map(|v| v.id) != Some(full.id) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "second node installs the view"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        third.crash();
+        let after = next_view_with(&mut views, 2).await;
+        assert!(!after.contains(third.me().id));
+        assert!(after.id > full.id);
+        let stats = first.stats().await.unwrap();
+        assert!(stats.suspicions >= 1);
+        assert_eq!(stats.frames_refused, 0);
+        assert!(stats.write_batches > 0);
     }
 }

@@ -418,7 +418,7 @@ impl Simulation {
             }))
             .collect();
         alive_after(&members) > members.len() / 2 + usize::from(members.len() % 2 == 0)
-            && alive_after(&with_joiners) >= with_joiners.len() / 2 + 1
+            && alive_after(&with_joiners) > with_joiners.len() / 2
     }
 
     fn scenario_event(&mut self) {
