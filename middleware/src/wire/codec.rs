@@ -662,4 +662,72 @@ mod tests {
             Err(FrameError::StaleIncarnation { .. })
         ));
     }
+
+    mod properties {
+        use super::*;
+        use crate::id::ViewId;
+        use proptest::prelude::*;
+
+        fn body() -> impl Strategy<Value = Body> {
+            prop_oneof![
+                proptest::collection::vec((0u64..1000, 0u64..1000), 0..8).prop_map(|ids| {
+                    Body::Heartbeat {
+                        views: ids
+                            .into_iter()
+                            .map(|(epoch, n)| {
+                                (
+                                    GroupName::new(format!("g{n}")).unwrap(),
+                                    ViewId {
+                                        epoch,
+                                        coordinator: ProcessId {
+                                            node: NodeId(n),
+                                            incarnation: Incarnation(epoch),
+                                        },
+                                    },
+                                )
+                            })
+                            .collect(),
+                    }
+                }),
+                ".{0,200}".prop_map(|reason| Body::Refused { reason }),
+                Just(Body::Probe),
+                Just(Body::MembersRequest),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn sealed_envelopes_open_unchanged(bodies in proptest::collection::vec(body(), 1..20)) {
+                let sender = FrameCodec::new(Some(key(3)), FRAME_BYTES_MAX_DEFAULT);
+                let receiver = FrameCodec::new(Some(key(3)), FRAME_BYTES_MAX_DEFAULT);
+                let mut bytes = BytesMut::new();
+                for b in &bodies {
+                    sender.seal_into(envelope(b.clone()), &mut bytes).unwrap();
+                }
+                let got = decode_all(&receiver, bytes);
+                prop_assert_eq!(got.len(), bodies.len());
+                for (g, b) in got.iter().zip(&bodies) {
+                    prop_assert_eq!(&g.as_ref().unwrap().body, b);
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                for codec in [FrameCodec::new(Some(key(3)), 2048), FrameCodec::new(None, 2048)] {
+                    let _ = decode_all(&codec, BytesMut::from(&bytes[..]));
+                }
+            }
+
+            #[test]
+            fn any_flipped_bit_fails_authentication(position in 5usize..40, bit in 0u8..8) {
+                let codec = FrameCodec::new(Some(key(3)), FRAME_BYTES_MAX_DEFAULT);
+                let frame = codec.seal(envelope(Body::Probe)).unwrap();
+                let mut tampered = frame.to_vec();
+                let position = position.min(tampered.len() - 1);
+                tampered[position] ^= 1 << bit;
+                let receiver = FrameCodec::new(Some(key(3)), FRAME_BYTES_MAX_DEFAULT);
+                prop_assert!(receiver.open(&tampered[4..]).is_err());
+            }
+        }
+    }
 }
