@@ -259,6 +259,8 @@ impl Membership {
         match self.status {
             Status::Member => {
                 self.status = Status::Leaving { since: now };
+                // The first leave request goes out at once, not a retry interval after the join.
+                self.last_request = None;
                 self.pending_leaves.insert(self.me.id);
                 let alone = self.view.as_ref().is_some_and(|v| v.members.len() == 1);
                 if alone {
@@ -313,7 +315,8 @@ impl Membership {
                 self.discover(now, &mut out);
             }
             Status::Leaving { since } => {
-                if now.saturating_sub(since) >= self.config.leave_timeout {
+                let alone = self.view.as_ref().is_some_and(|v| v.members == [self.me]);
+                if alone || now.saturating_sub(since) >= self.config.leave_timeout {
                     self.finish_leaving(&mut out);
                 } else {
                     self.drive(now, &mut out);

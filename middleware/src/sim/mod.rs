@@ -401,7 +401,14 @@ impl Simulation {
         let Some(view) = self.latest_view() else {
             return true;
         };
-        let live = self.live_processes();
+        // A leaver may give up (leave timeout) before the view without it is installed, and a
+        // process that left does not vote: count only processes that are staying.
+        let live: BTreeSet<ProcessId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.in_group)
+            .filter_map(|n| n.core.as_ref().map(|c| c.me().id))
+            .collect();
         let alive_after = |members: &BTreeSet<ProcessId>| {
             members
                 .iter()

@@ -1,0 +1,76 @@
+//! The example cluster in `examples/cluster` loads (it listens on fixed ports, so it is parsed
+//! here rather than run), and the binary refuses a configuration with an unknown key.
+
+use crate::cluster::{run_viewsync, TempDir};
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::time::Duration;
+use viewsync::config::NodeConfig;
+
+fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")
+}
+
+#[test]
+fn the_example_cluster_configs_load() {
+    let dir = examples_dir();
+    let ports = [7701u16, 7702, 7703];
+    for (i, port) in ports.iter().enumerate() {
+        let id = i as u64 + 1;
+        let path = dir.join(format!("node{id}.toml"));
+        let config = NodeConfig::load(&path)
+            .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+        assert_eq!(config.node_id.0, id, "{}", path.display());
+        assert!(config.listen.ip().is_loopback(), "{}", path.display());
+        assert_eq!(config.listen.port(), *port, "{}", path.display());
+        let groups: Vec<&str> = config.groups.iter().map(|g| g.as_str()).collect();
+        assert_eq!(groups, ["demo"], "{}", path.display());
+        assert!(
+            config.key.is_some(),
+            "{}: the key file loads",
+            path.display()
+        );
+        let mut seed_ports: Vec<u16> = config.seeds.iter().map(|s| s.port()).collect();
+        seed_ports.sort_unstable();
+        let others: Vec<u16> = ports.iter().copied().filter(|p| p != port).collect();
+        assert_eq!(
+            seed_ports,
+            others,
+            "{}: seeds are the other two",
+            path.display()
+        );
+    }
+}
+
+/// Copies `node1.toml` and its key into a temporary directory with `edit` applied, runs
+/// `viewsync node --config` on it, and returns (exit code, stderr).
+fn run_edited_example(edit: impl Fn(&str) -> String) -> (Option<i32>, String) {
+    let dir = TempDir::new("example-config");
+    let original = std::fs::read_to_string(examples_dir().join("node1.toml")).expect("node1.toml");
+    let key = std::fs::read_to_string(examples_dir().join("cluster.key")).expect("cluster.key");
+    dir.write("cluster.key", &key);
+    let config = dir.write("node1.toml", &edit(&original));
+    // The configuration is refused before anything binds the example's fixed port.
+    let args = [
+        OsStr::new("node"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ];
+    let out = run_viewsync(&args, Duration::from_secs(10));
+    (out.status.code(), out.stderr)
+}
+
+#[test]
+fn an_unknown_top_level_key_is_refused_by_name() {
+    let (code, stderr) = run_edited_example(|text| format!("gossip_fanout = 3\n{text}"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("gossip_fanout"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_key_in_a_table_is_refused_by_name() {
+    // Appended at the end, the key lands in the `[failure_detector]` table.
+    let (code, stderr) = run_edited_example(|text| format!("{text}\nheartbeat_ms = 5\n"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("heartbeat_ms"), "{stderr}");
+}
