@@ -843,21 +843,8 @@ impl Membership {
             // later: a later view that excluded this process, or another lineage that took the
             // member over. Either way, follow it; a coordinator takes its members along.
             if other.id.epoch >= mine.id.epoch {
-                if mine.coordinator().id == self.me.id {
-                    for member in mine
-                        .members
-                        .iter()
-                        .filter(|m| m.id != self.me.id && m.id != from.id)
-                    {
-                        out.push(MembershipOutput::Send {
-                            to: member.addr,
-                            body: Body::MergeInto { target: from.addr },
-                        });
-                    }
-                }
-                self.begin_joining(now, Some(from.addr));
-                out.push(MembershipOutput::Excluded { by: Some(other.id) });
-                self.send_join_requests(now, out);
+                let take_members_along = mine.coordinator().id == self.me.id;
+                self.yield_to(now, &mine, take_members_along, from, other.id, out);
             }
             return;
         }
@@ -872,19 +859,36 @@ impl Membership {
             )
         };
         if rank(&other) > rank(&mine) {
-            let target = from.addr;
-            for member in &mine.members {
-                if member.id != self.me.id {
-                    out.push(MembershipOutput::Send {
-                        to: member.addr,
-                        body: Body::MergeInto { target },
-                    });
-                }
-            }
-            self.begin_joining(now, Some(target));
-            out.push(MembershipOutput::Excluded { by: Some(other.id) });
-            self.send_join_requests(now, out);
+            self.yield_to(now, &mine, true, from, other.id, out);
         }
+    }
+
+    /// Leaves `mine` for the view `from` belongs to (`other`) and joins through `from`; with
+    /// `take_members_along`, tells the other members of `mine` to do the same.
+    fn yield_to(
+        &mut self,
+        now: Time,
+        mine: &View,
+        take_members_along: bool,
+        from: Member,
+        other: ViewId,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        if take_members_along {
+            for member in mine
+                .members
+                .iter()
+                .filter(|m| m.id != self.me.id && m.id != from.id)
+            {
+                out.push(MembershipOutput::Send {
+                    to: member.addr,
+                    body: Body::MergeInto { target: from.addr },
+                });
+            }
+        }
+        self.begin_joining(now, Some(from.addr));
+        out.push(MembershipOutput::Excluded { by: Some(other) });
+        self.send_join_requests(now, out);
     }
 
     fn handle_merge_into(
