@@ -4,6 +4,9 @@
 use crate::id::{GroupName, NodeId};
 use crate::proto::failure_detector::FailureDetectorConfig;
 use crate::proto::membership::MembershipConfig;
+use crate::proto::multicast::{Delivery, MulticastConfig};
+use crate::wire::Ordering;
+use std::collections::BTreeMap;
 use crate::proto::node::NodeSettings;
 use crate::wire::codec::{ClusterKey, FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT};
 use serde::Deserialize;
@@ -69,6 +72,18 @@ struct RawConfig {
     membership: MembershipConfig,
     #[serde(default)]
     transport: TransportConfig,
+    #[serde(default)]
+    multicast: MulticastConfig,
+    #[serde(default)]
+    group: BTreeMap<GroupName, GroupOptions>,
+}
+
+/// Per-group overrides of the `[multicast]` defaults (`[group.<name>]` tables).
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupOptions {
+    ordering: Option<Ordering>,
+    delivery: Option<Delivery>,
 }
 
 /// A node's configuration, validated.
@@ -88,6 +103,8 @@ pub struct NodeConfig {
     pub settings: NodeSettings,
     /// Transport settings.
     pub transport: TransportConfig,
+    /// Multicast settings of groups that override the `[multicast]` defaults.
+    pub group_multicast: BTreeMap<GroupName, MulticastConfig>,
 }
 
 /// A configuration that cannot be used. Nothing has started when this is returned.
@@ -230,6 +247,48 @@ impl NodeConfig {
                 "must be positive and at least reconnect_backoff_min_ms".into(),
             ));
         }
+        let mc = &raw.multicast;
+        if mc.window_messages == 0 || mc.window_bytes == 0 || mc.outbox_messages == 0 {
+            return Err(invalid(
+                "multicast.window_messages",
+                "window_messages, window_bytes and outbox_messages must be positive".into(),
+            ));
+        }
+        // Room for the envelope, the entry headers and the tag around the largest payload.
+        let frame_room = t.frame_bytes_max.saturating_sub(1024);
+        if mc.payload_bytes_max == 0 || mc.payload_bytes_max > frame_room {
+            return Err(invalid(
+                "multicast.payload_bytes_max",
+                format!("must be between 1 and {frame_room} (transport.frame_bytes_max - 1024)"),
+            ));
+        }
+        if mc.batch_bytes > frame_room || mc.state_chunk_bytes == 0 || mc.state_chunk_bytes > frame_room
+        {
+            return Err(invalid(
+                "multicast.batch_bytes",
+                format!("batch_bytes and state_chunk_bytes must be at most {frame_room}"),
+            ));
+        }
+        if mc.ack_interval.is_zero() || mc.nak_interval.is_zero() || mc.state_retry.is_zero() {
+            return Err(invalid(
+                "multicast.ack_interval_ms",
+                "ack_interval_ms, nak_interval_ms and state_retry_ms must be positive".into(),
+            ));
+        }
+        let group_multicast = raw
+            .group
+            .iter()
+            .map(|(name, options)| {
+                let mut config = raw.multicast;
+                if let Some(ordering) = options.ordering {
+                    config.ordering = ordering;
+                }
+                if let Some(delivery) = options.delivery {
+                    config.delivery = delivery;
+                }
+                (name.clone(), config)
+            })
+            .collect();
         Ok(NodeConfig {
             node_id: NodeId(raw.node_id),
             listen: raw.listen,
@@ -239,8 +298,10 @@ impl NodeConfig {
             settings: NodeSettings {
                 failure_detector: raw.failure_detector,
                 membership: raw.membership,
+                multicast: raw.multicast,
             },
             transport: raw.transport,
+            group_multicast,
         })
     }
 }
@@ -283,6 +344,23 @@ mod tests {
         assert!(e.contains("failure_detector.suspect_timeout_ms"), "{e}");
         let e = parse("node_id = 1\nlisten = \"not an address\"\n").unwrap_err();
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn groups_override_the_multicast_defaults() {
+        let c = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\ngroups = [\"a\", \"b\"]\n[multicast]\nordering = \"fifo\"\n[group.b]\nordering = \"causal\"\ndelivery = \"safe\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.settings.multicast.ordering, Ordering::Fifo);
+        let b = c.group_multicast[&GroupName::new("b").unwrap()];
+        assert_eq!((b.ordering, b.delivery), (Ordering::Causal, Delivery::Safe));
+        let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n[group.b]\nordering = \"random\"\n")
+            .unwrap_err();
+        assert!(e.contains("random"), "{e}");
+        let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n[multicast]\npayload_bytes_max = 99999999\n")
+            .unwrap_err();
+        assert!(e.contains("multicast.payload_bytes_max"), "{e}");
     }
 
     #[test]

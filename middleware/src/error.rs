@@ -25,6 +25,9 @@ pub enum NodeError {
     /// Join or leave refused by the protocol core.
     #[error(transparent)]
     Group(#[from] GroupRequestError),
+    /// A multicast or point-to-point send was refused; nothing was sent.
+    #[error(transparent)]
+    Multicast(#[from] crate::proto::multicast::MulticastError),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,

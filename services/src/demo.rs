@@ -35,6 +35,7 @@ fn config(node: u64, seeds: Vec<std::net::SocketAddr>, group: &GroupName) -> Nod
         key: None,
         settings: NodeSettings::default(),
         transport: TransportConfig::default(),
+        group_multicast: Default::default(),
     }
 }
 

@@ -31,10 +31,11 @@
 //! id) yields and its members join the other. A joiner's next view has a higher epoch than any
 //! it installed before, so epochs stay strictly increasing across a merge.
 
+use super::multicast::{compose_cut, Multicast, MulticastConfig, MulticastOutput};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use crate::wire::{Ballot, Body};
+use crate::wire::{Ballot, Body, CutEntry, Decision, FlushReport};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -100,6 +101,17 @@ pub enum MembershipOutput {
         /// Its reason.
         reason: String,
     },
+    /// An event of the group's multicast for the service (never `MulticastOutput::Send`,
+    /// which becomes [`MembershipOutput::Send`]).
+    Multicast(MulticastOutput),
+}
+
+/// Turns multicast outputs into membership outputs.
+fn emit(out: &mut Vec<MembershipOutput>, outputs: Vec<MulticastOutput>) {
+    out.extend(outputs.into_iter().map(|o| match o {
+        MulticastOutput::Send { to, body } => MembershipOutput::Send { to, body },
+        other => MembershipOutput::Multicast(other),
+    }));
 }
 
 /// Where a process stands in a group.
@@ -126,10 +138,10 @@ pub enum Status {
 #[derive(Clone, Debug)]
 enum Phase {
     Preparing {
-        promises: BTreeMap<ProcessId, Option<(Ballot, View)>>,
+        promises: BTreeMap<ProcessId, (Option<(Ballot, Decision)>, FlushReport)>,
     },
     Accepting {
-        view: View,
+        decision: Decision,
         accepted: BTreeSet<ProcessId>,
     },
 }
@@ -147,7 +159,16 @@ struct Proposal {
 struct Acceptor {
     base: Option<ViewId>,
     promised: Option<Ballot>,
-    accepted: Option<(Ballot, View)>,
+    accepted: Option<(Ballot, Decision)>,
+}
+
+/// An accepted proposal whose `Accepted` waits until this member holds the cut.
+#[derive(Clone, Debug)]
+struct AwaitingCut {
+    proposer: Member,
+    base: ViewId,
+    ballot: Ballot,
+    cut: Vec<CutEntry>,
 }
 
 /// The membership core of one group at one process.
@@ -172,6 +193,17 @@ pub struct Membership {
     group_seen: bool,
     last_request: Option<Time>,
     last_discovery: Option<Time>,
+    multicast: Multicast,
+    /// The last decision this process installed, with its base: resent to a member still in
+    /// the base, which needs the cut.
+    last_decision: Option<(ViewId, Ballot, Decision)>,
+    awaiting_cut: Option<AwaitingCut>,
+    /// A member reported being blocked in this view: finish the view change even if no
+    /// membership change is pending.
+    force_change: bool,
+    /// When this process first promised in its current view (it is blocked since).
+    promised_since: Option<Time>,
+    last_stall_notice: Option<Time>,
 }
 
 impl Membership {
@@ -182,6 +214,7 @@ impl Membership {
         me: Member,
         seeds: Vec<SocketAddr>,
         config: MembershipConfig,
+        multicast: MulticastConfig,
     ) -> Self {
         let seeds = seeds.into_iter().filter(|s| *s != me.addr).collect();
         Membership {
@@ -202,7 +235,59 @@ impl Membership {
             group_seen: false,
             last_request: None,
             last_discovery: None,
+            multicast: Multicast::new(me.id, multicast),
+            last_decision: None,
+            awaiting_cut: None,
+            force_change: false,
+            promised_since: None,
+            last_stall_notice: None,
         }
+    }
+
+    /// The group's multicast core.
+    pub fn multicast(&self) -> &Multicast {
+        &self.multicast
+    }
+
+    /// Runs `f` on the multicast core and turns its outputs into membership outputs; then an
+    /// accept waiting for the cut may be answerable.
+    pub fn with_multicast<R>(
+        &mut self,
+        now: Time,
+        f: impl FnOnce(&mut Multicast, &mut Vec<MulticastOutput>) -> R,
+    ) -> (R, Vec<MembershipOutput>) {
+        let mut outputs = Vec::new();
+        let result = f(&mut self.multicast, &mut outputs);
+        let mut out = Vec::new();
+        emit(&mut out, outputs);
+        self.answer_awaiting_cut(now, &mut out);
+        (result, out)
+    }
+
+    /// Replies `Accepted` for a proposal accepted earlier once this member holds its cut.
+    fn answer_awaiting_cut(&mut self, now: Time, out: &mut Vec<MembershipOutput>) {
+        let Some(awaiting) = &self.awaiting_cut else {
+            return;
+        };
+        let still_accepted = self.acceptor.base == Some(awaiting.base)
+            && self
+                .acceptor
+                .accepted
+                .as_ref()
+                .is_some_and(|(b, _)| *b == awaiting.ballot);
+        if !still_accepted {
+            self.awaiting_cut = None;
+            return;
+        }
+        if !self.multicast.holds(awaiting.base, &awaiting.cut) {
+            return;
+        }
+        let awaiting = self.awaiting_cut.take().expect("checked");
+        let reply = Body::Accepted {
+            base: awaiting.base,
+            ballot: awaiting.ballot,
+        };
+        self.reply(now, awaiting.proposer, reply, out);
     }
 
     /// The highest epoch this process has installed in this group (0 if none).
@@ -313,6 +398,7 @@ impl Membership {
             Status::Member => {
                 self.drive(now, &mut out);
                 self.discover(now, &mut out);
+                self.tick_multicast(now, &mut out);
             }
             Status::Leaving { since } => {
                 let alone = self.view.as_ref().is_some_and(|v| v.members == [self.me]);
@@ -320,6 +406,7 @@ impl Membership {
                     self.finish_leaving(&mut out);
                 } else {
                     self.drive(now, &mut out);
+                    self.tick_multicast(now, &mut out);
                     if !self.is_acting_coordinator() && self.request_due(now) {
                         self.last_request = Some(now);
                         if let Some(coordinator) = self.acting_coordinator() {
@@ -334,6 +421,51 @@ impl Membership {
             Status::Left => {}
         }
         out
+    }
+
+    /// Multicast upkeep, and the two ways a member gets a stuck view change going: a member
+    /// blocked too long tells the coordinator; a member without the state asks to be listed
+    /// as a joiner of a new view.
+    fn tick_multicast(&mut self, now: Time, out: &mut Vec<MembershipOutput>) {
+        let mut outputs = Vec::new();
+        self.multicast.handle_tick(now, &mut outputs);
+        emit(out, outputs);
+        self.answer_awaiting_cut(now, out);
+        let Some(view) = self.view().cloned() else {
+            return;
+        };
+        let stalled = self.promised_since.is_some_and(|t| {
+            now.saturating_sub(t) >= self.config.view_change_timeout * 2
+        });
+        let notice_due = self
+            .last_stall_notice
+            .is_none_or(|t| now.saturating_sub(t) >= self.config.view_change_timeout);
+        if stalled && notice_due && !self.is_acting_coordinator() {
+            self.last_stall_notice = Some(now);
+            if let Some(coordinator) = self.acting_coordinator() {
+                out.push(MembershipOutput::Send {
+                    to: coordinator.addr,
+                    body: Body::ViewChangeStalled { base: view.id },
+                });
+            }
+        }
+        if self.multicast.needs_resync() && self.status == Status::Member && self.request_due(now)
+        {
+            self.last_request = Some(now);
+            if self.is_acting_coordinator() {
+                self.pending_joins
+                    .insert(self.me.id, (self.me, self.last_epoch));
+                self.drive(now, out);
+            } else if let Some(coordinator) = self.acting_coordinator() {
+                out.push(MembershipOutput::Send {
+                    to: coordinator.addr,
+                    body: Body::JoinRequest {
+                        member: self.me,
+                        last_epoch: self.last_epoch,
+                    },
+                });
+            }
+        }
     }
 
     /// A seed refused our frames.
@@ -353,7 +485,7 @@ impl Membership {
             Some(view) if view.id.epoch > peer_view.epoch => {
                 vec![MembershipOutput::Send {
                     to: from.addr,
-                    body: Body::Stale { view: view.clone() },
+                    body: self.newer_view_for(peer_view),
                 }]
             }
             // A member of this view is in another view of the same epoch: two lineages share
@@ -389,16 +521,42 @@ impl Membership {
                 base,
                 ballot,
                 accepted,
-            } => self.handle_promise(now, from, base, ballot, accepted, &mut out),
-            Body::Accept { base, ballot, view } => {
-                self.handle_accept(now, from, base, ballot, view, &mut out)
-            }
+                report,
+            } => self.handle_promise(now, from, base, ballot, accepted, report, &mut out),
+            Body::Accept {
+                base,
+                ballot,
+                decision,
+            } => self.handle_accept(now, from, base, ballot, decision, &mut out),
             Body::Accepted { base, ballot } => {
                 self.handle_accepted(now, from, base, ballot, &mut out)
             }
             Body::Rejected { base, promised } => self.handle_rejected(base, promised),
-            Body::Install { view, .. } | Body::Stale { view } => {
-                self.handle_decided_view(now, view, &mut out)
+            Body::Install {
+                base,
+                ballot,
+                decision,
+            } => {
+                let view = decision.view.clone();
+                let decided = base.map(|base| (base, ballot, decision));
+                self.handle_decided_view(now, view, decided, &mut out)
+            }
+            Body::Stale { view } => self.handle_decided_view(now, view, None, &mut out),
+            Body::ViewChangeStalled { base } => {
+                if self.view().is_some_and(|v| v.id == base) {
+                    self.force_change = true;
+                    self.drive(now, &mut out);
+                }
+            }
+            body @ (Body::Data { .. }
+            | Body::Ack { .. }
+            | Body::Nak { .. }
+            | Body::StateRequest { .. }
+            | Body::StateChunk { .. }
+            | Body::Direct { .. }) => {
+                let (_, outputs) =
+                    self.with_multicast(now, |m, o| m.handle_message(now, from, body, o));
+                out.extend(outputs);
             }
             Body::Discover { view } => self.handle_discover(now, from, view, &mut out),
             Body::DiscoverReply { view } => self.handle_discover_reply(now, from, view, &mut out),
@@ -408,6 +566,8 @@ impl Membership {
             | Body::ProbeAck
             | Body::MembersRequest
             | Body::MembersResponse { .. }
+            | Body::GroupSend { .. }
+            | Body::GroupSendResult { .. }
             | Body::Refused { .. } => {}
         }
         out
@@ -464,17 +624,30 @@ impl Membership {
             && last_epoch < view.id.epoch
             && !self.suspected.contains(&joiner.id)
         {
-            // The joiner missed the install; send it again.
-            out.push(MembershipOutput::Send {
-                to: joiner.addr,
-                body: Body::Install {
+            // The joiner missed the install; send it again (with the decision if it is the
+            // last one, so a joiner learns where its state comes from).
+            let body = match &self.last_decision {
+                Some((base, ballot, decision)) if decision.view == view => Body::Install {
+                    base: Some(*base),
+                    ballot: *ballot,
+                    decision: decision.clone(),
+                },
+                _ => Body::Install {
                     base: None,
                     ballot: Ballot {
                         round: 0,
                         proposer: self.me.id,
                     },
-                    view,
+                    decision: Decision {
+                        view,
+                        cut: Vec::new(),
+                        joiners: Vec::new(),
+                    },
                 },
+            };
+            out.push(MembershipOutput::Send {
+                to: joiner.addr,
+                body,
             });
             return;
         }
@@ -507,11 +680,30 @@ impl Membership {
     /// `base` is the last view this process installed, so that it votes on its successor.
     fn catch_up_to(&mut self, now: Time, base: &View, out: &mut Vec<MembershipOutput>) -> bool {
         if base.id.epoch > self.last_epoch && base.contains(self.me.id) {
-            self.handle_decided_view(now, base.clone(), out);
+            self.handle_decided_view(now, base.clone(), None, out);
         }
         // Also while joining again or after leaving: the group may still list this process in
         // its last view and need its vote.
         self.view.as_ref().is_some_and(|v| v.id == base.id)
+    }
+
+    /// What to tell a member still in `its_view` about the later view installed here: the
+    /// decision with its cut if `its_view` is its base, else just the view.
+    fn newer_view_for(&self, its_view: ViewId) -> Body {
+        match &self.last_decision {
+            Some((base, ballot, decision))
+                if *base == its_view && self.view.as_ref() == Some(&decision.view) =>
+            {
+                Body::Install {
+                    base: Some(*base),
+                    ballot: *ballot,
+                    decision: decision.clone(),
+                }
+            }
+            _ => Body::Stale {
+                view: self.view.clone().expect("called with an installed view"),
+            },
+        }
     }
 
     /// Replies `Stale` if this process has installed a later view than `base`.
@@ -525,7 +717,7 @@ impl Membership {
             Some(view) if view.id.epoch > base.epoch => {
                 out.push(MembershipOutput::Send {
                     to,
-                    body: Body::Stale { view: view.clone() },
+                    body: self.newer_view_for(base),
                 });
                 true
             }
@@ -555,18 +747,32 @@ impl Membership {
         if self.reply_if_stale(from.addr, base.id, out) || !self.catch_up_to(now, &base, out) {
             return;
         }
-        let reply = self.promise(base.id, ballot);
+        let reply = self.promise(now, base.id, ballot, out);
         self.reply(now, from, reply, out);
     }
 
-    fn promise(&mut self, base: ViewId, ballot: Ballot) -> Body {
+    /// Promises `ballot` unless a higher one was promised. Promising freezes this member's
+    /// multicast in `base`: what it reports is all it will deliver there.
+    fn promise(
+        &mut self,
+        now: Time,
+        base: ViewId,
+        ballot: Ballot,
+        out: &mut Vec<MembershipOutput>,
+    ) -> Body {
         let acceptor = self.acceptor_for(base);
         if acceptor.promised.is_none_or(|p| ballot > p) {
             acceptor.promised = Some(ballot);
+            let accepted = acceptor.accepted.clone();
+            self.promised_since.get_or_insert(now);
+            let mut outputs = Vec::new();
+            self.multicast.freeze(now, base, &mut outputs);
+            emit(out, outputs);
             Body::Promise {
                 base,
                 ballot,
-                accepted: acceptor.accepted.clone(),
+                accepted,
+                report: self.multicast.report(base),
             }
         } else {
             Body::Rejected {
@@ -582,29 +788,50 @@ impl Membership {
         from: Member,
         base: View,
         ballot: Ballot,
-        view: View,
+        decision: Decision,
         out: &mut Vec<MembershipOutput>,
     ) {
         self.highest_round = self.highest_round.max(ballot.round);
         if self.reply_if_stale(from.addr, base.id, out) || !self.catch_up_to(now, &base, out) {
             return;
         }
-        let reply = self.accept(base.id, ballot, view);
-        self.reply(now, from, reply, out);
+        self.accept(now, from, base.id, ballot, decision, out);
     }
 
-    fn accept(&mut self, base: ViewId, ballot: Ballot, view: View) -> Body {
+    /// Accepts `decision` unless a higher ballot was promised. `Accepted` goes back only once
+    /// this member holds every entry of the cut, so a decided cut is held by a majority.
+    fn accept(
+        &mut self,
+        now: Time,
+        proposer: Member,
+        base: ViewId,
+        ballot: Ballot,
+        decision: Decision,
+        out: &mut Vec<MembershipOutput>,
+    ) {
         let acceptor = self.acceptor_for(base);
-        if acceptor.promised.is_none_or(|p| ballot >= p) {
-            acceptor.promised = Some(ballot);
-            acceptor.accepted = Some((ballot, view));
-            Body::Accepted { base, ballot }
-        } else {
-            Body::Rejected {
+        if acceptor.promised.is_some_and(|p| ballot < p) {
+            let reply = Body::Rejected {
                 base,
                 promised: acceptor.promised.unwrap_or(ballot),
-            }
+            };
+            return self.reply(now, proposer, reply, out);
         }
+        acceptor.promised = Some(ballot);
+        let cut = decision.cut.clone();
+        acceptor.accepted = Some((ballot, decision));
+        self.promised_since.get_or_insert(now);
+        let mut outputs = Vec::new();
+        self.multicast.freeze(now, base, &mut outputs);
+        self.multicast.fetch(now, base, &cut, &mut outputs);
+        emit(out, outputs);
+        self.awaiting_cut = Some(AwaitingCut {
+            proposer,
+            base,
+            ballot,
+            cut,
+        });
+        self.answer_awaiting_cut(now, out);
     }
 
     /// Sends an acceptor's reply, or feeds it straight to this process's own proposer.
@@ -619,20 +846,23 @@ impl Membership {
                 base,
                 ballot,
                 accepted,
-            } => self.handle_promise(now, me, base, ballot, accepted, out),
+                report,
+            } => self.handle_promise(now, me, base, ballot, accepted, report, out),
             Body::Accepted { base, ballot } => self.handle_accepted(now, me, base, ballot, out),
             Body::Rejected { base, promised } => self.handle_rejected(base, promised),
             _ => {}
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle_promise(
         &mut self,
         now: Time,
         from: Member,
         base: ViewId,
         ballot: Ballot,
-        accepted: Option<(Ballot, View)>,
+        accepted: Option<(Ballot, Decision)>,
+        report: FlushReport,
         out: &mut Vec<MembershipOutput>,
     ) {
         let Some(proposal) = self.proposal.as_mut() else {
@@ -645,20 +875,45 @@ impl Membership {
         let Phase::Preparing { promises } = &mut proposal.phase else {
             return;
         };
-        promises.insert(from.id, accepted);
+        promises.insert(from.id, (accepted, report));
+        self.begin_accepting(now, out);
+    }
+
+    /// Moves a proposal to phase 2 once a majority promised and either every member this
+    /// process trusts did, or the flush timeout passed (the silent ones are left out: every
+    /// member of the next view that comes from the base must have promised, so that the cut
+    /// covers whatever it delivered).
+    fn begin_accepting(&mut self, now: Time, out: &mut Vec<MembershipOutput>) {
+        let Some(proposal) = self.proposal.as_ref() else {
+            return;
+        };
+        let Phase::Preparing { promises } = &proposal.phase else {
+            return;
+        };
         if promises.len() < proposal.base.majority() {
+            return;
+        }
+        let everyone_trusted = proposal
+            .base
+            .members
+            .iter()
+            .filter(|m| !self.suspected.contains(&m.id))
+            .all(|m| promises.contains_key(&m.id));
+        let flush_timeout = self.config.view_change_timeout / 2;
+        if !everyone_trusted && now.saturating_sub(proposal.started) < flush_timeout {
             return;
         }
         let previously_accepted = promises
             .values()
-            .flatten()
+            .filter_map(|(accepted, _)| accepted.as_ref())
             .max_by_key(|(ballot, _)| *ballot)
-            .map(|(_, view)| view.clone());
+            .map(|(_, decision)| decision.clone());
         let base_view = proposal.base.clone();
+        let ballot = proposal.ballot;
         let value = match previously_accepted {
-            Some(view) => view,
-            None => match self.compose_next_view(&base_view) {
-                Some(view) => view,
+            Some(decision) => decision,
+            None => match self.compose_decision(&base_view, promises) {
+                Some(decision) => decision,
                 None => {
                     self.proposal = None;
                     return;
@@ -667,25 +922,50 @@ impl Membership {
         };
         let proposal = self.proposal.as_mut().expect("checked above");
         proposal.phase = Phase::Accepting {
-            view: value.clone(),
+            decision: value.clone(),
             accepted: BTreeSet::new(),
         };
         for member in &base_view.members {
-            let body = Body::Accept {
-                base: base_view.clone(),
-                ballot,
-                view: value.clone(),
-            };
-            if member.id == self.me.id {
-                let reply = self.accept(base_view.id, ballot, value.clone());
-                self.reply(now, self.me, reply, out);
-            } else {
+            if member.id != self.me.id {
                 out.push(MembershipOutput::Send {
                     to: member.addr,
-                    body,
+                    body: Body::Accept {
+                        base: base_view.clone(),
+                        ballot,
+                        decision: value.clone(),
+                    },
                 });
             }
         }
+        self.accept(now, self.me, base_view.id, ballot, value, out);
+    }
+
+    /// The next view (members of the base that promised, minus leavers and suspects, plus
+    /// joiners), the cut from the promisers' reports, and who needs a state transfer.
+    fn compose_decision(
+        &self,
+        base: &View,
+        promises: &BTreeMap<ProcessId, (Option<(Ballot, Decision)>, FlushReport)>,
+    ) -> Option<Decision> {
+        let promisers: BTreeSet<ProcessId> = promises.keys().copied().collect();
+        let view = self.compose_next_view(base, Some(&promisers), true)?;
+        let cut = compose_cut(
+            base.members.len(),
+            promises
+                .iter()
+                .filter_map(|(id, (_, report))| base.rank_of(*id).map(|rank| (rank, report))),
+        );
+        let joiners = view
+            .members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| {
+                !base.contains(*id)
+                    || self.pending_joins.contains_key(id)
+                    || promises.get(id).is_some_and(|(_, report)| !report.ready)
+            })
+            .collect();
+        Some(Decision { view, cut, joiners })
     }
 
     fn handle_accepted(
@@ -703,30 +983,31 @@ impl Membership {
         {
             return;
         }
-        let Phase::Accepting { view, accepted } = &mut proposal.phase else {
+        let Phase::Accepting { decision, accepted } = &mut proposal.phase else {
             return;
         };
         accepted.insert(from.id);
         if accepted.len() < proposal.base.majority() {
             return;
         }
-        let decided = view.clone();
+        let decided = decision.clone();
         let base_view = proposal.base.clone();
         self.proposal = None;
         let mut told = BTreeSet::new();
-        for member in decided.members.iter().chain(base_view.members.iter()) {
+        for member in decided.view.members.iter().chain(base_view.members.iter()) {
             if member.id != self.me.id && told.insert(member.id) {
                 out.push(MembershipOutput::Send {
                     to: member.addr,
                     body: Body::Install {
                         base: Some(base),
                         ballot,
-                        view: decided.clone(),
+                        decision: decided.clone(),
                     },
                 });
             }
         }
-        self.handle_decided_view(now, decided, out);
+        let view = decided.view.clone();
+        self.handle_decided_view(now, view, Some((base, ballot, decided)), out);
     }
 
     fn handle_rejected(&mut self, base: ViewId, promised: Ballot) {
@@ -742,21 +1023,29 @@ impl Membership {
         }
     }
 
-    /// A view decided by a majority of its predecessor (or a group's first view) arrived.
-    fn handle_decided_view(&mut self, now: Time, view: View, out: &mut Vec<MembershipOutput>) {
+    /// A view decided by a majority of its predecessor arrived: with its base, ballot and
+    /// decision (from an `Install`), or alone (the base unknown: no cut).
+    fn handle_decided_view(
+        &mut self,
+        now: Time,
+        view: View,
+        decided: Option<(ViewId, Ballot, Decision)>,
+        out: &mut Vec<MembershipOutput>,
+    ) {
         if view.group != self.group || view.id.epoch <= self.last_epoch {
             return;
         }
+        let decided = decided.filter(|(_, _, d)| d.view == view);
         match self.status {
             Status::Left => {}
             Status::Joining { .. } => {
                 if view.contains(self.me.id) {
-                    self.install(view, out);
+                    self.install(now, view, decided, out);
                 }
             }
             Status::Member | Status::Leaving { .. } => {
                 if view.contains(self.me.id) {
-                    self.install(view, out);
+                    self.install(now, view, decided, out);
                 } else if matches!(self.status, Status::Leaving { .. }) {
                     self.last_epoch = view.id.epoch;
                     self.finish_leaving(out);
@@ -806,7 +1095,7 @@ impl Membership {
                 self.group_seen = true;
                 let since = *since;
                 if view.contains(self.me.id) {
-                    self.handle_decided_view(now, view, out);
+                    self.handle_decided_view(now, view, None, out);
                 } else {
                     self.status = Status::Joining {
                         since,
@@ -835,7 +1124,7 @@ impl Membership {
             return;
         }
         if other.contains(self.me.id) {
-            self.handle_decided_view(now, other, out);
+            self.handle_decided_view(now, other, None, out);
             return;
         }
         if mine.contains(from.id) {
@@ -921,11 +1210,18 @@ impl Membership {
         if let Some(proposal) = &self.proposal {
             let timed_out = now.saturating_sub(proposal.started) >= self.config.view_change_timeout;
             if proposal.base.id == view.id && !timed_out {
+                self.begin_accepting(now, out);
                 return;
             }
             self.proposal = None;
         }
-        if self.compose_next_view(&view).is_none() {
+        // Once anyone promised in this view, members are blocked: the change must finish,
+        // even with the same members.
+        let flush_started = self.acceptor.base == Some(view.id) && self.acceptor.promised.is_some();
+        if self.compose_next_view(&view, None, false).is_none()
+            && !flush_started
+            && !self.force_change
+        {
             return;
         }
         self.highest_round += 1;
@@ -952,13 +1248,18 @@ impl Membership {
                 });
             }
         }
-        let reply = self.promise(view.id, ballot);
+        let reply = self.promise(now, view.id, ballot, out);
         self.reply(now, self.me, reply, out);
     }
 
-    /// The next view from `base` with every pending change applied, or `None` if nothing
-    /// changes.
-    fn compose_next_view(&self, base: &View) -> Option<View> {
+    /// The next view from `base` with every pending change applied, keeping of the base only
+    /// `promisers` (if given); `None` if nothing changes (unless `force`) or nobody is left.
+    fn compose_next_view(
+        &self,
+        base: &View,
+        promisers: Option<&BTreeSet<ProcessId>>,
+        force: bool,
+    ) -> Option<View> {
         let replaced = |m: &Member| {
             self.pending_joins
                 .keys()
@@ -971,6 +1272,7 @@ impl Membership {
                 !self.suspected.contains(&m.id)
                     && !self.pending_leaves.contains(&m.id)
                     && !replaced(m)
+                    && promisers.is_none_or(|p| p.contains(&m.id))
             })
             .copied()
             .collect();
@@ -992,7 +1294,7 @@ impl Membership {
         let unchanged = !rejoining
             && members.len() == base.members.len()
             && members.iter().zip(&base.members).all(|(a, b)| a == b);
-        if unchanged || members.is_empty() {
+        if (unchanged && !force) || members.is_empty() {
             return None;
         }
         Some(View {
@@ -1005,7 +1307,15 @@ impl Membership {
         })
     }
 
-    fn install(&mut self, view: View, out: &mut Vec<MembershipOutput>) {
+    /// Installs `view`; `decided` carries its base, ballot and decision when known (a group's
+    /// first view has none and is created here).
+    fn install(
+        &mut self,
+        now: Time,
+        view: View,
+        decided: Option<(ViewId, Ballot, Decision)>,
+        out: &mut Vec<MembershipOutput>,
+    ) {
         let change = ViewChange::between(self.view.as_ref(), view.clone());
         self.last_epoch = view.id.epoch;
         // A suspected member admitted again by a join is trusted in the new view.
@@ -1022,9 +1332,22 @@ impl Membership {
         if !matches!(self.status, Status::Leaving { .. }) {
             self.status = Status::Member;
         }
-        self.view = Some(view);
+        self.force_change = false;
+        self.promised_since = None;
+        self.awaiting_cut = None;
         self.group_seen = true;
         out.push(MembershipOutput::ViewInstalled(change));
+        let mut outputs = Vec::new();
+        match &decided {
+            Some((base, _, decision)) => {
+                self.multicast
+                    .install_decided(now, *base, decision, &mut outputs)
+            }
+            None => self.multicast.install_unverified(&view),
+        }
+        emit(out, outputs);
+        self.last_decision = decided;
+        self.view = Some(view);
     }
 
     fn create_group(&mut self, out: &mut Vec<MembershipOutput>) {
@@ -1036,7 +1359,17 @@ impl Membership {
             },
             members: vec![self.me],
         };
-        self.install(view, out);
+        let mut outputs = Vec::new();
+        self.multicast.install_created(&view, &mut outputs);
+        let change = ViewChange::between(None, view.clone());
+        self.last_epoch = view.id.epoch;
+        self.acceptor = Acceptor::default();
+        self.status = Status::Member;
+        self.view = Some(view);
+        self.group_seen = true;
+        self.last_decision = None;
+        out.push(MembershipOutput::ViewInstalled(change));
+        emit(out, outputs);
     }
 
     /// Starts (or restarts) joining. The last installed view and the acceptor state are kept:
@@ -1051,11 +1384,17 @@ impl Membership {
         self.joining_peers.clear();
         self.group_seen = via.is_some();
         self.last_request = None;
+        self.awaiting_cut = None;
+        self.force_change = false;
+        self.promised_since = None;
+        self.multicast.leave_group(false);
     }
 
     fn finish_leaving(&mut self, out: &mut Vec<MembershipOutput>) {
         self.status = Status::Left;
         self.proposal = None;
+        self.awaiting_cut = None;
+        self.multicast.leave_group(true);
         out.push(MembershipOutput::Left);
     }
 

@@ -3,6 +3,7 @@
 
 pub mod failure_detector;
 pub mod membership;
+pub mod multicast;
 pub mod node;
 
 /// Time as the cores see it: the duration since an origin chosen by whoever drives them (the

@@ -4,10 +4,12 @@
 
 use super::failure_detector::{FailureDetector, FailureDetectorConfig, FdOutput};
 use super::membership::{Membership, MembershipConfig, MembershipOutput};
+use super::multicast::{MulticastConfig, MulticastError, MulticastOutput};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use crate::wire::{Body, Envelope, PROTOCOL_VERSION};
+use crate::wire::{Body, Envelope, Ordering, PROTOCOL_VERSION};
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -23,6 +25,8 @@ pub struct NodeSettings {
     pub failure_detector: FailureDetectorConfig,
     /// Membership settings, shared by all groups.
     pub membership: MembershipConfig,
+    /// Multicast settings of groups without their own.
+    pub multicast: MulticastConfig,
 }
 
 /// What the node core asks its shell to do or tell.
@@ -65,6 +69,13 @@ pub enum NodeOutput {
     Suspected(ProcessId),
     /// A suspected peer was heard from again (a false suspicion).
     Unsuspected(ProcessId),
+    /// An event of a group's multicast for the service there (never a `Send`).
+    Group {
+        /// The group.
+        group: GroupName,
+        /// The event.
+        event: MulticastOutput,
+    },
     /// A seed refused this process's frames while it was joining.
     RefusedBy {
         /// The group being joined.
@@ -95,6 +106,7 @@ pub struct NodeCore {
     settings: NodeSettings,
     failure_detector: FailureDetector,
     groups: BTreeMap<GroupName, Membership>,
+    group_multicast: BTreeMap<GroupName, MulticastConfig>,
     views_installed: u64,
 }
 
@@ -107,6 +119,7 @@ impl NodeCore {
             settings,
             failure_detector: FailureDetector::new(settings.failure_detector),
             groups: BTreeMap::new(),
+            group_multicast: BTreeMap::new(),
             views_installed: 0,
         }
     }
@@ -149,18 +162,91 @@ impl NodeCore {
         }
         // Joining again after a leave reuses the group's core: its last epoch and acceptor
         // state carry over.
+        let multicast = self
+            .group_multicast
+            .get(&group)
+            .copied()
+            .unwrap_or(self.settings.multicast);
         let core = self.groups.entry(group.clone()).or_insert_with(|| {
             Membership::new(
                 group.clone(),
                 self.me,
                 self.seeds.clone(),
                 self.settings.membership,
+                multicast,
             )
         });
         let outputs = core.handle_start(now);
         let mut out = Vec::new();
         self.absorb(now, &group, outputs, &mut out);
         Ok(out)
+    }
+
+    /// Uses `config` for `group`'s multicast instead of the node's default (before joining).
+    pub fn set_group_multicast(&mut self, group: GroupName, config: MulticastConfig) {
+        self.group_multicast.insert(group, config);
+    }
+
+    /// The service multicasts `payload` to `group` (with the group's ordering unless
+    /// `ordering` overrides it). Nothing changes when it is refused.
+    pub fn handle_multicast(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+        ordering: Option<Ordering>,
+        payload: Bytes,
+    ) -> Result<Vec<NodeOutput>, MulticastError> {
+        let core = self.groups.get_mut(group).ok_or(MulticastError::NotMember)?;
+        let (result, outputs) =
+            core.with_multicast(now, |m, o| m.multicast(now, ordering, payload, o));
+        result?;
+        let mut out = Vec::new();
+        self.absorb(now, group, outputs, &mut out);
+        Ok(out)
+    }
+
+    /// The service sends `payload` point-to-point to `to`, a member of `group`'s view.
+    pub fn handle_send_direct(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+        to: ProcessId,
+        payload: Bytes,
+    ) -> Result<Vec<NodeOutput>, MulticastError> {
+        let core = self.groups.get_mut(group).ok_or(MulticastError::NotMember)?;
+        let (result, outputs) = core.with_multicast(now, |m, o| m.send_direct(to, payload, o));
+        result?;
+        let mut out = Vec::new();
+        self.absorb(now, group, outputs, &mut out);
+        Ok(out)
+    }
+
+    /// Pauses (or resumes) delivery in `group` while its service is behind. Returns whether
+    /// the setting changed.
+    pub fn set_delivery_paused(&mut self, group: &GroupName, paused: bool) -> bool {
+        self.groups
+            .get_mut(group)
+            .is_some_and(|core| core.with_multicast(Time::ZERO, |m, _| m.set_paused(paused)).0)
+    }
+
+    /// The service's state snapshot for the joiners of `view` of `group`.
+    pub fn handle_snapshot(&mut self, group: &GroupName, view: ViewId, state: Bytes) {
+        if let Some(core) = self.groups.get_mut(group) {
+            core.with_multicast(Time::ZERO, |m, _| m.handle_snapshot(view, state));
+        }
+    }
+
+    /// Sends what the groups' multicasts have waiting (batched). The shell calls it after a
+    /// burst of inputs.
+    pub fn handle_flush(&mut self, now: Time) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        let names: Vec<GroupName> = self.groups.keys().cloned().collect();
+        for group in names {
+            let core = self.groups.get_mut(&group).expect("listed");
+            let (_, outputs) = core.with_multicast(now, |m, o| m.flush(now, o));
+            self.absorb(now, &group, outputs, &mut out);
+        }
+        out
     }
 
     /// Leaves `group` gracefully.
@@ -232,7 +318,27 @@ impl NodeCore {
                 }
                 return out;
             }
-            Body::MembersResponse { .. } => return out,
+            Body::MembersResponse { .. } | Body::GroupSendResult { .. } => return out,
+            Body::GroupSend { ordering, payload } => {
+                // A process outside the group (or inside) asks this member to multicast for it.
+                let group = envelope.group.clone();
+                let result = match &group {
+                    Some(group) => self.handle_multicast(now, group, ordering, payload),
+                    None => Err(MulticastError::NotMember),
+                };
+                let error = match result {
+                    Ok(outputs) => {
+                        out.extend(outputs);
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                };
+                out.push(NodeOutput::Reply {
+                    connection,
+                    envelope: self.envelope(group, Body::GroupSendResult { error }),
+                });
+                return out;
+            }
             _ => {}
         }
         let fd_outputs = self.failure_detector.handle_heard_from(now, from.id);
@@ -356,6 +462,10 @@ impl NodeCore {
                     group: group.clone(),
                     seed,
                     reason,
+                }),
+                MembershipOutput::Multicast(event) => out.push(NodeOutput::Group {
+                    group: group.clone(),
+                    event,
                 }),
             }
         }

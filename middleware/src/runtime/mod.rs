@@ -7,7 +7,10 @@
 //!   connections.
 
 mod node;
+pub mod service;
 
 pub use node::{
-    GroupEvent, Node, NodeActor, NodeHandle, NodeStats, EVENT_QUEUE_EVENTS, TICK_INTERVAL,
+    GroupEvent, Node, NodeActor, NodeHandle, NodeStats, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS,
+    SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
 };
+pub use service::{ServiceEvent, TakeSnapshot};

@@ -3,13 +3,17 @@
 use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
 use crate::id::{GroupName, Incarnation, ProcessId, ViewId};
+use crate::proto::multicast::{MulticastError, MulticastOutput};
 use crate::proto::node::{NodeCore, NodeOutput};
+use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
 use crate::proto::Time;
 use crate::transport::dispatch;
 use crate::transport::tcp::{Inbound, Shutdown, TcpSender, TcpTransport, TransportStats};
 use crate::view::{Member, View, ViewChange};
 use crate::wire::{FrameCodec, WireStats};
 use actix::prelude::*;
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,6 +24,14 @@ pub const TICK_INTERVAL: Duration = Duration::from_millis(20);
 /// Events buffered per subscriber. A subscriber that falls further behind loses the newest
 /// events (counted in [`NodeStats::events_dropped`]); read them.
 pub const EVENT_QUEUE_EVENTS: usize = 1024;
+/// Events in a service's mailbox not yet handled, past which the node stops delivering to it
+/// (its credit then runs out and the group's senders wait) until it catches up.
+pub const SERVICE_BACKLOG_EVENTS: u64 = 8192;
+/// Multicasts waiting in the node for outbox room; past this `multicast` fails with
+/// [`MulticastError::Full`] at once.
+pub const PARKED_MULTICASTS: usize = 1024;
+/// Every this many events to a service, one is sent so that its handling is observed.
+const SERVICE_CHECKPOINT_EVENTS: u64 = 256;
 
 /// What a node tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
@@ -78,7 +90,9 @@ impl GroupEvent {
                 seed,
                 reason,
             },
-            NodeOutput::Send { .. } | NodeOutput::Reply { .. } => return None,
+            NodeOutput::Send { .. } | NodeOutput::Reply { .. } | NodeOutput::Group { .. } => {
+                return None
+            }
         })
     }
 }
@@ -106,6 +120,20 @@ pub struct NodeStats {
     pub frames_sent: u64,
     /// Events a slow subscriber lost.
     pub events_dropped: u64,
+    /// Multicasts accepted, over all groups.
+    pub multicasts: u64,
+    /// Multicasts delivered, over all groups.
+    pub delivered: u64,
+    /// Entries retransmitted in answer to retransmission requests.
+    pub retransmitted: u64,
+    /// Entries received more than once.
+    pub duplicates: u64,
+    /// Multicast entries held in buffers now.
+    pub buffered_entries: u64,
+    /// Multicasts waiting for credit now (outboxes plus parked requests).
+    pub waiting_multicasts: u64,
+    /// State transfers completed as a joiner.
+    pub state_transfers: u64,
 }
 
 /// The actor that runs a node's protocol core.
@@ -118,6 +146,24 @@ pub struct NodeActor {
     initial_groups: Vec<GroupName>,
     subscribers: Vec<Subscriber>,
     events_dropped: u64,
+    services: BTreeMap<GroupName, ServiceLink>,
+    parked: VecDeque<Parked>,
+    flush_scheduled: bool,
+}
+
+/// A registered service and how far behind its mailbox is.
+struct ServiceLink {
+    recipients: ServiceRecipients,
+    sent: u64,
+    handled: u64,
+}
+
+/// A multicast waiting for outbox room.
+struct Parked {
+    group: GroupName,
+    ordering: Option<crate::wire::Ordering>,
+    payload: Bytes,
+    reply: tokio::sync::oneshot::Sender<Result<(), NodeError>>,
 }
 
 /// Where events go: a channel, or an actor's mailbox.
@@ -148,11 +194,16 @@ impl NodeActor {
         self.origin.elapsed()
     }
 
-    /// Carries out the core's outputs: frames to the transport, events to subscribers.
-    fn execute(&mut self, outputs: Vec<NodeOutput>) {
+    /// Carries out the core's outputs: frames to the transport, events to subscribers and
+    /// services. Schedules a flush so that what the outputs queued is sent, batched.
+    fn execute(&mut self, outputs: Vec<NodeOutput>, ctx: &mut Context<Self>) {
         let mut events = Vec::new();
         dispatch(outputs, &self.codec, &mut self.sender, |e| events.push(e));
         for output in events {
+            if let NodeOutput::Group { group, event } = output {
+                self.to_service(group, event, ctx);
+                continue;
+            }
             log_event(&output);
             let Some(event) = GroupEvent::from_output(output) else {
                 continue;
@@ -161,6 +212,116 @@ impl NodeActor {
             for subscriber in &self.subscribers {
                 if !subscriber.offer(event.clone()) {
                     self.events_dropped += 1;
+                }
+            }
+        }
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(FlushNow);
+        }
+    }
+
+    /// Hands a multicast event to the group's service, if one is registered.
+    fn to_service(&mut self, group: GroupName, event: MulticastOutput, ctx: &mut Context<Self>) {
+        let Some(link) = self.services.get_mut(&group) else {
+            if let MulticastOutput::SnapshotWanted(view) = event {
+                // No service: the state is empty.
+                self.core.handle_snapshot(&group, view, Bytes::new());
+            }
+            return;
+        };
+        let event = match event {
+            MulticastOutput::Deliver(message) => ServiceEvent::Deliver(message),
+            MulticastOutput::Block => ServiceEvent::Block {
+                group: group.clone(),
+            },
+            MulticastOutput::View(change) => {
+                tracing::info!(view = %change.view, "service view");
+                ServiceEvent::ViewChange {
+                    group: group.clone(),
+                    change,
+                }
+            }
+            MulticastOutput::Direct { from, payload } => ServiceEvent::Direct {
+                group: group.clone(),
+                from,
+                payload,
+            },
+            MulticastOutput::Restore { view, state } => ServiceEvent::Restore {
+                group: group.clone(),
+                view,
+                state,
+            },
+            MulticastOutput::SnapshotWanted(view) => {
+                let request = link.recipients.snapshot.send(TakeSnapshot {
+                    group: group.clone(),
+                    view,
+                });
+                ctx.spawn(request.into_actor(self).map(move |result, actor, ctx| {
+                    let state = result.unwrap_or_default();
+                    actor.core.handle_snapshot(&group, view, state);
+                    actor.schedule_flush(ctx);
+                }));
+                return;
+            }
+            MulticastOutput::Send { .. } => return,
+        };
+        link.sent += 1;
+        if link.sent % SERVICE_CHECKPOINT_EVENTS == 0 {
+            // Mailboxes are FIFO: once this one is handled, so is everything before it.
+            let upto = link.sent;
+            let request = link.recipients.events.send(event);
+            ctx.spawn(request.into_actor(self).map(move |_, actor, ctx| {
+                if let Some(link) = actor.services.get_mut(&group) {
+                    link.handled = link.handled.max(upto);
+                }
+                actor.refresh_service_pause(ctx);
+            }));
+        } else {
+            link.recipients.events.do_send(event);
+        }
+        self.refresh_service_pause(ctx);
+    }
+
+    /// Pauses delivery to a service whose mailbox holds too many events, resumes it when it
+    /// has caught up.
+    fn refresh_service_pause(&mut self, ctx: &mut Context<Self>) {
+        let mut resumed = false;
+        for (group, link) in &self.services {
+            let backlog = link.sent.saturating_sub(link.handled);
+            let paused = backlog >= SERVICE_BACKLOG_EVENTS;
+            if self.core.set_delivery_paused(group, paused) && !paused {
+                resumed = true;
+            }
+        }
+        if resumed {
+            self.schedule_flush(ctx);
+        }
+    }
+
+    /// Retries parked multicasts in order while the outboxes take them.
+    fn retry_parked(&mut self, ctx: &mut Context<Self>) {
+        while let Some(parked) = self.parked.pop_front() {
+            let now = self.now();
+            match self.core.handle_multicast(
+                now,
+                &parked.group,
+                parked.ordering,
+                parked.payload.clone(),
+            ) {
+                Ok(outputs) => {
+                    let _ = parked.reply.send(Ok(()));
+                    self.execute(outputs, ctx);
+                }
+                Err(MulticastError::Full(_)) => {
+                    self.parked.push_front(parked);
+                    break;
+                }
+                Err(error) => {
+                    let _ = parked.reply.send(Err(error.into()));
                 }
             }
         }
@@ -182,7 +343,34 @@ impl NodeActor {
             write_batches: transport.write_batches.load(Ordering::Relaxed),
             frames_sent: wire.frames_sealed.load(Ordering::Relaxed),
             events_dropped: self.events_dropped,
+            multicasts: 0,
+            delivered: 0,
+            retransmitted: 0,
+            duplicates: 0,
+            buffered_entries: 0,
+            waiting_multicasts: self.parked.len() as u64,
+            state_transfers: 0,
         }
+        .with_multicast(self.core.groups().map(|g| g.multicast()))
+    }
+}
+
+impl NodeStats {
+    fn with_multicast<'a>(
+        mut self,
+        cores: impl Iterator<Item = &'a crate::proto::multicast::Multicast>,
+    ) -> Self {
+        for core in cores {
+            let s = core.stats();
+            self.multicasts += s.multicasts;
+            self.delivered += s.delivered;
+            self.retransmitted += s.retransmitted;
+            self.duplicates += s.duplicates;
+            self.state_transfers += s.state_transfers;
+            self.buffered_entries += core.buffered_entries() as u64;
+            self.waiting_multicasts += core.outbox_len() as u64;
+        }
+        self
     }
 }
 
@@ -202,7 +390,7 @@ fn log_event(output: &NodeOutput) {
             seed,
             reason,
         } => tracing::error!(%group, %seed, %reason, "seed refused this node"),
-        NodeOutput::Send { .. } | NodeOutput::Reply { .. } => {}
+        NodeOutput::Send { .. } | NodeOutput::Reply { .. } | NodeOutput::Group { .. } => {}
     }
 }
 
@@ -211,14 +399,15 @@ impl Actor for NodeActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
-        ctx.run_interval(TICK_INTERVAL, |actor, _ctx| {
+        ctx.run_interval(TICK_INTERVAL, |actor, ctx| {
             let outputs = actor.core.handle_tick(actor.now());
-            actor.execute(outputs);
+            actor.execute(outputs, ctx);
+            actor.retry_parked(ctx);
         });
         for group in std::mem::take(&mut self.initial_groups) {
             let now = self.now();
             match self.core.handle_join(now, group) {
-                Ok(outputs) => self.execute(outputs),
+                Ok(outputs) => self.execute(outputs, ctx),
                 Err(error) => tracing::warn!(%error, "join at start"),
             }
         }
@@ -232,11 +421,109 @@ impl Actor for NodeActor {
 
 impl Handler<Inbound> for NodeActor {
     type Result = ();
-    fn handle(&mut self, msg: Inbound, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
         let outputs = self
             .core
             .handle_envelope(self.now(), msg.envelope, msg.connection);
-        self.execute(outputs);
+        self.execute(outputs, ctx);
+        self.schedule_flush(ctx);
+    }
+}
+
+/// Sends what the cores have waiting; queued behind the mailbox's pending messages, so one
+/// flush covers a burst.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushNow;
+
+impl Handler<FlushNow> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, _msg: FlushNow, ctx: &mut Self::Context) {
+        self.flush_scheduled = false;
+        let outputs = self.core.handle_flush(self.now());
+        self.execute(outputs, ctx);
+        self.retry_parked(ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), NodeError>")]
+struct MulticastRequest {
+    group: GroupName,
+    ordering: Option<crate::wire::Ordering>,
+    payload: Bytes,
+}
+
+impl Handler<MulticastRequest> for NodeActor {
+    type Result = ResponseFuture<Result<(), NodeError>>;
+    fn handle(&mut self, msg: MulticastRequest, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        // Earlier parked multicasts go first (FIFO per sender).
+        let result = if self.parked.is_empty() {
+            self.core
+                .handle_multicast(now, &msg.group, msg.ordering, msg.payload.clone())
+        } else {
+            Err(MulticastError::Full(0))
+        };
+        match result {
+            Ok(outputs) => {
+                self.execute(outputs, ctx);
+                self.schedule_flush(ctx);
+                Box::pin(async { Ok(()) })
+            }
+            Err(MulticastError::Full(n)) if self.parked.len() < PARKED_MULTICASTS => {
+                let _ = n;
+                let (reply, waiter) = tokio::sync::oneshot::channel();
+                self.parked.push_back(Parked {
+                    group: msg.group,
+                    ordering: msg.ordering,
+                    payload: msg.payload,
+                    reply,
+                });
+                Box::pin(async move { waiter.await.unwrap_or(Err(NodeError::Stopped)) })
+            }
+            Err(error) => Box::pin(async move { Err(error.into()) }),
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), NodeError>")]
+struct DirectRequest {
+    group: GroupName,
+    to: ProcessId,
+    payload: Bytes,
+}
+
+impl Handler<DirectRequest> for NodeActor {
+    type Result = Result<(), NodeError>;
+    fn handle(&mut self, msg: DirectRequest, ctx: &mut Self::Context) -> Self::Result {
+        let outputs = self
+            .core
+            .handle_send_direct(self.now(), &msg.group, msg.to, msg.payload)?;
+        self.execute(outputs, ctx);
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RegisterService {
+    group: GroupName,
+    recipients: ServiceRecipients,
+}
+
+impl Handler<RegisterService> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, msg: RegisterService, _ctx: &mut Self::Context) {
+        self.services.insert(
+            msg.group,
+            ServiceLink {
+                recipients: msg.recipients,
+                sent: 0,
+                handled: 0,
+            },
+        );
     }
 }
 
@@ -249,13 +536,13 @@ enum Request {
 
 impl Handler<Request> for NodeActor {
     type Result = Result<(), NodeError>;
-    fn handle(&mut self, msg: Request, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Request, ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
         let outputs = match msg {
             Request::Join(group) => self.core.handle_join(now, group)?,
             Request::Leave(group) => self.core.handle_leave(now, &group)?,
         };
-        self.execute(outputs);
+        self.execute(outputs, ctx);
         Ok(())
     }
 }
@@ -349,6 +636,10 @@ impl Node {
             addr: local,
         };
         let codec = FrameCodec::new(config.key.clone(), config.transport.frame_bytes_max);
+        let mut core = NodeCore::new(me, config.seeds.clone(), config.settings);
+        for (group, multicast) in &config.group_multicast {
+            core.set_group_multicast(group.clone(), *multicast);
+        }
         let actor = NodeActor::create(move |ctx| {
             let (transport, sender) = TcpTransport::start(
                 listener,
@@ -358,7 +649,7 @@ impl Node {
                 ctx.address().recipient(),
             );
             NodeActor {
-                core: NodeCore::new(me, config.seeds.clone(), config.settings),
+                core,
                 codec,
                 sender,
                 transport,
@@ -366,6 +657,9 @@ impl Node {
                 initial_groups: config.groups.clone(),
                 subscribers: Vec::new(),
                 events_dropped: 0,
+                services: BTreeMap::new(),
+                parked: VecDeque::new(),
+                flush_scheduled: false,
             }
         });
         Ok(NodeHandle { actor, me })
@@ -437,6 +731,60 @@ impl NodeHandle {
             .map_err(|_| NodeError::Stopped)
     }
 
+    /// Registers `service` for `group`'s events (deliveries, views, blocks, restores) and
+    /// snapshots. Register before joining, so it sees the first view.
+    pub async fn register_service<A>(&self, group: GroupName, service: Addr<A>) -> Result<(), NodeError>
+    where
+        A: Actor + Handler<ServiceEvent> + Handler<TakeSnapshot>,
+        A::Context: actix::dev::ToEnvelope<A, ServiceEvent> + actix::dev::ToEnvelope<A, TakeSnapshot>,
+    {
+        let recipients = ServiceRecipients {
+            events: service.clone().recipient(),
+            snapshot: service.recipient(),
+        };
+        self.actor
+            .send(RegisterService { group, recipients })
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Multicasts `payload` to `group` with the group's ordering. Resolves once the multicast
+    /// is accepted for sending; waits while flow control withholds credit (up to
+    /// [`PARKED_MULTICASTS`] waiting, then fails with [`MulticastError::Full`]).
+    pub async fn multicast(&self, group: GroupName, payload: Bytes) -> Result<(), NodeError> {
+        self.multicast_ordered(group, None, payload).await
+    }
+
+    /// Like [`NodeHandle::multicast`], with the ordering of this one message chosen.
+    pub async fn multicast_ordered(
+        &self,
+        group: GroupName,
+        ordering: Option<crate::wire::Ordering>,
+        payload: Bytes,
+    ) -> Result<(), NodeError> {
+        self.actor
+            .send(MulticastRequest {
+                group,
+                ordering,
+                payload,
+            })
+            .await
+            .map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Sends `payload` point-to-point to `to`, a member of `group`'s current view.
+    pub async fn send_to(
+        &self,
+        group: GroupName,
+        to: ProcessId,
+        payload: Bytes,
+    ) -> Result<(), NodeError> {
+        self.actor
+            .send(DirectRequest { group, to, payload })
+            .await
+            .map_err(|_| NodeError::Stopped)?
+    }
+
     /// Stops the node at once, without leaving its groups: to its peers it looks like a crash.
     pub fn crash(&self) {
         self.actor.do_send(Stop);
@@ -459,6 +807,7 @@ mod tests {
             key: Some(crate::wire::ClusterKey::from_hex(&"ab".repeat(32)).unwrap()),
             settings: NodeSettings::default(),
             transport: TransportConfig::default(),
+            group_multicast: Default::default(),
         }
     }
 

@@ -43,10 +43,14 @@ impl MembershipChecker {
     /// Observes a message a process sends (consensus messages are recorded).
     pub fn observe_send(&mut self, envelope: &Envelope) {
         match &envelope.body {
-            Body::Accept { base, ballot, view } => {
+            Body::Accept {
+                base,
+                ballot,
+                decision,
+            } => {
                 self.proposals
                     .entry((base.id, *ballot))
-                    .or_insert_with(|| (base.clone(), view.clone(), envelope.sender));
+                    .or_insert_with(|| (base.clone(), decision.view.clone(), envelope.sender));
             }
             Body::Accepted { base, ballot } => {
                 self.acceptances
@@ -57,11 +61,11 @@ impl MembershipChecker {
             Body::Install {
                 base: Some(base),
                 ballot,
-                view,
+                decision,
             } => {
                 self.installs
                     .entry((*base, *ballot))
-                    .or_insert_with(|| (view.clone(), envelope.sender));
+                    .or_insert_with(|| (decision.view.clone(), envelope.sender));
             }
             _ => {}
         }

@@ -14,8 +14,10 @@
 //! is checked).
 
 pub mod checker;
+pub mod delivery_checker;
 
-use crate::id::{GroupName, Incarnation, NodeId, ProcessId};
+use crate::id::{GroupName, Incarnation, NodeId, ProcessId, ViewId};
+use crate::proto::multicast::{Delivery, MulticastOutput};
 use crate::proto::node::{NodeCore, NodeOutput, NodeSettings};
 use crate::proto::Time;
 use crate::runtime::TICK_INTERVAL;
@@ -23,13 +25,14 @@ use crate::transport::dispatch;
 use crate::transport::memory::{Faults, MemoryEndpoint, MemoryNetwork, NetworkStats};
 use crate::view::{Member, View};
 use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
-use crate::wire::{ClusterKey, FrameCodec};
-use bytes::BytesMut;
+use crate::wire::{ClusterKey, FrameCodec, Ordering};
+use bytes::{Bytes, BytesMut};
 use checker::{MembershipChecker, Violation};
+use delivery_checker::{mix, DeliveryChecker, StateDigest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -50,6 +53,12 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Protocol settings (the production defaults unless a test changes them).
     pub settings: NodeSettings,
+    /// Chance that a live member multicasts at each of its ticks during traffic.
+    pub send_probability: f64,
+    /// Chance that a multicast overrides the group's ordering with a random one.
+    pub override_probability: f64,
+    /// Also trace every delivery (for replaying one seed).
+    pub trace_deliveries: bool,
 }
 
 impl SimConfig {
@@ -58,6 +67,22 @@ impl SimConfig {
     pub fn from_seed(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
         let delay_max = Duration::from_micros(rng.gen_range(200..80_000));
+        let mut settings = NodeSettings::default();
+        let m = &mut settings.multicast;
+        m.ordering = [Ordering::Fifo, Ordering::Causal, Ordering::Total][rng.gen_range(0..3)];
+        m.delivery = if rng.gen_bool(0.25) {
+            Delivery::Safe
+        } else {
+            Delivery::Agreed
+        };
+        // Small windows and chunks, so flow control and chunked transfers happen often.
+        m.window_messages = rng.gen_range(8..256);
+        m.window_bytes = 64 << 10;
+        m.outbox_messages = rng.gen_range(16..512);
+        m.state_chunk_bytes = 512;
+        m.state_window_chunks = 4;
+        m.ack_interval = Duration::from_millis(40);
+        m.flush_fetch_timeout = Duration::from_secs(3);
         SimConfig {
             seed,
             nodes: rng.gen_range(3..=7),
@@ -69,7 +94,10 @@ impl SimConfig {
                 delay_min: Duration::from_micros(50),
                 delay_max,
             },
-            settings: NodeSettings::default(),
+            settings,
+            send_probability: rng.gen_range(0.05..0.4),
+            override_probability: if rng.gen_bool(0.5) { 0.3 } else { 0.0 },
+            trace_deliveries: false,
         }
     }
 }
@@ -88,6 +116,12 @@ pub struct SimReport {
     pub views_seen: usize,
     /// What the network did.
     pub network: NetworkStats,
+    /// Multicasts made by the services.
+    pub multicasts: u64,
+    /// Deliveries to the services.
+    pub deliveries: u64,
+    /// State transfers completed.
+    pub state_transfers: u64,
     /// The scenario and the views, in order, for a replay.
     pub trace: Vec<String>,
 }
@@ -102,6 +136,49 @@ impl SimReport {
     }
 }
 
+/// The simulated replicated service: its state is the set of ids it delivered (or restored)
+/// and a hash chain of its total-order deliveries, streamed in chunks to joiners.
+#[derive(Debug, Default)]
+struct SimService {
+    delivered: BTreeSet<u64>,
+    total_chain: u64,
+    view: Option<ViewId>,
+    /// Per sender, the highest counter delivered in the current view.
+    last_counter: BTreeMap<ProcessId, u64>,
+    counter: u64,
+}
+
+impl SimService {
+    fn digest(&self) -> StateDigest {
+        StateDigest {
+            count: self.delivered.len() as u64,
+            set_hash: self.delivered.iter().fold(0, |h, id| h ^ mix(*id)),
+            total_chain: self.total_chain,
+        }
+    }
+
+    fn snapshot(&self) -> Bytes {
+        let mut bytes = Vec::with_capacity(8 * (self.delivered.len() + 1));
+        bytes.extend_from_slice(&self.total_chain.to_le_bytes());
+        for id in &self.delivered {
+            bytes.extend_from_slice(&id.to_le_bytes());
+        }
+        Bytes::from(bytes)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> bool {
+        if state.len() % 8 != 0 || state.is_empty() {
+            return false;
+        }
+        let mut words = state
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        self.total_chain = words.next().expect("not empty");
+        self.delivered = words.collect();
+        true
+    }
+}
+
 struct SimNode {
     node_id: NodeId,
     addr: SocketAddr,
@@ -111,6 +188,7 @@ struct SimNode {
     endpoint: MemoryEndpoint,
     next_tick: Time,
     in_group: bool,
+    service: SimService,
 }
 
 /// A simulation in progress.
@@ -123,6 +201,10 @@ pub struct Simulation {
     key: ClusterKey,
     group: GroupName,
     checker: MembershipChecker,
+    deliveries: DeliveryChecker,
+    /// Multicasts made while the network is quiet, which must reach every final member.
+    quiet_multicasts: Vec<(ProcessId, u64)>,
+    multicasts: u64,
     trace: Vec<String>,
     next_scenario_event: Time,
     final_violations: Vec<Violation>,
@@ -134,6 +216,7 @@ impl Simulation {
     /// Sets up the nodes; none has started.
     pub fn new(config: SimConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(config.seed);
+        let safe = config.settings.multicast.delivery == Delivery::Safe;
         let network = Rc::new(RefCell::new(MemoryNetwork::new(rng.gen(), config.faults)));
         let key_bytes: [u8; 32] = rng.gen();
         let key = ClusterKey::from_hex(&hex::encode(key_bytes)).expect("32 bytes");
@@ -149,6 +232,7 @@ impl Simulation {
                     endpoint: MemoryEndpoint::new(addr, network.clone()),
                     next_tick: Time::ZERO,
                     in_group: false,
+                    service: SimService::default(),
                 }
             })
             .collect();
@@ -161,6 +245,9 @@ impl Simulation {
             key,
             group: GroupName::new("sim").expect("valid"),
             checker: MembershipChecker::default(),
+            deliveries: DeliveryChecker::new(safe),
+            quiet_multicasts: Vec::new(),
+            multicasts: 0,
             trace: Vec::new(),
             next_scenario_event: Time::ZERO,
             final_violations: Vec::new(),
@@ -218,14 +305,29 @@ impl Simulation {
             );
             self.checker_violation("frame integrity", detail);
         }
+        let live = self.live_processes();
+        self.deliveries.finish(&live);
+        if liveness_checked {
+            self.check_final_deliveries();
+        }
         let mut violations = self.checker.violations().to_vec();
+        violations.extend(self.deliveries.violations().iter().cloned());
         violations.append(&mut self.final_violations);
+        let state_transfers = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .flat_map(|c| c.groups().map(|g| g.multicast().stats().state_transfers))
+            .sum();
         SimReport {
             seed: self.config.seed,
             violations,
             liveness_checked,
             views_seen: self.checker.views_seen(),
             network: self.network.borrow().stats(),
+            multicasts: self.multicasts,
+            deliveries: self.deliveries.deliveries(),
+            state_transfers,
             trace: self.trace,
         }
     }
@@ -249,6 +351,7 @@ impl Simulation {
         // A restarted process has a fresh codec: a new frame counter, an empty replay window.
         node.codec = FrameCodec::new(Some(self.key.clone()), FRAME_BYTES_MAX_DEFAULT);
         node.core = Some(NodeCore::new(me, seeds, self.config.settings));
+        node.service = SimService::default();
         self.network.borrow_mut().restart(node.addr);
         self.log(format!("start {}", me.id));
         self.join(i);
@@ -298,8 +401,15 @@ impl Simulation {
         let node = &mut self.nodes[i];
         let process = node.core.as_ref().map(|c| c.me().id);
         dispatch(outputs, &node.codec, &mut node.endpoint, |e| events.push(e));
+        let mut snapshots = Vec::new();
         for event in events {
             match event {
+                NodeOutput::Group { event, .. } => {
+                    let process = process.expect("a live process has a service");
+                    if let Some(snapshot) = self.to_service(i, process, event) {
+                        snapshots.push(snapshot);
+                    }
+                }
                 NodeOutput::ViewInstalled { change, .. } => {
                     let process = process.expect("a live process installs views");
                     self.checker.observe_install(process, &change.view);
@@ -314,6 +424,176 @@ impl Simulation {
                 }
                 _ => {}
             }
+        }
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            for (view, state) in snapshots {
+                core.handle_snapshot(&self.group, view, state);
+            }
+        }
+    }
+
+    /// Applies a multicast event to node `i`'s service; returns a snapshot it asked for.
+    fn to_service(
+        &mut self,
+        i: usize,
+        process: ProcessId,
+        event: MulticastOutput,
+    ) -> Option<(ViewId, Bytes)> {
+        let service = &mut self.nodes[i].service;
+        match event {
+            MulticastOutput::Deliver(message) => {
+                let id = match message.payload.get(..8) {
+                    Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+                    None => 0,
+                };
+                let fresh = service.delivered.insert(id);
+                if message.ordering == Ordering::Total {
+                    service.total_chain = mix(service.total_chain ^ id);
+                }
+                service
+                    .last_counter
+                    .insert(message.sender, delivery_checker::counter_of(id));
+                self.deliveries.on_deliver(process, id, &message);
+                if self.config.trace_deliveries {
+                    self.log(format!(
+                        "{process} delivers {id:#x} ({}, {} seq {} of {})",
+                        message.ordering, message.view, message.seq, message.sender
+                    ));
+                }
+                if !fresh {
+                    self.checker_violation(
+                        "no duplication",
+                        format!("{process} delivered {id:#x}, already in its state"),
+                    );
+                }
+            }
+            MulticastOutput::View(change) => {
+                service.view = Some(change.view.id);
+                service.last_counter.clear();
+                let digest = service.digest();
+                self.log(format!("{process} service enters {}", change.view));
+                self.deliveries.on_view(process, change.view.id, digest);
+            }
+            MulticastOutput::Restore { view, state } => {
+                let restored = service.restore(&state);
+                service.view = None;
+                if !restored {
+                    self.checker_violation(
+                        "state transfer",
+                        format!("{process} got a malformed state of {} bytes", state.len()),
+                    );
+                }
+                self.log(format!(
+                    "{process} restores {} bytes for {view}",
+                    state.len()
+                ));
+                self.deliveries.on_restore(process);
+            }
+            MulticastOutput::SnapshotWanted(view) => return Some((view, service.snapshot())),
+            MulticastOutput::Block | MulticastOutput::Direct { .. } => {}
+            MulticastOutput::Send { .. } => {}
+        }
+        None
+    }
+
+    /// Node `i`'s service may multicast a fresh id.
+    fn maybe_multicast(&mut self, i: usize) {
+        let end = self.config.fault_time + self.config.quiet_time;
+        // Traffic stops a while before the end, so everything sent can arrive.
+        if self.now + Duration::from_secs(6) > end
+            || !self.nodes[i].in_group
+            || !self.rng.gen_bool(self.config.send_probability)
+        {
+            return;
+        }
+        let ordering = if self.rng.gen_bool(self.config.override_probability) {
+            Some([Ordering::Fifo, Ordering::Causal, Ordering::Total][self.rng.gen_range(0..3)])
+        } else {
+            None
+        };
+        let now = self.now;
+        let group = self.group.clone();
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let me = core.me().id;
+        let id = (me.node.0 << 48) | (me.incarnation.0 << 32) | (node.service.counter + 1);
+        let deps: Vec<(ProcessId, u64)> = node
+            .service
+            .last_counter
+            .iter()
+            .map(|(p, c)| (*p, *c))
+            .collect();
+        let effective = ordering.unwrap_or(self.config.settings.multicast.ordering);
+        self.deliveries
+            .on_multicast(id, me, effective, deps, node.service.view);
+        let payload = Bytes::copy_from_slice(&id.to_le_bytes());
+        if let Ok(outputs) = core.handle_multicast(now, &group, ordering, payload) {
+            node.service.counter += 1;
+            self.multicasts += 1;
+            if self.quiet && self.now >= self.config.fault_time + Duration::from_secs(2) {
+                self.quiet_multicasts.push((me, id));
+            }
+            self.execute(i, outputs);
+            self.flush(i);
+        }
+    }
+
+    /// What the shell does after a burst of inputs: send what the cores queued.
+    fn flush(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            let outputs = core.handle_flush(now);
+            self.execute(i, outputs);
+        }
+    }
+
+    /// Once faults stop and the group agrees: every member's service holds the same state,
+    /// is in the final view, and holds every id multicast by a final member while quiet.
+    fn check_final_deliveries(&mut self) {
+        let members: Vec<(ProcessId, Option<ViewId>, StateDigest, usize)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let core = n.core.as_ref()?;
+                Some((
+                    core.me().id,
+                    n.service.view,
+                    n.service.digest(),
+                    core.groups().map(|g| g.multicast().outbox_len()).sum(),
+                ))
+            })
+            .collect();
+        let final_view = self.latest_view().map(|v| v.id);
+        for (process, view, digest, outbox) in &members {
+            if *view != final_view {
+                let detail = format!("{process}'s service is in {view:?}, the group in {final_view:?}");
+                self.checker_violation("liveness", detail);
+            }
+            if *digest != members[0].2 {
+                let detail = format!("{process} ends with {digest:?}, {} with {:?}", members[0].0, members[0].2);
+                self.checker_violation("liveness", detail);
+            }
+            if *outbox > 0 {
+                self.checker_violation("liveness", format!("{process} ends with {outbox} multicasts unsent"));
+            }
+        }
+        let finals: BTreeSet<ProcessId> = members.iter().map(|m| m.0).collect();
+        let missing: Vec<(ProcessId, u64)> = self
+            .quiet_multicasts
+            .iter()
+            .filter(|(sender, _)| finals.contains(sender))
+            .flat_map(|&(_, id)| {
+                self.nodes
+                    .iter()
+                    .filter(move |n| n.core.is_some() && !n.service.delivered.contains(&id))
+                    .map(move |n| (n.core.as_ref().expect("live").me().id, id))
+            })
+            .take(5)
+            .collect();
+        for (process, id) in missing {
+            self.checker_violation("liveness", format!("{process} never delivered {id:#x}"));
         }
     }
 
@@ -357,6 +637,7 @@ impl Simulation {
             .expect("checked")
             .handle_envelope(now, envelope, connection);
         self.execute(i, outputs);
+        self.flush(i);
     }
 
     fn tick_due_node(&mut self) {
@@ -378,6 +659,7 @@ impl Simulation {
         let now = self.now;
         let outputs = self.nodes[i].core.as_mut().expect("live").handle_tick(now);
         self.execute(i, outputs);
+        self.maybe_multicast(i);
     }
 
     /// The view with the highest epoch installed at any live process.

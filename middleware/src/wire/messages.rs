@@ -3,11 +3,12 @@
 
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// The protocol version carried in every envelope. A frame of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A proposal number for deciding a group's next view (one consensus instance per view).
 /// Ordered by round, then by proposer, so two proposers never share a ballot.
@@ -80,18 +81,21 @@ pub enum Body {
         /// The ballot promised.
         ballot: Ballot,
         /// The highest proposal accepted so far for this base view.
-        accepted: Option<(Ballot, View)>,
+        accepted: Option<(Ballot, Decision)>,
+        /// What this member holds of the base view's multicasts; it delivers no more of them
+        /// until the next view is installed.
+        report: FlushReport,
     },
-    /// Membership, phase 2: accept `view` as the successor of `base`.
+    /// Membership, phase 2: accept `decision` as the successor of `base`.
     Accept {
         /// The view being succeeded.
         base: View,
         /// The proposal number.
         ballot: Ballot,
-        /// The proposed next view.
-        view: View,
+        /// The proposed next view and the cut of the base view's multicasts.
+        decision: Decision,
     },
-    /// Answer to [`Body::Accept`].
+    /// Answer to [`Body::Accept`], sent once this member holds every multicast of the cut.
     Accepted {
         /// The view being succeeded.
         base: ViewId,
@@ -105,14 +109,87 @@ pub enum Body {
         /// The ballot this member has promised.
         promised: Ballot,
     },
-    /// Membership: `view` was decided as the successor of `base` by a majority of `base`.
+    /// Membership: `decision` was decided as the successor of `base` by a majority of `base`.
     Install {
-        /// The view it succeeds (`None` for a group's first view).
+        /// The view it succeeds (`None` when resent to a member that missed it: no cut).
         base: Option<ViewId>,
         /// The ballot that decided it.
         ballot: Ballot,
-        /// The decided view.
-        view: View,
+        /// The decided view and cut.
+        decision: Decision,
+    },
+    /// Membership: a member has been blocked (it promised) for long without a new view; the
+    /// coordinator finishes the view change.
+    ViewChangeStalled {
+        /// The view the member is blocked in.
+        base: ViewId,
+    },
+    /// Multicast: entries of the stream of the member at rank `origin` of `view`, sent by that
+    /// member or retransmitted by any holder.
+    Data {
+        /// The view the entries were sent in.
+        view: ViewId,
+        /// The rank of the original sender in `view`.
+        origin: u32,
+        /// The entries, in sequence order.
+        entries: Vec<Entry>,
+    },
+    /// Multicast: the sender's received-contiguous sequence number of every stream of `view`
+    /// (its own entry is the highest it sent). Drives stability, garbage collection, flow
+    /// control and retransmission of lost tails.
+    Ack {
+        /// The view.
+        view: ViewId,
+        /// Per rank, the highest sequence number up to which the sender holds every entry.
+        received: Vec<u64>,
+    },
+    /// Multicast: retransmit entries `from..=to` of the stream of rank `origin`.
+    Nak {
+        /// The view.
+        view: ViewId,
+        /// The stream.
+        origin: u32,
+        /// First missing sequence number.
+        from: u64,
+        /// Last sequence number wanted.
+        to: u64,
+    },
+    /// State transfer: a joiner asks the provider for the state snapshot of `view`, from
+    /// `offset` on.
+    StateRequest {
+        /// The view at whose start the snapshot was taken.
+        view: ViewId,
+        /// The first byte wanted.
+        offset: u64,
+    },
+    /// State transfer: one chunk of the snapshot.
+    StateChunk {
+        /// The view at whose start the snapshot was taken.
+        view: ViewId,
+        /// Where this chunk starts.
+        offset: u64,
+        /// The snapshot's total length.
+        total: u64,
+        /// The chunk.
+        bytes: Bytes,
+    },
+    /// Point-to-point message to one member of a group (not ordered with the multicasts).
+    Direct {
+        /// The message.
+        payload: Bytes,
+    },
+    /// A process outside the group asks a member to multicast `payload` to the group on its
+    /// behalf (group address expansion on the sending side).
+    GroupSend {
+        /// The ordering to use, or the group's default.
+        ordering: Option<Ordering>,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Answer to [`Body::GroupSend`].
+    GroupSendResult {
+        /// `None` if the member accepted the message, else why not.
+        error: Option<String>,
     },
     /// Answer to a membership message about an older view: the sender's newer installed view.
     Stale {
@@ -174,6 +251,15 @@ impl Body {
             Body::Accepted { .. } => "accepted",
             Body::Rejected { .. } => "rejected",
             Body::Install { .. } => "install",
+            Body::ViewChangeStalled { .. } => "view_change_stalled",
+            Body::Data { .. } => "data",
+            Body::Ack { .. } => "ack",
+            Body::Nak { .. } => "nak",
+            Body::StateRequest { .. } => "state_request",
+            Body::StateChunk { .. } => "state_chunk",
+            Body::Direct { .. } => "direct",
+            Body::GroupSend { .. } => "group_send",
+            Body::GroupSendResult { .. } => "group_send_result",
             Body::Stale { .. } => "stale",
             Body::Discover { .. } => "discover",
             Body::DiscoverReply { .. } => "discover_reply",
@@ -183,4 +269,82 @@ impl Body {
             Body::Refused { .. } => "refused",
         }
     }
+}
+
+/// The order in which a multicast is delivered relative to others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// Per sender, in the order sent.
+    #[default]
+    Fifo,
+    /// After every multicast its sender had delivered when sending it (and FIFO).
+    Causal,
+    /// In the same order at every member (and FIFO); the view's sequencer assigns it.
+    Total,
+}
+
+impl std::fmt::Display for Ordering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ordering::Fifo => "fifo",
+            Ordering::Causal => "causal",
+            Ordering::Total => "total",
+        })
+    }
+}
+
+/// One entry of a member's multicast stream in a view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the sender's stream, from 1, per view.
+    pub seq: u64,
+    /// How the entry is ordered.
+    pub ordering: Ordering,
+    /// For causal entries: per rank, how many entries of that stream the sender had delivered
+    /// when it sent this one. Empty otherwise.
+    pub clock: Vec<u64>,
+    /// What it carries.
+    pub item: Item,
+}
+
+/// What a stream entry carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Item {
+    /// An application message.
+    Payload(Bytes),
+    /// The sequencer's total order for the listed `(rank, seq)` entries; only in the stream of
+    /// rank 0.
+    Order(Vec<(u32, u64)>),
+}
+
+/// Per stream of a view, the last entry delivered in that view and a member holding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutEntry {
+    /// Entries `1..=upto` are delivered in the view; later ones are discarded.
+    pub upto: u64,
+    /// Rank (in the base view) of a member that reported holding them.
+    pub holder: u32,
+}
+
+/// The value each view change decides: the next view and how the base view ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The next view.
+    pub view: View,
+    /// Per rank of the base view, the last entry delivered in the base view.
+    pub cut: Vec<CutEntry>,
+    /// Members of the next view that need a state transfer before delivering in it.
+    pub joiners: Vec<ProcessId>,
+}
+
+/// What a member reports when it promises: how far it holds each stream of the base view.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushReport {
+    /// Per rank of the base view, the highest sequence number up to which it holds every entry
+    /// (empty if it has no multicast state for the base view).
+    pub received: Vec<u64>,
+    /// Whether it holds the service state (a member that joined and has not yet received its
+    /// state transfer does not).
+    pub ready: bool,
 }

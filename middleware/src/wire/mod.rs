@@ -5,4 +5,6 @@ pub mod codec;
 mod messages;
 
 pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
-pub use messages::{Ballot, Body, Envelope, PROTOCOL_VERSION};
+pub use messages::{
+    Ballot, Body, CutEntry, Decision, Entry, Envelope, FlushReport, Item, Ordering, PROTOCOL_VERSION,
+};

@@ -1,6 +1,6 @@
-//! Deterministic simulation of the membership service (see `docs/TESTING.md`).
+//! Deterministic simulation of membership and view-synchronous multicast (see `docs/TESTING.md`).
 //!
 //! `SIM_SEED=N` replays one seed with its trace; `SIM_SEEDS=A..B` sweeps a range (default
 //! `0..1000`, what CI runs).
 
-mod t01_membership_properties;
+mod t01_group_properties;

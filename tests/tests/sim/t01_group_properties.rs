@@ -1,5 +1,8 @@
-//! Membership properties over many seeded scenarios: self-inclusion, monotonic views, view
-//! agreement, primary partition after every step; eventual agreement once faults stop.
+//! Membership and multicast properties over many seeded scenarios, checked after every step:
+//! self-inclusion, monotonic views, view agreement, primary partition; no creation, no
+//! duplication, sending-view and same-view delivery, FIFO, causal and total order, view
+//! synchrony, state agreement after transfers. Once faults stop: eventual agreement and
+//! liveness (every multicast made while quiet is delivered everywhere).
 
 use std::ops::Range;
 use viewsync::sim::{SimConfig, SimReport, Simulation};
@@ -15,19 +18,25 @@ fn seeds() -> Range<u64> {
 }
 
 fn run(seed: u64) -> SimReport {
-    Simulation::new(SimConfig::from_seed(seed)).run()
+    let mut config = SimConfig::from_seed(seed);
+    config.trace_deliveries = std::env::var("SIM_SEED").is_ok();
+    Simulation::new(config).run()
 }
 
 #[test]
-fn membership_properties_hold_over_seeded_scenarios() {
+fn group_properties_hold_over_seeded_scenarios() {
     let seeds = seeds();
     let single = seeds.end - seeds.start == 1;
     let mut failures = Vec::new();
     let mut blocked = 0;
     let mut views = 0;
+    let (mut multicasts, mut deliveries, mut transfers) = (0, 0, 0);
     for seed in seeds.clone() {
         let report = run(seed);
         views += report.views_seen;
+        multicasts += report.multicasts;
+        deliveries += report.deliveries;
+        transfers += report.state_transfers;
         if !report.liveness_checked {
             blocked += 1;
         }
@@ -36,6 +45,10 @@ fn membership_properties_hold_over_seeded_scenarios() {
                 println!("{line}");
             }
             println!("{:?}", report.network);
+            println!(
+                "{} multicasts, {} deliveries, {} state transfers",
+                report.multicasts, report.deliveries, report.state_transfers
+            );
         }
         if !report.violations.is_empty() {
             eprintln!("seed {seed}: {:?}", report.violations);
@@ -44,7 +57,10 @@ fn membership_properties_hold_over_seeded_scenarios() {
         }
     }
     let total = seeds.end - seeds.start;
-    println!("{total} seeds, {views} views installed, {blocked} blocked by design");
+    println!(
+        "{total} seeds, {views} views installed, {blocked} blocked by design, \
+         {multicasts} multicasts, {deliveries} deliveries, {transfers} state transfers"
+    );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
     assert!(
         blocked * 10 <= total,

@@ -1,0 +1,1468 @@
+//! View-synchronous reliable multicast core: one instance per group a process belongs to,
+//! owned by that group's membership core, which drives its view changes.
+//!
+//! # Streams
+//!
+//! In each view, every member owns a *stream*: its entries carry sequence numbers from 1.
+//! Receivers hold entries until every member of the view holds them (*stable*, learnt from
+//! `Ack` vectors) and they were delivered, then drop them. Gaps are asked for with `Nak`
+//! (to the origin, or to any member whose ack shows it holds the range). A sender may have at
+//! most `window_messages` entries and `window_bytes` payload bytes that are not yet stable
+//! (credit flow control); more multicasts wait in a bounded outbox, and a full outbox refuses
+//! with [`MulticastError::Full`]. So a member that stops reading stops the senders, and memory
+//! stays bounded until it is evicted.
+//!
+//! # Ordering
+//!
+//! Every stream is consumed in sequence order (FIFO). A causal entry also waits until every
+//! entry its clock names is delivered. A total entry also waits for its turn in the order
+//! that the view's *sequencer* (rank 0, the coordinator) publishes as `Order` entries in its
+//! own stream; a new view has a new sequencer. With safe delivery an entry also waits until
+//! it is stable.
+//!
+//! # View synchrony
+//!
+//! When a member promises in a view change it freezes: it delivers nothing beyond what it
+//! held at that moment and sends nothing more in the view. The decided *cut* is, per stream,
+//! the maximum any promiser held, so it covers everything any survivor delivered. Survivors
+//! fetch what they lack of the cut, deliver exactly the cut (a fixed function of the cut's
+//! contents, the same everywhere), then install the next view. Everything past the cut is
+//! discarded: it came from members that did not survive.
+
+use super::Time;
+use crate::id::{ProcessId, ViewId};
+use crate::view::{Member, View, ViewChange};
+use crate::wire::{Body, CutEntry, Decision, Entry, FlushReport, Item, Ordering};
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// When a multicast counts as deliverable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// As soon as its order allows.
+    #[default]
+    Agreed,
+    /// Only once every member of the view holds it.
+    Safe,
+}
+
+/// Multicast settings of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MulticastConfig {
+    /// Default ordering of the group's multicasts.
+    pub ordering: Ordering,
+    /// Agreed or safe delivery.
+    pub delivery: Delivery,
+    /// Most entries a member may have sent and not yet seen stable.
+    pub window_messages: u64,
+    /// Most payload bytes a member may have sent and not yet seen stable.
+    pub window_bytes: usize,
+    /// Most multicasts waiting for credit (or for a view change to end) before
+    /// `multicast` refuses.
+    pub outbox_messages: usize,
+    /// Largest payload accepted, in bytes. Larger multicasts are refused, not fragmented.
+    pub payload_bytes_max: usize,
+    /// Largest `Data` frame body built from a batch of entries, in bytes.
+    pub batch_bytes: usize,
+    /// Least time between two acks of the same view while nothing urges one.
+    #[serde(rename = "ack_interval_ms", with = "crate::config::millis")]
+    pub ack_interval: Duration,
+    /// Least time between two retransmission requests for the same stream.
+    #[serde(rename = "nak_interval_ms", with = "crate::config::millis")]
+    pub nak_interval: Duration,
+    /// Size of a state transfer chunk.
+    pub state_chunk_bytes: usize,
+    /// Chunks a provider sends per request.
+    pub state_window_chunks: u64,
+    /// Largest state accepted in a transfer.
+    pub state_bytes_max: u64,
+    /// How long a joiner waits for a chunk before asking again.
+    #[serde(rename = "state_retry_ms", with = "crate::config::millis")]
+    pub state_retry: Duration,
+    /// How long a survivor may wait for the entries of a cut before it gives up on them and
+    /// asks for a state transfer instead.
+    #[serde(rename = "flush_fetch_timeout_ms", with = "crate::config::millis")]
+    pub flush_fetch_timeout: Duration,
+}
+
+impl Default for MulticastConfig {
+    fn default() -> Self {
+        MulticastConfig {
+            ordering: Ordering::Total,
+            delivery: Delivery::Agreed,
+            window_messages: 8192,
+            window_bytes: 16 << 20,
+            outbox_messages: 8192,
+            payload_bytes_max: 256 << 10,
+            batch_bytes: 60 << 10,
+            ack_interval: Duration::from_millis(20),
+            nak_interval: Duration::from_millis(40),
+            state_chunk_bytes: 256 << 10,
+            state_window_chunks: 4,
+            state_bytes_max: 1 << 30,
+            state_retry: Duration::from_millis(300),
+            flush_fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A delivered multicast.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Who multicast it.
+    pub sender: ProcessId,
+    /// The view it was sent and is delivered in.
+    pub view: ViewId,
+    /// Its position in the sender's stream of that view.
+    pub seq: u64,
+    /// Its ordering.
+    pub ordering: Ordering,
+    /// The application bytes.
+    pub payload: Bytes,
+}
+
+/// What the multicast core asks its shell to do or tell the service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MulticastOutput {
+    /// Send `body`, scoped to this group, to `to`.
+    Send {
+        /// Destination address.
+        to: SocketAddr,
+        /// The message.
+        body: Body,
+    },
+    /// Deliver a multicast to the service.
+    Deliver(Message),
+    /// A view change began: the service should expect no deliveries until the next view, and
+    /// its multicasts wait until then.
+    Block,
+    /// The service's next view: everything of the previous view has been delivered.
+    View(ViewChange),
+    /// Take a snapshot of the service state now (after the last delivery of the previous
+    /// view) and hand it to [`Multicast::handle_snapshot`]; joiners of `view` need it.
+    SnapshotWanted(ViewId),
+    /// Replace the service state with `state` (a joiner's transfer is complete). Followed by
+    /// the `View` it starts in.
+    Restore {
+        /// The view the state is the start of.
+        view: ViewId,
+        /// The state.
+        state: Bytes,
+    },
+    /// A point-to-point message from a member.
+    Direct {
+        /// Sender.
+        from: ProcessId,
+        /// The message.
+        payload: Bytes,
+    },
+}
+
+/// Why a multicast was refused. Nothing was queued or sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MulticastError {
+    /// The process is not a member of the group.
+    #[error("not a member of the group")]
+    NotMember,
+    /// The payload exceeds `payload_bytes_max` (multicasts are not fragmented).
+    #[error("payload of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The payload size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Flow control: the outbox holds `outbox_messages` multicasts waiting for credit.
+    #[error("outbox full ({0} multicasts waiting for credit); retry later")]
+    Full(usize),
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    /// Entries received and not yet both delivered and stable.
+    buffer: BTreeMap<u64, Entry>,
+    /// Every entry up to this one has been received.
+    contiguous: u64,
+    /// Entries up to this one have been delivered (consumed).
+    delivered: u64,
+    /// The highest sequence number known to exist.
+    highest_known: u64,
+    /// Entries up to this one are held by every member.
+    stable: u64,
+    last_nak: Option<Time>,
+    naks_without_progress: u32,
+    /// Abandoned at the end of the view: its head can never be delivered.
+    abandoned: bool,
+}
+
+/// The multicast state of one view.
+#[derive(Debug)]
+struct ViewStream {
+    view: View,
+    my_rank: usize,
+    streams: Vec<Stream>,
+    /// `acked[m][r]`: member `m` holds stream `r` up to this.
+    acked: Vec<Vec<u64>>,
+    /// My entries up to this one were sent to the others.
+    sent_upto: u64,
+    /// Payload bytes of my entries that are not yet stable.
+    unstable_bytes: usize,
+    /// Sequencer stream entries up to this one were read for order records.
+    records_upto: u64,
+    /// Total-order entries in their agreed order, not yet delivered.
+    total_queue: VecDeque<(u32, u64)>,
+    /// Sequencer only: per stream, entries up to this one were given a place in the order.
+    ordered_upto: Vec<u64>,
+    /// Sequencer only: places given and not yet published.
+    to_order: Vec<(u32, u64)>,
+    /// Frozen by a view change: deliver nothing past this (per stream).
+    limit: Option<Vec<u64>>,
+    /// Delivering the cut: stability no longer required.
+    flushing: bool,
+    last_ack: Option<Time>,
+    ack_dirty: bool,
+    received_since_ack: u64,
+}
+
+impl ViewStream {
+    fn new(view: View, me: ProcessId) -> Self {
+        let n = view.members.len();
+        let my_rank = view.rank_of(me).expect("a view stream is made for a member");
+        ViewStream {
+            view,
+            my_rank,
+            streams: (0..n).map(|_| Stream::default()).collect(),
+            acked: vec![vec![0; n]; n],
+            sent_upto: 0,
+            unstable_bytes: 0,
+            records_upto: 0,
+            total_queue: VecDeque::new(),
+            ordered_upto: vec![0; n],
+            to_order: Vec::new(),
+            limit: None,
+            flushing: false,
+            last_ack: None,
+            ack_dirty: true,
+            received_since_ack: 0,
+        }
+    }
+
+    fn id(&self) -> ViewId {
+        self.view.id
+    }
+
+    fn received(&self) -> Vec<u64> {
+        self.streams.iter().map(|s| s.contiguous).collect()
+    }
+
+    /// What this member acknowledges: what it holds, but never more than `window` entries
+    /// past what it delivered, so a member that does not deliver (waiting for its state, or
+    /// slow) withholds credit and the senders stop instead of filling its buffers.
+    fn ack_vector(&self, window: u64) -> Vec<u64> {
+        self.streams
+            .iter()
+            .enumerate()
+            .map(|(rank, s)| {
+                if rank == self.my_rank {
+                    s.contiguous
+                } else {
+                    s.contiguous.min(s.delivered.saturating_add(window))
+                }
+            })
+            .collect()
+    }
+
+    fn holds(&self, cut: &[CutEntry]) -> bool {
+        cut.len() == self.streams.len()
+            && self
+                .streams
+                .iter()
+                .zip(cut)
+                .all(|(s, c)| s.contiguous >= c.upto)
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.streams[self.my_rank].contiguous + 1
+    }
+
+    fn others(&self) -> impl Iterator<Item = &Member> {
+        let me = self.my_rank;
+        self.view
+            .members
+            .iter()
+            .enumerate()
+            .filter(move |(r, _)| *r != me)
+            .map(|(_, m)| m)
+    }
+
+    /// Adds an entry of stream `origin`. Returns whether it was new.
+    fn insert(&mut self, origin: usize, entry: Entry, window: u64) -> bool {
+        let stream = &mut self.streams[origin];
+        if entry.seq <= stream.contiguous
+            || stream.buffer.contains_key(&entry.seq)
+            // Past any window a correct sender could use: drop, it will be asked for again.
+            || entry.seq > stream.stable + 2 * window + 1
+        {
+            return false;
+        }
+        stream.highest_known = stream.highest_known.max(entry.seq);
+        stream.buffer.insert(entry.seq, entry);
+        while stream.buffer.contains_key(&(stream.contiguous + 1)) {
+            stream.contiguous += 1;
+        }
+        self.received_since_ack += 1;
+        self.ack_dirty = true;
+        true
+    }
+
+    fn limit_of(&self, rank: usize) -> u64 {
+        self.limit.as_ref().map_or(u64::MAX, |l| l[rank])
+    }
+
+    /// Reads the sequencer's order records that are contiguous and within the limit. With
+    /// safe delivery only stable records count, so that an order a process delivered in is
+    /// one every member holds (and the cut therefore keeps).
+    fn consume_records(&mut self, safe: bool) {
+        let mut upto = self.streams[0].contiguous.min(self.limit_of(0));
+        if safe && !self.flushing {
+            upto = upto.min(self.streams[0].stable);
+        }
+        while self.records_upto < upto {
+            self.records_upto += 1;
+            if let Some(Entry {
+                item: Item::Order(places),
+                ..
+            }) = self.streams[0].buffer.get(&self.records_upto)
+            {
+                self.total_queue.extend(places.iter().copied());
+            }
+        }
+    }
+
+    /// Sequencer: gives every contiguous total-order entry a place.
+    fn assign_order(&mut self) {
+        if self.my_rank != 0 || self.limit.is_some() {
+            return;
+        }
+        for (rank, stream) in self.streams.iter().enumerate() {
+            while self.ordered_upto[rank] < stream.contiguous {
+                self.ordered_upto[rank] += 1;
+                let seq = self.ordered_upto[rank];
+                if let Some(entry) = stream.buffer.get(&seq) {
+                    if entry.ordering == Ordering::Total && matches!(entry.item, Item::Payload(_))
+                    {
+                        self.to_order.push((rank as u32, seq));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers everything the ordering rules allow.
+    fn deliver(&mut self, safe: bool, out: &mut Vec<MulticastOutput>) {
+        self.consume_records(safe);
+        loop {
+            let mut progress = false;
+            for rank in 0..self.streams.len() {
+                while self.deliver_head(rank, safe, out) {
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    fn deliver_head(&mut self, rank: usize, safe: bool, out: &mut Vec<MulticastOutput>) -> bool {
+        let stream = &self.streams[rank];
+        let next = stream.delivered + 1;
+        if stream.abandoned || next > stream.contiguous || next > self.limit_of(rank) {
+            return false;
+        }
+        let entry = &stream.buffer[&next];
+        let deliverable = match &entry.item {
+            Item::Order(_) => true,
+            Item::Payload(_) => {
+                let stable_enough = !safe || self.flushing || next <= stream.stable;
+                stable_enough
+                    && match entry.ordering {
+                        Ordering::Fifo => true,
+                        Ordering::Causal => entry
+                            .clock
+                            .iter()
+                            .enumerate()
+                            .all(|(k, c)| k == rank || self.streams[k].delivered >= *c),
+                        Ordering::Total => {
+                            self.total_queue.front() == Some(&(rank as u32, next))
+                        }
+                    }
+            }
+        };
+        if !deliverable {
+            return false;
+        }
+        if entry.ordering == Ordering::Total && matches!(entry.item, Item::Payload(_)) {
+            self.total_queue.pop_front();
+        }
+        if let Item::Payload(payload) = &entry.item {
+            out.push(MulticastOutput::Deliver(Message {
+                sender: self.view.members[rank].id,
+                view: self.view.id,
+                seq: next,
+                ordering: entry.ordering,
+                payload: payload.clone(),
+            }));
+        }
+        self.streams[rank].delivered = next;
+        self.collect(rank);
+        true
+    }
+
+    /// Drops entries of stream `rank` that are delivered, stable and (the sequencer's) read
+    /// for order records.
+    fn collect(&mut self, rank: usize) {
+        let records_upto = if rank == 0 { self.records_upto } else { u64::MAX };
+        let stream = &mut self.streams[rank];
+        let upto = stream.delivered.min(stream.stable).min(records_upto);
+        while let Some((&seq, _)) = stream.buffer.first_key_value() {
+            if seq > upto {
+                break;
+            }
+            stream.buffer.pop_first();
+        }
+    }
+
+    fn handle_ack(&mut self, from_rank: usize, received: &[u64]) {
+        for (rank, &upto) in received.iter().enumerate() {
+            let acked = &mut self.acked[from_rank][rank];
+            *acked = (*acked).max(upto);
+            let stream = &mut self.streams[rank];
+            stream.highest_known = stream.highest_known.max(upto);
+        }
+        self.refresh_stability();
+    }
+
+    fn refresh_stability(&mut self) {
+        let me = self.my_rank;
+        for rank in 0..self.streams.len() {
+            let mine = self.streams[rank].contiguous;
+            let stable = self
+                .acked
+                .iter()
+                .enumerate()
+                .map(|(m, row)| if m == me { mine } else { row[rank] })
+                .min()
+                .unwrap_or(mine);
+            let old = self.streams[rank].stable;
+            if stable > old {
+                if rank == me {
+                    let freed: usize = self.streams[rank]
+                        .buffer
+                        .range(old + 1..=stable)
+                        .map(|(_, e)| entry_bytes(e))
+                        .sum();
+                    self.unstable_bytes = self.unstable_bytes.saturating_sub(freed);
+                }
+                self.streams[rank].stable = stable;
+                self.collect(rank);
+            }
+        }
+    }
+
+    /// Ends the view at `cut`: delivers exactly the entries the cut determines, the same at
+    /// every survivor whatever each had delivered before.
+    fn deliver_cut(&mut self, cut: &[CutEntry], safe: bool, out: &mut Vec<MulticastOutput>) {
+        self.limit = Some(cut.iter().map(|c| c.upto).collect());
+        self.flushing = true;
+        self.consume_records(safe);
+        // Places given to entries past the cut are void.
+        self.total_queue
+            .retain(|&(r, q)| cut.get(r as usize).is_some_and(|c| q <= c.upto));
+        let mut appended_unordered = false;
+        loop {
+            self.deliver(safe, out);
+            if !appended_unordered {
+                // Total-order entries of the cut that the sequencer never ordered follow the
+                // ordered ones, by (rank, seq).
+                appended_unordered = true;
+                let queued: BTreeSet<(u32, u64)> = self.total_queue.iter().copied().collect();
+                for (rank, stream) in self.streams.iter().enumerate() {
+                    if stream.delivered >= cut[rank].upto {
+                        continue;
+                    }
+                    for (&seq, entry) in stream.buffer.range(stream.delivered + 1..=cut[rank].upto)
+                    {
+                        let place = (rank as u32, seq);
+                        if entry.ordering == Ordering::Total
+                            && matches!(entry.item, Item::Payload(_))
+                            && !queued.contains(&place)
+                        {
+                            self.total_queue.push_back(place);
+                        }
+                    }
+                }
+                continue;
+            }
+            // Still stuck: a head whose causal past lies beyond the cut, or the total order
+            // waiting on such a stream. Abandon that stream (only a non-survivor's can be).
+            let stuck = match self.total_queue.front() {
+                Some(&(r, _)) if !self.streams[r as usize].abandoned => Some(r as usize),
+                _ => (0..self.streams.len()).find(|&r| {
+                    let s = &self.streams[r];
+                    !s.abandoned && s.delivered < cut[r].upto
+                }),
+            };
+            let Some(rank) = stuck else { break };
+            self.streams[rank].abandoned = true;
+            self.total_queue.retain(|&(r, _)| r as usize != rank);
+        }
+    }
+
+    /// Sends my unsent entries, batched.
+    fn send_new(&mut self, batch_bytes: usize, out: &mut Vec<MulticastOutput>) {
+        let upto = self.next_seq() - 1;
+        if self.sent_upto >= upto {
+            return;
+        }
+        let me = self.my_rank;
+        let batches = batch(
+            self.streams[me]
+                .buffer
+                .range(self.sent_upto + 1..=upto)
+                .map(|(_, e)| e),
+            batch_bytes,
+        );
+        self.sent_upto = upto;
+        for entries in batches {
+            self.send_to_others(
+                Body::Data {
+                    view: self.view.id,
+                    origin: me as u32,
+                    entries,
+                },
+                out,
+            );
+        }
+    }
+
+    fn send_to_others(&self, body: Body, out: &mut Vec<MulticastOutput>) {
+        let mut others = self.others().peekable();
+        while let Some(member) = others.next() {
+            let body = if others.peek().is_some() {
+                body.clone()
+            } else {
+                return out.push(MulticastOutput::Send {
+                    to: member.addr,
+                    body,
+                });
+            };
+            out.push(MulticastOutput::Send {
+                to: member.addr,
+                body,
+            });
+        }
+    }
+
+    fn send_ack(&mut self, now: Time, window: u64, out: &mut Vec<MulticastOutput>) {
+        self.last_ack = Some(now);
+        self.ack_dirty = false;
+        self.received_since_ack = 0;
+        let body = Body::Ack {
+            view: self.view.id,
+            received: self.ack_vector(window),
+        };
+        self.send_to_others(body, out);
+    }
+
+    /// Asks for missing entries: up to `target` per stream (the cut while ending the view).
+    fn request_missing(
+        &mut self,
+        now: Time,
+        target: Option<&[CutEntry]>,
+        config: &MulticastConfig,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        for rank in 0..self.streams.len() {
+            if rank == self.my_rank {
+                continue;
+            }
+            let stream = &self.streams[rank];
+            let wanted = match target {
+                Some(cut) => cut[rank].upto,
+                None => stream.highest_known,
+            };
+            if stream.contiguous >= wanted {
+                continue;
+            }
+            if stream
+                .last_nak
+                .is_some_and(|t| now.saturating_sub(t) < config.nak_interval)
+            {
+                continue;
+            }
+            let from = stream.contiguous + 1;
+            let to = wanted.min(stream.contiguous + config.window_messages.max(1));
+            // The origin first; then any member known to hold the range, in turn.
+            let attempts = stream.naks_without_progress as usize;
+            let holders: Vec<usize> = (0..self.view.members.len())
+                .filter(|&m| m != self.my_rank && (m == rank || self.acked[m][rank] >= to))
+                .collect();
+            let holder = match target {
+                Some(cut) if attempts % 2 == 1 => cut[rank].holder as usize,
+                _ if holders.is_empty() => rank,
+                _ => holders[attempts % holders.len()],
+            };
+            if holder == self.my_rank || holder >= self.view.members.len() {
+                continue;
+            }
+            let stream = &mut self.streams[rank];
+            stream.last_nak = Some(now);
+            stream.naks_without_progress += 1;
+            out.push(MulticastOutput::Send {
+                to: self.view.members[holder].addr,
+                body: Body::Nak {
+                    view: self.view.id,
+                    origin: rank as u32,
+                    from,
+                    to,
+                },
+            });
+        }
+    }
+}
+
+fn entry_bytes(entry: &Entry) -> usize {
+    let item = match &entry.item {
+        Item::Payload(p) => p.len(),
+        Item::Order(places) => places.len() * 12,
+    };
+    item + entry.clock.len() * 8 + 24
+}
+
+fn batch<'a>(entries: impl Iterator<Item = &'a Entry>, batch_bytes: usize) -> Vec<Vec<Entry>> {
+    let mut batches = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for entry in entries {
+        let bytes = entry_bytes(entry);
+        if !current.is_empty() && size + bytes > batch_bytes {
+            batches.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += bytes;
+        current.push(entry.clone());
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// A view ending: the old streams, and the cut to deliver before the next view.
+#[derive(Debug)]
+struct Ending {
+    stream: ViewStream,
+    cut: Vec<CutEntry>,
+    decision: Decision,
+    since: Time,
+}
+
+/// A joiner's incoming state transfer.
+#[derive(Debug)]
+struct Incoming {
+    view: ViewId,
+    provider: Member,
+    received: BytesMut,
+    total: Option<u64>,
+    requested_upto: u64,
+    last_progress: Time,
+}
+
+/// A provider's snapshot for the joiners of `view`.
+#[derive(Debug)]
+struct Snapshot {
+    view: ViewId,
+    state: Option<Bytes>,
+}
+
+/// Counters of the multicast core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MulticastStats {
+    /// Multicasts accepted from the service.
+    pub multicasts: u64,
+    /// Multicasts delivered.
+    pub delivered: u64,
+    /// Entries received twice (or retransmitted needlessly).
+    pub duplicates: u64,
+    /// Entries retransmitted in answer to a `Nak`.
+    pub retransmitted: u64,
+    /// Multicasts refused because the outbox was full.
+    pub refused_full: u64,
+    /// State transfers completed as a joiner.
+    pub state_transfers: u64,
+}
+
+/// The multicast core of one group at one process.
+#[derive(Debug)]
+pub struct Multicast {
+    me: ProcessId,
+    config: MulticastConfig,
+    /// The installed view's streams (delivery waits while `ending` is `Some`).
+    current: Option<ViewStream>,
+    /// The previous view, while its cut is fetched and delivered.
+    ending: Option<Ending>,
+    /// Whether the service state is in step with the group.
+    ready: bool,
+    /// Installed a view this process cannot vouch for (no cut, no state): a state transfer
+    /// must be arranged through a new view change.
+    needs_resync: bool,
+    /// The last view the service was told of.
+    service_view: Option<View>,
+    outbox: VecDeque<(Ordering, Bytes)>,
+    incoming: Option<Incoming>,
+    snapshot: Option<Snapshot>,
+    blocked_since: Option<Time>,
+    /// The service is behind: deliver nothing for now (credit is withheld meanwhile).
+    paused: bool,
+    stats: MulticastStats,
+}
+
+impl Multicast {
+    /// A multicast core for process `me`, not yet in any view.
+    pub fn new(me: ProcessId, config: MulticastConfig) -> Self {
+        Multicast {
+            me,
+            config,
+            current: None,
+            ending: None,
+            ready: false,
+            needs_resync: false,
+            service_view: None,
+            outbox: VecDeque::new(),
+            incoming: None,
+            snapshot: None,
+            blocked_since: None,
+            paused: false,
+            stats: MulticastStats::default(),
+        }
+    }
+
+    /// Pauses or resumes deliveries (the service's mailbox is full or has room again).
+    /// Returns whether the setting changed. A paused member acknowledges at most a window
+    /// past what it delivered, so the senders wait for it.
+    pub fn set_paused(&mut self, paused: bool) -> bool {
+        let changed = self.paused != paused;
+        self.paused = paused;
+        changed
+    }
+
+    fn may_deliver(&self) -> bool {
+        self.ready && self.ending.is_none() && !self.paused
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MulticastConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MulticastStats {
+        self.stats
+    }
+
+    /// Whether the service state is in step with the group (not waiting for a transfer).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Whether this process needs a view change that lists it as a joiner, to get the state.
+    pub fn needs_resync(&self) -> bool {
+        self.needs_resync
+    }
+
+    /// Since when this process is blocked by a view change that has not finished.
+    pub fn blocked_since(&self) -> Option<Time> {
+        self.blocked_since
+    }
+
+    /// The view the service was last told of.
+    pub fn service_view(&self) -> Option<&View> {
+        self.service_view.as_ref()
+    }
+
+    /// Multicasts waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Entries held in buffers (sent or received, not yet collected), over all streams.
+    pub fn buffered_entries(&self) -> usize {
+        self.current
+            .iter()
+            .chain(self.ending.as_ref().map(|e| &e.stream))
+            .flat_map(|v| v.streams.iter())
+            .map(|s| s.buffer.len())
+            .sum()
+    }
+
+    /// What this member holds of `base`'s streams, for its promise.
+    pub fn report(&self, base: ViewId) -> FlushReport {
+        FlushReport {
+            received: self
+                .current
+                .as_ref()
+                .filter(|v| v.id() == base)
+                .map(|v| v.received())
+                .unwrap_or_default(),
+            ready: self.ready && self.ending.is_none(),
+        }
+    }
+
+    /// This member promised in the view change from `base`: it stops delivering past what it
+    /// holds and stops sending.
+    pub fn freeze(&mut self, now: Time, base: ViewId, out: &mut Vec<MulticastOutput>) {
+        let Some(view) = self.current.as_mut().filter(|v| v.id() == base) else {
+            return;
+        };
+        if view.limit.is_some() {
+            return;
+        }
+        view.limit = Some(view.received());
+        self.blocked_since = Some(now);
+        if self.ready && self.ending.is_none() {
+            out.push(MulticastOutput::Block);
+        }
+    }
+
+    /// Whether this member holds every entry of `cut` of `base`.
+    pub fn holds(&self, base: ViewId, cut: &[CutEntry]) -> bool {
+        if cut.iter().all(|c| c.upto == 0) {
+            return true;
+        }
+        self.current
+            .as_ref()
+            .is_some_and(|v| v.id() == base && v.holds(cut))
+    }
+
+    /// Asks for what this member lacks of `cut` of `base`.
+    pub fn fetch(&mut self, now: Time, base: ViewId, cut: &[CutEntry], out: &mut Vec<MulticastOutput>) {
+        let config = self.config;
+        if let Some(view) = self.current.as_mut().filter(|v| v.id() == base) {
+            if cut.len() == view.streams.len() {
+                view.request_missing(now, Some(cut), &config, out);
+            }
+        }
+    }
+
+    /// The group's first view, created by this process: it starts with an empty state.
+    pub fn install_created(&mut self, view: &View, out: &mut Vec<MulticastOutput>) {
+        self.current = Some(ViewStream::new(view.clone(), self.me));
+        self.ending = None;
+        self.incoming = None;
+        self.ready = true;
+        self.needs_resync = false;
+        self.blocked_since = None;
+        self.tell_view(view, out);
+    }
+
+    /// A view decided as the successor of `base` was installed.
+    pub fn install_decided(
+        &mut self,
+        now: Time,
+        base: ViewId,
+        decision: &Decision,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        let view = &decision.view;
+        let survivor = self.ready
+            && self.ending.is_none()
+            && self.current.as_ref().is_some_and(|v| v.id() == base)
+            && !decision.joiners.contains(&self.me);
+        if survivor {
+            let stream = self.current.take().expect("checked");
+            self.ending = Some(Ending {
+                stream,
+                cut: decision.cut.clone(),
+                decision: decision.clone(),
+                since: now,
+            });
+            self.current = Some(ViewStream::new(view.clone(), self.me));
+            self.try_finish_ending(now, out);
+        } else if decision.joiners.contains(&self.me) {
+            self.start_as_joiner(now, decision, out);
+        } else {
+            self.install_unverified(view);
+        }
+    }
+
+    /// A view learnt without its cut (a resent install or a newer view heard of): this
+    /// process cannot tell what the group delivered, so it waits for a state transfer.
+    pub fn install_unverified(&mut self, view: &View) {
+        self.current = Some(ViewStream::new(view.clone(), self.me));
+        self.ending = None;
+        self.incoming = None;
+        self.ready = false;
+        self.needs_resync = true;
+    }
+
+    /// This process is no longer a member (excluded or left): its streams are dropped.
+    /// Multicasts in the outbox are kept for the next view after a rejoin, unless `left`.
+    pub fn leave_group(&mut self, left: bool) {
+        self.current = None;
+        self.ending = None;
+        self.incoming = None;
+        self.snapshot = None;
+        self.ready = false;
+        self.needs_resync = false;
+        self.blocked_since = None;
+        self.service_view = None;
+        if left {
+            self.outbox.clear();
+        }
+    }
+
+    fn start_as_joiner(&mut self, now: Time, decision: &Decision, out: &mut Vec<MulticastOutput>) {
+        let view = &decision.view;
+        self.current = Some(ViewStream::new(view.clone(), self.me));
+        self.ending = None;
+        self.needs_resync = false;
+        self.blocked_since = None;
+        let provider = view
+            .members
+            .iter()
+            .find(|m| !decision.joiners.contains(&m.id))
+            .copied();
+        match provider {
+            Some(provider) => {
+                self.ready = false;
+                self.incoming = Some(Incoming {
+                    view: view.id,
+                    provider,
+                    received: BytesMut::new(),
+                    total: None,
+                    requested_upto: 0,
+                    last_progress: now,
+                });
+                self.request_state(now, out);
+            }
+            None => {
+                // No member holds a state: the group starts afresh.
+                self.incoming = None;
+                self.ready = true;
+                self.tell_view(view, out);
+                self.after_progress(now, out);
+            }
+        }
+    }
+
+    fn request_state(&mut self, now: Time, out: &mut Vec<MulticastOutput>) {
+        let Some(incoming) = self.incoming.as_mut() else {
+            return;
+        };
+        let offset = incoming.received.len() as u64;
+        incoming.requested_upto =
+            offset + self.config.state_chunk_bytes as u64 * self.config.state_window_chunks;
+        incoming.last_progress = now;
+        out.push(MulticastOutput::Send {
+            to: incoming.provider.addr,
+            body: Body::StateRequest {
+                view: incoming.view,
+                offset,
+            },
+        });
+    }
+
+    fn tell_view(&mut self, view: &View, out: &mut Vec<MulticastOutput>) {
+        let change = ViewChange::between(self.service_view.as_ref(), view.clone());
+        self.service_view = Some(view.clone());
+        out.push(MulticastOutput::View(change));
+    }
+
+    /// Delivers the ending view's cut once it is held; then the next view starts.
+    fn try_finish_ending(&mut self, now: Time, out: &mut Vec<MulticastOutput>) {
+        let safe = self.config.delivery == Delivery::Safe;
+        let Some(ending) = self.ending.as_mut() else {
+            return;
+        };
+        if !ending.stream.holds(&ending.cut) {
+            if now.saturating_sub(ending.since) >= self.config.flush_fetch_timeout {
+                // The entries cannot be had (their holders are gone): fall back to a state
+                // transfer in a later view.
+                let view = self.current.as_ref().map(|v| v.view.clone());
+                self.ending = None;
+                if let Some(view) = view {
+                    self.install_unverified(&view);
+                }
+            }
+            return;
+        }
+        let mut ending = self.ending.take().expect("checked");
+        let before = out.len();
+        ending.stream.deliver_cut(&ending.cut, safe, out);
+        self.count_new(before, out);
+        self.blocked_since = None;
+        let view = ending.decision.view.clone();
+        self.tell_view(&view, out);
+        let has_joiners = view
+            .members
+            .iter()
+            .any(|m| ending.decision.joiners.contains(&m.id));
+        let provider = view
+            .members
+            .iter()
+            .find(|m| !ending.decision.joiners.contains(&m.id));
+        self.snapshot = None;
+        if has_joiners && provider.is_some_and(|p| p.id == self.me) {
+            self.snapshot = Some(Snapshot {
+                view: view.id,
+                state: None,
+            });
+            out.push(MulticastOutput::SnapshotWanted(view.id));
+        }
+        self.after_progress(now, out);
+    }
+
+    /// The service's snapshot for the joiners of `view`.
+    pub fn handle_snapshot(&mut self, view: ViewId, state: Bytes) {
+        if let Some(snapshot) = self.snapshot.as_mut().filter(|s| s.view == view) {
+            snapshot.state = Some(state);
+        }
+    }
+
+    /// The service multicasts `payload`.
+    pub fn multicast(
+        &mut self,
+        now: Time,
+        ordering: Option<Ordering>,
+        payload: Bytes,
+        out: &mut Vec<MulticastOutput>,
+    ) -> Result<(), MulticastError> {
+        if self.current.is_none() && self.service_view.is_none() {
+            return Err(MulticastError::NotMember);
+        }
+        if payload.len() > self.config.payload_bytes_max {
+            return Err(MulticastError::TooLarge {
+                size: payload.len(),
+                max: self.config.payload_bytes_max,
+            });
+        }
+        if self.outbox.len() >= self.config.outbox_messages {
+            self.stats.refused_full += 1;
+            return Err(MulticastError::Full(self.outbox.len()));
+        }
+        self.stats.multicasts += 1;
+        self.outbox
+            .push_back((ordering.unwrap_or(self.config.ordering), payload));
+        self.after_progress(now, out);
+        Ok(())
+    }
+
+    /// Moves outbox entries into the stream while credit allows, then delivers.
+    fn after_progress(&mut self, _now: Time, out: &mut Vec<MulticastOutput>) {
+        let safe = self.config.delivery == Delivery::Safe;
+        let window_messages = self.config.window_messages;
+        let window_bytes = self.config.window_bytes;
+        let can_send = self.ready && self.ending.is_none();
+        let may_deliver = self.may_deliver();
+        let Some(view) = self.current.as_mut() else {
+            return;
+        };
+        if can_send && view.limit.is_none() {
+            let me = view.my_rank;
+            while let Some((ordering, payload)) = self.outbox.front() {
+                let seq = view.next_seq();
+                let in_flight = seq - 1 - view.streams[me].stable;
+                let has_credit = in_flight < window_messages
+                    && (in_flight == 0 || view.unstable_bytes + payload.len() <= window_bytes);
+                if !has_credit {
+                    break;
+                }
+                let clock = if *ordering == Ordering::Causal {
+                    view.streams.iter().map(|s| s.delivered).collect()
+                } else {
+                    Vec::new()
+                };
+                let entry = Entry {
+                    seq,
+                    ordering: *ordering,
+                    clock,
+                    item: Item::Payload(payload.clone()),
+                };
+                view.unstable_bytes += entry_bytes(&entry);
+                view.insert(me, entry, u64::MAX / 4);
+                self.outbox.pop_front();
+            }
+        }
+        if may_deliver {
+            view.assign_order();
+            let before = out.len();
+            view.deliver(safe, out);
+            self.count_new(before, out);
+        } else {
+            view.assign_order();
+        }
+    }
+
+    /// Sends what is waiting: new entries, the sequencer's order records, and an ack when
+    /// one is due. The shell calls it after handling a burst of inputs, so entries batch.
+    pub fn flush(&mut self, now: Time, out: &mut Vec<MulticastOutput>) {
+        let config = self.config;
+        let may_deliver = self.may_deliver();
+        if let Some(ending) = self.ending.as_mut() {
+            if ending.stream.ack_dirty {
+                ending.stream.send_ack(now, config.window_messages, out);
+            }
+        }
+        let Some(view) = self.current.as_mut() else {
+            return;
+        };
+        if view.my_rank == 0 && !view.to_order.is_empty() && view.limit.is_none() {
+            let places = std::mem::take(&mut view.to_order);
+            let entry = Entry {
+                seq: view.next_seq(),
+                ordering: Ordering::Fifo,
+                clock: Vec::new(),
+                item: Item::Order(places),
+            };
+            view.insert(0, entry, u64::MAX / 4);
+        }
+        view.send_new(config.batch_bytes, out);
+        let urgent = view.received_since_ack >= (config.window_messages / 4).max(1);
+        let due = view.ack_dirty
+            && view
+                .last_ack
+                .is_none_or(|t| now.saturating_sub(t) >= config.ack_interval);
+        if urgent || due {
+            view.send_ack(now, config.window_messages, out);
+        }
+        // Order records are also deliverable entries of the sequencer's own stream.
+        if may_deliver {
+            let before = out.len();
+            view.deliver(config.delivery == Delivery::Safe, out);
+            self.count_new(before, out);
+        }
+    }
+
+    fn count_new(&mut self, before: usize, out: &[MulticastOutput]) {
+        self.stats.delivered += out[before..]
+            .iter()
+            .filter(|o| matches!(o, MulticastOutput::Deliver(_)))
+            .count() as u64;
+    }
+
+    /// Periodic work: retransmission requests, acks of idle views, state transfer retries,
+    /// finishing a view whose cut arrived.
+    pub fn handle_tick(&mut self, now: Time, out: &mut Vec<MulticastOutput>) {
+        let config = self.config;
+        if let Some(ending) = self.ending.as_mut() {
+            let cut = ending.cut.clone();
+            ending.stream.request_missing(now, Some(&cut), &config, out);
+        }
+        self.try_finish_ending(now, out);
+        if let Some(view) = self.current.as_mut() {
+            view.request_missing(now, None, &config, out);
+            // A periodic ack even when nothing changed lets peers learn of lost tails.
+            if view
+                .last_ack
+                .is_none_or(|t| now.saturating_sub(t) >= config.ack_interval * 10)
+            {
+                view.ack_dirty = true;
+            }
+        }
+        if let Some(incoming) = &self.incoming {
+            if now.saturating_sub(incoming.last_progress) >= config.state_retry {
+                self.request_state(now, out);
+            }
+        }
+        self.flush(now, out);
+    }
+
+    /// A multicast-layer message from the member `from`.
+    pub fn handle_message(
+        &mut self,
+        now: Time,
+        from: Member,
+        body: Body,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        match body {
+            Body::Data {
+                view,
+                origin,
+                entries,
+            } => self.handle_data(now, view, origin as usize, entries, out),
+            Body::Ack { view, received } => self.handle_ack(now, from, view, received, out),
+            Body::Nak {
+                view,
+                origin,
+                from: first,
+                to,
+            } => self.handle_nak(from, view, origin as usize, first, to, out),
+            Body::StateRequest { view, offset } => self.handle_state_request(from, view, offset, out),
+            Body::StateChunk {
+                view,
+                offset,
+                total,
+                bytes,
+            } => self.handle_state_chunk(now, view, offset, total, bytes, out),
+            Body::Direct { payload } => {
+                if self.current.as_ref().is_some_and(|v| v.view.contains(from.id)) {
+                    out.push(MulticastOutput::Direct {
+                        from: from.id,
+                        payload,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn stream_for(&mut self, view: ViewId) -> Option<&mut ViewStream> {
+        if let Some(current) = self.current.as_mut().filter(|v| v.id() == view) {
+            return Some(current);
+        }
+        self.ending
+            .as_mut()
+            .map(|e| &mut e.stream)
+            .filter(|v| v.id() == view)
+    }
+
+    fn handle_data(
+        &mut self,
+        now: Time,
+        view: ViewId,
+        origin: usize,
+        entries: Vec<Entry>,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        let window = self.config.window_messages;
+        let mut duplicates = 0;
+        let Some(stream) = self.stream_for(view) else {
+            return;
+        };
+        let n = stream.streams.len();
+        if origin >= n || origin == stream.my_rank {
+            return;
+        }
+        let before = stream.streams[origin].contiguous;
+        for entry in entries {
+            let well_formed = match &entry.item {
+                Item::Payload(_) => {
+                    entry.clock.is_empty() || (entry.ordering == Ordering::Causal && entry.clock.len() == n)
+                }
+                Item::Order(places) => {
+                    origin == 0
+                        && places.iter().all(|&(r, q)| (r as usize) < n && q > 0)
+                }
+            };
+            if !well_formed || (entry.ordering == Ordering::Causal && entry.clock.len() != n) {
+                continue;
+            }
+            if !stream.insert(origin, entry, window) {
+                duplicates += 1;
+            }
+        }
+        if stream.streams[origin].contiguous > before {
+            stream.streams[origin].naks_without_progress = 0;
+            stream.refresh_stability();
+        }
+        self.stats.duplicates += duplicates;
+        if self.ending.as_ref().is_some_and(|e| e.stream.id() == view) {
+            self.try_finish_ending(now, out);
+        } else {
+            self.after_progress(now, out);
+        }
+    }
+
+    fn handle_ack(
+        &mut self,
+        now: Time,
+        from: Member,
+        view: ViewId,
+        received: Vec<u64>,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        let Some(stream) = self.stream_for(view) else {
+            return;
+        };
+        let Some(rank) = stream.view.rank_of(from.id) else {
+            return;
+        };
+        if received.len() != stream.streams.len() {
+            return;
+        }
+        stream.handle_ack(rank, &received);
+        if self.current.as_ref().is_some_and(|v| v.id() == view) {
+            self.after_progress(now, out);
+        }
+    }
+
+    fn handle_nak(
+        &mut self,
+        from: Member,
+        view: ViewId,
+        origin: usize,
+        first: u64,
+        to: u64,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        let batch_bytes = self.config.batch_bytes;
+        let window = self.config.window_messages;
+        let Some(stream) = self.stream_for(view) else {
+            return;
+        };
+        if origin >= stream.streams.len() || !stream.view.contains(from.id) || first > to {
+            return;
+        }
+        let to = to.min(first.saturating_add(window));
+        let entries = stream.streams[origin].buffer.range(first..=to).map(|(_, e)| e);
+        let batches = batch(entries, batch_bytes);
+        for entries in batches {
+            self.stats.retransmitted += entries.len() as u64;
+            out.push(MulticastOutput::Send {
+                to: from.addr,
+                body: Body::Data {
+                    view,
+                    origin: origin as u32,
+                    entries,
+                },
+            });
+        }
+    }
+
+    fn handle_state_request(
+        &mut self,
+        from: Member,
+        view: ViewId,
+        offset: u64,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        let Some(Snapshot {
+            state: Some(state), ..
+        }) = self.snapshot.as_ref().filter(|s| s.view == view)
+        else {
+            return;
+        };
+        let total = state.len() as u64;
+        let chunk = self.config.state_chunk_bytes.max(1) as u64;
+        let mut at = offset.min(total);
+        for _ in 0..self.config.state_window_chunks.max(1) {
+            let end = (at + chunk).min(total);
+            out.push(MulticastOutput::Send {
+                to: from.addr,
+                body: Body::StateChunk {
+                    view,
+                    offset: at,
+                    total,
+                    bytes: state.slice(at as usize..end as usize),
+                },
+            });
+            at = end;
+            if at >= total {
+                break;
+            }
+        }
+    }
+
+    fn handle_state_chunk(
+        &mut self,
+        now: Time,
+        view: ViewId,
+        offset: u64,
+        total: u64,
+        bytes: Bytes,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        let state_max = self.config.state_bytes_max;
+        let Some(incoming) = self.incoming.as_mut().filter(|i| i.view == view) else {
+            return;
+        };
+        if total > state_max || offset != incoming.received.len() as u64 {
+            return;
+        }
+        if incoming.total.is_some_and(|t| t != total) {
+            return;
+        }
+        incoming.total = Some(total);
+        incoming.received.extend_from_slice(&bytes);
+        incoming.last_progress = now;
+        let received = incoming.received.len() as u64;
+        if received >= total {
+            let incoming = self.incoming.take().expect("checked");
+            self.ready = true;
+            self.stats.state_transfers += 1;
+            out.push(MulticastOutput::Restore {
+                view,
+                state: incoming.received.freeze(),
+            });
+            let view = self.current.as_ref().map(|v| v.view.clone());
+            if let Some(view) = view {
+                self.tell_view(&view, out);
+            }
+            self.after_progress(now, out);
+        } else if received >= incoming.requested_upto {
+            self.request_state(now, out);
+        }
+    }
+
+    /// Sends a point-to-point message to `to`, a member of the current view.
+    pub fn send_direct(
+        &self,
+        to: ProcessId,
+        payload: Bytes,
+        out: &mut Vec<MulticastOutput>,
+    ) -> Result<(), MulticastError> {
+        let view = self.current.as_ref().ok_or(MulticastError::NotMember)?;
+        let member = view
+            .view
+            .members
+            .iter()
+            .find(|m| m.id == to)
+            .ok_or(MulticastError::NotMember)?;
+        if payload.len() > self.config.payload_bytes_max {
+            return Err(MulticastError::TooLarge {
+                size: payload.len(),
+                max: self.config.payload_bytes_max,
+            });
+        }
+        out.push(MulticastOutput::Send {
+            to: member.addr,
+            body: Body::Direct { payload },
+        });
+        Ok(())
+    }
+}
+
+/// Composes the cut of a view change from the promisers' reports: per stream, the most any
+/// promiser holds, and one promiser that holds it. `base_len` is the base view's size.
+pub fn compose_cut<'a>(
+    base_len: usize,
+    reports: impl Iterator<Item = (usize, &'a FlushReport)>,
+) -> Vec<CutEntry> {
+    let mut cut: Vec<CutEntry> = (0..base_len)
+        .map(|r| CutEntry {
+            upto: 0,
+            holder: r as u32,
+        })
+        .collect();
+    for (rank, report) in reports {
+        if report.received.len() != base_len {
+            continue;
+        }
+        for (stream, &upto) in report.received.iter().enumerate() {
+            if upto > cut[stream].upto {
+                cut[stream] = CutEntry {
+                    upto,
+                    holder: rank as u32,
+                };
+            }
+        }
+    }
+    cut
+}

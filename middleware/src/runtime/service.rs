@@ -1,0 +1,132 @@
+//! The service actor API: how a replicated service plugs into a group.
+//!
+//! A service is an actix actor that handles [`ServiceEvent`] (deliveries, views, blocks,
+//! point-to-point messages and state restores, in agreed order) and [`TakeSnapshot`] (its
+//! state, for members joining). It registers with [`NodeHandle::register_service`] and sends
+//! with [`NodeHandle::multicast`] and [`NodeHandle::send_to`].
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use bytes::Bytes;
+//! use viewsync::config::NodeConfig;
+//! use viewsync::runtime::{Node, ServiceEvent, TakeSnapshot};
+//! use viewsync::GroupName;
+//!
+//! /// Counts the messages delivered; its state is that count.
+//! struct Counter {
+//!     delivered: u64,
+//! }
+//!
+//! impl Actor for Counter {
+//!     type Context = Context<Self>;
+//! }
+//!
+//! impl Handler<ServiceEvent> for Counter {
+//!     type Result = ();
+//!     fn handle(&mut self, event: ServiceEvent, _ctx: &mut Context<Self>) {
+//!         match event {
+//!             ServiceEvent::Deliver(message) => {
+//!                 self.delivered += 1;
+//!                 println!("{} from {}: {:?}", message.seq, message.sender, message.payload);
+//!             }
+//!             ServiceEvent::Restore { state, .. } => {
+//!                 self.delivered = u64::from_le_bytes(state[..8].try_into().unwrap());
+//!             }
+//!             ServiceEvent::ViewChange { change, .. } => println!("now in {}", change.view),
+//!             ServiceEvent::Block { .. } | ServiceEvent::Direct { .. } => {}
+//!         }
+//!     }
+//! }
+//!
+//! impl Handler<TakeSnapshot> for Counter {
+//!     type Result = MessageResult<TakeSnapshot>;
+//!     fn handle(&mut self, _: TakeSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
+//!         MessageResult(Bytes::copy_from_slice(&self.delivered.to_le_bytes()))
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! actix::System::new().block_on(async {
+//!     let group = GroupName::new("counters")?;
+//!     let config = NodeConfig::parse(
+//!         "node_id = 1\nlisten = \"127.0.0.1:0\"\n",
+//!         std::path::Path::new("inline.toml"),
+//!     )?;
+//!     let node = Node::spawn(config).await?;
+//!     let counter = Counter { delivered: 0 }.start();
+//!     node.register_service(group.clone(), counter).await?;
+//!     node.join(group.clone()).await?;
+//!     node.multicast(group, Bytes::from_static(b"hello")).await?;
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })
+//! # }
+//! ```
+//!
+//! [`NodeHandle::register_service`]: super::NodeHandle::register_service
+//! [`NodeHandle::multicast`]: super::NodeHandle::multicast
+//! [`NodeHandle::send_to`]: super::NodeHandle::send_to
+
+use crate::id::{GroupName, ProcessId, ViewId};
+use crate::proto::multicast::Message as Delivered;
+use crate::view::ViewChange;
+use actix::prelude::*;
+use bytes::Bytes;
+
+/// What a service receives from its group, in the group's agreed order.
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub enum ServiceEvent {
+    /// A multicast delivered in the current view.
+    Deliver(Delivered),
+    /// A view change has begun: no deliveries until the next `ViewChange`, and multicasts
+    /// sent now go out in the next view.
+    Block {
+        /// The group.
+        group: GroupName,
+    },
+    /// The next view. Every multicast of the previous view this member delivers has been
+    /// delivered; every member that also moves to this view delivered the same ones.
+    ViewChange {
+        /// The group.
+        group: GroupName,
+        /// The new view, who joined and who left (relative to the last view this service saw).
+        change: ViewChange,
+    },
+    /// A point-to-point message from a member (not ordered with the multicasts).
+    Direct {
+        /// The group.
+        group: GroupName,
+        /// The sender.
+        from: ProcessId,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Replace the service state: this member joined and `state` is a member's state at the
+    /// start of `view`. Always followed by the `ViewChange` into `view`.
+    Restore {
+        /// The group.
+        group: GroupName,
+        /// The view the state is the start of.
+        view: ViewId,
+        /// The snapshot taken by [`TakeSnapshot`] at another member.
+        state: Bytes,
+    },
+}
+
+/// Asks a service for its state, to transfer to members joining `view`. It arrives after the
+/// last delivery of the previous view and before any of `view`.
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "Bytes")]
+pub struct TakeSnapshot {
+    /// The group.
+    pub group: GroupName,
+    /// The view the joiners start in.
+    pub view: ViewId,
+}
+
+/// A registered service's mailboxes.
+#[derive(Clone)]
+pub(crate) struct ServiceRecipients {
+    pub(crate) events: Recipient<ServiceEvent>,
+    pub(crate) snapshot: Recipient<TakeSnapshot>,
+}
