@@ -481,6 +481,20 @@ impl Membership {
     /// A peer's heartbeat said it has installed `peer_view` of this group. If this process
     /// knows a later view that contains the peer or excludes it, the peer is told.
     pub fn handle_peer_view(&mut self, from: Member, peer_view: ViewId) -> Vec<MembershipOutput> {
+        // The peer is still in the base of the last decision this process knows (also after
+        // leaving or being excluded by it): send that decision, with its cut.
+        if let Some((base, ballot, decision)) = &self.last_decision {
+            if *base == peer_view {
+                return vec![MembershipOutput::Send {
+                    to: from.addr,
+                    body: Body::Install {
+                        base: Some(*base),
+                        ballot: *ballot,
+                        decision: decision.clone(),
+                    },
+                }];
+            }
+        }
         match self.view() {
             Some(view) if view.id.epoch > peer_view.epoch => {
                 vec![MembershipOutput::Send {
@@ -1048,11 +1062,15 @@ impl Membership {
                     self.install(now, view, decided, out);
                 } else if matches!(self.status, Status::Leaving { .. }) {
                     self.last_epoch = view.id.epoch;
+                    // Kept to pass on: a member that missed this install may hear of it only
+                    // from this process.
+                    self.last_decision = decided;
                     self.finish_leaving(out);
                 } else {
                     let by = Some(view.id);
                     let via = view.coordinator().addr;
                     self.last_epoch = view.id.epoch;
+                    self.last_decision = decided;
                     self.begin_joining(now, Some(via));
                     out.push(MembershipOutput::Excluded { by });
                 }

@@ -303,11 +303,13 @@ impl ViewStream {
     /// Adds an entry of stream `origin`. Returns whether it was new.
     fn insert(&mut self, origin: usize, entry: Entry, window: u64) -> bool {
         let stream = &mut self.streams[origin];
-        if entry.seq <= stream.contiguous
-            || stream.buffer.contains_key(&entry.seq)
-            // Past any window a correct sender could use: drop, it will be asked for again.
-            || entry.seq > stream.stable + 2 * window + 1
-        {
+        if entry.seq <= stream.contiguous || stream.buffer.contains_key(&entry.seq) {
+            return false;
+        }
+        // A correct sender keeps at most a window of payloads (plus the sequencer's order
+        // records, bounded by everyone's windows) unstable; a buffer far past that is a bug or
+        // a hostile peer. Drop the entry: it is asked for again once there is room.
+        if stream.buffer.len() as u64 >= window.saturating_mul(8).saturating_add(1024) {
             return false;
         }
         stream.highest_known = stream.highest_known.max(entry.seq);
@@ -706,6 +708,8 @@ pub struct MulticastStats {
     pub refused_full: u64,
     /// State transfers completed as a joiner.
     pub state_transfers: u64,
+    /// Views this process entered with no member holding the state (it restarted empty).
+    pub states_lost: u64,
 }
 
 /// The multicast core of one group at one process.
@@ -809,6 +813,38 @@ impl Multicast {
             .flat_map(|v| v.streams.iter())
             .map(|s| s.buffer.len())
             .sum()
+    }
+
+    /// A one-line account of the core's state, for traces.
+    pub fn describe(&self) -> String {
+        let stream = |v: &ViewStream| {
+            let streams: Vec<String> = v
+                .streams
+                .iter()
+                .map(|s| format!("{}/{}/{}/{}", s.delivered, s.contiguous, s.highest_known, s.stable))
+                .collect();
+            format!(
+                "{} rank {} limit {:?} streams(deliv/contig/known/stable) {:?} queue {:?}",
+                v.view.id,
+                v.my_rank,
+                v.limit,
+                streams,
+                v.total_queue.iter().take(3).collect::<Vec<_>>()
+            )
+        };
+        format!(
+            "ready {} resync {} paused {} outbox {} current [{}] ending [{}] incoming {:?}",
+            self.ready,
+            self.needs_resync,
+            self.paused,
+            self.outbox.len(),
+            self.current.as_ref().map(stream).unwrap_or_default(),
+            self.ending
+                .as_ref()
+                .map(|e| format!("{} cut {:?} since {:?}", stream(&e.stream), e.cut, e.since))
+                .unwrap_or_default(),
+            self.incoming.as_ref().map(|i| (i.view, i.received.len(), i.total)),
+        )
     }
 
     /// What this member holds of `base`'s streams, for its promise.
@@ -952,9 +988,16 @@ impl Multicast {
                 self.request_state(now, out);
             }
             None => {
-                // No member holds a state: the group starts afresh.
+                // No member of the view holds the state (its holders crashed or were cut off
+                // before a transfer finished): every member starts again from an empty state,
+                // so that they at least agree.
                 self.incoming = None;
                 self.ready = true;
+                self.stats.states_lost += 1;
+                out.push(MulticastOutput::Restore {
+                    view: view.id,
+                    state: Bytes::new(),
+                });
                 self.tell_view(view, out);
                 self.after_progress(now, out);
             }
@@ -993,12 +1036,11 @@ impl Multicast {
         if !ending.stream.holds(&ending.cut) {
             if now.saturating_sub(ending.since) >= self.config.flush_fetch_timeout {
                 // The entries cannot be had (their holders are gone): fall back to a state
-                // transfer in a later view.
-                let view = self.current.as_ref().map(|v| v.view.clone());
+                // transfer in a later view. The current view's entries are kept: this member
+                // may be the one holding some that others need.
                 self.ending = None;
-                if let Some(view) = view {
-                    self.install_unverified(&view);
-                }
+                self.ready = false;
+                self.needs_resync = true;
             }
             return;
         }

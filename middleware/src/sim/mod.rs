@@ -167,7 +167,15 @@ impl SimService {
     }
 
     fn restore(&mut self, state: &[u8]) -> bool {
-        if state.len() % 8 != 0 || state.is_empty() {
+        if state.is_empty() {
+            // The group lost its state and starts again.
+            *self = SimService {
+                counter: self.counter,
+                ..SimService::default()
+            };
+            return true;
+        }
+        if state.len() % 8 != 0 {
             return false;
         }
         let mut words = state
@@ -307,6 +315,21 @@ impl Simulation {
         }
         let live = self.live_processes();
         self.deliveries.finish(&live);
+        if self.config.trace_deliveries {
+            let lines: Vec<String> = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.core.as_ref())
+                .flat_map(|c| {
+                    let me = c.me().id;
+                    c.groups()
+                        .map(move |g| format!("{me} {:?}: {}", g.status(), g.multicast().describe()))
+                })
+                .collect();
+            for line in lines {
+                self.log(line);
+            }
+        }
         if liveness_checked {
             self.check_final_deliveries();
         }
