@@ -263,16 +263,29 @@ impl ViewStream {
     /// What this member acknowledges: what it holds, but never more than `window` entries
     /// past what it delivered, so a member that does not deliver (waiting for its state, or
     /// slow) withholds credit and the senders stop instead of filling its buffers.
-    fn ack_vector(&self, window: u64) -> Vec<u64> {
+    ///
+    /// With safe delivery the sequencer's stream counts as consumed up to the order records
+    /// read: records are read only once stable, and the entries they order may lie far behind
+    /// them, so capping at what was delivered would wait on itself.
+    fn ack_vector(&self, window: u64, safe: bool) -> Vec<u64> {
         self.streams
             .iter()
             .enumerate()
             .map(|(rank, s)| {
                 if rank == self.my_rank {
-                    s.contiguous
-                } else {
-                    s.contiguous.min(s.delivered.saturating_add(window))
+                    return s.contiguous.min(self.limit_of(rank));
                 }
+                let consumed = if rank == 0 && safe {
+                    s.delivered.max(self.records_upto)
+                } else {
+                    s.delivered
+                };
+                // Once frozen, never claim more than the report: what others see as stable
+                // is then inside every survivor's report, hence inside the cut, which is what
+                // makes safe delivery uniform.
+                s.contiguous
+                    .min(consumed.saturating_add(window))
+                    .min(self.limit_of(rank))
             })
             .collect()
     }
@@ -571,13 +584,13 @@ impl ViewStream {
         }
     }
 
-    fn send_ack(&mut self, now: Time, window: u64, out: &mut Vec<MulticastOutput>) {
+    fn send_ack(&mut self, now: Time, window: u64, safe: bool, out: &mut Vec<MulticastOutput>) {
         self.last_ack = Some(now);
         self.ack_dirty = false;
         self.received_since_ack = 0;
         let body = Body::Ack {
             view: self.view.id,
-            received: self.ack_vector(window),
+            received: self.ack_vector(window, safe),
         };
         self.send_to_others(body, out);
     }
@@ -821,13 +834,24 @@ impl Multicast {
             let streams: Vec<String> = v
                 .streams
                 .iter()
-                .map(|s| format!("{}/{}/{}/{}", s.delivered, s.contiguous, s.highest_known, s.stable))
+                .map(|s| {
+                    let head = s.buffer.get(&(s.delivered + 1)).map(|e| match &e.item {
+                        Item::Order(p) => format!("order{p:?}"),
+                        Item::Payload(_) => format!("{} {:?}", e.ordering, e.clock),
+                    });
+                    format!(
+                        "{}/{}/{}/{} head {head:?}",
+                        s.delivered, s.contiguous, s.highest_known, s.stable
+                    )
+                })
                 .collect();
             format!(
-                "{} rank {} limit {:?} streams(deliv/contig/known/stable) {:?} queue {:?}",
+                "{} rank {} limit {:?} records {} ordered {:?} streams(deliv/contig/known/stable) {:?} queue {:?}",
                 v.view.id,
                 v.my_rank,
                 v.limit,
+                v.records_upto,
+                v.ordered_upto,
                 streams,
                 v.total_queue.iter().take(3).collect::<Vec<_>>()
             )
@@ -1158,7 +1182,7 @@ impl Multicast {
         let may_deliver = self.may_deliver();
         if let Some(ending) = self.ending.as_mut() {
             if ending.stream.ack_dirty {
-                ending.stream.send_ack(now, config.window_messages, out);
+                ending.stream.send_ack(now, config.window_messages, config.delivery == Delivery::Safe, out);
             }
         }
         let Some(view) = self.current.as_mut() else {
@@ -1181,7 +1205,7 @@ impl Multicast {
                 .last_ack
                 .is_none_or(|t| now.saturating_sub(t) >= config.ack_interval);
         if urgent || due {
-            view.send_ack(now, config.window_messages, out);
+            view.send_ack(now, config.window_messages, config.delivery == Delivery::Safe, out);
         }
         // Order records are also deliverable entries of the sequencer's own stream.
         if may_deliver {
