@@ -595,7 +595,9 @@ impl ViewStream {
         self.send_to_others(body, out);
     }
 
-    /// Asks for missing entries: up to `target` per stream (the cut while ending the view).
+    /// Asks for missing entries, up to what is known to exist or, while a view change waits
+    /// for it, up to the cut. Each attempt asks another member that may hold the range: the
+    /// origin, members whose acks show they hold the first missing entry, the cut's holder.
     fn request_missing(
         &mut self,
         now: Time,
@@ -608,10 +610,8 @@ impl ViewStream {
                 continue;
             }
             let stream = &self.streams[rank];
-            let wanted = match target {
-                Some(cut) => cut[rank].upto,
-                None => stream.highest_known,
-            };
+            let cut = target.and_then(|c| c.get(rank));
+            let wanted = stream.highest_known.max(cut.map_or(0, |c| c.upto));
             if stream.contiguous >= wanted {
                 continue;
             }
@@ -623,19 +623,17 @@ impl ViewStream {
             }
             let from = stream.contiguous + 1;
             let to = wanted.min(stream.contiguous + config.window_messages.max(1));
-            // The origin first; then any member known to hold the range, in turn.
-            let attempts = stream.naks_without_progress as usize;
-            let holders: Vec<usize> = (0..self.view.members.len())
-                .filter(|&m| m != self.my_rank && (m == rank || self.acked[m][rank] >= to))
+            let mut holders: Vec<usize> = (0..self.view.members.len())
+                .filter(|&m| m != self.my_rank && (m == rank || self.acked[m][rank] >= from))
                 .collect();
-            let holder = match target {
-                Some(cut) if attempts % 2 == 1 => cut[rank].holder as usize,
-                _ if holders.is_empty() => rank,
-                _ => holders[attempts % holders.len()],
-            };
-            if holder == self.my_rank || holder >= self.view.members.len() {
-                continue;
+            if let Some(cut) = cut {
+                let holder = cut.holder as usize;
+                if holder != self.my_rank && holder < self.view.members.len() {
+                    holders.push(holder);
+                }
             }
+            let attempts = stream.naks_without_progress as usize;
+            let holder = holders[attempts % holders.len()];
             let stream = &mut self.streams[rank];
             stream.last_nak = Some(now);
             stream.naks_without_progress += 1;
@@ -747,6 +745,8 @@ pub struct Multicast {
     blocked_since: Option<Time>,
     /// The service is behind: deliver nothing for now (credit is withheld meanwhile).
     paused: bool,
+    /// A cut of the current view this member must hold before it answers `Accepted`.
+    fetch_target: Option<(ViewId, Vec<CutEntry>)>,
     stats: MulticastStats,
 }
 
@@ -766,6 +766,7 @@ impl Multicast {
             snapshot: None,
             blocked_since: None,
             paused: false,
+            fetch_target: None,
             stats: MulticastStats::default(),
         }
     }
@@ -915,6 +916,7 @@ impl Multicast {
         let config = self.config;
         if let Some(view) = self.current.as_mut().filter(|v| v.id() == base) {
             if cut.len() == view.streams.len() {
+                self.fetch_target = Some((base, cut.to_vec()));
                 view.request_missing(now, Some(cut), &config, out);
             }
         }
@@ -1232,7 +1234,12 @@ impl Multicast {
         }
         self.try_finish_ending(now, out);
         if let Some(view) = self.current.as_mut() {
-            view.request_missing(now, None, &config, out);
+            let target = self
+                .fetch_target
+                .as_ref()
+                .filter(|(base, _)| *base == view.id())
+                .map(|(_, cut)| cut.as_slice());
+            view.request_missing(now, target, &config, out);
             // A periodic ack even when nothing changed lets peers learn of lost tails.
             if view
                 .last_ack
