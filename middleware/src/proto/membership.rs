@@ -698,7 +698,21 @@ impl Membership {
         }
         // Also while joining again or after leaving: the group may still list this process in
         // its last view and need its vote.
-        self.view.as_ref().is_some_and(|v| v.id == base.id)
+        if self.view.as_ref().is_some_and(|v| v.id == base.id) {
+            return true;
+        }
+        // A bootstrap race can list a joiner in two views of the same epoch; it installs one,
+        // yields it to the other and joins that one. It never installed the other (epochs
+        // must increase), but its vote is needed to move it on: it votes as a member without
+        // state, and the next view lists it as a joiner.
+        let votes = matches!(self.status, Status::Joining { .. })
+            && base.contains(self.me.id)
+            && base.id.epoch == self.last_epoch;
+        if votes {
+            // It must hold the cut like any acceptor: give it streams to fetch into.
+            self.multicast.shadow(base);
+        }
+        votes
     }
 
     /// What to tell a member still in `its_view` about the later view installed here: the

@@ -973,6 +973,17 @@ impl Multicast {
         self.needs_resync = true;
     }
 
+    /// Streams for `view`, which this process is listed in but never installed, so that it
+    /// can hold a cut of it as an acceptor. It delivers nothing there.
+    pub fn shadow(&mut self, view: &View) {
+        if self.current.as_ref().is_some_and(|v| v.id() == view.id) || !view.contains(self.me) {
+            return;
+        }
+        self.current = Some(ViewStream::new(view.clone(), self.me));
+        self.ending = None;
+        self.ready = false;
+    }
+
     /// This process is no longer a member (excluded or left): its streams are dropped.
     /// Multicasts in the outbox are kept for the next view after a rejoin, unless `left`.
     pub fn leave_group(&mut self, left: bool) {

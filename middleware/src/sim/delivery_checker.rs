@@ -239,13 +239,14 @@ impl DeliveryChecker {
         }
     }
 
-    /// At the end of a run: the `live` processes are the survivors of their views so far.
-    pub fn finish(&mut self, live: &std::collections::BTreeSet<ProcessId>) {
+    /// At the end of a run: processes still members of the view their service is in (per
+    /// `membership`) are survivors of it so far; an excluded one may have gone past the cut.
+    pub fn finish(&mut self, membership: &BTreeMap<ProcessId, ViewId>) {
         let open: Vec<(ProcessId, ViewId, Vec<u64>)> = self
             .processes
             .iter()
-            .filter(|(p, _)| live.contains(p))
             .filter_map(|(p, log)| Some((*p, log.view?, log.total_in_view.clone())))
+            .filter(|(p, view, _)| membership.get(p) == Some(view))
             .collect();
         for (process, view, sequence) in open {
             self.check_total_order(process, view, &sequence);

@@ -313,8 +313,15 @@ impl Simulation {
             );
             self.checker_violation("frame integrity", detail);
         }
-        let live = self.live_processes();
-        self.deliveries.finish(&live);
+        let membership: BTreeMap<ProcessId, ViewId> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let core = n.core.as_ref()?;
+                Some((core.me().id, core.view(&self.group)?.id))
+            })
+            .collect();
+        self.deliveries.finish(&membership);
         if self.config.trace_deliveries {
             let lines: Vec<String> = self
                 .nodes
@@ -708,11 +715,15 @@ impl Simulation {
         };
         // A leaver may give up (leave timeout) before the view without it is installed, and a
         // process that left does not vote: count only processes that are staying.
+        // A joiner admitted to the view but cut off before it installed it does not vote
+        // either: count only processes that installed the latest view.
         let live: BTreeSet<ProcessId> = self
             .nodes
             .iter()
             .filter(|n| n.in_group)
-            .filter_map(|n| n.core.as_ref().map(|c| c.me().id))
+            .filter_map(|n| n.core.as_ref())
+            .filter(|c| c.view(&self.group).is_some_and(|v| v.id == view.id))
+            .map(|c| c.me().id)
             .collect();
         let alive_after = |members: &BTreeSet<ProcessId>| {
             members
