@@ -162,13 +162,15 @@ struct Acceptor {
     accepted: Option<(Ballot, Decision)>,
 }
 
-/// An accepted proposal whose `Accepted` waits until this member holds the cut.
+/// A proposal this member will accept once it holds the cut. Until then it has only
+/// promised: an acceptor that cannot get the cut (its holders crashed) never accepts it, so
+/// a later proposer is never forced to adopt a cut nobody can deliver.
 #[derive(Clone, Debug)]
 struct AwaitingCut {
     proposer: Member,
     base: ViewId,
     ballot: Ballot,
-    cut: Vec<CutEntry>,
+    decision: Decision,
 }
 
 /// The membership core of one group at one process.
@@ -244,6 +246,31 @@ impl Membership {
         }
     }
 
+    /// A one-line account of the view change in progress, for traces.
+    pub fn describe(&self) -> String {
+        let proposal = self.proposal.as_ref().map(|p| {
+            let phase = match &p.phase {
+                Phase::Preparing { promises } => format!("preparing {:?}", promises.keys().collect::<Vec<_>>()),
+                Phase::Accepting { decision, accepted } => format!(
+                    "accepting {} cut {:?} joiners {:?} accepted {:?}",
+                    decision.view, decision.cut, decision.joiners, accepted
+                ),
+            };
+            format!("{} ballot {:?} started {:?} {phase}", p.base.id, p.ballot, p.started)
+        });
+        format!(
+            "proposal {proposal:?} acceptor {:?}/{:?}/{:?} awaiting {:?} suspected {:?} pending joins {:?} leaves {:?} force {}",
+            self.acceptor.base,
+            self.acceptor.promised,
+            self.acceptor.accepted.as_ref().map(|(b, d)| (b, d.view.id)),
+            self.awaiting_cut.as_ref().map(|a| (a.base, a.ballot, &a.decision.cut)),
+            self.suspected,
+            self.pending_joins.keys().collect::<Vec<_>>(),
+            self.pending_leaves,
+            self.force_change
+        )
+    }
+
     /// The group's multicast core.
     pub fn multicast(&self) -> &Multicast {
         &self.multicast
@@ -264,25 +291,23 @@ impl Membership {
         (result, out)
     }
 
-    /// Replies `Accepted` for a proposal accepted earlier once this member holds its cut.
+    /// Accepts a proposal waiting for its cut once this member holds it, and replies.
     fn answer_awaiting_cut(&mut self, now: Time, out: &mut Vec<MembershipOutput>) {
         let Some(awaiting) = &self.awaiting_cut else {
             return;
         };
-        let still_accepted = self.acceptor.base == Some(awaiting.base)
-            && self
-                .acceptor
-                .accepted
-                .as_ref()
-                .is_some_and(|(b, _)| *b == awaiting.ballot);
-        if !still_accepted {
+        let still_promised = self.acceptor.base == Some(awaiting.base)
+            && self.acceptor.promised.is_some_and(|p| p <= awaiting.ballot);
+        if !still_promised {
             self.awaiting_cut = None;
             return;
         }
-        if !self.multicast.holds(awaiting.base, &awaiting.cut) {
+        if !self.multicast.holds(awaiting.base, &awaiting.decision.cut) {
             return;
         }
         let awaiting = self.awaiting_cut.take().expect("checked");
+        self.acceptor.promised = Some(awaiting.ballot);
+        self.acceptor.accepted = Some((awaiting.ballot, awaiting.decision));
         let reply = Body::Accepted {
             base: awaiting.base,
             ballot: awaiting.ballot,
@@ -846,18 +871,16 @@ impl Membership {
             return self.reply(now, proposer, reply, out);
         }
         acceptor.promised = Some(ballot);
-        let cut = decision.cut.clone();
-        acceptor.accepted = Some((ballot, decision));
         self.promised_since.get_or_insert(now);
         let mut outputs = Vec::new();
         self.multicast.freeze(now, base, &mut outputs);
-        self.multicast.fetch(now, base, &cut, &mut outputs);
+        self.multicast.fetch(now, base, &decision.cut, &mut outputs);
         emit(out, outputs);
         self.awaiting_cut = Some(AwaitingCut {
             proposer,
             base,
             ballot,
-            cut,
+            decision,
         });
         self.answer_awaiting_cut(now, out);
     }

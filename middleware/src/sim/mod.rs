@@ -330,7 +330,14 @@ impl Simulation {
                 .flat_map(|c| {
                     let me = c.me().id;
                     c.groups()
-                        .map(move |g| format!("{me} {:?}: {}", g.status(), g.multicast().describe()))
+                        .map(move |g| {
+                            format!(
+                                "{me} {:?}: {} | {}",
+                                g.status(),
+                                g.describe(),
+                                g.multicast().describe()
+                            )
+                        })
                 })
                 .collect();
             for line in lines {
