@@ -623,13 +623,18 @@ impl ViewStream {
             }
             let from = stream.contiguous + 1;
             let to = wanted.min(stream.contiguous + config.window_messages.max(1));
+            // While a view change waits for the cut, anyone may hold it (acks of frozen
+            // members understate what they hold): ask every member in turn.
             let mut holders: Vec<usize> = (0..self.view.members.len())
-                .filter(|&m| m != self.my_rank && (m == rank || self.acked[m][rank] >= from))
+                .filter(|&m| {
+                    m != self.my_rank
+                        && (m == rank || cut.is_some() || self.acked[m][rank] >= from)
+                })
                 .collect();
             if let Some(cut) = cut {
                 let holder = cut.holder as usize;
                 if holder != self.my_rank && holder < self.view.members.len() {
-                    holders.push(holder);
+                    holders.insert(0, holder);
                 }
             }
             let attempts = stream.naks_without_progress as usize;
