@@ -35,7 +35,7 @@ use super::multicast::{compose_cut, Multicast, MulticastConfig, MulticastOutput}
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use crate::wire::{Ballot, Body, CutEntry, Decision, FlushReport};
+use crate::wire::{Ballot, Body, Decision, FlushReport};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -1550,7 +1550,7 @@ mod tests {
     /// A core of process `me` that has installed `installed` (through the protocol itself).
     fn core_with_view(me: u64, installed: &View) -> Membership {
         let seeds = installed.members.iter().map(|m| m.addr).collect();
-        let mut core = Membership::new(group(), member(me), seeds, MembershipConfig::default());
+        let mut core = Membership::new(group(), member(me), seeds, MembershipConfig::default(), MulticastConfig::default());
         core.handle_start(ms(0));
         let out = core.handle_message(
             ms(1),
@@ -1558,7 +1558,7 @@ mod tests {
             Body::Install {
                 base: None,
                 ballot: ballot(0, installed.members[0].id.node.0),
-                view: installed.clone(),
+                decision: decided(installed, &[], &[]),
             },
         );
         assert!(matches!(
@@ -1566,6 +1566,18 @@ mod tests {
             [MembershipOutput::ViewInstalled(_)]
         ));
         core
+    }
+
+    /// A decision for `view` with the given cut (`upto`, holder rank) and joiners.
+    fn decided(view: &View, cut: &[(u64, u32)], joiners: &[u64]) -> Decision {
+        Decision {
+            view: view.clone(),
+            cut: cut
+                .iter()
+                .map(|&(upto, holder)| crate::wire::CutEntry { upto, holder })
+                .collect(),
+            joiners: joiners.iter().map(|n| member(*n).id).collect(),
+        }
     }
 
     fn send(to: u64, body: Body) -> MembershipOutput {
@@ -1577,22 +1589,27 @@ mod tests {
 
     #[test]
     fn without_seeds_a_process_creates_the_group() {
-        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default());
+        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default(), MulticastConfig::default());
+        let change = ViewChange {
+            view: view(1, &[1]),
+            joined: vec![member(1)],
+            left: vec![],
+        };
         assert_eq!(
             core.handle_start(ms(0)),
-            vec![MembershipOutput::ViewInstalled(ViewChange {
-                view: view(1, &[1]),
-                joined: vec![member(1)],
-                left: vec![],
-            })]
+            vec![
+                MembershipOutput::ViewInstalled(change.clone()),
+                MembershipOutput::Multicast(MulticastOutput::View(change)),
+            ]
         );
+        assert!(core.multicast().is_ready(), "the creator holds the (empty) state");
         assert_eq!(core.status(), &Status::Member);
     }
 
     #[test]
     fn a_joiner_asks_every_seed_and_retries() {
         let seeds = vec![member(1).addr, member(2).addr];
-        let mut core = Membership::new(group(), member(3), seeds, MembershipConfig::default());
+        let mut core = Membership::new(group(), member(3), seeds, MembershipConfig::default(), MulticastConfig::default());
         let request = Body::JoinRequest {
             member: member(3),
             last_epoch: 0,
@@ -1610,6 +1627,7 @@ mod tests {
             member(3),
             vec![member(1).addr],
             MembershipConfig::default(),
+            MulticastConfig::default(),
         );
         core.handle_start(ms(0));
         core.handle_message(
@@ -1627,7 +1645,7 @@ mod tests {
 
     #[test]
     fn a_single_member_admits_a_joiner_alone() {
-        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default());
+        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default(), MulticastConfig::default());
         core.handle_start(ms(0));
         let out = core.handle_message(
             ms(5),
@@ -1638,6 +1656,11 @@ mod tests {
             },
         );
         let next = view(2, &[1, 2]);
+        let change = ViewChange {
+            view: next.clone(),
+            joined: vec![member(2)],
+            left: vec![],
+        };
         assert_eq!(
             out,
             vec![
@@ -1647,19 +1670,21 @@ mod tests {
                         view: Some(view(1, &[1]))
                     }
                 ),
+                // Promising blocks its own service until the next view.
+                MembershipOutput::Multicast(MulticastOutput::Block),
                 send(
                     2,
                     Body::Install {
                         base: Some(view(1, &[1]).id),
                         ballot: ballot(1, 1),
-                        view: next.clone(),
+                        decision: decided(&next, &[(0, 0)], &[2]),
                     }
                 ),
-                MembershipOutput::ViewInstalled(ViewChange {
-                    view: next,
-                    joined: vec![member(2)],
-                    left: vec![],
-                }),
+                MembershipOutput::ViewInstalled(change.clone()),
+                // Nothing to flush: the service moves on and, as the oldest member that
+                // holds the state, provides it to the joiner.
+                MembershipOutput::Multicast(MulticastOutput::View(change)),
+                MembershipOutput::Multicast(MulticastOutput::SnapshotWanted(next.id)),
             ]
         );
     }
@@ -1688,20 +1713,29 @@ mod tests {
             ]
         );
         let next = view(4, &[1, 2]);
+        // Member 2 holds two entries of member 3's stream; the cut takes them.
         let promise = Body::Promise {
             base: base.id,
             ballot: ballot(1, 1),
             accepted: None,
+            report: FlushReport {
+                received: vec![0, 0, 2],
+                ready: true,
+            },
         };
+        // This process joined through an install without a cut, so it is not ready: the next
+        // view lists it as a joiner, to get the state from member 2.
+        let decision = decided(&next, &[(0, 0), (0, 1), (2, 1)], &[1]);
+        let out = core.handle_message(ms(11), member(2), promise);
         assert_eq!(
-            core.handle_message(ms(11), member(2), promise),
-            vec![
+            out[..2],
+            [
                 send(
                     2,
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 1),
-                        view: next.clone()
+                        decision: decision.clone(),
                     }
                 ),
                 send(
@@ -1709,11 +1743,44 @@ mod tests {
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 1),
-                        view: next.clone()
+                        decision: decision.clone(),
                     }
                 ),
             ]
         );
+        // It does not hold the cut yet: it asks for the missing entries and does not accept.
+        assert!(out[2..].iter().all(|o| matches!(
+            o,
+            MembershipOutput::Send {
+                body: Body::Nak {
+                    origin: 2,
+                    from: 1,
+                    to: 2,
+                    ..
+                },
+                ..
+            }
+        )));
+        assert!(!out[2..].is_empty());
+        let entries: Vec<crate::wire::Entry> = (1..=2)
+            .map(|seq| crate::wire::Entry {
+                seq,
+                ordering: crate::wire::Ordering::Fifo,
+                clock: vec![],
+                item: crate::wire::Item::Payload(bytes::Bytes::from_static(b"m")),
+            })
+            .collect();
+        let out = core.handle_message(
+            ms(11),
+            member(2),
+            Body::Data {
+                view: base.id,
+                origin: 2,
+                entries,
+            },
+        );
+        // Holding the cut, it accepts its own proposal.
+        assert_eq!(out, vec![]);
         let accepted = Body::Accepted {
             base: base.id,
             ballot: ballot(1, 1),
@@ -1721,19 +1788,31 @@ mod tests {
         let install = Body::Install {
             base: Some(base.id),
             ballot: ballot(1, 1),
-            view: next.clone(),
+            decision,
         };
+        let out = core.handle_message(ms(12), member(2), accepted);
         assert_eq!(
-            core.handle_message(ms(12), member(2), accepted),
-            vec![
+            out[..3],
+            [
                 send(2, install.clone()),
                 send(3, install),
                 MembershipOutput::ViewInstalled(ViewChange {
-                    view: next,
+                    view: next.clone(),
                     joined: vec![],
                     left: vec![member(3)],
                 }),
             ]
+        );
+        // As a joiner of the new view it asks member 2 for the state.
+        assert_eq!(
+            out[3..],
+            [send(
+                2,
+                Body::StateRequest {
+                    view: next.id,
+                    offset: 0
+                }
+            )]
         );
     }
 
@@ -1770,7 +1849,7 @@ mod tests {
                 Body::Accept {
                     base: base.clone(),
                     ballot: ballot(1, 1),
-                    view: proposal.clone()
+                    decision: decided(&proposal, &[(0, 0), (0, 1), (0, 2)], &[]),
                 }
             ),
             vec![send(
@@ -1796,7 +1875,14 @@ mod tests {
                 Body::Promise {
                     base: base.id,
                     ballot: ballot(2, 3),
-                    accepted: Some((ballot(1, 1), proposal))
+                    accepted: Some((
+                        ballot(1, 1),
+                        decided(&proposal, &[(0, 0), (0, 1), (0, 2)], &[])
+                    )),
+                    report: FlushReport {
+                        received: vec![0, 0, 0],
+                        ready: false,
+                    },
                 }
             )]
         );
@@ -1825,7 +1911,7 @@ mod tests {
         let mut core = core_with_view(2, &base);
         core.handle_suspect(ms(5), member(1).id);
         // Its own promise is in; member 3 reports a value accepted under the old coordinator.
-        let earlier = view(4, &[1, 2, 3, 4]);
+        let earlier = decided(&view(4, &[1, 2, 3, 4]), &[(5, 0), (0, 1), (0, 2)], &[4]);
         let out = core.handle_message(
             ms(6),
             member(3),
@@ -1833,17 +1919,21 @@ mod tests {
                 base: base.id,
                 ballot: ballot(1, 2),
                 accepted: Some((ballot(1, 1), earlier.clone())),
+                report: FlushReport {
+                    received: vec![5, 0, 0],
+                    ready: true,
+                },
             },
         );
         assert_eq!(
-            out,
-            vec![
+            out[..2],
+            [
                 send(
                     1,
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 2),
-                        view: earlier.clone()
+                        decision: earlier.clone(),
                     }
                 ),
                 send(
@@ -1851,7 +1941,7 @@ mod tests {
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 2),
-                        view: earlier
+                        decision: earlier,
                     }
                 ),
             ]
@@ -1868,7 +1958,7 @@ mod tests {
             Body::Install {
                 base: Some(base.id),
                 ballot: ballot(1, 1),
-                view: view(4, &[1, 2]),
+                decision: decided(&view(4, &[1, 2]), &[(0, 0), (0, 1), (0, 2)], &[]),
             },
         );
         assert_eq!(
@@ -1932,15 +2022,21 @@ mod tests {
                 ),
             ]
         );
-        core.handle_message(
-            ms(6),
-            member(2),
-            Body::Promise {
-                base: base.id,
-                ballot: ballot(1, 1),
-                accepted: None,
-            },
-        );
+        for n in [2, 3] {
+            core.handle_message(
+                ms(6),
+                member(n),
+                Body::Promise {
+                    base: base.id,
+                    ballot: ballot(1, 1),
+                    accepted: None,
+                    report: FlushReport {
+                        received: vec![0, 0, 0],
+                        ready: true,
+                    },
+                },
+            );
+        }
         let out = core.handle_message(
             ms(7),
             member(3),

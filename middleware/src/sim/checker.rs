@@ -231,7 +231,11 @@ mod tests {
             Body::Accept {
                 base: base.clone(),
                 ballot,
-                view: next.clone(),
+                decision: crate::wire::Decision {
+                    view: next.clone(),
+                    cut: Vec::new(),
+                    joiners: Vec::new(),
+                },
             },
         ));
         c.observe_send(&sent(
@@ -276,7 +280,11 @@ mod tests {
             Body::Accept {
                 base: base.clone(),
                 ballot,
-                view: next.clone(),
+                decision: crate::wire::Decision {
+                    view: next.clone(),
+                    cut: Vec::new(),
+                    joiners: Vec::new(),
+                },
             },
         ));
         c.observe_install(pid(4), &next);
