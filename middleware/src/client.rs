@@ -1,8 +1,9 @@
 //! What a process outside a group uses: resolve a group name to its current members through
-//! any node (group address expansion for clients).
+//! any node, and multicast to a group by name (group address expansion for clients).
 
 use crate::id::{GroupName, Incarnation, NodeId, ProcessId};
 use crate::view::View;
+use bytes::Bytes;
 use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 use crate::wire::{Body, ClusterKey, Envelope, FrameCodec, FrameError, PROTOCOL_VERSION};
 use futures::StreamExt;
@@ -58,6 +59,100 @@ pub async fn query_members(
     key: Option<ClusterKey>,
     timeout: Duration,
 ) -> Result<Option<View>, ClientError> {
+    match request(via, group, Body::MembersRequest, key, timeout).await? {
+        Body::MembersResponse { view } => Ok(view),
+        other => Err(unexpected(via, &other)),
+    }
+}
+
+/// Why a multicast by group name failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No node answered, or none is a member of the group.
+    #[error("no member of group {group} reachable through {tried} address(es): {last}")]
+    NoMember {
+        /// The group.
+        group: GroupName,
+        /// How many addresses were tried.
+        tried: usize,
+        /// The last problem seen.
+        last: String,
+    },
+    /// A member refused the multicast (too large, outbox full); nothing was sent.
+    #[error("{addr} refused the multicast: {reason}")]
+    Refused {
+        /// The member.
+        addr: SocketAddr,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// Multicasts `payload` to `group` from outside it: resolves the group name through `seeds`
+/// to its current view, then hands the message to a member (the coordinator first), which
+/// multicasts it with the group's ordering. Needs the cluster key (nodes accept no change of
+/// state unauthenticated). Returns the member that accepted it.
+pub async fn send_to_group(
+    seeds: &[SocketAddr],
+    group: &GroupName,
+    payload: Bytes,
+    key: Option<ClusterKey>,
+    timeout: Duration,
+) -> Result<SocketAddr, SendError> {
+    let mut last = String::from("no address given");
+    let mut tried = 0;
+    let mut members: Vec<SocketAddr> = Vec::new();
+    for seed in seeds {
+        tried += 1;
+        match query_members(*seed, group, key.clone(), timeout).await {
+            Ok(Some(view)) => {
+                members = view.members.iter().map(|m| m.addr).collect();
+                break;
+            }
+            Ok(None) => last = format!("{seed} is not a member"),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    for member in members {
+        tried += 1;
+        let body = Body::GroupSend {
+            ordering: None,
+            payload: payload.clone(),
+        };
+        match request(member, group, body, key.clone(), timeout).await {
+            Ok(Body::GroupSendResult { error: None }) => return Ok(member),
+            Ok(Body::GroupSendResult { error: Some(reason) }) => {
+                return Err(SendError::Refused {
+                    addr: member,
+                    reason,
+                })
+            }
+            Ok(other) => last = unexpected(member, &other).to_string(),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(SendError::NoMember {
+        group: group.clone(),
+        tried,
+        last,
+    })
+}
+
+fn unexpected(addr: SocketAddr, body: &Body) -> ClientError {
+    ClientError::Frame {
+        addr,
+        source: FrameError::Malformed(format!("unexpected {} answer", body.kind())),
+    }
+}
+
+/// Sends one request to the node at `via` and returns its answer.
+async fn request(
+    via: SocketAddr,
+    group: &GroupName,
+    body: Body,
+    key: Option<ClusterKey>,
+    timeout: Duration,
+) -> Result<Body, ClientError> {
     let work = async {
         let stream = tokio::net::TcpStream::connect(via)
             .await
@@ -73,7 +168,7 @@ pub async fn query_members(
             sender_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             seq: 0,
             group: Some(group.clone()),
-            body: Body::MembersRequest,
+            body,
         };
         let frame = codec
             .seal(request)
@@ -85,12 +180,8 @@ pub async fn query_members(
         let mut frames = FramedRead::new(read, codec.decoder());
         match frames.next().await {
             Some(Ok(envelope)) => match envelope.body {
-                Body::MembersResponse { view } => Ok(view),
                 Body::Refused { reason } => Err(ClientError::Refused { addr: via, reason }),
-                other => Err(ClientError::Frame {
-                    addr: via,
-                    source: FrameError::Malformed(format!("unexpected {} answer", other.kind())),
-                }),
+                body => Ok(body),
             },
             Some(Err(source)) => Err(ClientError::Frame { addr: via, source }),
             None => Err(ClientError::Closed(via)),

@@ -1,7 +1,8 @@
 //! # viewsync-services
 //!
 //! Services built on the viewsync middleware, and the `viewsync` command-line tool
-//! (`src/bin/viewsync.rs`): `node`, `members`, `demo`, `keygen`.
+//! (`src/bin/viewsync.rs`): `node`, `members`, `send`, `demo`, `keygen`.
 
 pub mod demo;
+pub mod log_service;
 pub mod report;

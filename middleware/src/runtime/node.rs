@@ -516,6 +516,20 @@ struct RegisterService {
 impl Handler<RegisterService> for NodeActor {
     type Result = ();
     fn handle(&mut self, msg: RegisterService, _ctx: &mut Self::Context) {
+        // A service registered after the group's view reached the service level (a node that
+        // created its group at start) is told of that view first. Earlier deliveries are not
+        // replayed: register before joining.
+        let current = self
+            .core
+            .groups()
+            .find(|g| g.group() == &msg.group)
+            .and_then(|g| g.multicast().service_view().cloned());
+        if let Some(view) = current {
+            msg.recipients.events.do_send(ServiceEvent::ViewChange {
+                group: msg.group.clone(),
+                change: ViewChange::between(None, view),
+            });
+        }
         self.services.insert(
             msg.group,
             ServiceLink {

@@ -1,8 +1,10 @@
 //! The `viewsync` command-line tool.
 //!
-//! - `viewsync node --config FILE`: run a group member (stops gracefully on SIGINT/SIGTERM:
-//!   it leaves its groups first);
+//! - `viewsync node --config FILE`: run a group member with the log service, which prints
+//!   every delivery (stops gracefully on SIGINT/SIGTERM: it leaves its groups first);
+//!   `--send-count N` makes it multicast N numbered messages;
 //! - `viewsync members GROUP --via HOST:PORT`: print a group's current view through any node;
+//! - `viewsync send GROUP --via HOST:PORT MESSAGE`: multicast to a group from outside it;
 //! - `viewsync demo`: a local three-member group in one process, with a crash;
 //! - `viewsync keygen`: print a new cluster key.
 
@@ -16,7 +18,7 @@ use viewsync::config::NodeConfig;
 use viewsync::runtime::{GroupEvent, Node};
 use viewsync::wire::ClusterKey;
 use viewsync::GroupName;
-use viewsync_services::{demo, report};
+use viewsync_services::{demo, log_service, report};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +38,31 @@ enum Command {
         /// The configuration file (see docs/CONFIGURATION.md).
         #[arg(long)]
         config: PathBuf,
+        /// Multicast this many numbered messages to each group once in a view.
+        #[arg(long, default_value_t = 0)]
+        send_count: u64,
+        /// Messages per second (0: as fast as flow control allows).
+        #[arg(long, default_value_t = 0)]
+        send_rate: u64,
+        /// Payload size in bytes.
+        #[arg(long, default_value_t = 0)]
+        send_size: usize,
+    },
+    /// Multicast MESSAGE to GROUP from outside it, through any node at --via.
+    Send {
+        /// The group name.
+        group: String,
+        /// The message.
+        message: String,
+        /// Addresses of nodes to resolve the group through.
+        #[arg(long, required = true)]
+        via: Vec<SocketAddr>,
+        /// The cluster key file (required by keyed clusters).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// How long to wait for each answer.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
     },
     /// Print the current view of GROUP as seen by the node at --via.
     Members {
@@ -71,7 +98,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Node { config } => run_node(config),
+        Command::Node {
+            config,
+            send_count,
+            send_rate,
+            send_size,
+        } => run_node(
+            config,
+            log_service::SendPlan {
+                count: send_count,
+                rate: send_rate,
+                size: send_size,
+            },
+        ),
+        Command::Send {
+            group,
+            message,
+            via,
+            key_file,
+            timeout_ms,
+        } => send(group, message, via, key_file, Duration::from_millis(timeout_ms)),
         Command::Members {
             group,
             via,
@@ -97,7 +143,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_node(path: PathBuf) -> ExitCode {
+fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
     let config = match NodeConfig::load(&path) {
         Ok(config) => config,
         Err(error) => {
@@ -109,7 +155,14 @@ fn run_node(path: PathBuf) -> ExitCode {
     let result = system.block_on(async move {
         let groups = config.groups.clone();
         let leave_timeout = config.settings.membership.leave_timeout;
+        // The node joins its groups as it starts; the services are registered before the
+        // first view can be installed (the join takes at least one round trip).
         let node = Node::spawn(config).await.map_err(|e| e.to_string())?;
+        for group in &groups {
+            log_service::LogService::start(&node, group.clone(), plan, |line| println!("{line}"))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let mut events = node.subscribe().await.map_err(|e| e.to_string())?;
         println!("{}", report::listening(&node.me()));
         let mut terminate =
@@ -159,6 +212,46 @@ fn run_node(path: PathBuf) -> ExitCode {
 fn print_event(event: &GroupEvent) {
     if let Some(line) = report::event_line(event) {
         println!("{line}");
+    }
+}
+
+fn send(
+    group: String,
+    message: String,
+    via: Vec<SocketAddr>,
+    key_file: Option<PathBuf>,
+    timeout: Duration,
+) -> ExitCode {
+    let group = match GroupName::new(group) {
+        Ok(group) => group,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = match key_file.map(|path| ClusterKey::load(&path)).transpose() {
+        Ok(key) => key,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let payload = bytes::Bytes::from(message.into_bytes());
+    match runtime.block_on(viewsync::client::send_to_group(
+        &via, &group, payload, key, timeout,
+    )) {
+        Ok(member) => {
+            println!("sent group={group} via={member}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
