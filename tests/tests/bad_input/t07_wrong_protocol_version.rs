@@ -1,7 +1,7 @@
 //! A frame of another protocol version is refused.
 //!
 //! `FrameCodec::seal` stamps the current version, so the frame is built by editing a sealed
-//! one: the envelope starts with the version, a bincode varint (`1` is the byte `0x01`;
+//! one: the envelope starts with the version, a bincode varint (`2` is the byte `0x02`;
 //! `999` is `0xfb` then 999 as two little-endian bytes). That only works for an
 //! unauthenticated frame (an authenticated one would need its HMAC recomputed, which needs
 //! crates this package does not depend on), so the frame is a members query, the one body a
@@ -10,7 +10,7 @@
 
 use crate::cluster::GROUP;
 use crate::{codec, envelope, send_expecting_refusal, Target};
-use viewsync::wire::{Body, FrameError};
+use viewsync::wire::{Body, FrameError, PROTOCOL_VERSION};
 
 #[test]
 fn a_frame_of_another_protocol_version_is_refused() {
@@ -21,7 +21,11 @@ fn a_frame_of_another_protocol_version_is_refused() {
         .expect("seal");
     let payload = &frame[4..];
     assert_eq!(payload[0], 0, "a plain frame");
-    assert_eq!(payload[1], 1, "the version varint of protocol version 1");
+    assert_eq!(
+        u16::from(payload[1]),
+        PROTOCOL_VERSION,
+        "the one-byte version varint"
+    );
     let mut edited = vec![0u8, 0xfb, 0xe7, 0x03];
     edited.extend_from_slice(&payload[2..]);
     // The edit is what we mean it to be: the same codec reads version 999.
