@@ -27,3 +27,4 @@ mod t03_restart_rejoins_with_new_incarnation;
 mod t04_wrong_key_is_refused;
 mod t05_members_cli;
 mod t06_example_cluster_configs_load;
+mod t07_demo_command;
