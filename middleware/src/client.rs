@@ -3,9 +3,9 @@
 
 use crate::id::{GroupName, Incarnation, NodeId, ProcessId};
 use crate::view::View;
-use bytes::Bytes;
 use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 use crate::wire::{Body, ClusterKey, Envelope, FrameCodec, FrameError, PROTOCOL_VERSION};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -121,7 +121,9 @@ pub async fn send_to_group(
         };
         match request(member, group, body, key.clone(), timeout).await {
             Ok(Body::GroupSendResult { error: None }) => return Ok(member),
-            Ok(Body::GroupSendResult { error: Some(reason) }) => {
+            Ok(Body::GroupSendResult {
+                error: Some(reason),
+            }) => {
                 return Err(SendError::Refused {
                     addr: member,
                     reason,

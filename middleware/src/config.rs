@@ -5,11 +5,11 @@ use crate::id::{GroupName, NodeId};
 use crate::proto::failure_detector::FailureDetectorConfig;
 use crate::proto::membership::MembershipConfig;
 use crate::proto::multicast::{Delivery, MulticastConfig};
-use crate::wire::Ordering;
-use std::collections::BTreeMap;
 use crate::proto::node::NodeSettings;
 use crate::wire::codec::{ClusterKey, FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT};
+use crate::wire::Ordering;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -262,7 +262,9 @@ impl NodeConfig {
                 format!("must be between 1 and {frame_room} (transport.frame_bytes_max - 1024)"),
             ));
         }
-        if mc.batch_bytes > frame_room || mc.state_chunk_bytes == 0 || mc.state_chunk_bytes > frame_room
+        if mc.batch_bytes > frame_room
+            || mc.state_chunk_bytes == 0
+            || mc.state_chunk_bytes > frame_room
         {
             return Err(invalid(
                 "multicast.batch_bytes",
@@ -358,8 +360,10 @@ mod tests {
         let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n[group.b]\nordering = \"random\"\n")
             .unwrap_err();
         assert!(e.contains("random"), "{e}");
-        let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n[multicast]\npayload_bytes_max = 99999999\n")
-            .unwrap_err();
+        let e = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\n[multicast]\npayload_bytes_max = 99999999\n",
+        )
+        .unwrap_err();
         assert!(e.contains("multicast.payload_bytes_max"), "{e}");
     }
 

@@ -130,16 +130,23 @@ pub async fn run() -> Result<(), DemoError> {
     })
     .await?;
     let full_view = members[&1].view.expect("in a view").0;
-    wait_until(&mut lines, &mut members, "some deliveries in the full view", |m| {
-        m[&3].count_in(full_view) >= 3
-    })
+    wait_until(
+        &mut lines,
+        &mut members,
+        "some deliveries in the full view",
+        |m| m[&3].count_in(full_view) >= 3,
+    )
     .await?;
     let victim = nodes.pop().expect("three nodes");
     println!("[demo] killing node 3 while everyone is multicasting (no leave, like kill -9)");
     let killed_at = Instant::now();
     victim.crash();
     wait_until(&mut lines, &mut members, "a view without node 3", |m| {
-        (1..=2).all(|n| m[&n].view.is_some_and(|(e, size)| e > full_view && size == 2))
+        (1..=2).all(|n| {
+            m[&n]
+                .view
+                .is_some_and(|(e, size)| e > full_view && size == 2)
+        })
     })
     .await?;
     println!(
@@ -156,7 +163,13 @@ pub async fn run() -> Result<(), DemoError> {
             })
         })
     };
-    wait_until(&mut lines, &mut members, "the survivors' last messages", all_sent).await?;
+    wait_until(
+        &mut lines,
+        &mut members,
+        "the survivors' last messages",
+        all_sent,
+    )
+    .await?;
     drain(&mut lines, &mut members, Duration::from_millis(300)).await;
     compare(&members)
 }

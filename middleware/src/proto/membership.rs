@@ -135,10 +135,13 @@ pub enum Status {
     Left,
 }
 
+/// The promises a proposer collected: what each promiser accepted before, and its report.
+type Promises = BTreeMap<ProcessId, (Option<(Ballot, Decision)>, FlushReport)>;
+
 #[derive(Clone, Debug)]
 enum Phase {
     Preparing {
-        promises: BTreeMap<ProcessId, (Option<(Ballot, Decision)>, FlushReport)>,
+        promises: Promises,
     },
     Accepting {
         decision: Decision,
@@ -250,13 +253,18 @@ impl Membership {
     pub fn describe(&self) -> String {
         let proposal = self.proposal.as_ref().map(|p| {
             let phase = match &p.phase {
-                Phase::Preparing { promises } => format!("preparing {:?}", promises.keys().collect::<Vec<_>>()),
+                Phase::Preparing { promises } => {
+                    format!("preparing {:?}", promises.keys().collect::<Vec<_>>())
+                }
                 Phase::Accepting { decision, accepted } => format!(
                     "accepting {} cut {:?} joiners {:?} accepted {:?}",
                     decision.view, decision.cut, decision.joiners, accepted
                 ),
             };
-            format!("{} ballot {:?} started {:?} {phase}", p.base.id, p.ballot, p.started)
+            format!(
+                "{} ballot {:?} started {:?} {phase}",
+                p.base.id, p.ballot, p.started
+            )
         });
         format!(
             "proposal {proposal:?} acceptor {:?}/{:?}/{:?} awaiting {:?} suspected {:?} pending joins {:?} leaves {:?} force {}",
@@ -459,9 +467,9 @@ impl Membership {
         let Some(view) = self.view().cloned() else {
             return;
         };
-        let stalled = self.promised_since.is_some_and(|t| {
-            now.saturating_sub(t) >= self.config.view_change_timeout * 2
-        });
+        let stalled = self
+            .promised_since
+            .is_some_and(|t| now.saturating_sub(t) >= self.config.view_change_timeout * 2);
         let notice_due = self
             .last_stall_notice
             .is_none_or(|t| now.saturating_sub(t) >= self.config.view_change_timeout);
@@ -474,8 +482,7 @@ impl Membership {
                 });
             }
         }
-        if self.multicast.needs_resync() && self.status == Status::Member && self.request_due(now)
-        {
+        if self.multicast.needs_resync() && self.status == Status::Member && self.request_due(now) {
             self.last_request = Some(now);
             if self.is_acting_coordinator() {
                 self.pending_joins
@@ -993,11 +1000,7 @@ impl Membership {
 
     /// The next view (members of the base that promised, minus leavers and suspects, plus
     /// joiners), the cut from the promisers' reports, and who needs a state transfer.
-    fn compose_decision(
-        &self,
-        base: &View,
-        promises: &BTreeMap<ProcessId, (Option<(Ballot, Decision)>, FlushReport)>,
-    ) -> Option<Decision> {
+    fn compose_decision(&self, base: &View, promises: &Promises) -> Option<Decision> {
         let promisers: BTreeSet<ProcessId> = promises.keys().copied().collect();
         let view = self.compose_next_view(base, Some(&promisers), true)?;
         let cut = compose_cut(
@@ -1550,7 +1553,13 @@ mod tests {
     /// A core of process `me` that has installed `installed` (through the protocol itself).
     fn core_with_view(me: u64, installed: &View) -> Membership {
         let seeds = installed.members.iter().map(|m| m.addr).collect();
-        let mut core = Membership::new(group(), member(me), seeds, MembershipConfig::default(), MulticastConfig::default());
+        let mut core = Membership::new(
+            group(),
+            member(me),
+            seeds,
+            MembershipConfig::default(),
+            MulticastConfig::default(),
+        );
         core.handle_start(ms(0));
         let out = core.handle_message(
             ms(1),
@@ -1589,7 +1598,13 @@ mod tests {
 
     #[test]
     fn without_seeds_a_process_creates_the_group() {
-        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default(), MulticastConfig::default());
+        let mut core = Membership::new(
+            group(),
+            member(1),
+            vec![],
+            MembershipConfig::default(),
+            MulticastConfig::default(),
+        );
         let change = ViewChange {
             view: view(1, &[1]),
             joined: vec![member(1)],
@@ -1602,14 +1617,23 @@ mod tests {
                 MembershipOutput::Multicast(MulticastOutput::View(change)),
             ]
         );
-        assert!(core.multicast().is_ready(), "the creator holds the (empty) state");
+        assert!(
+            core.multicast().is_ready(),
+            "the creator holds the (empty) state"
+        );
         assert_eq!(core.status(), &Status::Member);
     }
 
     #[test]
     fn a_joiner_asks_every_seed_and_retries() {
         let seeds = vec![member(1).addr, member(2).addr];
-        let mut core = Membership::new(group(), member(3), seeds, MembershipConfig::default(), MulticastConfig::default());
+        let mut core = Membership::new(
+            group(),
+            member(3),
+            seeds,
+            MembershipConfig::default(),
+            MulticastConfig::default(),
+        );
         let request = Body::JoinRequest {
             member: member(3),
             last_epoch: 0,
@@ -1645,7 +1669,13 @@ mod tests {
 
     #[test]
     fn a_single_member_admits_a_joiner_alone() {
-        let mut core = Membership::new(group(), member(1), vec![], MembershipConfig::default(), MulticastConfig::default());
+        let mut core = Membership::new(
+            group(),
+            member(1),
+            vec![],
+            MembershipConfig::default(),
+            MulticastConfig::default(),
+        );
         core.handle_start(ms(0));
         let out = core.handle_message(
             ms(5),

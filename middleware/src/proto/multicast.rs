@@ -232,7 +232,9 @@ struct ViewStream {
 impl ViewStream {
     fn new(view: View, me: ProcessId) -> Self {
         let n = view.members.len();
-        let my_rank = view.rank_of(me).expect("a view stream is made for a member");
+        let my_rank = view
+            .rank_of(me)
+            .expect("a view stream is made for a member");
         ViewStream {
             view,
             my_rank,
@@ -369,8 +371,7 @@ impl ViewStream {
                 self.ordered_upto[rank] += 1;
                 let seq = self.ordered_upto[rank];
                 if let Some(entry) = stream.buffer.get(&seq) {
-                    if entry.ordering == Ordering::Total && matches!(entry.item, Item::Payload(_))
-                    {
+                    if entry.ordering == Ordering::Total && matches!(entry.item, Item::Payload(_)) {
                         self.to_order.push((rank as u32, seq));
                     }
                 }
@@ -413,9 +414,7 @@ impl ViewStream {
                             .iter()
                             .enumerate()
                             .all(|(k, c)| k == rank || self.streams[k].delivered >= *c),
-                        Ordering::Total => {
-                            self.total_queue.front() == Some(&(rank as u32, next))
-                        }
+                        Ordering::Total => self.total_queue.front() == Some(&(rank as u32, next)),
                     }
             }
         };
@@ -442,7 +441,11 @@ impl ViewStream {
     /// Drops entries of stream `rank` that are delivered, stable and (the sequencer's) read
     /// for order records.
     fn collect(&mut self, rank: usize) {
-        let records_upto = if rank == 0 { self.records_upto } else { u64::MAX };
+        let records_upto = if rank == 0 {
+            self.records_upto
+        } else {
+            u64::MAX
+        };
         let stream = &mut self.streams[rank];
         let upto = stream.delivered.min(stream.stable).min(records_upto);
         while let Some((&seq, _)) = stream.buffer.first_key_value() {
@@ -627,8 +630,7 @@ impl ViewStream {
             // members understate what they hold): ask every member in turn.
             let mut holders: Vec<usize> = (0..self.view.members.len())
                 .filter(|&m| {
-                    m != self.my_rank
-                        && (m == rank || cut.is_some() || self.acked[m][rank] >= from)
+                    m != self.my_rank && (m == rank || cut.is_some() || self.acked[m][rank] >= from)
                 })
                 .collect();
             if let Some(cut) = cut {
@@ -873,7 +875,9 @@ impl Multicast {
                 .as_ref()
                 .map(|e| format!("{} cut {:?} since {:?}", stream(&e.stream), e.cut, e.since))
                 .unwrap_or_default(),
-            self.incoming.as_ref().map(|i| (i.view, i.received.len(), i.total)),
+            self.incoming
+                .as_ref()
+                .map(|i| (i.view, i.received.len(), i.total)),
         )
     }
 
@@ -917,7 +921,13 @@ impl Multicast {
     }
 
     /// Asks for what this member lacks of `cut` of `base`.
-    pub fn fetch(&mut self, now: Time, base: ViewId, cut: &[CutEntry], out: &mut Vec<MulticastOutput>) {
+    pub fn fetch(
+        &mut self,
+        now: Time,
+        base: ViewId,
+        cut: &[CutEntry],
+        out: &mut Vec<MulticastOutput>,
+    ) {
         let config = self.config;
         if let Some(view) = self.current.as_mut().filter(|v| v.id() == base) {
             if cut.len() == view.streams.len() {
@@ -1200,7 +1210,12 @@ impl Multicast {
         let may_deliver = self.may_deliver();
         if let Some(ending) = self.ending.as_mut() {
             if ending.stream.ack_dirty {
-                ending.stream.send_ack(now, config.window_messages, config.delivery == Delivery::Safe, out);
+                ending.stream.send_ack(
+                    now,
+                    config.window_messages,
+                    config.delivery == Delivery::Safe,
+                    out,
+                );
             }
         }
         let Some(view) = self.current.as_mut() else {
@@ -1223,7 +1238,12 @@ impl Multicast {
                 .last_ack
                 .is_none_or(|t| now.saturating_sub(t) >= config.ack_interval);
         if urgent || due {
-            view.send_ack(now, config.window_messages, config.delivery == Delivery::Safe, out);
+            view.send_ack(
+                now,
+                config.window_messages,
+                config.delivery == Delivery::Safe,
+                out,
+            );
         }
         // Order records are also deliverable entries of the sequencer's own stream.
         if may_deliver {
@@ -1293,20 +1313,25 @@ impl Multicast {
                 from: first,
                 to,
             } => self.handle_nak(from, view, origin as usize, first, to, out),
-            Body::StateRequest { view, offset } => self.handle_state_request(from, view, offset, out),
+            Body::StateRequest { view, offset } => {
+                self.handle_state_request(from, view, offset, out)
+            }
             Body::StateChunk {
                 view,
                 offset,
                 total,
                 bytes,
             } => self.handle_state_chunk(now, view, offset, total, bytes, out),
-            Body::Direct { payload } => {
-                if self.current.as_ref().is_some_and(|v| v.view.contains(from.id)) {
-                    out.push(MulticastOutput::Direct {
-                        from: from.id,
-                        payload,
-                    });
-                }
+            Body::Direct { payload }
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|v| v.view.contains(from.id)) =>
+            {
+                out.push(MulticastOutput::Direct {
+                    from: from.id,
+                    payload,
+                });
             }
             _ => {}
         }
@@ -1343,11 +1368,11 @@ impl Multicast {
         for entry in entries {
             let well_formed = match &entry.item {
                 Item::Payload(_) => {
-                    entry.clock.is_empty() || (entry.ordering == Ordering::Causal && entry.clock.len() == n)
+                    entry.clock.is_empty()
+                        || (entry.ordering == Ordering::Causal && entry.clock.len() == n)
                 }
                 Item::Order(places) => {
-                    origin == 0
-                        && places.iter().all(|&(r, q)| (r as usize) < n && q > 0)
+                    origin == 0 && places.iter().all(|&(r, q)| (r as usize) < n && q > 0)
                 }
             };
             if !well_formed || (entry.ordering == Ordering::Causal && entry.clock.len() != n) {
@@ -1410,7 +1435,10 @@ impl Multicast {
             return;
         }
         let to = to.min(first.saturating_add(window));
-        let entries = stream.streams[origin].buffer.range(first..=to).map(|(_, e)| e);
+        let entries = stream.streams[origin]
+            .buffer
+            .range(first..=to)
+            .map(|(_, e)| e);
         let batches = batch(entries, batch_bytes);
         for entries in batches {
             self.stats.retransmitted += entries.len() as u64;
@@ -1643,7 +1671,10 @@ mod tests {
         let mut out = Vec::new();
         a.multicast(ms(0), None, payload("one"), &mut out).unwrap();
         a.multicast(ms(0), None, payload("two"), &mut out).unwrap();
-        assert_eq!(delivered(&out), vec![(1, payload("one")), (1, payload("two"))]);
+        assert_eq!(
+            delivered(&out),
+            vec![(1, payload("one")), (1, payload("two"))]
+        );
         let mut out = Vec::new();
         a.flush(ms(0), &mut out);
         let one = entry(1, Ordering::Fifo, Item::Payload(payload("one")));
@@ -1698,7 +1729,10 @@ mod tests {
             entries: vec![entry(1, Ordering::Fifo, Item::Payload(payload("one"))), two],
         };
         b.handle_message(ms(4), member(1), retransmitted.clone(), &mut out);
-        assert_eq!(delivered(&out), vec![(1, payload("one")), (1, payload("two"))]);
+        assert_eq!(
+            delivered(&out),
+            vec![(1, payload("one")), (1, payload("two"))]
+        );
         // A duplicate changes nothing.
         let mut out = Vec::new();
         b.handle_message(ms(5), member(1), retransmitted, &mut out);
@@ -1740,7 +1774,11 @@ mod tests {
         a.handle_message(ms(1), member(2), ack, &mut out);
         assert_eq!(delivered(&out), vec![(1, payload("m3"))]);
         assert_eq!(a.outbox_len(), 0);
-        assert_eq!(a.buffered_entries(), 1, "m1 and m2 collected, m3 kept until stable");
+        assert_eq!(
+            a.buffered_entries(),
+            1,
+            "m1 and m2 collected, m3 kept until stable"
+        );
     }
 
     #[test]
@@ -1751,11 +1789,20 @@ mod tests {
         let mut c = core_in(3, &v, config(Ordering::Total));
         let mut out = Vec::new();
         b.multicast(ms(0), None, payload("t"), &mut out).unwrap();
-        assert_eq!(delivered(&out), vec![], "not even at its sender before it is ordered");
+        assert_eq!(
+            delivered(&out),
+            vec![],
+            "not even at its sender before it is ordered"
+        );
         b.flush(ms(0), &mut out);
         let data = data_to(&out, 1).pop().unwrap();
         let mut c_out = Vec::new();
-        c.handle_message(ms(1), member(2), data_to(&out, 3).pop().unwrap(), &mut c_out);
+        c.handle_message(
+            ms(1),
+            member(2),
+            data_to(&out, 3).pop().unwrap(),
+            &mut c_out,
+        );
         assert_eq!(delivered(&c_out), vec![]);
         let mut s_out = Vec::new();
         s.handle_message(ms(1), member(2), data, &mut s_out);
@@ -1781,21 +1828,31 @@ mod tests {
         let mut b = core_in(2, &v, config(Ordering::Causal));
         let mut c = core_in(3, &v, config(Ordering::Causal));
         let mut out = Vec::new();
-        a.multicast(ms(0), None, payload("question"), &mut out).unwrap();
+        a.multicast(ms(0), None, payload("question"), &mut out)
+            .unwrap();
         a.flush(ms(0), &mut out);
         let question = data_to(&out, 2).pop().unwrap();
         let mut b_out = Vec::new();
         b.handle_message(ms(1), member(1), question.clone(), &mut b_out);
-        b.multicast(ms(1), None, payload("answer"), &mut b_out).unwrap();
+        b.multicast(ms(1), None, payload("answer"), &mut b_out)
+            .unwrap();
         b.flush(ms(1), &mut b_out);
         let answer = data_to(&b_out, 3).pop().unwrap();
         let Body::Data { entries, .. } = &answer else {
             unreachable!()
         };
-        assert_eq!(entries[0].clock, vec![1, 0, 0], "it had delivered the question");
+        assert_eq!(
+            entries[0].clock,
+            vec![1, 0, 0],
+            "it had delivered the question"
+        );
         let mut c_out = Vec::new();
         c.handle_message(ms(2), member(2), answer, &mut c_out);
-        assert_eq!(delivered(&c_out), vec![], "the answer waits for the question");
+        assert_eq!(
+            delivered(&c_out),
+            vec![],
+            "the answer waits for the question"
+        );
         c.handle_message(ms(3), member(1), question, &mut c_out);
         assert_eq!(
             delivered(&c_out),
@@ -1811,7 +1868,7 @@ mod tests {
         let v = view(1, &[1, 2, 3]);
         let record = entry(1, Ordering::Fifo, Item::Order(vec![(2, 1)]));
         let s_stream = vec![record];
-        let c_stream = vec![
+        let c_stream = [
             entry(1, Ordering::Total, Item::Payload(payload("c1"))),
             entry(2, Ordering::Total, Item::Payload(payload("c2"))),
             entry(3, Ordering::Fifo, Item::Payload(payload("c3"))),
@@ -1847,7 +1904,11 @@ mod tests {
         b.freeze(ms(2), v.id, &mut Vec::new());
         d.freeze(ms(2), v.id, &mut Vec::new());
         feed(&mut d, 3, &mut d_before);
-        assert_eq!(delivered(&d_before), vec![], "frozen before anything arrived");
+        assert_eq!(
+            delivered(&d_before),
+            vec![],
+            "frozen before anything arrived"
+        );
         // The cut keeps c1 and c2 of member 3's stream, not c3.
         let next = view(2, &[2]);
         let decision = Decision {

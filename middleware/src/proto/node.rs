@@ -196,7 +196,10 @@ impl NodeCore {
         ordering: Option<Ordering>,
         payload: Bytes,
     ) -> Result<Vec<NodeOutput>, MulticastError> {
-        let core = self.groups.get_mut(group).ok_or(MulticastError::NotMember)?;
+        let core = self
+            .groups
+            .get_mut(group)
+            .ok_or(MulticastError::NotMember)?;
         let (result, outputs) =
             core.with_multicast(now, |m, o| m.multicast(now, ordering, payload, o));
         result?;
@@ -213,7 +216,10 @@ impl NodeCore {
         to: ProcessId,
         payload: Bytes,
     ) -> Result<Vec<NodeOutput>, MulticastError> {
-        let core = self.groups.get_mut(group).ok_or(MulticastError::NotMember)?;
+        let core = self
+            .groups
+            .get_mut(group)
+            .ok_or(MulticastError::NotMember)?;
         let (result, outputs) = core.with_multicast(now, |m, o| m.send_direct(to, payload, o));
         result?;
         let mut out = Vec::new();
@@ -224,9 +230,10 @@ impl NodeCore {
     /// Pauses (or resumes) delivery in `group` while its service is behind. Returns whether
     /// the setting changed.
     pub fn set_delivery_paused(&mut self, group: &GroupName, paused: bool) -> bool {
-        self.groups
-            .get_mut(group)
-            .is_some_and(|core| core.with_multicast(Time::ZERO, |m, _| m.set_paused(paused)).0)
+        self.groups.get_mut(group).is_some_and(|core| {
+            core.with_multicast(Time::ZERO, |m, _| m.set_paused(paused))
+                .0
+        })
     }
 
     /// The service's state snapshot for the joiners of `view` of `group`.

@@ -1,11 +1,11 @@
 //! The node actor and the handle applications use.
 
+use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
 use crate::id::{GroupName, Incarnation, ProcessId, ViewId};
 use crate::proto::multicast::{MulticastError, MulticastOutput};
 use crate::proto::node::{NodeCore, NodeOutput};
-use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
 use crate::proto::Time;
 use crate::transport::dispatch;
 use crate::transport::tcp::{Inbound, Shutdown, TcpSender, TcpTransport, TransportStats};
@@ -201,7 +201,7 @@ impl NodeActor {
         dispatch(outputs, &self.codec, &mut self.sender, |e| events.push(e));
         for output in events {
             if let NodeOutput::Group { group, event } = output {
-                self.to_service(group, event, ctx);
+                self.hand_to_service(group, event, ctx);
                 continue;
             }
             log_event(&output);
@@ -225,7 +225,12 @@ impl NodeActor {
     }
 
     /// Hands a multicast event to the group's service, if one is registered.
-    fn to_service(&mut self, group: GroupName, event: MulticastOutput, ctx: &mut Context<Self>) {
+    fn hand_to_service(
+        &mut self,
+        group: GroupName,
+        event: MulticastOutput,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(link) = self.services.get_mut(&group) else {
             if let MulticastOutput::SnapshotWanted(view) = event {
                 // No service: the state is empty.
@@ -747,10 +752,15 @@ impl NodeHandle {
 
     /// Registers `service` for `group`'s events (deliveries, views, blocks, restores) and
     /// snapshots. Register before joining, so it sees the first view.
-    pub async fn register_service<A>(&self, group: GroupName, service: Addr<A>) -> Result<(), NodeError>
+    pub async fn register_service<A>(
+        &self,
+        group: GroupName,
+        service: Addr<A>,
+    ) -> Result<(), NodeError>
     where
         A: Actor + Handler<ServiceEvent> + Handler<TakeSnapshot>,
-        A::Context: actix::dev::ToEnvelope<A, ServiceEvent> + actix::dev::ToEnvelope<A, TakeSnapshot>,
+        A::Context:
+            actix::dev::ToEnvelope<A, ServiceEvent> + actix::dev::ToEnvelope<A, TakeSnapshot>,
     {
         let recipients = ServiceRecipients {
             events: service.clone().recipient(),

@@ -141,7 +141,10 @@ impl DeliveryChecker {
     pub fn on_deliver(&mut self, process: ProcessId, id: u64, message: &Message) {
         self.deliveries += 1;
         let Some(sent) = self.sent.get(&id).cloned() else {
-            return self.violate("no creation", format!("{process} delivered unknown id {id:#x}"));
+            return self.violate(
+                "no creation",
+                format!("{process} delivered unknown id {id:#x}"),
+            );
         };
         if sent.sender != message.sender || sent.ordering != message.ordering {
             self.violate(
@@ -154,7 +157,10 @@ impl DeliveryChecker {
         }
         let log = self.processes.entry(process).or_default();
         if !log.delivered.insert(id) {
-            return self.violate("no duplication", format!("{process} delivered {id:#x} twice"));
+            return self.violate(
+                "no duplication",
+                format!("{process} delivered {id:#x} twice"),
+            );
         }
         if log.view != Some(message.view) {
             let view = log.view;

@@ -329,15 +329,14 @@ impl Simulation {
                 .filter_map(|n| n.core.as_ref())
                 .flat_map(|c| {
                     let me = c.me().id;
-                    c.groups()
-                        .map(move |g| {
-                            format!(
-                                "{me} {:?}: {} | {}",
-                                g.status(),
-                                g.describe(),
-                                g.multicast().describe()
-                            )
-                        })
+                    c.groups().map(move |g| {
+                        format!(
+                            "{me} {:?}: {} | {}",
+                            g.status(),
+                            g.describe(),
+                            g.multicast().describe()
+                        )
+                    })
                 })
                 .collect();
             for line in lines {
@@ -443,7 +442,7 @@ impl Simulation {
             match event {
                 NodeOutput::Group { event, .. } => {
                     let process = process.expect("a live process has a service");
-                    if let Some(snapshot) = self.to_service(i, process, event) {
+                    if let Some(snapshot) = self.hand_to_service(i, process, event) {
                         snapshots.push(snapshot);
                     }
                 }
@@ -470,7 +469,7 @@ impl Simulation {
     }
 
     /// Applies a multicast event to node `i`'s service; returns a snapshot it asked for.
-    fn to_service(
+    fn hand_to_service(
         &mut self,
         i: usize,
         process: ProcessId,
@@ -605,15 +604,22 @@ impl Simulation {
         let final_view = self.latest_view().map(|v| v.id);
         for (process, view, digest, outbox) in &members {
             if *view != final_view {
-                let detail = format!("{process}'s service is in {view:?}, the group in {final_view:?}");
+                let detail =
+                    format!("{process}'s service is in {view:?}, the group in {final_view:?}");
                 self.checker_violation("liveness", detail);
             }
             if *digest != members[0].2 {
-                let detail = format!("{process} ends with {digest:?}, {} with {:?}", members[0].0, members[0].2);
+                let detail = format!(
+                    "{process} ends with {digest:?}, {} with {:?}",
+                    members[0].0, members[0].2
+                );
                 self.checker_violation("liveness", detail);
             }
             if *outbox > 0 {
-                self.checker_violation("liveness", format!("{process} ends with {outbox} multicasts unsent"));
+                self.checker_violation(
+                    "liveness",
+                    format!("{process} ends with {outbox} multicasts unsent"),
+                );
             }
         }
         let finals: BTreeSet<ProcessId> = members.iter().map(|m| m.0).collect();

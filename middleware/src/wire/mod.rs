@@ -6,5 +6,6 @@ mod messages;
 
 pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
 pub use messages::{
-    Ballot, Body, CutEntry, Decision, Entry, Envelope, FlushReport, Item, Ordering, PROTOCOL_VERSION,
+    Ballot, Body, CutEntry, Decision, Entry, Envelope, FlushReport, Item, Ordering,
+    PROTOCOL_VERSION,
 };

@@ -117,7 +117,13 @@ fn main() -> ExitCode {
             via,
             key_file,
             timeout_ms,
-        } => send(group, message, via, key_file, Duration::from_millis(timeout_ms)),
+        } => send(
+            group,
+            message,
+            via,
+            key_file,
+            Duration::from_millis(timeout_ms),
+        ),
         Command::Members {
             group,
             via,
