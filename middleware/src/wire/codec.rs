@@ -165,6 +165,8 @@ pub struct WireStats {
     pub frames_accepted: AtomicU64,
     /// Frames sealed for sending.
     pub frames_sealed: AtomicU64,
+    /// Bytes of the frames sealed, length prefixes included.
+    pub bytes_sealed: AtomicU64,
     /// Refused: over the size limit.
     pub refused_too_large: AtomicU64,
     /// Refused: truncated, bad flag, malformed or wrong version.
@@ -364,10 +366,12 @@ impl FrameCodec {
                 max: self.frame_bytes_max,
             });
         }
+        let framed = payload.len() as u64 + 4;
         self.length_codec()
             .encode(Bytes::from(payload), out)
             .map_err(FrameError::Io)?;
         self.stats.frames_sealed.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_sealed.fetch_add(framed, Ordering::Relaxed);
         Ok(())
     }
 
