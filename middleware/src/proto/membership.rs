@@ -84,6 +84,13 @@ pub enum MembershipOutput {
         /// The message.
         body: Body,
     },
+    /// Send `body`, scoped to this group, to each of `to` (one frame, sealed once).
+    SendAll {
+        /// Destination addresses.
+        to: Vec<SocketAddr>,
+        /// The message.
+        body: Body,
+    },
     /// A new view is installed.
     ViewInstalled(ViewChange),
     /// This process was removed from the group (suspected, or its view yielded in a merge);
@@ -101,8 +108,8 @@ pub enum MembershipOutput {
         /// Its reason.
         reason: String,
     },
-    /// An event of the group's multicast for the service (never `MulticastOutput::Send`,
-    /// which becomes [`MembershipOutput::Send`]).
+    /// An event of the group's multicast for the service (never `MulticastOutput::Send` or
+    /// `SendAll`, which become [`MembershipOutput::Send`] and [`MembershipOutput::SendAll`]).
     Multicast(MulticastOutput),
 }
 
@@ -110,6 +117,7 @@ pub enum MembershipOutput {
 fn emit(out: &mut Vec<MembershipOutput>, outputs: Vec<MulticastOutput>) {
     out.extend(outputs.into_iter().map(|o| match o {
         MulticastOutput::Send { to, body } => MembershipOutput::Send { to, body },
+        MulticastOutput::SendAll { to, body } => MembershipOutput::SendAll { to, body },
         other => MembershipOutput::Multicast(other),
     }));
 }

@@ -136,6 +136,13 @@ pub enum MulticastOutput {
         /// The message.
         body: Body,
     },
+    /// Send `body` to each of `to` (one frame, sealed once).
+    SendAll {
+        /// Destination addresses.
+        to: Vec<SocketAddr>,
+        /// The message.
+        body: Body,
+    },
     /// Deliver a multicast to the service.
     Deliver(Message),
     /// A view change began: the service should expect no deliveries until the next view, and
@@ -569,21 +576,11 @@ impl ViewStream {
         }
     }
 
+    /// One output for all the other members: the shell seals the frame once.
     fn send_to_others(&self, body: Body, out: &mut Vec<MulticastOutput>) {
-        let mut others = self.others().peekable();
-        while let Some(member) = others.next() {
-            let body = if others.peek().is_some() {
-                body.clone()
-            } else {
-                return out.push(MulticastOutput::Send {
-                    to: member.addr,
-                    body,
-                });
-            };
-            out.push(MulticastOutput::Send {
-                to: member.addr,
-                body,
-            });
+        let to: Vec<SocketAddr> = self.others().map(|m| m.addr).collect();
+        if !to.is_empty() {
+            out.push(MulticastOutput::SendAll { to, body });
         }
     }
 
@@ -1647,6 +1644,11 @@ mod tests {
         out.iter()
             .filter_map(|o| match o {
                 MulticastOutput::Send { to: addr, body } if *addr == member(to).addr => {
+                    matches!(body, Body::Data { .. }).then(|| body.clone())
+                }
+                MulticastOutput::SendAll { to: addrs, body }
+                    if addrs.contains(&member(to).addr) =>
+                {
                     matches!(body, Body::Data { .. }).then(|| body.clone())
                 }
                 _ => None,

@@ -39,6 +39,13 @@ pub enum NodeOutput {
         /// The message (the codec stamps the frame counter).
         envelope: Envelope,
     },
+    /// Seal `envelope` once and send the frame to each of `to`.
+    SendAll {
+        /// Destination addresses.
+        to: Vec<SocketAddr>,
+        /// The message.
+        envelope: Envelope,
+    },
     /// Answer on the inbound connection a request came from.
     Reply {
         /// The connection.
@@ -441,6 +448,10 @@ impl NodeCore {
         for output in outputs {
             match output {
                 MembershipOutput::Send { to, body } => out.push(NodeOutput::Send {
+                    to,
+                    envelope: self.envelope(Some(group.clone()), body),
+                }),
+                MembershipOutput::SendAll { to, body } => out.push(NodeOutput::SendAll {
                     to,
                     envelope: self.envelope(Some(group.clone()), body),
                 }),

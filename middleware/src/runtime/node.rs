@@ -90,9 +90,10 @@ impl GroupEvent {
                 seed,
                 reason,
             },
-            NodeOutput::Send { .. } | NodeOutput::Reply { .. } | NodeOutput::Group { .. } => {
-                return None
-            }
+            NodeOutput::Send { .. }
+            | NodeOutput::SendAll { .. }
+            | NodeOutput::Reply { .. }
+            | NodeOutput::Group { .. } => return None,
         })
     }
 }
@@ -274,7 +275,7 @@ impl NodeActor {
                 }));
                 return;
             }
-            MulticastOutput::Send { .. } => return,
+            MulticastOutput::Send { .. } | MulticastOutput::SendAll { .. } => return,
         };
         link.sent += 1;
         if link.sent % SERVICE_CHECKPOINT_EVENTS == 0 {
@@ -398,7 +399,10 @@ fn log_event(output: &NodeOutput) {
             seed,
             reason,
         } => tracing::error!(%group, %seed, %reason, "seed refused this node"),
-        NodeOutput::Send { .. } | NodeOutput::Reply { .. } | NodeOutput::Group { .. } => {}
+        NodeOutput::Send { .. }
+        | NodeOutput::SendAll { .. }
+        | NodeOutput::Reply { .. }
+        | NodeOutput::Group { .. } => {}
     }
 }
 

@@ -429,7 +429,10 @@ impl Simulation {
 
     fn execute(&mut self, i: usize, outputs: Vec<NodeOutput>) {
         for output in &outputs {
-            if let NodeOutput::Send { envelope, .. } | NodeOutput::Reply { envelope, .. } = output {
+            if let NodeOutput::Send { envelope, .. }
+            | NodeOutput::SendAll { envelope, .. }
+            | NodeOutput::Reply { envelope, .. } = output
+            {
                 self.checker.observe_send(envelope);
             }
         }
@@ -527,7 +530,7 @@ impl Simulation {
             }
             MulticastOutput::SnapshotWanted(view) => return Some((view, service.snapshot())),
             MulticastOutput::Block | MulticastOutput::Direct { .. } => {}
-            MulticastOutput::Send { .. } => {}
+            MulticastOutput::Send { .. } | MulticastOutput::SendAll { .. } => {}
         }
         None
     }

@@ -41,7 +41,7 @@ use crate::proto::node::NodeOutput;
 use crate::wire::FrameCodec;
 
 /// Carries out the transport part of a node core's outputs, the same way in every shell: each
-/// `Send` and `Reply` is sealed by `codec` and queued on `transport`; every other output (an
+/// `Send`, `SendAll` and `Reply` is sealed by `codec` and queued on `transport`; every other output (an
 /// event for the application) is handed to `on_event`. A frame that cannot be sealed or queued
 /// is dropped with a log line: the protocols treat it as lost.
 pub fn dispatch(
@@ -56,6 +56,20 @@ pub fn dispatch(
                 .seal(envelope)
                 .map_err(|e| e.to_string())
                 .and_then(|frame| transport.send(to, frame).map_err(|e| e.to_string())),
+            // One frame for all: the receivers' replay windows are per sender, so each of them
+            // accepts the frame's counter once.
+            NodeOutput::SendAll { to, envelope } => codec
+                .seal(envelope)
+                .map_err(|e| e.to_string())
+                .and_then(|frame| {
+                    let mut result = Ok(());
+                    for addr in to {
+                        if let Err(e) = transport.send(addr, frame.clone()) {
+                            result = Err(e.to_string());
+                        }
+                    }
+                    result
+                }),
             NodeOutput::Reply {
                 connection,
                 envelope,
