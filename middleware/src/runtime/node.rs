@@ -159,6 +159,7 @@ struct ServiceLink {
     recipients: ServiceRecipients,
     sent: u64,
     handled: u64,
+    paused: bool,
 }
 
 /// A multicast waiting for outbox room.
@@ -282,30 +283,32 @@ impl NodeActor {
             // Mailboxes are FIFO: once this one is handled, so is everything before it.
             let upto = link.sent;
             let request = link.recipients.events.send(event);
+            let of = group.clone();
             ctx.spawn(request.into_actor(self).map(move |_, actor, ctx| {
-                if let Some(link) = actor.services.get_mut(&group) {
+                if let Some(link) = actor.services.get_mut(&of) {
                     link.handled = link.handled.max(upto);
                 }
-                actor.refresh_service_pause(ctx);
+                actor.refresh_service_pause(&of, ctx);
             }));
         } else {
             link.recipients.events.do_send(event);
         }
-        self.refresh_service_pause(ctx);
+        self.refresh_service_pause(&group, ctx);
     }
 
     /// Pauses delivery to a service whose mailbox holds too many events, resumes it when it
     /// has caught up.
-    fn refresh_service_pause(&mut self, ctx: &mut Context<Self>) {
-        let mut resumed = false;
-        for (group, link) in &self.services {
-            let backlog = link.sent.saturating_sub(link.handled);
-            let paused = backlog >= SERVICE_BACKLOG_EVENTS;
-            if self.core.set_delivery_paused(group, paused) && !paused {
-                resumed = true;
-            }
+    fn refresh_service_pause(&mut self, group: &GroupName, ctx: &mut Context<Self>) {
+        let Some(link) = self.services.get_mut(group) else {
+            return;
+        };
+        let paused = link.sent.saturating_sub(link.handled) >= SERVICE_BACKLOG_EVENTS;
+        if paused == link.paused {
+            return;
         }
-        if resumed {
+        link.paused = paused;
+        self.core.set_delivery_paused(group, paused);
+        if !paused {
             self.schedule_flush(ctx);
         }
     }
@@ -548,6 +551,7 @@ impl Handler<RegisterService> for NodeActor {
                 recipients: msg.recipients,
                 sent: 0,
                 handled: 0,
+                paused: false,
             },
         );
     }
