@@ -5,16 +5,17 @@
 //! state, for members joining). It registers with [`NodeHandle::register_service`] and sends
 //! with [`NodeHandle::multicast`] and [`NodeHandle::send_to`].
 //!
-//! ```no_run
+//! ```
 //! use actix::prelude::*;
 //! use bytes::Bytes;
 //! use viewsync::config::NodeConfig;
 //! use viewsync::runtime::{Node, ServiceEvent, TakeSnapshot};
 //! use viewsync::GroupName;
 //!
-//! /// Counts the messages delivered; its state is that count.
+//! /// Counts the messages delivered (its state) and reports each one.
 //! struct Counter {
 //!     delivered: u64,
+//!     report: tokio::sync::mpsc::UnboundedSender<Bytes>,
 //! }
 //!
 //! impl Actor for Counter {
@@ -27,8 +28,9 @@
 //!         match event {
 //!             ServiceEvent::Deliver(message) => {
 //!                 self.delivered += 1;
-//!                 println!("{} from {}: {:?}", message.seq, message.sender, message.payload);
+//!                 let _ = self.report.send(message.payload);
 //!             }
+//!             // A joiner gets the state of a member at the start of its first view.
 //!             ServiceEvent::Restore { state, .. } => {
 //!                 self.delivered = u64::from_le_bytes(state[..8].try_into().unwrap());
 //!             }
@@ -48,15 +50,19 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! actix::System::new().block_on(async {
 //!     let group = GroupName::new("counters")?;
+//!     // No seeds: this node creates the group.
 //!     let config = NodeConfig::parse(
 //!         "node_id = 1\nlisten = \"127.0.0.1:0\"\n",
 //!         std::path::Path::new("inline.toml"),
 //!     )?;
 //!     let node = Node::spawn(config).await?;
-//!     let counter = Counter { delivered: 0 }.start();
+//!     let (report, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+//!     let counter = Counter { delivered: 0, report }.start();
 //!     node.register_service(group.clone(), counter).await?;
 //!     node.join(group.clone()).await?;
+//!     // Resolves once the multicast is accepted (flow control may make it wait).
 //!     node.multicast(group, Bytes::from_static(b"hello")).await?;
+//!     assert_eq!(delivered.recv().await.as_deref(), Some(&b"hello"[..]));
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })
 //! # }
