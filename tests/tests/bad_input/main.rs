@@ -21,6 +21,8 @@ mod t06_replayed_frame;
 mod t07_wrong_protocol_version;
 mod t08_members_request_for_another_group;
 mod t09_config_refusals;
+mod t10_oversized_multicast;
+mod t11_unauthenticated_multicast;
 
 use cluster::{Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 use std::io::{ErrorKind, Read, Write};
@@ -63,6 +65,14 @@ impl Target {
     /// Node 1's address, where the bad input goes.
     pub fn addr(&self) -> SocketAddr {
         self.cluster.addr(1)
+    }
+
+    /// The id of the view nodes 1 and 2 are in (asked from node 1).
+    pub fn view_id(&self) -> viewsync::ViewId {
+        query(self.addr(), GROUP, Some(self.key.clone()))
+            .expect("node 1 answers")
+            .expect("node 1 is a member")
+            .id
     }
 
     /// Node 2's process id.
