@@ -116,13 +116,17 @@ async fn send_plan(node: NodeHandle, group: GroupName, plan: SendPlan) {
         if text.len() < plan.size {
             text.resize(plan.size, b'.');
         }
-        match node.multicast(group.clone(), Bytes::from(text)).await {
-            Ok(()) => {}
-            Err(viewsync::error::NodeError::Multicast(error)) => {
-                tracing::warn!(%error, k, "multicast refused; retrying");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let payload = Bytes::from(text);
+        // Message k is retried until accepted, so the numbering has no gaps.
+        loop {
+            match node.multicast(group.clone(), payload.clone()).await {
+                Ok(()) => break,
+                Err(viewsync::error::NodeError::Multicast(error)) => {
+                    tracing::warn!(%error, k, "multicast refused; retrying");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => return,
             }
-            Err(_) => return,
         }
         if let Some(interval) = interval {
             tokio::time::sleep_until(start + interval * k as u32).await;

@@ -1011,6 +1011,7 @@ impl Membership {
     fn compose_decision(&self, base: &View, promises: &Promises) -> Option<Decision> {
         let promisers: BTreeSet<ProcessId> = promises.keys().copied().collect();
         let view = self.compose_next_view(base, Some(&promisers), true)?;
+
         let cut = compose_cut(
             base.members.len(),
             promises
@@ -1343,8 +1344,17 @@ impl Membership {
             .copied()
             .collect();
         let mut epoch = base.id.epoch;
+        // A joiner that is suspected, or superseded by a newer incarnation of its node that
+        // also asks to join, is not admitted.
+        let superseded = |j: &Member| {
+            self.suspected.contains(&j.id)
+                || self
+                    .pending_joins
+                    .keys()
+                    .any(|other| other.node == j.id.node && other.incarnation > j.id.incarnation)
+        };
         for (joiner, last_epoch) in self.pending_joins.values() {
-            if !members.iter().any(|m| m.id == joiner.id) {
+            if !superseded(joiner) && !members.iter().any(|m| m.id == joiner.id) {
                 members.push(*joiner);
                 epoch = epoch.max(*last_epoch);
             }

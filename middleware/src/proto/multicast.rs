@@ -578,7 +578,10 @@ impl ViewStream {
 
     /// One output for all the other members: the shell seals the frame once.
     fn send_to_others(&self, body: Body, out: &mut Vec<MulticastOutput>) {
-        let to: Vec<SocketAddr> = self.others().map(|m| m.addr).collect();
+        let mut to: Vec<SocketAddr> = self.others().map(|m| m.addr).collect();
+        // Two incarnations of a node may share an address for a view: one frame each address.
+        to.sort_unstable();
+        to.dedup();
         if !to.is_empty() {
             out.push(MulticastOutput::SendAll { to, body });
         }
@@ -749,6 +752,8 @@ pub struct Multicast {
     blocked_since: Option<Time>,
     /// The service is behind: deliver nothing for now (credit is withheld meanwhile).
     paused: bool,
+    /// Excluded and joining again: multicasts still go to the outbox, for the next view.
+    rejoining: bool,
     /// A cut of the current view this member must hold before it answers `Accepted`.
     fetch_target: Option<(ViewId, Vec<CutEntry>)>,
     stats: MulticastStats,
@@ -771,6 +776,7 @@ impl Multicast {
             blocked_since: None,
             paused: false,
             fetch_target: None,
+            rejoining: false,
             stats: MulticastStats::default(),
         }
     }
@@ -999,6 +1005,8 @@ impl Multicast {
     /// This process is no longer a member (excluded or left): its streams are dropped.
     /// Multicasts in the outbox are kept for the next view after a rejoin, unless `left`.
     pub fn leave_group(&mut self, left: bool) {
+        // Excluded from a view (not a first join, not a leave): keep accepting multicasts.
+        self.rejoining = !left && (self.rejoining || self.current.is_some());
         self.current = None;
         self.ending = None;
         self.incoming = None;
@@ -1134,7 +1142,7 @@ impl Multicast {
         payload: Bytes,
         out: &mut Vec<MulticastOutput>,
     ) -> Result<(), MulticastError> {
-        if self.current.is_none() && self.service_view.is_none() {
+        if self.current.is_none() && self.service_view.is_none() && !self.rejoining {
             return Err(MulticastError::NotMember);
         }
         if payload.len() > self.config.payload_bytes_max {

@@ -662,6 +662,9 @@ impl Simulation {
             // Frames of a crashed incarnation still in flight after its restart are refused
             // as stale, like data from a killed process's socket arriving late.
             Err(crate::wire::FrameError::StaleIncarnation { .. }) => return,
+            // A frame delayed past the sender's replay window is refused, like a real
+            // connection's frame arriving that late; the protocols retransmit what matters.
+            Err(crate::wire::FrameError::TooOld { .. }) => return,
             Err(crate::wire::FrameError::Replayed { .. }) => {
                 self.replays_refused += 1;
                 return;

@@ -136,9 +136,18 @@ pub enum FrameError {
         /// The sender's version.
         got: u16,
     },
-    /// This frame counter was seen before from this process, or is too old to tell.
+    /// This frame counter was seen before from this process.
     #[error("replayed frame {seq} from {sender}")]
     Replayed {
+        /// The claimed sender.
+        sender: ProcessId,
+        /// The frame counter.
+        seq: u64,
+    },
+    /// This frame counter is too far behind the newest one seen from this process to tell
+    /// whether it is a replay (a frame delayed past the replay window); refused like one.
+    #[error("frame {seq} from {sender} is older than the replay window")]
+    TooOld {
         /// The claimed sender.
         sender: ProcessId,
         /// The frame counter.
@@ -190,6 +199,7 @@ impl WireStats {
                 &self.refused_unauthenticated
             }
             FrameError::Replayed { .. }
+            | FrameError::TooOld { .. }
             | FrameError::StaleIncarnation { .. }
             | FrameError::ReplayGuardFull => &self.refused_replayed,
             FrameError::Io(_) => return,
@@ -288,7 +298,10 @@ impl ReplayGuard {
             return Ok(());
         }
         let offset = window.highest - seq;
-        if offset >= REPLAY_WINDOW_FRAMES || window.bit(offset) {
+        if offset >= REPLAY_WINDOW_FRAMES {
+            return Err(FrameError::TooOld { sender, seq });
+        }
+        if window.bit(offset) {
             return Err(FrameError::Replayed { sender, seq });
         }
         window.set(offset);

@@ -22,7 +22,11 @@ fn the_demo_shows_the_same_total_order_at_every_member_across_a_crash() {
         "nodes 1 and 2 went on to view",
         "total order and view synchrony held across the crash",
     ] {
-        assert!(out.stdout.contains(needle), "no `{needle}` in:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(needle),
+            "no `{needle}` in:\n{}",
+            out.stdout
+        );
     }
     // Both survivors print the same service state when they enter the view after the crash
     // (the last two-member view; the first was before node 3 joined).
