@@ -27,8 +27,8 @@
 //! If after `bootstrap_timeout` no seed answered as a member, and the joiner has the lowest
 //! process id among the joiners that answered, it creates the group as a singleton view. Two
 //! nodes that still create two views of one group (seeds that do not see each other) find out
-//! through `Discover`; the view with fewer members (then lower epoch, then higher coordinator
-//! id) yields and its members join the other. A joiner's next view has a higher epoch than any
+//! through `Discover`; the view with the lower epoch (then fewer members, then higher
+//! coordinator id) yields and its members join the other. A joiner's next view has a higher epoch than any
 //! it installed before, so epochs stay strictly increasing across a merge.
 
 use super::multicast::{compose_cut, Multicast, MulticastConfig, MulticastOutput};
@@ -739,6 +739,9 @@ impl Membership {
         // Also while joining again or after leaving: the group may still list this process in
         // its last view and need its vote.
         if self.view.as_ref().is_some_and(|v| v.id == base.id) {
+            // After yielding or leaving, its streams are gone: it still holds the cut it
+            // accepts, so give it streams to fetch into (a member keeps its own).
+            self.multicast.shadow(base);
             return true;
         }
         // A bootstrap race can list a joiner in two views of the same epoch; it installs one,
@@ -1207,10 +1210,13 @@ impl Membership {
         if mine.coordinator().id != self.me.id {
             return;
         }
+        // The later view wins: an older one is either a stale view a cut-off minority still
+        // holds (it must never absorb the majority that moved on) or the other side of a
+        // bootstrap race, where any fixed rule that both sides compute alike will do.
         let rank = |v: &View| {
             (
-                v.members.len(),
                 v.id.epoch,
+                v.members.len(),
                 std::cmp::Reverse(v.id.coordinator),
             )
         };
