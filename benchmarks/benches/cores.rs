@@ -17,7 +17,7 @@ use viewsync::proto::node::{ConnectionId, NodeCore, NodeOutput, NodeSettings};
 use viewsync::proto::Time;
 use viewsync::sim::{SimConfig, Simulation};
 use viewsync::wire::codec::FRAME_BYTES_MAX_DEFAULT;
-use viewsync::wire::{Ballot, Body, ClusterKey, Envelope, FrameCodec, PROTOCOL_VERSION};
+use viewsync::wire::{Ballot, Body, ClusterKey, Decision, Envelope, FrameCodec, PROTOCOL_VERSION};
 use viewsync::{GroupName, Incarnation, Member, NodeId, ProcessId, View, ViewId};
 
 /// Bytes of the length prefix in front of every frame.
@@ -100,7 +100,11 @@ fn install() -> Envelope {
                 round: 3,
                 proposer: process(1),
             },
-            view,
+            decision: Decision {
+                view,
+                cut: Vec::new(),
+                joiners: Vec::new(),
+            },
         },
     )
 }

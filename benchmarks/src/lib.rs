@@ -1,1 +1,34 @@
-//! viewsync benchmark harness (see benches/).
+//! viewsync benchmarks.
+//!
+//! Two parts:
+//!
+//! - `benches/cores.rs`: criterion micro-benchmarks of the sans-IO cores (no sockets, no
+//!   clocks);
+//! - the `viewsync-bench` binary (this library): real member processes on loopback, one OS
+//!   process per member, measured with the workload of DESIGN.md section 6.
+//!
+//! The binary's modules:
+//!
+//! - [`cli`]: the command line (`multicast`, `view-change`, and the hidden `member`);
+//! - [`member`]: one member process: a node, a bench service, a sender, and the line
+//!   protocol it speaks with its parent on stdin/stdout;
+//! - [`lines`]: the `key=value` lines members print, and their parsing;
+//! - [`orchestration`]: the parent: spawning members, barriers, the matrices, and the
+//!   measurements taken from the members' lines;
+//! - [`report`]: CSV files and markdown tables;
+//! - [`plots`]: SVG plots;
+//! - [`sys`]: the monotonic clock shared by processes, CPU time and TCP bytes sent.
+
+pub mod cli;
+pub mod lines;
+pub mod member;
+pub mod orchestration;
+pub mod plots;
+pub mod report;
+pub mod sys;
+
+/// The error type of the harness: anything that can be shown to a person.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The group every benchmark member joins.
+pub const GROUP: &str = "bench";

@@ -119,7 +119,7 @@ pub struct NodeStats {
     pub write_batches: u64,
     /// Frames sealed for sending.
     pub frames_sent: u64,
-    /// Bytes of the frames sealed for sending (length prefixes included).
+    /// Bytes written to peer connections (every frame, length prefixes and tags included).
     pub bytes_sent: u64,
     /// Events a slow subscriber lost.
     pub events_dropped: u64,
@@ -353,7 +353,7 @@ impl NodeActor {
             frames_dropped_queue_full: transport.frames_dropped_queue_full.load(Ordering::Relaxed),
             write_batches: transport.write_batches.load(Ordering::Relaxed),
             frames_sent: wire.frames_sealed.load(Ordering::Relaxed),
-            bytes_sent: wire.bytes_sealed.load(Ordering::Relaxed),
+            bytes_sent: transport.bytes_written.load(Ordering::Relaxed),
             events_dropped: self.events_dropped,
             multicasts: 0,
             delivered: 0,

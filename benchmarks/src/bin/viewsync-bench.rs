@@ -1,0 +1,39 @@
+//! `viewsync-bench`: multicast and view-change benchmarks of viewsync over real member
+//! processes on loopback. See the `viewsync_benchmarks` crate documentation.
+//!
+//! ```text
+//! viewsync-bench multicast                        # the default matrix
+//! viewsync-bench multicast --members 3 --order total --size 1024 --senders 3 --mode flood --secs 10
+//! viewsync-bench view-change                      # the default matrix
+//! viewsync-bench view-change --members 5 --event kill
+//! viewsync-bench report                           # rewrite tables and plots from the CSVs
+//! ```
+
+use clap::Parser;
+use std::process::ExitCode;
+use viewsync_benchmarks::cli::{Cli, Command};
+use viewsync_benchmarks::{member, orchestration};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result =
+        match cli.command {
+            Command::Member(args) => member::run(args).map(|()| 0),
+            Command::Multicast(args) => orchestration::member_exe()
+                .and_then(|exe| orchestration::run_multicast(&args, &exe)),
+            Command::ViewChange(args) => orchestration::member_exe()
+                .and_then(|exe| orchestration::run_view_change(&args, &exe)),
+            Command::Report(args) => orchestration::rewrite_reports(&args.out).map(|()| 0),
+        };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failed) => {
+            eprintln!("error: {failed} cells failed");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1095 @@
+//! The parent side: starting member processes, the start/stop/drain barriers, the cells of
+//! each benchmark, the matrices, and the drivers of the two subcommands.
+//!
+//! Members are this same executable run as `viewsync-bench member`. The first member starts
+//! alone and reports the address it listens on (port 0: the kernel picks a free port, so no
+//! port is ever guessed); the others get that address as their seed. The parent waits until
+//! every member's service has a view of the whole group (`ready`), sends `start` to all (so
+//! they start sending within a few hundred microseconds of each other), waits until every
+//! member's clock ran out (`stopped`), then sends `drain` to all, so no member judges its
+//! deliveries complete while another is still sending.
+//!
+//! Times across processes are `CLOCK_MONOTONIC` nanoseconds ([`crate::sys::now_ns`]): the
+//! members print the time of each event, and the parent reads the clock when it kills a
+//! member or asks one to leave.
+
+use crate::cli::{Event, Load, Mode, MulticastArgs, Order, Senders, ViewChangeArgs};
+use crate::lines::{Fields, ResultLine};
+use crate::report::{self, RunInfo};
+use crate::sys::now_ns;
+use crate::{plots, BoxError};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A line a member printed, with the parent's clock when it was read.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// The member's node id.
+    pub node: u64,
+    /// `CLOCK_MONOTONIC` nanoseconds when the parent read the line.
+    pub read_ns: u64,
+    /// The line.
+    pub text: String,
+    /// Its fields.
+    pub fields: Fields,
+}
+
+impl Line {
+    /// The member's own time of the event (`t_ns`), else the time the parent read it.
+    pub fn t_ns(&self) -> u64 {
+        self.fields.get("t_ns").unwrap_or(self.read_ns)
+    }
+}
+
+enum Message {
+    Line(Line),
+    Closed(u64),
+}
+
+struct MemberProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+/// A set of running member processes and everything they printed.
+pub struct Cluster {
+    exe: PathBuf,
+    log_dir: PathBuf,
+    members: BTreeMap<u64, MemberProcess>,
+    tx: mpsc::Sender<Message>,
+    rx: mpsc::Receiver<Message>,
+    /// Every line read, in order.
+    pub history: Vec<Line>,
+    closed: BTreeSet<u64>,
+    may_end: BTreeSet<u64>,
+}
+
+/// The arguments of one member process.
+#[derive(Clone, Debug)]
+pub struct MemberSpec {
+    /// Node id.
+    pub node: u64,
+    /// Seeds to join through.
+    pub seeds: Vec<SocketAddr>,
+    /// Group size to wait for.
+    pub members: usize,
+    /// Ordering.
+    pub order: Order,
+    /// Mode.
+    pub mode: Mode,
+    /// Payload size.
+    pub size: usize,
+    /// Seconds to send (0: until `stop`).
+    pub secs: f64,
+    /// Flood pipeline depth.
+    pub pipeline: usize,
+    /// Flow-control window override.
+    pub window_messages: Option<u64>,
+}
+
+impl MemberSpec {
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "member".to_string(),
+            "--node".into(),
+            self.node.to_string(),
+            "--members".into(),
+            self.members.to_string(),
+            "--order".into(),
+            self.order.name().into(),
+            "--mode".into(),
+            self.mode.name().into(),
+            "--size".into(),
+            self.size.to_string(),
+            "--secs".into(),
+            self.secs.to_string(),
+            "--pipeline".into(),
+            self.pipeline.to_string(),
+        ];
+        for seed in &self.seeds {
+            args.push("--seed".into());
+            args.push(seed.to_string());
+        }
+        if let Some(window) = self.window_messages {
+            args.push("--window-messages".into());
+            args.push(window.to_string());
+        }
+        args
+    }
+}
+
+impl Cluster {
+    /// A cluster of members run from `exe`, with their stderr in `log_dir/member-N.log`.
+    pub fn new(exe: &Path, log_dir: &Path) -> Self {
+        let (tx, rx) = mpsc::channel();
+        Cluster {
+            exe: exe.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            members: BTreeMap::new(),
+            tx,
+            rx,
+            history: Vec::new(),
+            closed: BTreeSet::new(),
+            may_end: BTreeSet::new(),
+        }
+    }
+
+    fn log_path(&self, node: u64) -> PathBuf {
+        self.log_dir.join(format!("member-{node}.log"))
+    }
+
+    /// Starts a member.
+    pub fn spawn(&mut self, spec: &MemberSpec) -> Result<(), BoxError> {
+        std::fs::create_dir_all(&self.log_dir)?;
+        let log = File::create(self.log_path(spec.node))?;
+        let mut child = Command::new(&self.exe)
+            .args(spec.args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stdin = child.stdin.take();
+        let tx = self.tx.clone();
+        let node = spec.node;
+        std::thread::spawn(move || {
+            for text in BufReader::new(stdout).lines() {
+                let Ok(text) = text else { break };
+                let line = Line {
+                    node,
+                    read_ns: now_ns(),
+                    fields: Fields::parse(&text),
+                    text,
+                };
+                if tx.send(Message::Line(line)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Message::Closed(node));
+        });
+        self.members.insert(node, MemberProcess { child, stdin });
+        Ok(())
+    }
+
+    /// Sends a command line to a member.
+    pub fn send(&mut self, node: u64, command: &str) -> Result<(), BoxError> {
+        let member = self
+            .members
+            .get_mut(&node)
+            .ok_or_else(|| format!("no member {node}"))?;
+        let stdin = member.stdin.as_mut().ok_or("stdin closed")?;
+        writeln!(stdin, "{command}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Sends a command line to several members, in one quick pass.
+    pub fn send_each(&mut self, nodes: &[u64], command: &str) -> Result<(), BoxError> {
+        for node in nodes {
+            self.send(*node, command)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs a member; returns the clock just before the signal.
+    pub fn kill(&mut self, node: u64) -> Result<u64, BoxError> {
+        self.may_end.insert(node);
+        let member = self
+            .members
+            .get_mut(&node)
+            .ok_or_else(|| format!("no member {node}"))?;
+        let at = now_ns();
+        member.child.kill()?;
+        let _ = member.child.wait();
+        Ok(at)
+    }
+
+    /// Allows `node` to exit without failing the run (it is leaving).
+    pub fn allow_exit(&mut self, node: u64) {
+        self.may_end.insert(node);
+    }
+
+    fn take(&mut self, message: Message) -> Result<(), BoxError> {
+        match message {
+            Message::Line(line) => {
+                if line.fields.is("error") {
+                    return Err(format!("member {} failed: {}", line.node, line.text).into());
+                }
+                self.history.push(line);
+            }
+            Message::Closed(node) => {
+                self.closed.insert(node);
+                if !self.may_end.contains(&node) {
+                    let status = self
+                        .members
+                        .get_mut(&node)
+                        .and_then(|m| m.child.wait().ok())
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "member {node} exited ({status}); see {}",
+                        self.log_path(node).display()
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads lines until `done(history)` holds, or fails after `timeout` saying `what` was
+    /// awaited.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&[Line]) -> bool,
+    ) -> Result<(), BoxError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.history) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(message) => self.take(message)?,
+                Err(_) => {
+                    return Err(format!(
+                        "timed out after {:.1} s waiting for {what}; member logs in {}",
+                        timeout.as_secs_f64(),
+                        self.log_dir.display()
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// Reads lines for `duration`.
+    pub fn pump(&mut self, duration: Duration) -> Result<(), BoxError> {
+        let deadline = Instant::now() + duration;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(message) => self.take(message)?,
+                Err(mpsc::RecvTimeoutError::Timeout) => return Ok(()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    /// Waits until each of `nodes` printed a line of `kind` (after history index `from`).
+    pub fn wait_all(
+        &mut self,
+        nodes: &[u64],
+        kind: &str,
+        from: usize,
+        timeout: Duration,
+    ) -> Result<(), BoxError> {
+        let want: BTreeSet<u64> = nodes.iter().copied().collect();
+        self.wait_for(timeout, &format!("`{kind}` from members {nodes:?}"), |h| {
+            let seen: BTreeSet<u64> = h
+                .iter()
+                .skip(from)
+                .filter(|l| l.fields.is(kind))
+                .map(|l| l.node)
+                .collect();
+            want.is_subset(&seen)
+        })
+    }
+
+    /// The address a member listens on (after its `listening` line).
+    pub fn addr(&mut self, node: u64, timeout: Duration) -> Result<SocketAddr, BoxError> {
+        self.wait_for(timeout, &format!("member {node} to listen"), |h| {
+            h.iter().any(|l| l.node == node && l.fields.is("listening"))
+        })?;
+        self.history
+            .iter()
+            .find(|l| l.node == node && l.fields.is("listening"))
+            .and_then(|l| l.fields.get("addr"))
+            .ok_or_else(|| format!("member {node} printed no address").into())
+    }
+
+    /// The result lines of `nodes`, once each printed one (after history index `from`).
+    pub fn results(
+        &mut self,
+        nodes: &[u64],
+        from: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ResultLine>, BoxError> {
+        let want: BTreeSet<u64> = nodes.iter().copied().collect();
+        self.wait_for(timeout, &format!("results of members {nodes:?}"), |h| {
+            let seen: BTreeSet<u64> = h
+                .iter()
+                .skip(from)
+                .filter(|l| l.text.starts_with("node="))
+                .map(|l| l.node)
+                .collect();
+            want.is_subset(&seen)
+        })?;
+        let mut results = Vec::new();
+        for node in nodes {
+            let line = self
+                .history
+                .iter()
+                .skip(from)
+                .find(|l| l.node == *node && l.text.starts_with("node="))
+                .ok_or("result line lost")?;
+            results.push(
+                ResultLine::parse(&line.text)
+                    .ok_or_else(|| format!("unparsable result line: {}", line.text))?,
+            );
+        }
+        Ok(results)
+    }
+
+    /// Asks `nodes` to drain and waits until their deliveries settle: every one delivered
+    /// all it sent and the same number of multicasts, unchanged for [`SETTLED`]; or nothing
+    /// changed for [`STUCK`] (some multicasts are not delivered: the result lines show it);
+    /// at most [`DRAIN_LIMIT`]. Then asks for their result lines.
+    pub fn drain_and_report(&mut self, nodes: &[u64]) -> Result<Vec<ResultLine>, BoxError> {
+        let from = self.history.len();
+        self.send_each(nodes, "drain")?;
+        let mut latest: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
+        let mut seen = from;
+        let mut changed = Instant::now();
+        let mut settled = false;
+        let result = self.wait_for(DRAIN_LIMIT, "deliveries to settle", |h| {
+            for line in &h[seen..] {
+                if line.fields.is("progress") && nodes.contains(&line.node) {
+                    let now = (
+                        line.fields.get("delivered").unwrap_or(0),
+                        line.fields.get("own").unwrap_or(0),
+                        line.fields.get("sent").unwrap_or(0),
+                    );
+                    if latest.insert(line.node, now) != Some(now) {
+                        changed = Instant::now();
+                    }
+                }
+            }
+            seen = h.len();
+            if latest.len() < nodes.len() {
+                return false;
+            }
+            let counts: BTreeSet<u64> = latest.values().map(|v| v.0).collect();
+            let complete = counts.len() == 1 && latest.values().all(|v| v.1 >= v.2);
+            settled = complete && changed.elapsed() >= SETTLED;
+            settled || changed.elapsed() >= STUCK
+        });
+        if let Err(error) = result {
+            if latest.len() < nodes.len() {
+                return Err(error);
+            }
+        }
+        let from = self.history.len();
+        self.send_each(nodes, "report")?;
+        self.results(nodes, from, Duration::from_secs(30))
+    }
+
+    /// Asks every member to quit, waits briefly, and kills those still running.
+    pub fn shutdown(&mut self) {
+        let nodes: Vec<u64> = self.members.keys().copied().collect();
+        for node in &nodes {
+            self.may_end.insert(*node);
+            let _ = self.send(*node, "quit");
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for member in self.members.values_mut() {
+            member.stdin = None;
+            loop {
+                match member.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Ok(None) => {
+                        let _ = member.child.kill();
+                        let _ = member.child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        self.members.clear();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for member in self.members.values_mut() {
+            let _ = member.child.kill();
+            let _ = member.child.wait();
+        }
+    }
+}
+
+/// How long deliveries must stay complete and unchanged for a drain to end.
+pub const SETTLED: Duration = Duration::from_millis(300);
+/// How long deliveries may stay unchanged, incomplete, before a drain gives up on them.
+pub const STUCK: Duration = Duration::from_secs(5);
+/// The longest drain.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// One cell of the multicast benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MulticastCell {
+    /// Ordering and delivery.
+    pub order: Order,
+    /// Group size.
+    pub members: usize,
+    /// Payload bytes.
+    pub size: usize,
+    /// Who sends.
+    pub senders: Senders,
+    /// Flood or ping.
+    pub mode: Mode,
+}
+
+impl std::fmt::Display for MulticastCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "order={} members={} size={} senders={} mode={}",
+            self.order, self.members, self.size, self.senders, self.mode
+        )
+    }
+}
+
+/// Settings shared by the cells of a multicast run.
+#[derive(Clone, Copy, Debug)]
+pub struct MulticastSettings {
+    /// Seconds of sending.
+    pub secs: f64,
+    /// Flood pipeline depth.
+    pub pipeline: usize,
+    /// Flow-control window override.
+    pub window_messages: Option<u64>,
+}
+
+/// The default matrix of `viewsync-bench multicast` (42 cells, about 5 minutes with 3 s
+/// cells on a 2-core machine):
+///
+/// - every ordering × group sizes 3, 5, 7 × 1 KiB × all sending × flood (12);
+/// - every ordering × 100 B and 8 KiB × 3 members × all sending × flood (8);
+/// - every ordering × 3 members × 1 KiB × one sender × flood (4);
+/// - every ordering × group sizes 3, 5, 7 × 1 KiB × all sending × ping (12);
+/// - every ordering × 3 members × 1 KiB × one sender × ping (4);
+/// - total order × 100 B and 8 KiB × 3 members × all sending × ping (2).
+pub fn default_multicast_matrix() -> Vec<MulticastCell> {
+    let mut cells = Vec::new();
+    let cell = |order, members, size, senders, mode| MulticastCell {
+        order,
+        members,
+        size,
+        senders,
+        mode,
+    };
+    for mode in [Mode::Flood, Mode::Ping] {
+        for order in Order::ALL {
+            for members in [3, 5, 7] {
+                cells.push(cell(order, members, 1024, Senders::All, mode));
+            }
+            if mode == Mode::Flood {
+                for size in [100, 8192] {
+                    cells.push(cell(order, 3, size, Senders::All, mode));
+                }
+            }
+            cells.push(cell(order, 3, 1024, Senders::Count(1), mode));
+        }
+    }
+    for size in [100, 8192] {
+        cells.push(cell(Order::Total, 3, size, Senders::All, Mode::Ping));
+    }
+    cells
+}
+
+/// Every combination of the matrix (144 cells).
+pub fn full_multicast_matrix() -> Vec<MulticastCell> {
+    let mut cells = Vec::new();
+    for mode in [Mode::Flood, Mode::Ping] {
+        for order in Order::ALL {
+            for members in [3, 5, 7] {
+                for size in [100, 1024, 8192] {
+                    for senders in [Senders::Count(1), Senders::All] {
+                        cells.push(MulticastCell {
+                            order,
+                            members,
+                            size,
+                            senders,
+                            mode,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// The cells `args` ask for.
+pub fn multicast_matrix(args: &MulticastArgs) -> Result<Vec<MulticastCell>, BoxError> {
+    if args.full {
+        return Ok(full_multicast_matrix());
+    }
+    if args.members.is_empty()
+        && args.order.is_empty()
+        && args.size.is_empty()
+        && args.senders.is_empty()
+        && args.mode.is_empty()
+    {
+        return Ok(default_multicast_matrix());
+    }
+    if args.mode.contains(&Mode::Recv) {
+        return Err("--mode takes flood or ping".into());
+    }
+    if args.members.iter().any(|m| *m < 2) {
+        return Err("--members must be at least 2".into());
+    }
+    let mut cells = Vec::new();
+    for mode in or(&args.mode, vec![Mode::Flood]) {
+        for order in or(&args.order, vec![Order::Total]) {
+            for members in or(&args.members, vec![3]) {
+                for size in or(&args.size, vec![1024]) {
+                    for senders in or(&args.senders, vec![Senders::All]) {
+                        cells.push(MulticastCell {
+                            order,
+                            members,
+                            size,
+                            senders,
+                            mode,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// `given`, or `default` when nothing was given.
+fn or<T: Clone>(given: &[T], default: Vec<T>) -> Vec<T> {
+    if given.is_empty() {
+        default
+    } else {
+        given.to_vec()
+    }
+}
+
+fn timeout_for_start(members: usize) -> Duration {
+    Duration::from_secs(20 + 3 * members as u64)
+}
+
+/// Starts members `1..=n` (the first alone, the rest seeded with its address), and waits
+/// until every one has a view of `ready_at` members. `spec(node)` gives each member's
+/// arguments (its seeds are filled in here).
+fn start_group(
+    cluster: &mut Cluster,
+    n: usize,
+    spec: impl Fn(u64) -> MemberSpec,
+) -> Result<Vec<u64>, BoxError> {
+    let nodes: Vec<u64> = (1..=n as u64).collect();
+    cluster.spawn(&spec(1))?;
+    let seed = cluster.addr(1, Duration::from_secs(15))?;
+    for node in &nodes[1..] {
+        let mut s = spec(*node);
+        s.seeds = vec![seed];
+        cluster.spawn(&s)?;
+    }
+    cluster.wait_all(&nodes, "ready", 0, timeout_for_start(n))?;
+    Ok(nodes)
+}
+
+/// Runs one multicast cell with members run from `exe`; `phase` is told what happens.
+pub fn run_multicast_cell(
+    exe: &Path,
+    log_dir: &Path,
+    cell: MulticastCell,
+    settings: MulticastSettings,
+    phase: &dyn Fn(&str),
+) -> Result<Vec<ResultLine>, BoxError> {
+    let mut cluster = Cluster::new(exe, log_dir);
+    let n = cell.members;
+    let senders = cell.senders.count(n) as u64;
+    phase("starting members");
+    let nodes = start_group(&mut cluster, n, |node| MemberSpec {
+        node,
+        seeds: Vec::new(),
+        members: n,
+        order: cell.order,
+        // The highest-numbered members send: a lone sender is not the coordinator.
+        mode: if node + senders > n as u64 {
+            cell.mode
+        } else {
+            Mode::Recv
+        },
+        size: cell.size,
+        secs: settings.secs,
+        pipeline: settings.pipeline,
+        window_messages: settings.window_messages,
+    })?;
+    phase("running");
+    let from = cluster.history.len();
+    cluster.send_each(&nodes, "start")?;
+    cluster.wait_all(
+        &nodes,
+        "stopped",
+        from,
+        Duration::from_secs_f64(settings.secs + 30.0),
+    )?;
+    phase("draining");
+    let results = cluster.drain_and_report(&nodes)?;
+    cluster.shutdown();
+    Ok(results)
+}
+
+/// One cell of the view-change benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewChangeCell {
+    /// The event.
+    pub event: Event,
+    /// Group size before the event.
+    pub members: usize,
+    /// Traffic during the event.
+    pub load: Load,
+}
+
+impl std::fmt::Display for ViewChangeCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "event={} members={} load={}",
+            self.event, self.members, self.load
+        )
+    }
+}
+
+/// Settings shared by the cells of a view-change run.
+#[derive(Clone, Copy, Debug)]
+pub struct ViewChangeSettings {
+    /// Ordering of the group.
+    pub order: Order,
+    /// Payload size of the flood.
+    pub size: usize,
+    /// Seconds of flood before the event.
+    pub settle_secs: f64,
+    /// Flood pipeline depth.
+    pub pipeline: usize,
+}
+
+/// What one view-change run measured. Times are milliseconds from the event: the SIGKILL,
+/// the `leave` command, or the joiner's call to `join`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ViewChangeResult {
+    /// Until the first member installed the new view.
+    pub view_ms_min: f64,
+    /// Until every member installed the new view (`GroupEvent::ViewInstalled`).
+    pub view_ms_max: f64,
+    /// Until every member's service received the new view (`ServiceEvent::ViewChange`), if
+    /// all did.
+    pub service_view_ms_max: Option<f64>,
+    /// Until the first member suspected the killed one (kills only).
+    pub detect_ms: Option<f64>,
+    /// Most multicast entries a member held when the view change began (unstable or not
+    /// yet delivered).
+    pub unstable: u64,
+    /// Suspicions over the surviving members during the run.
+    pub suspicions: u64,
+    /// False suspicions over the surviving members during the run.
+    pub false_suspicions: u64,
+    /// Each member's time to the new view, by node id.
+    pub per_member_ms: Vec<(u64, f64)>,
+}
+
+/// The view-change cells `args` ask for (with none: events × 3, 5, 7 members × both loads).
+pub fn view_change_matrix(args: &ViewChangeArgs) -> Result<Vec<ViewChangeCell>, BoxError> {
+    if args.members.iter().any(|m| *m < 2) {
+        return Err("--members must be at least 2".into());
+    }
+    let mut cells = Vec::new();
+    for load in or(&args.load, vec![Load::None, Load::Flood]) {
+        for event in or(&args.event, Event::ALL.to_vec()) {
+            for members in or(&args.members, vec![3, 5, 7]) {
+                cells.push(ViewChangeCell {
+                    event,
+                    members,
+                    load,
+                });
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// Runs one view-change cell.
+pub fn run_view_change_cell(
+    exe: &Path,
+    log_dir: &Path,
+    cell: ViewChangeCell,
+    settings: ViewChangeSettings,
+    phase: &dyn Fn(&str),
+) -> Result<ViewChangeResult, BoxError> {
+    let mut cluster = Cluster::new(exe, log_dir);
+    let n = cell.members;
+    let mode = match cell.load {
+        Load::None => Mode::Recv,
+        Load::Flood => Mode::Flood,
+    };
+    let spec = |node: u64, members: usize| MemberSpec {
+        node,
+        seeds: Vec::new(),
+        members,
+        order: settings.order,
+        mode,
+        size: settings.size,
+        secs: 0.0,
+        pipeline: settings.pipeline,
+        window_messages: None,
+    };
+    phase("starting members");
+    let nodes = start_group(&mut cluster, n, |node| spec(node, n))?;
+    cluster.send_each(&nodes, "start")?;
+    if cell.load == Load::Flood {
+        phase("flooding");
+        cluster.pump(Duration::from_secs_f64(settings.settle_secs))?;
+    } else {
+        cluster.pump(Duration::from_millis(200))?;
+    }
+    phase(cell.event.name());
+    let from = cluster.history.len();
+    let (victim, event_ns) = match cell.event {
+        Event::Kill => (Some(n as u64), cluster.kill(n as u64)?),
+        Event::KillCoord => (Some(1), cluster.kill(1)?),
+        Event::Leave => {
+            cluster.allow_exit(n as u64);
+            let at = now_ns();
+            cluster.send(n as u64, "leave")?;
+            (Some(n as u64), at)
+        }
+        Event::Join => {
+            let joiner = n as u64 + 1;
+            let seed = cluster.addr(1, Duration::from_secs(1))?;
+            let mut s = spec(joiner, n + 1);
+            s.mode = Mode::Recv;
+            s.seeds = vec![seed];
+            let spawned = now_ns();
+            cluster.spawn(&s)?;
+            cluster.wait_for(Duration::from_secs(15), "the joiner to join", |h| {
+                h.iter().any(|l| l.node == joiner && l.fields.is("joining"))
+            })?;
+            let at = cluster
+                .history
+                .iter()
+                .find(|l| l.node == joiner && l.fields.is("joining"))
+                .map_or(spawned, Line::t_ns);
+            (None, at)
+        }
+    };
+    let survivors: Vec<u64> = match cell.event {
+        Event::Join => (1..=n as u64 + 1).collect(),
+        _ => nodes
+            .iter()
+            .copied()
+            .filter(|m| Some(*m) != victim)
+            .collect(),
+    };
+    let size = survivors.len();
+    let is_new_view = |l: &Line, kind: &str| {
+        l.fields.is(kind)
+            && l.fields.get::<usize>("size") == Some(size)
+            && match victim {
+                Some(v) => !l
+                    .fields
+                    .text("members")
+                    .unwrap_or("")
+                    .split(',')
+                    .any(|m| m == v.to_string()),
+                None => true,
+            }
+    };
+    let first_time = |h: &[Line], node: u64, kind: &str| {
+        h.iter()
+            .skip(from)
+            .find(|l| l.node == node && is_new_view(l, kind))
+            .map(Line::t_ns)
+    };
+    phase("waiting for the new view");
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the new view at every member",
+        |h| {
+            survivors
+                .iter()
+                .all(|m| first_time(h, *m, "gview").is_some())
+        },
+    )?;
+    // The service views follow once the flush delivered what the old view owed.
+    let _ = cluster.wait_for(Duration::from_secs(10), "service views", |h| {
+        survivors
+            .iter()
+            .all(|m| first_time(h, *m, "sview").is_some())
+    });
+    let ms = |t: u64| t.saturating_sub(event_ns) as f64 / 1e6;
+    let mut per_member_ms = Vec::new();
+    for m in &survivors {
+        if let Some(t) = first_time(&cluster.history, *m, "gview") {
+            per_member_ms.push((*m, ms(t)));
+        }
+    }
+    let service: Vec<f64> = survivors
+        .iter()
+        .filter_map(|m| first_time(&cluster.history, *m, "sview").map(ms))
+        .collect();
+    let detect_ms = victim
+        .filter(|_| matches!(cell.event, Event::Kill | Event::KillCoord))
+        .and_then(|v| {
+            cluster
+                .history
+                .iter()
+                .skip(from)
+                .filter(|l| l.fields.is("suspect") && l.fields.get::<u64>("peer") == Some(v))
+                .map(|l| ms(l.t_ns()))
+                .reduce(f64::min)
+        });
+    let unstable = cluster
+        .history
+        .iter()
+        .skip(from)
+        .filter(|l| l.fields.is("unstable"))
+        .filter_map(|l| l.fields.get::<u64>("buffered"))
+        .max()
+        .unwrap_or(0);
+    phase("draining");
+    let started: Vec<u64> = survivors
+        .iter()
+        .copied()
+        .filter(|m| nodes.contains(m))
+        .collect();
+    let results = cluster.drain_and_report(&started)?;
+    cluster.shutdown();
+    let times: Vec<f64> = per_member_ms.iter().map(|(_, t)| *t).collect();
+    Ok(ViewChangeResult {
+        view_ms_min: times.iter().copied().fold(f64::INFINITY, f64::min),
+        view_ms_max: times.iter().copied().fold(0.0, f64::max),
+        service_view_ms_max: (service.len() == survivors.len())
+            .then(|| service.iter().copied().fold(0.0, f64::max)),
+        detect_ms,
+        unstable,
+        suspicions: results.iter().map(|r| r.suspicions).sum(),
+        false_suspicions: results.iter().map(|r| r.false_suspicions).sum(),
+        per_member_ms,
+    })
+}
+
+fn progress_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} cells (eta {eta}) {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// The executable members are run from: this one.
+pub fn member_exe() -> Result<PathBuf, BoxError> {
+    Ok(std::env::current_exe()?)
+}
+
+/// `viewsync-bench multicast`: runs the cells, prints each member's line, appends to
+/// `multicast.csv`, rewrites `multicast.md` and the plots. Returns the number of failed
+/// cells.
+pub fn run_multicast(args: &MulticastArgs, exe: &Path) -> Result<usize, BoxError> {
+    let cells = multicast_matrix(args)?;
+    if args.output.dry_run {
+        for cell in &cells {
+            println!("{cell}");
+        }
+        println!("# {} cells of {} s", cells.len(), args.secs);
+        return Ok(0);
+    }
+    let out = &args.output.out;
+    std::fs::create_dir_all(out)?;
+    let info = RunInfo::now();
+    let settings = MulticastSettings {
+        secs: args.secs,
+        pipeline: args.pipeline,
+        window_messages: args.window_messages,
+    };
+    let csv = out.join("multicast.csv");
+    let bar = progress_bar(cells.len());
+    let started = Instant::now();
+    let mut failed = 0;
+    for cell in &cells {
+        bar.set_message(format!("{cell}"));
+        let phase = |p: &str| bar.set_message(format!("{cell}: {p}"));
+        let result = run_multicast_cell(exe, &out.join("logs"), *cell, settings, &phase);
+        bar.suspend(|| match &result {
+            Ok(lines) => {
+                println!("# multicast {cell} secs={}", args.secs);
+                for line in lines {
+                    println!("{line}");
+                }
+                println!("# {}", report::summarize(*cell, lines));
+            }
+            Err(error) => {
+                eprintln!("# multicast {cell}: FAILED: {error}");
+            }
+        });
+        match result {
+            Ok(lines) => report::append_multicast(&csv, &info, *cell, args.secs, &lines)?,
+            Err(_) => failed += 1,
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let rows = report::read_multicast(&csv)?;
+    let summaries = report::latest_summaries(&rows);
+    report::write_multicast_md(&out.join("multicast.md"), &summaries, &info)?;
+    if !args.output.no_plots {
+        for path in plots::multicast_plots(out, &summaries)? {
+            eprintln!("plot: {}", path.display());
+        }
+    }
+    eprintln!(
+        "{} cells in {:.0} s ({failed} failed); results in {}",
+        cells.len(),
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(failed)
+}
+
+/// `viewsync-bench view-change`: runs the cells, prints one line per run, appends to
+/// `view-change.csv`, rewrites `view-change.md` and the plots. Returns the number of failed
+/// runs.
+pub fn run_view_change(args: &ViewChangeArgs, exe: &Path) -> Result<usize, BoxError> {
+    let cells = view_change_matrix(args)?;
+    if args.output.dry_run {
+        for cell in &cells {
+            println!("{cell}");
+        }
+        println!("# {} cells × {} runs", cells.len(), args.repeat);
+        return Ok(0);
+    }
+    let out = &args.output.out;
+    std::fs::create_dir_all(out)?;
+    let info = RunInfo::now();
+    let settings = ViewChangeSettings {
+        order: args.order,
+        size: args.size,
+        settle_secs: args.settle_secs,
+        pipeline: args.pipeline,
+    };
+    let csv = out.join("view-change.csv");
+    let runs = cells.len() * args.repeat.max(1);
+    let bar = progress_bar(runs);
+    let started = Instant::now();
+    let mut failed = 0;
+    for cell in &cells {
+        for rep in 1..=args.repeat.max(1) {
+            let phase = |p: &str| bar.set_message(format!("{cell} run {rep}: {p}"));
+            phase("");
+            let result = run_view_change_cell(exe, &out.join("logs"), *cell, settings, &phase);
+            bar.suspend(|| match &result {
+                Ok(r) => println!("{}", report::view_change_line(*cell, rep, r)),
+                Err(error) => eprintln!("# view-change {cell} run {rep}: FAILED: {error}"),
+            });
+            match result {
+                Ok(r) => report::append_view_change(&csv, &info, *cell, &settings, rep, &r)?,
+                Err(_) => failed += 1,
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let rows = report::read_view_change(&csv)?;
+    report::write_view_change_md(&out.join("view-change.md"), &rows, &info)?;
+    if !args.output.no_plots {
+        for path in plots::view_change_plots(out, &rows)? {
+            eprintln!("plot: {}", path.display());
+        }
+    }
+    eprintln!(
+        "{runs} runs in {:.0} s ({failed} failed); results in {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(failed)
+}
+
+/// `viewsync-bench report`: rewrites `multicast.md`, `view-change.md` and the plots from
+/// the CSV files in `out`.
+pub fn rewrite_reports(out: &Path) -> Result<(), BoxError> {
+    let info = RunInfo::now();
+    let csv = out.join("multicast.csv");
+    if csv.exists() {
+        let summaries = report::latest_summaries(&report::read_multicast(&csv)?);
+        report::write_multicast_md(&out.join("multicast.md"), &summaries, &info)?;
+        for path in plots::multicast_plots(out, &summaries)? {
+            eprintln!("plot: {}", path.display());
+        }
+    }
+    let csv = out.join("view-change.csv");
+    if csv.exists() {
+        let rows = report::read_view_change(&csv)?;
+        report::write_view_change_md(&out.join("view-change.md"), &rows, &info)?;
+        for path in plots::view_change_plots(out, &rows)? {
+            eprintln!("plot: {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_matrix_is_the_documented_one() {
+        let cells = default_multicast_matrix();
+        assert_eq!(cells.len(), 42);
+        let unique: BTreeSet<_> = cells.iter().collect();
+        assert_eq!(unique.len(), cells.len());
+        let full = full_multicast_matrix();
+        assert_eq!(full.len(), 144);
+        assert!(cells.iter().all(|c| full.contains(c)));
+    }
+
+    #[test]
+    fn member_args_parse_back() {
+        use clap::Parser;
+        let spec = MemberSpec {
+            node: 3,
+            seeds: vec!["127.0.0.1:4000".parse().unwrap()],
+            members: 5,
+            order: Order::Causal,
+            mode: Mode::Ping,
+            size: 100,
+            secs: 0.5,
+            pipeline: 4,
+            window_messages: Some(64),
+        };
+        let mut argv = vec!["viewsync-bench".to_string()];
+        argv.extend(spec.args());
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Member(m) = cli.command else {
+            panic!("member")
+        };
+        assert_eq!(
+            (m.node, m.members, m.order, m.mode),
+            (3, 5, Order::Causal, Mode::Ping)
+        );
+        assert_eq!((m.secs, m.window_messages), (0.5, Some(64)));
+    }
+}

@@ -1,0 +1,833 @@
+//! CSV files (one row per member and cell, or per view-change run, appended by every run)
+//! and the markdown tables rewritten from them (the latest run of each cell).
+
+use crate::cli::{Event, Load, Mode, Order};
+use crate::lines::{Latency, ResultLine};
+use crate::orchestration::{MulticastCell, ViewChangeCell, ViewChangeResult, ViewChangeSettings};
+use crate::BoxError;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Identifies a run of the harness in the CSV files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunInfo {
+    /// Unix seconds at the start of the run (orders runs).
+    pub run: u64,
+    /// The checkout's commit (`git rev-parse --short HEAD`, `+dirty` with local changes), or
+    /// `unknown`.
+    pub commit: String,
+}
+
+impl RunInfo {
+    /// The current time and commit.
+    pub fn now() -> Self {
+        let run = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+            Some(commit) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+                Some(status) if !status.is_empty() => format!("{commit}+dirty"),
+                _ => commit,
+            },
+            None => "unknown".to_string(),
+        };
+        RunInfo { run, commit }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of unix seconds.
+pub fn utc_time(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+fn append(path: &Path, header: &str, rows: &[String]) -> Result<(), BoxError> {
+    let new = !path.exists() || std::fs::metadata(path)?.len() == 0;
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    if new {
+        writeln!(file, "{header}")?;
+    }
+    for row in rows {
+        writeln!(file, "{row}")?;
+    }
+    Ok(())
+}
+
+/// Rows of a CSV file whose header is `header` (other lines and files are skipped).
+fn read_rows(path: &Path, header: &str) -> Result<Vec<Vec<String>>, BoxError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)?;
+    let columns = header.split(',').count();
+    Ok(text
+        .lines()
+        .filter(|l| *l != header && !l.is_empty())
+        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter(|r| r.len() == columns)
+        .collect())
+}
+
+/// The header of `multicast.csv`.
+pub const MULTICAST_HEADER: &str = "run,commit,order,members,size,senders,mode,secs,node,node_mode,sent,own_deliv,delivered,deliv_msgs_s,deliv_mb_s,lat_p50_us,lat_p90_us,lat_p99_us,lat_max_us,hash_k,order_hash,wire_frames_per_deliv,wire_bytes_per_deliv,writes_per_deliv,cpu_s_per_1000,suspicions,false_suspicions,retransmitted,dropped_frames,duplicates,drain_ms,recv_lat_p50_us,recv_lat_p99_us";
+
+/// One member's result in one cell of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MulticastRow {
+    /// The run (unix seconds).
+    pub run: u64,
+    /// Its commit.
+    pub commit: String,
+    /// The cell.
+    pub cell: MulticastCell,
+    /// Seconds of sending.
+    pub secs: f64,
+    /// The member's line.
+    pub line: ResultLine,
+}
+
+fn opt<T: fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// Appends one row per member line.
+pub fn append_multicast(
+    path: &Path,
+    info: &RunInfo,
+    cell: MulticastCell,
+    secs: f64,
+    lines: &[ResultLine],
+) -> Result<(), BoxError> {
+    let rows: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let lat = l.latency;
+            [
+                info.run.to_string(),
+                info.commit.clone(),
+                cell.order.to_string(),
+                cell.members.to_string(),
+                cell.size.to_string(),
+                cell.senders.to_string(),
+                cell.mode.to_string(),
+                secs.to_string(),
+                l.node.to_string(),
+                l.mode.map_or("-", Mode::name).to_string(),
+                l.sent.to_string(),
+                l.own_deliv.to_string(),
+                l.delivered.to_string(),
+                format!("{:.0}", l.deliv_msgs_s),
+                format!("{:.3}", l.deliv_mb_s),
+                opt(lat.map(|l| l.p50)),
+                opt(lat.map(|l| l.p90)),
+                opt(lat.map(|l| l.p99)),
+                opt(lat.map(|l| l.max)),
+                l.hash_k.to_string(),
+                l.order_hash.clone(),
+                format!("{:.4}", l.wire_frames_per_deliv),
+                opt(l.wire_bytes_per_deliv.map(|b| format!("{b:.1}"))),
+                format!("{:.4}", l.writes_per_deliv),
+                format!("{:.4}", l.cpu_s_per_1000),
+                l.suspicions.to_string(),
+                l.false_suspicions.to_string(),
+                l.retransmitted.to_string(),
+                l.dropped_frames.to_string(),
+                l.duplicates.to_string(),
+                l.drain_ms.to_string(),
+                opt(l.recv_latency.map(|l| l.p50)),
+                opt(l.recv_latency.map(|l| l.p99)),
+            ]
+            .join(",")
+        })
+        .collect();
+    append(path, MULTICAST_HEADER, &rows)
+}
+
+/// Reads `multicast.csv`.
+pub fn read_multicast(path: &Path) -> Result<Vec<MulticastRow>, BoxError> {
+    let rows = read_rows(path, MULTICAST_HEADER)?;
+    Ok(rows.iter().filter_map(|r| parse_multicast_row(r)).collect())
+}
+
+fn parse_multicast_row(r: &[String]) -> Option<MulticastRow> {
+    let num = |i: usize| r[i].parse::<f64>().ok();
+    let latency = match (
+        r[15].parse().ok(),
+        r[16].parse().ok(),
+        r[17].parse().ok(),
+        r[18].parse().ok(),
+    ) {
+        (Some(p50), Some(p90), Some(p99), Some(max)) => Some(Latency { p50, p90, p99, max }),
+        _ => None,
+    };
+    let cell = MulticastCell {
+        order: r[2].parse().ok()?,
+        members: r[3].parse().ok()?,
+        size: r[4].parse().ok()?,
+        senders: r[5].parse().ok()?,
+        mode: r[6].parse().ok()?,
+    };
+    Some(MulticastRow {
+        run: r[0].parse().ok()?,
+        commit: r[1].clone(),
+        cell,
+        secs: num(7)?,
+        line: ResultLine {
+            node: r[8].parse().ok()?,
+            mode: r[9].parse().ok(),
+            size: cell.size,
+            secs: num(7)?,
+            members: cell.members,
+            sent: r[10].parse().ok()?,
+            own_deliv: r[11].parse().ok()?,
+            delivered: r[12].parse().ok()?,
+            deliv_msgs_s: num(13)?,
+            deliv_mb_s: num(14)?,
+            latency,
+            hash_k: r[19].parse().ok()?,
+            order_hash: r[20].clone(),
+            wire_frames_per_deliv: num(21)?,
+            wire_bytes_per_deliv: num(22),
+            writes_per_deliv: num(23)?,
+            cpu_s_per_1000: num(24)?,
+            suspicions: r[25].parse().ok()?,
+            false_suspicions: r[26].parse().ok()?,
+            retransmitted: r[27].parse().ok()?,
+            dropped_frames: r[28].parse().ok()?,
+            duplicates: r[29].parse().ok()?,
+            drain_ms: r[30].parse().ok()?,
+            per_sender: Vec::new(),
+            recv_latency: match (r[31].parse().ok(), r[32].parse().ok()) {
+                (Some(p50), Some(p99)) => Some(Latency {
+                    p50,
+                    p90: 0,
+                    p99,
+                    max: 0,
+                }),
+                _ => None,
+            },
+        },
+    })
+}
+
+/// Whether the members' delivery orders agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderCheck {
+    /// Total order and every member hashed the same first deliveries.
+    Same,
+    /// Total order and the hashes differ (or cover different numbers of deliveries).
+    Differs,
+    /// The ordering does not promise one order.
+    NotApplicable,
+}
+
+impl fmt::Display for OrderCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OrderCheck::Same => "same",
+            OrderCheck::Differs => "DIFFERS",
+            OrderCheck::NotApplicable => "n/a",
+        })
+    }
+}
+
+/// One cell's results over its members.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellSummary {
+    /// The cell.
+    pub cell: MulticastCell,
+    /// The run it comes from (0 if not from a file).
+    pub run: u64,
+    /// The run's commit.
+    pub commit: String,
+    /// Members that reported.
+    pub reported: usize,
+    /// Mean over members of deliveries per second.
+    pub rate_mean: f64,
+    /// Lowest member's deliveries per second.
+    pub rate_min: f64,
+    /// Mean over members of payload MB/s delivered.
+    pub mb_mean: f64,
+    /// Mean over senders of their median own-delivery latency (µs).
+    pub p50_us: Option<f64>,
+    /// Mean over senders of their 99th percentile (µs).
+    pub p99_us: Option<f64>,
+    /// Highest latency seen (µs).
+    pub max_us: Option<u64>,
+    /// Mean over members of their median latency from another member's multicast to its
+    /// delivery (µs).
+    pub recv_p50_us: Option<f64>,
+    /// Mean over members of the 99th percentile of that latency (µs).
+    pub recv_p99_us: Option<f64>,
+    /// Mean over members of frames sent per delivery.
+    pub frames_per_deliv: f64,
+    /// Mean over members of TCP bytes sent per delivery (if measured).
+    pub bytes_per_deliv: Option<f64>,
+    /// Mean over members of write calls per delivery.
+    pub writes_per_deliv: f64,
+    /// Mean over members of CPU seconds per 1000 deliveries.
+    pub cpu_per_1000: f64,
+    /// Whether the delivery orders agree.
+    pub order: OrderCheck,
+    /// Suspicions over all members.
+    pub suspicions: u64,
+    /// False suspicions over all members.
+    pub false_suspicions: u64,
+    /// Entries retransmitted over all members.
+    pub retransmitted: u64,
+    /// Frames dropped on full send queues over all members.
+    pub dropped_frames: u64,
+    /// Whether every member delivered the same number of multicasts, and each sender all
+    /// its own.
+    pub complete: bool,
+    /// Multicasts accepted from a sender and not delivered at a member, as
+    /// `(member, sender, count)` (from the lines' `per_sender`; empty when read from CSV).
+    pub missing: Vec<(u64, u64, u64)>,
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Summarizes one cell's member lines.
+pub fn summarize(cell: MulticastCell, lines: &[ResultLine]) -> CellSummary {
+    let m = |f: fn(&ResultLine) -> f64| mean(lines.iter().map(f)).unwrap_or(0.0);
+    let lat: Vec<Latency> = lines.iter().filter_map(|l| l.latency).collect();
+    let order = if !cell.order.is_total() {
+        OrderCheck::NotApplicable
+    } else if lines
+        .windows(2)
+        .all(|w| w[0].hash_k == w[1].hash_k && w[0].order_hash == w[1].order_hash)
+    {
+        OrderCheck::Same
+    } else {
+        OrderCheck::Differs
+    };
+    CellSummary {
+        cell,
+        run: 0,
+        commit: String::new(),
+        reported: lines.len(),
+        rate_mean: m(|l| l.deliv_msgs_s),
+        rate_min: lines
+            .iter()
+            .map(|l| l.deliv_msgs_s)
+            .reduce(f64::min)
+            .unwrap_or(0.0),
+        mb_mean: m(|l| l.deliv_mb_s),
+        p50_us: mean(lat.iter().map(|l| l.p50 as f64)),
+        p99_us: mean(lat.iter().map(|l| l.p99 as f64)),
+        max_us: lat.iter().map(|l| l.max).max(),
+        recv_p50_us: mean(
+            lines
+                .iter()
+                .filter_map(|l| l.recv_latency)
+                .map(|l| l.p50 as f64),
+        ),
+        recv_p99_us: mean(
+            lines
+                .iter()
+                .filter_map(|l| l.recv_latency)
+                .map(|l| l.p99 as f64),
+        ),
+        frames_per_deliv: m(|l| l.wire_frames_per_deliv),
+        bytes_per_deliv: mean(lines.iter().filter_map(|l| l.wire_bytes_per_deliv)),
+        writes_per_deliv: m(|l| l.writes_per_deliv),
+        cpu_per_1000: m(|l| l.cpu_s_per_1000),
+        order,
+        suspicions: lines.iter().map(|l| l.suspicions).sum(),
+        false_suspicions: lines.iter().map(|l| l.false_suspicions).sum(),
+        retransmitted: lines.iter().map(|l| l.retransmitted).sum(),
+        dropped_frames: lines.iter().map(|l| l.dropped_frames).sum(),
+        complete: lines.windows(2).all(|w| w[0].delivered == w[1].delivered)
+            && lines.iter().all(|l| l.own_deliv == l.sent),
+        missing: missing(lines),
+    }
+}
+
+/// `(member, sender, count)` for each sender whose accepted multicasts a member did not all
+/// deliver.
+fn missing(lines: &[ResultLine]) -> Vec<(u64, u64, u64)> {
+    let mut missing = Vec::new();
+    for member in lines {
+        for sender in lines.iter().filter(|l| l.sent > 0) {
+            let got = member
+                .per_sender
+                .iter()
+                .find(|(node, _)| *node == sender.node)
+                .map_or(0, |(_, n)| *n);
+            if got < sender.sent && !member.per_sender.is_empty() {
+                missing.push((member.node, sender.node, sender.sent - got));
+            }
+        }
+    }
+    missing
+}
+
+impl fmt::Display for CellSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "summary {} deliv_msgs/s_mean={:.0} deliv_msgs/s_min={:.0} deliv_MB/s_mean={:.2} own_lat_us_p50={} own_lat_us_p99={} recv_lat_us_p50={} recv_lat_us_p99={} wire_frames_per_deliv={:.3} wire_bytes_per_deliv={} cpu_s_per_1000={:.4} order={} complete={} missing={} false_suspicions={} retransmitted={} dropped_frames={}",
+            self.cell,
+            self.rate_mean,
+            self.rate_min,
+            self.mb_mean,
+            opt(self.p50_us.map(|v| format!("{v:.0}"))),
+            opt(self.p99_us.map(|v| format!("{v:.0}"))),
+            opt(self.recv_p50_us.map(|v| format!("{v:.0}"))),
+            opt(self.recv_p99_us.map(|v| format!("{v:.0}"))),
+            self.frames_per_deliv,
+            opt(self.bytes_per_deliv.map(|v| format!("{v:.0}"))),
+            self.cpu_per_1000,
+            self.order,
+            self.complete,
+            if self.missing.is_empty() {
+                "none".to_string()
+            } else {
+                self.missing
+                    .iter()
+                    .map(|(m, s, n)| format!("{n}_from_{s}_at_{m}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            self.false_suspicions,
+            self.retransmitted,
+            self.dropped_frames,
+        )
+    }
+}
+
+/// The summary of the latest run of each cell in `rows`, in matrix order.
+pub fn latest_summaries(rows: &[MulticastRow]) -> Vec<CellSummary> {
+    let mut by_cell: BTreeMap<MulticastCell, (u64, String, Vec<ResultLine>)> = BTreeMap::new();
+    for row in rows {
+        let entry = by_cell
+            .entry(row.cell)
+            .or_insert_with(|| (row.run, row.commit.clone(), Vec::new()));
+        if row.run > entry.0 {
+            *entry = (row.run, row.commit.clone(), Vec::new());
+        }
+        if row.run == entry.0 {
+            entry.2.push(row.line.clone());
+        }
+    }
+    let mut summaries: Vec<CellSummary> = by_cell
+        .into_iter()
+        .map(|(cell, (run, commit, lines))| CellSummary {
+            run,
+            commit,
+            ..summarize(cell, &lines)
+        })
+        .collect();
+    summaries.sort_by_key(|s| {
+        (
+            s.cell.mode,
+            s.cell.senders,
+            s.cell.order,
+            s.cell.members,
+            s.cell.size,
+        )
+    });
+    summaries
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn runs_note(runs: impl Iterator<Item = (u64, String)>) -> String {
+    let runs: BTreeMap<u64, String> = runs.collect();
+    let notes: std::collections::BTreeSet<String> = runs
+        .iter()
+        .map(|(run, commit)| format!("{} (commit {commit})", utc_time(*run)))
+        .collect();
+    notes.into_iter().collect::<Vec<_>>().join("; ")
+}
+
+/// Writes the markdown table of `summaries`.
+pub fn write_multicast_md(
+    path: &Path,
+    summaries: &[CellSummary],
+    info: &RunInfo,
+) -> Result<(), BoxError> {
+    let mut md = String::new();
+    md.push_str("# viewsync multicast benchmark\n\n");
+    md.push_str(&format!(
+        "Written by `viewsync-bench multicast` at {} from `multicast.csv` (the latest run of each cell). Machine: {}. Runs shown: {}.\n\n",
+        utc_time(info.run),
+        machine(),
+        runs_note(summaries.iter().map(|s| (s.run, s.commit.clone())))
+    ));
+    md.push_str("Each member is a process on this machine, over loopback TCP. Rates are per member while the clock ran; own latency is a sender's multicast to its own delivery (mean over senders of their p50 and p99; a FIFO sender and the total-order sequencer deliver their own multicasts without waiting for the network), others' latency is another member's multicast to its delivery here (both ends read the same `CLOCK_MONOTONIC`; mean over members); wire figures are per multicast delivered at a member (frames it sealed, TCP bytes it sent by the kernel's socket counters, write calls of its transport); CPU is the member process's user+system time per 1000 deliveries. `order` compares the hashes of the first deliveries' ids (total orders only).\n\n");
+    md.push_str("| mode | senders | order | members | size B | deliv/s per member (mean) | min | MB/s | own p50 µs | own p99 µs | others' p50 µs | others' p99 µs | frames/deliv | bytes/deliv | writes/deliv | CPU s/1000 | order | complete | retrans. | dropped | false susp. |\n");
+    md.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|\n");
+    for s in summaries {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} | {:.3} | {} | {:.4} | {:.4} | {} | {} | {} | {} | {} |\n",
+            s.cell.mode,
+            s.cell.senders,
+            s.cell.order,
+            s.cell.members,
+            s.cell.size,
+            s.rate_mean,
+            s.rate_min,
+            s.mb_mean,
+            opt(s.p50_us.map(|v| format!("{v:.0}"))),
+            opt(s.p99_us.map(|v| format!("{v:.0}"))),
+            opt(s.recv_p50_us.map(|v| format!("{v:.0}"))),
+            opt(s.recv_p99_us.map(|v| format!("{v:.0}"))),
+            s.frames_per_deliv,
+            opt(s.bytes_per_deliv.map(|v| format!("{v:.0}"))),
+            s.writes_per_deliv,
+            s.cpu_per_1000,
+            s.order,
+            if s.complete { "yes" } else { "no" },
+            s.retransmitted,
+            s.dropped_frames,
+            s.false_suspicions,
+        ));
+    }
+    std::fs::write(path, md)?;
+    Ok(())
+}
+
+/// The header of `view-change.csv`.
+pub const VIEW_CHANGE_HEADER: &str = "run,commit,event,members,load,order,size,rep,view_ms_min,view_ms_max,service_view_ms_max,detect_ms,unstable,suspicions,false_suspicions,per_member_ms";
+
+/// One view-change run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewChangeRow {
+    /// The run (unix seconds).
+    pub run: u64,
+    /// Its commit.
+    pub commit: String,
+    /// The cell.
+    pub cell: ViewChangeCell,
+    /// The ordering of the group.
+    pub order: Order,
+    /// The flood's payload size.
+    pub size: usize,
+    /// Which repetition.
+    pub rep: usize,
+    /// What it measured.
+    pub result: ViewChangeResult,
+}
+
+/// The line printed for one view-change run.
+pub fn view_change_line(cell: ViewChangeCell, rep: usize, r: &ViewChangeResult) -> String {
+    format!(
+        "view-change {cell} rep={rep} view_ms_min={:.1} view_ms_max={:.1} service_view_ms_max={} detect_ms={} unstable={} suspicions={} false_suspicions={} per_member_ms={}",
+        r.view_ms_min,
+        r.view_ms_max,
+        opt(r.service_view_ms_max.map(|v| format!("{v:.1}"))),
+        opt(r.detect_ms.map(|v| format!("{v:.1}"))),
+        r.unstable,
+        r.suspicions,
+        r.false_suspicions,
+        per_member(&r.per_member_ms),
+    )
+}
+
+fn per_member(times: &[(u64, f64)]) -> String {
+    times
+        .iter()
+        .map(|(n, t)| format!("{n}:{t:.1}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Appends one view-change run.
+pub fn append_view_change(
+    path: &Path,
+    info: &RunInfo,
+    cell: ViewChangeCell,
+    settings: &ViewChangeSettings,
+    rep: usize,
+    r: &ViewChangeResult,
+) -> Result<(), BoxError> {
+    let row = [
+        info.run.to_string(),
+        info.commit.clone(),
+        cell.event.to_string(),
+        cell.members.to_string(),
+        cell.load.to_string(),
+        settings.order.to_string(),
+        settings.size.to_string(),
+        rep.to_string(),
+        format!("{:.2}", r.view_ms_min),
+        format!("{:.2}", r.view_ms_max),
+        opt(r.service_view_ms_max.map(|v| format!("{v:.2}"))),
+        opt(r.detect_ms.map(|v| format!("{v:.2}"))),
+        r.unstable.to_string(),
+        r.suspicions.to_string(),
+        r.false_suspicions.to_string(),
+        per_member(&r.per_member_ms),
+    ]
+    .join(",");
+    append(path, VIEW_CHANGE_HEADER, &[row])
+}
+
+/// Reads `view-change.csv`.
+pub fn read_view_change(path: &Path) -> Result<Vec<ViewChangeRow>, BoxError> {
+    let rows = read_rows(path, VIEW_CHANGE_HEADER)?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| parse_view_change_row(r))
+        .collect())
+}
+
+fn parse_view_change_row(r: &[String]) -> Option<ViewChangeRow> {
+    let event: Event = r[2].parse().ok()?;
+    let load: Load = r[4].parse().ok()?;
+    Some(ViewChangeRow {
+        run: r[0].parse().ok()?,
+        commit: r[1].clone(),
+        cell: ViewChangeCell {
+            event,
+            members: r[3].parse().ok()?,
+            load,
+        },
+        order: r[5].parse().ok()?,
+        size: r[6].parse().ok()?,
+        rep: r[7].parse().ok()?,
+        result: ViewChangeResult {
+            view_ms_min: r[8].parse().ok()?,
+            view_ms_max: r[9].parse().ok()?,
+            service_view_ms_max: r[10].parse().ok(),
+            detect_ms: r[11].parse().ok(),
+            unstable: r[12].parse().ok()?,
+            suspicions: r[13].parse().ok()?,
+            false_suspicions: r[14].parse().ok()?,
+            per_member_ms: r[15]
+                .split(';')
+                .filter_map(|p| {
+                    let (n, t) = p.split_once(':')?;
+                    Some((n.parse().ok()?, t.parse().ok()?))
+                })
+                .collect(),
+        },
+    })
+}
+
+/// The rows of the latest run of each view-change cell.
+pub fn latest_view_change(rows: &[ViewChangeRow]) -> BTreeMap<ViewChangeCell, Vec<&ViewChangeRow>> {
+    let mut latest: BTreeMap<ViewChangeCell, u64> = BTreeMap::new();
+    for row in rows {
+        let run = latest.entry(row.cell).or_insert(row.run);
+        *run = (*run).max(row.run);
+    }
+    let mut by_cell: BTreeMap<ViewChangeCell, Vec<&ViewChangeRow>> = BTreeMap::new();
+    for row in rows {
+        if latest.get(&row.cell) == Some(&row.run) {
+            by_cell.entry(row.cell).or_default().push(row);
+        }
+    }
+    by_cell
+}
+
+/// Writes the markdown table of the latest run of each view-change cell (means over its
+/// repetitions).
+pub fn write_view_change_md(
+    path: &Path,
+    rows: &[ViewChangeRow],
+    info: &RunInfo,
+) -> Result<(), BoxError> {
+    let latest = latest_view_change(rows);
+    let mut md = String::new();
+    md.push_str("# viewsync view-change benchmark\n\n");
+    md.push_str(&format!(
+        "Written by `viewsync-bench view-change` at {} from `view-change.csv` (the latest run of each cell, means over its repetitions). Machine: {}. Runs shown: {}.\n\n",
+        utc_time(info.run),
+        machine(),
+        runs_note(latest.values().flatten().map(|r| (r.run, r.commit.clone())))
+    ));
+    md.push_str("Times are milliseconds from the event (the parent's SIGKILL, its `leave` command, or the joiner's call to `join`) to a member's `GroupEvent::ViewInstalled` of the new view, read from `CLOCK_MONOTONIC` in each process. Members use the default failure-detector settings. `unstable` is the most multicast entries a member held (`NodeStats::buffered_entries`) when the view change began; suspicions are summed over the members that stayed.\n\n");
+    md.push_str("| event | members before | load | runs | view at every member ms (mean) | max | first member ms | service view ms | detection ms | unstable | suspicions | false susp. |\n");
+    md.push_str("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (cell, rows) in &latest {
+        let results: Vec<&ViewChangeResult> = rows.iter().map(|r| &r.result).collect();
+        let m = |v: Vec<f64>| mean(v.into_iter()).map_or("-".into(), |v| format!("{v:.1}"));
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            cell.event,
+            cell.members,
+            cell.load,
+            results.len(),
+            m(results.iter().map(|r| r.view_ms_max).collect()),
+            results
+                .iter()
+                .map(|r| r.view_ms_max)
+                .reduce(f64::max)
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            m(results.iter().map(|r| r.view_ms_min).collect()),
+            m(results
+                .iter()
+                .filter_map(|r| r.service_view_ms_max)
+                .collect()),
+            m(results.iter().filter_map(|r| r.detect_ms).collect()),
+            results.iter().map(|r| r.unstable).max().unwrap_or(0),
+            results.iter().map(|r| r.suspicions).sum::<u64>(),
+            results.iter().map(|r| r.false_suspicions).sum::<u64>(),
+        ));
+    }
+    std::fs::write(path, md)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Senders;
+
+    fn line(node: u64, hash: &str) -> ResultLine {
+        ResultLine {
+            node,
+            mode: Some(Mode::Flood),
+            size: 1024,
+            secs: 3.0,
+            members: 2,
+            sent: 5,
+            own_deliv: 5,
+            delivered: 10,
+            deliv_msgs_s: 100.0 * node as f64,
+            deliv_mb_s: 0.1,
+            latency: Some(Latency {
+                p50: 10,
+                p90: 20,
+                p99: 30,
+                max: 40,
+            }),
+            hash_k: 10,
+            order_hash: hash.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn csv_rows_round_trip_and_the_latest_run_wins() {
+        let dir = std::env::temp_dir().join(format!("vsb-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("multicast.csv");
+        let _ = std::fs::remove_file(&csv);
+        let cell = MulticastCell {
+            order: Order::Total,
+            members: 2,
+            size: 1024,
+            senders: Senders::All,
+            mode: Mode::Flood,
+        };
+        let old = RunInfo {
+            run: 1,
+            commit: "a".into(),
+        };
+        let new = RunInfo {
+            run: 2,
+            commit: "b".into(),
+        };
+        append_multicast(&csv, &old, cell, 3.0, &[line(1, "x"), line(2, "y")]).unwrap();
+        append_multicast(&csv, &new, cell, 3.0, &[line(1, "z"), line(2, "z")]).unwrap();
+        let rows = read_multicast(&csv).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].line.latency, line(1, "x").latency);
+        let summaries = latest_summaries(&rows);
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].run, 2);
+        assert_eq!(summaries[0].order, OrderCheck::Same);
+        assert_eq!(summaries[0].rate_min, 100.0);
+        assert_eq!(
+            summarize(cell, &[line(1, "x"), line(2, "y")]).order,
+            OrderCheck::Differs
+        );
+        write_multicast_md(&dir.join("multicast.md"), &summaries, &new).unwrap();
+        let md = std::fs::read_to_string(dir.join("multicast.md")).unwrap();
+        assert!(
+            md.contains("| flood | all | total | 2 | 1024 | 150 |"),
+            "{md}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn view_change_rows_round_trip() {
+        let dir = std::env::temp_dir().join(format!("vsb-vc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("view-change.csv");
+        let _ = std::fs::remove_file(&csv);
+        let cell = ViewChangeCell {
+            event: Event::KillCoord,
+            members: 3,
+            load: Load::Flood,
+        };
+        let settings = ViewChangeSettings {
+            order: Order::Total,
+            size: 1024,
+            settle_secs: 1.0,
+            pipeline: 8,
+        };
+        let result = ViewChangeResult {
+            view_ms_min: 500.0,
+            view_ms_max: 612.5,
+            service_view_ms_max: None,
+            detect_ms: Some(450.25),
+            unstable: 77,
+            suspicions: 2,
+            false_suspicions: 0,
+            per_member_ms: vec![(2, 500.0), (3, 612.5)],
+        };
+        let info = RunInfo {
+            run: 5,
+            commit: "c".into(),
+        };
+        append_view_change(&csv, &info, cell, &settings, 1, &result).unwrap();
+        let rows = read_view_change(&csv).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].result, result);
+        write_view_change_md(&dir.join("view-change.md"), &rows, &info).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn utc_times_are_civil() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_time(1_709_210_096), "2024-02-29 12:34 UTC");
+    }
+}
