@@ -47,7 +47,7 @@ impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
-            send_queue_frames: 4096,
+            send_queue_frames: 16384,
             batch_bytes_max: 64 * 1024,
             reconnect_backoff_min: Duration::from_millis(20),
             reconnect_backoff_max: Duration::from_millis(500),

@@ -135,7 +135,8 @@ impl FailureDetector {
         let Some(state) = self.peers.get_mut(&peer) else {
             return Vec::new();
         };
-        state.last_heard = now;
+        // Evidence recorded at the socket may be older than what the core saw already.
+        state.last_heard = state.last_heard.max(now);
         let was = std::mem::replace(&mut state.state, PeerState::Trusted);
         if was == PeerState::Suspected {
             self.false_suspicions += 1;

@@ -39,6 +39,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// How often a member acknowledges even when nothing changed, so peers learn of lost tails.
+const IDLE_ACK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// When a multicast counts as deliverable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,7 +103,7 @@ impl Default for MulticastConfig {
             outbox_messages: 8192,
             payload_bytes_max: 256 << 10,
             batch_bytes: 60 << 10,
-            ack_interval: Duration::from_millis(20),
+            ack_interval: Duration::from_millis(2),
             nak_interval: Duration::from_millis(40),
             state_chunk_bytes: 256 << 10,
             state_window_chunks: 4,
@@ -203,6 +206,8 @@ struct Stream {
     stable: u64,
     last_nak: Option<Time>,
     naks_without_progress: u32,
+    /// Since when entries known to exist are missing without progress.
+    stalled_since: Option<Time>,
     /// Abandoned at the end of the view: its head can never be delivered.
     abandoned: bool,
 }
@@ -618,6 +623,14 @@ impl ViewStream {
             if stream.contiguous >= wanted {
                 continue;
             }
+            // Entries known from acks are usually still in flight (queued behind others on
+            // the same connection): ask only once the stream made no progress for a while.
+            // A view change waiting for its cut asks at once.
+            let stalled_since = *self.streams[rank].stalled_since.get_or_insert(now);
+            if cut.is_none() && now.saturating_sub(stalled_since) < config.nak_interval {
+                continue;
+            }
+            let stream = &self.streams[rank];
             if stream
                 .last_nak
                 .is_some_and(|t| now.saturating_sub(t) < config.nak_interval)
@@ -1284,7 +1297,7 @@ impl Multicast {
             // A periodic ack even when nothing changed lets peers learn of lost tails.
             if view
                 .last_ack
-                .is_none_or(|t| now.saturating_sub(t) >= config.ack_interval * 10)
+                .is_none_or(|t| now.saturating_sub(t) >= IDLE_ACK_INTERVAL.max(config.ack_interval))
             {
                 view.ack_dirty = true;
             }
@@ -1389,6 +1402,7 @@ impl Multicast {
         }
         if stream.streams[origin].contiguous > before {
             stream.streams[origin].naks_without_progress = 0;
+            stream.streams[origin].stalled_since = None;
             stream.refresh_stability();
         }
         self.stats.duplicates += duplicates;
@@ -1707,8 +1721,18 @@ mod tests {
         };
         b.handle_message(ms(1), member(1), lossy, &mut out);
         assert_eq!(delivered(&out), vec![]);
+        // The gap is asked for once the stream made no progress for `nak_interval`.
         let mut out = Vec::new();
         b.handle_tick(ms(2), &mut out);
+        assert!(!out.iter().any(|o| matches!(
+            o,
+            MulticastOutput::Send {
+                body: Body::Nak { .. },
+                ..
+            }
+        )));
+        let mut out = Vec::new();
+        b.handle_tick(ms(42), &mut out);
         let nak = Body::Nak {
             view: v.id,
             origin: 0,

@@ -296,6 +296,15 @@ impl NodeCore {
         out
     }
 
+    /// A frame from `peer` came off its connection at `at` (the shell records this as frames
+    /// arrive, so a node actor busy with a backlog still sees its peers alive).
+    pub fn handle_heard(&mut self, at: Time, peer: ProcessId) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        let outputs = self.failure_detector.handle_heard_from(at, peer);
+        self.absorb_fd(at, outputs, &mut out);
+        out
+    }
+
     /// An envelope arrived (already authenticated and checked by the codec) on `connection`.
     pub fn handle_envelope(
         &mut self,

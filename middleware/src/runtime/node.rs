@@ -415,6 +415,13 @@ impl Actor for NodeActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
         ctx.run_interval(TICK_INTERVAL, |actor, ctx| {
+            // Frames that came off the sockets count as signs of life before the detector
+            // looks for silence, even while their envelopes still wait in the mailbox.
+            for (peer, at) in actor.sender.take_heard() {
+                let at = at.saturating_duration_since(actor.origin);
+                let outputs = actor.core.handle_heard(at, peer);
+                actor.execute(outputs, ctx);
+            }
             let outputs = actor.core.handle_tick(actor.now());
             actor.execute(outputs, ctx);
             actor.retry_parked(ctx);

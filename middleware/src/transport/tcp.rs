@@ -87,6 +87,10 @@ struct Shared {
     next_id: AtomicU64,
     stats: Arc<TransportStats>,
     shutdown: CancellationToken,
+    /// When an authenticated frame last arrived from each process, recorded by the reader
+    /// tasks as frames come off the socket: evidence of life that does not wait behind the
+    /// node actor's mailbox.
+    heard: DashMap<crate::id::ProcessId, std::time::Instant>,
 }
 
 /// The sending side of the TCP transport; cheap to clone.
@@ -121,6 +125,7 @@ impl TcpTransport {
             next_id: AtomicU64::new(1),
             stats: Arc::new(TransportStats::default()),
             shutdown: CancellationToken::new(),
+            heard: DashMap::new(),
         });
         let sender = TcpSender {
             shared: shared.clone(),
@@ -223,6 +228,11 @@ async fn read_frames(
         match next {
             None => return,
             Some(Ok(envelope)) => {
+                if !envelope.body.allowed_unauthenticated() {
+                    shared
+                        .heard
+                        .insert(envelope.sender, std::time::Instant::now());
+                }
                 let delivered = shared
                     .inbound
                     .send(Inbound {
@@ -268,6 +278,20 @@ async fn read_frames(
 }
 
 impl TcpSender {
+    /// The processes frames arrived from since the last call, with when the last one did.
+    pub fn take_heard(&self) -> Vec<(crate::id::ProcessId, std::time::Instant)> {
+        let heard: Vec<_> = self
+            .shared
+            .heard
+            .iter()
+            .map(|e| (*e.key(), *e.value()))
+            .collect();
+        for (peer, at) in &heard {
+            self.shared.heard.remove_if(peer, |_, v| v == at);
+        }
+        heard
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Arc<TransportStats> {
         &self.shared.stats
