@@ -271,10 +271,10 @@ impl NodeConfig {
                 format!("batch_bytes and state_chunk_bytes must be at most {frame_room}"),
             ));
         }
-        if mc.ack_interval.is_zero() || mc.nak_interval.is_zero() || mc.state_retry.is_zero() {
+        if mc.nak_interval.is_zero() || mc.state_retry.is_zero() {
             return Err(invalid(
-                "multicast.ack_interval_ms",
-                "ack_interval_ms, nak_interval_ms and state_retry_ms must be positive".into(),
+                "multicast.nak_interval_ms",
+                "nak_interval_ms and state_retry_ms must be positive".into(),
             ));
         }
         let group_multicast = raw

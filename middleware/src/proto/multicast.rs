@@ -103,8 +103,8 @@ impl Default for MulticastConfig {
             outbox_messages: 8192,
             payload_bytes_max: 256 << 10,
             batch_bytes: 60 << 10,
-            ack_interval: Duration::from_millis(2),
-            nak_interval: Duration::from_millis(40),
+            ack_interval: Duration::from_millis(20),
+            nak_interval: Duration::from_millis(100),
             state_chunk_bytes: 256 << 10,
             state_window_chunks: 4,
             state_bytes_max: 1 << 30,
@@ -1251,10 +1251,13 @@ impl Multicast {
         }
         view.send_new(config.batch_bytes, out);
         let urgent = view.received_since_ack >= (config.window_messages / 4).max(1);
+        // With safe delivery, stability is what delivery waits for: acknowledge at once.
+        // Otherwise acks only drive credit and garbage collection, and may wait.
         let due = view.ack_dirty
-            && view
-                .last_ack
-                .is_none_or(|t| now.saturating_sub(t) >= config.ack_interval);
+            && (config.delivery == Delivery::Safe
+                || view
+                    .last_ack
+                    .is_none_or(|t| now.saturating_sub(t) >= config.ack_interval));
         if urgent || due {
             view.send_ack(
                 now,
@@ -1732,7 +1735,7 @@ mod tests {
             }
         )));
         let mut out = Vec::new();
-        b.handle_tick(ms(42), &mut out);
+        b.handle_tick(ms(102), &mut out);
         let nak = Body::Nak {
             view: v.id,
             origin: 0,
