@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the sans-IO parts of viewsync: the frame codec, the failure
-//! detector, a full view change through five in-memory node cores, and one whole seeded
-//! simulation run. Nothing here touches a socket or a clock.
+//! detector, the multicast core's receive-and-deliver path per ordering, a full view change
+//! through five in-memory node cores, and one whole seeded simulation run. Nothing here touches a socket or a clock.
 //!
 //! Run with `cargo bench -p viewsync-benchmarks --bench cores` (add `-- --quick` for a short
 //! run).
@@ -323,6 +323,88 @@ fn bench_sim(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 64-entry batch of 1 KiB multicasts from member 2 reaching member 3 of a three-member
+/// view (and, for total order, the sequencer's record placing them): the core's cost per
+/// delivered message, without I/O or encoding.
+fn bench_multicast(c: &mut Criterion) {
+    use viewsync::proto::multicast::{Multicast, MulticastConfig};
+    use viewsync::wire::{Entry, Item, Ordering};
+    const BATCH: u64 = 64;
+    let view = View {
+        group: group(),
+        id: ViewId {
+            epoch: 1,
+            coordinator: process(1),
+        },
+        members: (1..=3).map(member).collect(),
+    };
+    let payload = bytes::Bytes::from(vec![7u8; 1024]);
+    let mut g = c.benchmark_group("multicast");
+    g.throughput(Throughput::Elements(BATCH));
+    for ordering in [Ordering::Fifo, Ordering::Causal, Ordering::Total] {
+        let entries: Vec<Entry> = (1..=BATCH)
+            .map(|seq| Entry {
+                seq,
+                ordering,
+                clock: if ordering == Ordering::Causal {
+                    vec![0, 0, 0]
+                } else {
+                    Vec::new()
+                },
+                item: Item::Payload(payload.clone()),
+            })
+            .collect();
+        let record = Entry {
+            seq: 1,
+            ordering: Ordering::Fifo,
+            clock: Vec::new(),
+            item: Item::Order((1..=BATCH).map(|q| (1, q)).collect()),
+        };
+        g.bench_function(BenchmarkId::new("receive_deliver_64", ordering), |b| {
+            b.iter_batched(
+                || {
+                    let config = MulticastConfig {
+                        ordering,
+                        ..MulticastConfig::default()
+                    };
+                    let mut core = Multicast::new(process(3), config);
+                    core.install_created(&view, &mut Vec::new());
+                    core
+                },
+                |mut core| {
+                    let mut out = Vec::with_capacity(BATCH as usize + 4);
+                    core.handle_message(
+                        Time::ZERO,
+                        member(2),
+                        Body::Data {
+                            view: view.id,
+                            origin: 1,
+                            entries: entries.clone(),
+                        },
+                        &mut out,
+                    );
+                    if ordering == Ordering::Total {
+                        core.handle_message(
+                            Time::ZERO,
+                            member(1),
+                            Body::Data {
+                                view: view.id,
+                                origin: 0,
+                                entries: vec![record.clone()],
+                            },
+                            &mut out,
+                        );
+                    }
+                    assert_eq!(core.stats().delivered, BATCH);
+                    black_box(out)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 /// The benchmark groups (a private module: `criterion_group!` makes an undocumented `pub fn`).
 mod groups {
     use super::*;
@@ -331,6 +413,7 @@ mod groups {
         benches,
         bench_codec,
         bench_failure_detector,
+        bench_multicast,
         bench_membership,
         bench_sim
     );
