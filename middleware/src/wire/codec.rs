@@ -27,6 +27,43 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Length of the authentication tag.
 pub const TAG_BYTES: usize = 32;
+thread_local! {
+    /// The frame being opened on this thread, so that payloads decode as slices of it.
+    static CURRENT_FRAME: std::cell::RefCell<Option<Bytes>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Deserializes a payload as a slice of the frame being opened ([`FrameCodec::open_frame`]):
+/// no copy and no allocation per multicast. Outside `open_frame`, or for bytes not inside the
+/// frame, it copies.
+pub(crate) fn frame_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    struct FrameSlice;
+    impl<'de> serde::de::Visitor<'de> for FrameSlice {
+        type Value = Bytes;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Bytes, E> {
+            Ok(CURRENT_FRAME.with(|current| match &*current.borrow() {
+                Some(frame) if contains(frame, v) => frame.slice_ref(v),
+                _ => Bytes::copy_from_slice(v),
+            }))
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+            Ok(Bytes::copy_from_slice(v))
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+            Ok(Bytes::from(v))
+        }
+    }
+    d.deserialize_bytes(FrameSlice)
+}
+
+fn contains(frame: &Bytes, part: &[u8]) -> bool {
+    let start = frame.as_ptr() as usize;
+    let at = part.as_ptr() as usize;
+    at >= start && at + part.len() <= start + frame.len()
+}
+
 /// The largest frame any configuration may allow; also bincode's allocation limit.
 pub const FRAME_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 /// Default largest accepted frame.
@@ -395,6 +432,15 @@ impl FrameCodec {
         Ok(out.freeze())
     }
 
+    /// Checks and decodes one frame's payload held in `frame`, without copying multicast
+    /// payloads: they become slices of `frame` (which they keep alive).
+    pub fn open_frame(&self, frame: Bytes) -> Result<Envelope, FrameError> {
+        CURRENT_FRAME.with(|current| *current.borrow_mut() = Some(frame.clone()));
+        let result = self.open(&frame);
+        CURRENT_FRAME.with(|current| current.borrow_mut().take());
+        result
+    }
+
     /// Checks and decodes one frame's payload (the bytes after the length prefix).
     pub fn open(&self, payload: &[u8]) -> Result<Envelope, FrameError> {
         let result = self.open_unchecked(payload);
@@ -463,7 +509,7 @@ impl FrameCodec {
 
     fn decode_envelope(&self, bytes: &[u8]) -> Result<Envelope, FrameError> {
         let (envelope, used): (Envelope, usize) =
-            bincode::serde::decode_from_slice(bytes, BINCODE_CONFIG)
+            bincode::serde::borrow_decode_from_slice(bytes, BINCODE_CONFIG)
                 .map_err(|e| FrameError::Malformed(e.to_string()))?;
         if used != bytes.len() {
             return Err(FrameError::Malformed(format!(
@@ -502,7 +548,7 @@ impl Decoder for FrameDecoder {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Envelope>, FrameError> {
         match self.length.decode(src) {
-            Ok(Some(payload)) => self.codec.open(&payload).map(Some),
+            Ok(Some(payload)) => self.codec.open_frame(payload.freeze()).map(Some),
             Ok(None) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 let len = if src.len() >= 4 {
@@ -615,6 +661,44 @@ mod tests {
             decode_all(&node, BytesMut::from(&join[..])),
             vec![Err(FrameError::Unauthenticated("heartbeat").to_string())]
         );
+    }
+
+    #[test]
+    fn multicast_payloads_are_slices_of_the_frame_not_copies() {
+        use crate::wire::{Entry, Item, Ordering};
+        let sender = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let receiver = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let payload = Bytes::from(vec![42u8; 1000]);
+        let data = Body::Data {
+            view: crate::id::ViewId {
+                epoch: 1,
+                coordinator: envelope(Body::Probe).sender,
+            },
+            origin: 0,
+            entries: vec![Entry {
+                seq: 1,
+                ordering: Ordering::Fifo,
+                clock: vec![],
+                item: Item::Payload(payload.clone()),
+            }],
+        };
+        let frame = sender.seal(envelope(data)).unwrap();
+        let mut stream = BytesMut::from(&frame[..]);
+        let (start, len) = (stream.as_ptr() as usize, stream.len());
+        let opened = receiver.decoder().decode(&mut stream).unwrap().unwrap();
+        let Body::Data { entries, .. } = opened.body else {
+            panic!("a data frame")
+        };
+        let Item::Payload(got) = &entries[0].item else {
+            panic!("a payload")
+        };
+        assert_eq!(got, &payload);
+        // Decoded where it lies in the received buffer: no copy per multicast.
+        let at = got.as_ptr() as usize;
+        assert!(at >= start && at + got.len() <= start + len);
+        // Opening from a plain slice still works (it copies).
+        let copied = receiver.open(&frame[4..]);
+        assert!(matches!(copied, Err(FrameError::Replayed { .. })));
     }
 
     #[test]

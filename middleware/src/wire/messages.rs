@@ -311,8 +311,8 @@ pub struct Entry {
 /// What a stream entry carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Item {
-    /// An application message.
-    Payload(Bytes),
+    /// An application message (decoded as a slice of its frame, no copy).
+    Payload(#[serde(deserialize_with = "crate::wire::codec::frame_bytes")] Bytes),
     /// The sequencer's total order for the listed `(rank, seq)` entries; only in the stream of
     /// rank 0.
     Order(Vec<(u32, u64)>),
