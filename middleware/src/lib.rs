@@ -1,17 +1,21 @@
 //! # viewsync
 //!
 //! Group communication for replicated services: a failure detector, a group membership
-//! service with views and group address expansion, over authenticated TCP.
+//! service with views and group address expansion, and view-synchronous reliable multicast
+//! (FIFO, causal and total order, safe delivery, state transfer), over authenticated TCP.
+//! Replicated services are actors that receive deliveries and views in agreed order
+//! ([`runtime::service`]).
 //!
 //! The crate is layered (see `docs/ARCHITECTURE.md`):
 //!
 //! - [`wire`]: message types and the one codec (length-delimited, bincode, HMAC-SHA256);
-//! - [`proto`]: sans-IO protocol cores: failure detector, membership, and the node core that
-//!   composes them;
+//! - [`proto`]: sans-IO protocol cores: failure detector, membership, multicast, and the node
+//!   core that composes them;
 //! - [`transport`]: TCP and an in-memory network with seeded faults, behind one trait;
 //! - [`runtime`]: the actix actors that run the cores over a transport;
 //! - [`sim`]: the deterministic simulator and the property checkers;
-//! - [`client`]: what a process outside a group uses to resolve a group name.
+//! - [`client`]: what a process outside a group uses to resolve a group name and multicast
+//!   to it.
 //!
 //! Starting a node and watching its views:
 //!
