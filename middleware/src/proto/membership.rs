@@ -837,7 +837,7 @@ impl Membership {
             let accepted = acceptor.accepted.clone();
             self.promised_since.get_or_insert(now);
             let mut outputs = Vec::new();
-            self.multicast.freeze(now, base, &mut outputs);
+            self.multicast.freeze(base, &mut outputs);
             emit(out, outputs);
             Body::Promise {
                 base,
@@ -891,7 +891,7 @@ impl Membership {
         acceptor.promised = Some(ballot);
         self.promised_since.get_or_insert(now);
         let mut outputs = Vec::new();
-        self.multicast.freeze(now, base, &mut outputs);
+        self.multicast.freeze(base, &mut outputs);
         self.multicast.fetch(now, base, &decision.cut, &mut outputs);
         emit(out, outputs);
         self.awaiting_cut = Some(AwaitingCut {

@@ -762,7 +762,6 @@ pub struct Multicast {
     outbox: VecDeque<(Ordering, Bytes)>,
     incoming: Option<Incoming>,
     snapshot: Option<Snapshot>,
-    blocked_since: Option<Time>,
     /// The service is behind: deliver nothing for now (credit is withheld meanwhile).
     paused: bool,
     /// Excluded and joining again: multicasts still go to the outbox, for the next view.
@@ -786,7 +785,6 @@ impl Multicast {
             outbox: VecDeque::new(),
             incoming: None,
             snapshot: None,
-            blocked_since: None,
             paused: false,
             fetch_target: None,
             rejoining: false,
@@ -825,11 +823,6 @@ impl Multicast {
     /// Whether this process needs a view change that lists it as a joiner, to get the state.
     pub fn needs_resync(&self) -> bool {
         self.needs_resync
-    }
-
-    /// Since when this process is blocked by a view change that has not finished.
-    pub fn blocked_since(&self) -> Option<Time> {
-        self.blocked_since
     }
 
     /// The view the service was last told of.
@@ -912,7 +905,7 @@ impl Multicast {
 
     /// This member promised in the view change from `base`: it stops delivering past what it
     /// holds and stops sending.
-    pub fn freeze(&mut self, now: Time, base: ViewId, out: &mut Vec<MulticastOutput>) {
+    pub fn freeze(&mut self, base: ViewId, out: &mut Vec<MulticastOutput>) {
         let Some(view) = self.current.as_mut().filter(|v| v.id() == base) else {
             return;
         };
@@ -920,7 +913,6 @@ impl Multicast {
             return;
         }
         view.limit = Some(view.received());
-        self.blocked_since = Some(now);
         if self.ready && self.ending.is_none() {
             out.push(MulticastOutput::Block);
         }
@@ -960,7 +952,6 @@ impl Multicast {
         self.incoming = None;
         self.ready = true;
         self.needs_resync = false;
-        self.blocked_since = None;
         self.tell_view(view, out);
     }
 
@@ -1026,7 +1017,6 @@ impl Multicast {
         self.snapshot = None;
         self.ready = false;
         self.needs_resync = false;
-        self.blocked_since = None;
         self.service_view = None;
         if left {
             self.outbox.clear();
@@ -1038,7 +1028,6 @@ impl Multicast {
         self.current = Some(ViewStream::new(view.clone(), self.me));
         self.ending = None;
         self.needs_resync = false;
-        self.blocked_since = None;
         let provider = view
             .members
             .iter()
@@ -1118,7 +1107,6 @@ impl Multicast {
         let before = out.len();
         ending.stream.deliver_cut(&ending.cut, safe, out);
         self.count_new(before, out);
-        self.blocked_since = None;
         let view = ending.decision.view.clone();
         self.tell_view(&view, out);
         let has_joiners = view
@@ -1938,8 +1926,8 @@ mod tests {
         assert_eq!(delivered(&b_before), vec![(3, payload("c1"))]);
         let mut d = core_in(2, &v, config(Ordering::Total));
         let mut d_before = Vec::new();
-        b.freeze(ms(2), v.id, &mut Vec::new());
-        d.freeze(ms(2), v.id, &mut Vec::new());
+        b.freeze(v.id, &mut Vec::new());
+        d.freeze(v.id, &mut Vec::new());
         feed(&mut d, 3, &mut d_before);
         assert_eq!(
             delivered(&d_before),
@@ -1988,7 +1976,7 @@ mod tests {
             joiners: vec![member(2).id],
         };
         let mut out = Vec::new();
-        provider.freeze(ms(0), first.id, &mut out);
+        provider.freeze(first.id, &mut out);
         assert_eq!(out, vec![MulticastOutput::Block]);
         let mut out = Vec::new();
         provider.install_decided(ms(1), first.id, &decision, &mut out);

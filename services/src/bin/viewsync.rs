@@ -221,6 +221,30 @@ fn print_event(event: &GroupEvent) {
     }
 }
 
+/// What the client commands share: the group name and key file checked (exit code 2 with the
+/// reason otherwise), and a runtime to run the request on.
+fn client_setup(
+    group: String,
+    key_file: Option<PathBuf>,
+) -> Result<(GroupName, Option<ClusterKey>, tokio::runtime::Runtime), ExitCode> {
+    let group = GroupName::new(group).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
+    let key = key_file
+        .map(|path| ClusterKey::load(&path))
+        .transpose()
+        .map_err(|error| {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    Ok((group, key, runtime))
+}
+
 fn send(
     group: String,
     message: String,
@@ -228,24 +252,10 @@ fn send(
     key_file: Option<PathBuf>,
     timeout: Duration,
 ) -> ExitCode {
-    let group = match GroupName::new(group) {
-        Ok(group) => group,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+    let (group, key, runtime) = match client_setup(group, key_file) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
-    let key = match key_file.map(|path| ClusterKey::load(&path)).transpose() {
-        Ok(key) => key,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let payload = bytes::Bytes::from(message.into_bytes());
     match runtime.block_on(viewsync::client::send_to_group(
         &via, &group, payload, key, timeout,
@@ -267,24 +277,10 @@ fn members(
     key_file: Option<PathBuf>,
     timeout: Duration,
 ) -> ExitCode {
-    let group = match GroupName::new(group) {
-        Ok(group) => group,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+    let (group, key, runtime) = match client_setup(group, key_file) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
-    let key = match key_file.map(|path| ClusterKey::load(&path)).transpose() {
-        Ok(key) => key,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     match runtime.block_on(viewsync::client::query_members(via, &group, key, timeout)) {
         Ok(Some(view)) => {
             print!("{}", report::members(&view));
