@@ -88,6 +88,7 @@ fn install() -> Envelope {
             coordinator: process(1),
         },
         members: (1..=5).map(member).collect(),
+        voters: 5,
     };
     envelope(
         Some(group()),
@@ -337,6 +338,7 @@ fn bench_multicast(c: &mut Criterion) {
             coordinator: process(1),
         },
         members: (1..=3).map(member).collect(),
+        voters: 3,
     };
     let payload = bytes::Bytes::from(vec![7u8; 1024]);
     let mut g = c.benchmark_group("multicast");

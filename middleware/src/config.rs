@@ -64,6 +64,8 @@ struct RawConfig {
     #[serde(default)]
     seeds: Vec<SocketAddr>,
     #[serde(default)]
+    bootstrap: bool,
+    #[serde(default)]
     groups: Vec<GroupName>,
     key_file: Option<PathBuf>,
     #[serde(default)]
@@ -277,6 +279,15 @@ impl NodeConfig {
                 "nak_interval_ms and state_retry_ms must be positive".into(),
             ));
         }
+        if raw.seeds.is_empty() && !raw.bootstrap {
+            return Err(invalid(
+                "seeds",
+                "is empty and `bootstrap` is not set: this node could never join a group \
+                 (list the other nodes as seeds, or set `bootstrap = true` on the one node \
+                 that founds the cluster)"
+                    .into(),
+            ));
+        }
         let group_multicast = raw
             .group
             .iter()
@@ -299,7 +310,10 @@ impl NodeConfig {
             key,
             settings: NodeSettings {
                 failure_detector: raw.failure_detector,
-                membership: raw.membership,
+                membership: MembershipConfig {
+                    bootstrap: raw.bootstrap,
+                    ..raw.membership
+                },
                 multicast: raw.multicast,
             },
             transport: raw.transport,
@@ -318,10 +332,26 @@ mod tests {
 
     #[test]
     fn a_minimal_config_gets_defaults() {
-        let c = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\ngroups = [\"demo\"]\n").unwrap();
+        let c =
+            parse("node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\ngroups = [\"demo\"]\n")
+                .unwrap();
         assert_eq!(c.node_id, NodeId(1));
         assert_eq!(c.groups[0].as_str(), "demo");
-        assert_eq!(c.settings, NodeSettings::default());
+        let mut expected = NodeSettings::default();
+        expected.membership.bootstrap = true;
+        assert_eq!(c.settings, expected);
+    }
+
+    #[test]
+    fn a_node_without_seeds_must_found_the_group_explicitly() {
+        let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n").unwrap_err();
+        assert!(e.contains("`seeds`") && e.contains("bootstrap"), "{e}");
+        let c =
+            parse("node_id = 2\nlisten = \"127.0.0.1:0\"\nseeds = [\"127.0.0.1:9\"]\n").unwrap();
+        assert!(
+            !c.settings.membership.bootstrap,
+            "founding is never the default"
+        );
     }
 
     #[test]
@@ -351,7 +381,7 @@ mod tests {
     #[test]
     fn groups_override_the_multicast_defaults() {
         let c = parse(
-            "node_id = 1\nlisten = \"127.0.0.1:0\"\ngroups = [\"a\", \"b\"]\n[multicast]\nordering = \"fifo\"\n[group.b]\nordering = \"causal\"\ndelivery = \"safe\"\n",
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\ngroups = [\"a\", \"b\"]\n[multicast]\nordering = \"fifo\"\n[group.b]\nordering = \"causal\"\ndelivery = \"safe\"\n",
         )
         .unwrap();
         assert_eq!(c.settings.multicast.ordering, Ordering::Fifo);

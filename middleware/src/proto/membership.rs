@@ -48,7 +48,15 @@ pub struct MembershipConfig {
     /// How often a joiner (or leaver) repeats its request.
     #[serde(rename = "join_retry_interval_ms", with = "crate::config::millis")]
     pub join_retry_interval: Duration,
-    /// How long a joiner waits for a seed that is a member before it may create the group.
+    /// Whether this process may found the group (first start of a new cluster): after
+    /// `bootstrap_timeout` without a seed that is a member, it creates the group's first view.
+    /// Without it a process never founds a group: it keeps asking its seeds (and says so), so
+    /// a restart during a partition can never start a second group beside the real one.
+    /// Set by the top-level `bootstrap` key of the configuration file.
+    #[serde(skip)]
+    pub bootstrap: bool,
+    /// How long a founding process waits for a seed that is a member before it creates the
+    /// group.
     #[serde(rename = "bootstrap_timeout_ms", with = "crate::config::millis")]
     pub bootstrap_timeout: Duration,
     /// How long a proposal may wait for a majority before it is retried with a higher ballot.
@@ -66,6 +74,7 @@ impl Default for MembershipConfig {
     fn default() -> Self {
         MembershipConfig {
             join_retry_interval: Duration::from_millis(200),
+            bootstrap: false,
             bootstrap_timeout: Duration::from_millis(1000),
             view_change_timeout: Duration::from_millis(400),
             discovery_interval: Duration::from_millis(1000),
@@ -217,6 +226,14 @@ pub struct Membership {
     /// When this process first promised in its current view (it is blocked since).
     promised_since: Option<Time>,
     last_stall_notice: Option<Time>,
+    /// Learners of the installed view that reported holding the state: the next view change
+    /// promotes them to voters.
+    pending_promotions: BTreeSet<ProcessId>,
+    /// When this process last started a proposal.
+    last_attempt: Option<Time>,
+    /// Since when the last proposal found no promiser holding the group's state: the view
+    /// change waits (blocked) for a holder instead of deciding a view without the state.
+    no_holder_since: Option<Time>,
 }
 
 impl Membership {
@@ -254,6 +271,9 @@ impl Membership {
             force_change: false,
             promised_since: None,
             last_stall_notice: None,
+            pending_promotions: BTreeSet::new(),
+            last_attempt: None,
+            no_holder_since: None,
         }
     }
 
@@ -367,12 +387,15 @@ impl Membership {
             .is_some_and(|m| m.id == self.me.id)
     }
 
-    /// Starts joining the group. With no seeds, the group is created at once.
+    /// Starts joining the group. With no seeds and `bootstrap` set, the group is created at
+    /// once; with no seeds and no `bootstrap`, the process waits (there is nobody to ask).
     pub fn handle_start(&mut self, now: Time) -> Vec<MembershipOutput> {
         self.begin_joining(now, None);
         let mut out = Vec::new();
         if self.seeds.is_empty() {
-            self.create_group(&mut out);
+            if self.config.bootstrap && self.last_epoch == 0 {
+                self.create_group(&mut out);
+            }
         } else {
             self.send_join_requests(now, &mut out);
         }
@@ -426,7 +449,8 @@ impl Membership {
                     .retain(|_, heard| now.saturating_sub(*heard) < self.config.bootstrap_timeout);
                 // Only a process that was never a member may create the group: one that was
                 // excluded or left waits for the group instead of starting a second one.
-                let may_create = !self.group_seen
+                let may_create = self.config.bootstrap
+                    && !self.group_seen
                     && self.last_epoch == 0
                     && now.saturating_sub(since) >= self.config.bootstrap_timeout
                     && self.joining_peers.keys().all(|p| *p > self.me.id);
@@ -487,6 +511,25 @@ impl Membership {
                 out.push(MembershipOutput::Send {
                     to: coordinator.addr,
                     body: Body::ViewChangeStalled { base: view.id },
+                });
+            }
+        }
+        let ready_learner = self.status == Status::Member
+            && !view.is_voter(self.me.id)
+            && self.multicast.is_ready()
+            && self
+                .multicast
+                .service_view()
+                .is_some_and(|v| v.id == view.id);
+        if ready_learner && self.request_due(now) {
+            self.last_request = Some(now);
+            if self.is_acting_coordinator() {
+                self.pending_promotions.insert(self.me.id);
+                self.drive(now, out);
+            } else if let Some(coordinator) = self.acting_coordinator() {
+                out.push(MembershipOutput::Send {
+                    to: coordinator.addr,
+                    body: Body::LearnerReady { view: view.id },
                 });
             }
         }
@@ -568,9 +611,11 @@ impl Membership {
                 self.handle_join_request(now, from, member, last_epoch, &mut out)
             }
             Body::LeaveRequest { member } => self.handle_leave_request(now, member, &mut out),
-            Body::Prepare { base, ballot } => {
-                self.handle_prepare(now, from, base, ballot, &mut out)
-            }
+            Body::Prepare {
+                base,
+                ballot,
+                base_decided,
+            } => self.handle_prepare(now, from, base, ballot, base_decided, &mut out),
             Body::Promise {
                 base,
                 ballot,
@@ -580,8 +625,9 @@ impl Membership {
             Body::Accept {
                 base,
                 ballot,
+                base_decided,
                 decision,
-            } => self.handle_accept(now, from, base, ballot, decision, &mut out),
+            } => self.handle_accept(now, from, base, ballot, base_decided, decision, &mut out),
             Body::Accepted { base, ballot } => {
                 self.handle_accepted(now, from, base, ballot, &mut out)
             }
@@ -599,6 +645,15 @@ impl Membership {
             Body::ViewChangeStalled { base } => {
                 if self.view().is_some_and(|v| v.id == base) {
                     self.force_change = true;
+                    self.drive(now, &mut out);
+                }
+            }
+            Body::LearnerReady { view } => {
+                let learner = self
+                    .view()
+                    .is_some_and(|v| v.id == view && v.contains(from.id) && !v.is_voter(from.id));
+                if learner && self.is_acting_coordinator() {
+                    self.pending_promotions.insert(from.id);
                     self.drive(now, &mut out);
                 }
             }
@@ -732,9 +787,17 @@ impl Membership {
 
     /// Installs `base` first if it is a decided view this process missed. Returns whether
     /// `base` is the last view this process installed, so that it votes on its successor.
-    fn catch_up_to(&mut self, now: Time, base: &View, out: &mut Vec<MembershipOutput>) -> bool {
+    fn catch_up_to(
+        &mut self,
+        now: Time,
+        base: &View,
+        base_decided: Option<(ViewId, Ballot, Decision)>,
+        out: &mut Vec<MembershipOutput>,
+    ) -> bool {
         if base.id.epoch > self.last_epoch && base.contains(self.me.id) {
-            self.handle_decided_view(now, base.clone(), None, out);
+            // With the decision that made `base`, this member ends its previous view at the
+            // decided cut, as if the missed install had arrived.
+            self.handle_decided_view(now, base.clone(), base_decided, out);
         }
         // Also while joining again or after leaving: the group may still list this process in
         // its last view and need its vote.
@@ -756,6 +819,13 @@ impl Membership {
             self.multicast.shadow(base);
         }
         votes
+    }
+
+    /// How `view` was decided, if this process installed it through a decision.
+    fn decided_of(&self, view: &View) -> Option<(ViewId, Ballot, Decision)> {
+        self.last_decision
+            .clone()
+            .filter(|(_, _, decision)| decision.view == *view)
     }
 
     /// What to tell a member still in `its_view` about the later view installed here: the
@@ -812,10 +882,13 @@ impl Membership {
         from: Member,
         base: View,
         ballot: Ballot,
+        base_decided: Option<(ViewId, Ballot, Decision)>,
         out: &mut Vec<MembershipOutput>,
     ) {
         self.highest_round = self.highest_round.max(ballot.round);
-        if self.reply_if_stale(from.addr, base.id, out) || !self.catch_up_to(now, &base, out) {
+        if self.reply_if_stale(from.addr, base.id, out)
+            || !self.catch_up_to(now, &base, base_decided, out)
+        {
             return;
         }
         let reply = self.promise(now, base.id, ballot, out);
@@ -853,17 +926,21 @@ impl Membership {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle_accept(
         &mut self,
         now: Time,
         from: Member,
         base: View,
         ballot: Ballot,
+        base_decided: Option<(ViewId, Ballot, Decision)>,
         decision: Decision,
         out: &mut Vec<MembershipOutput>,
     ) {
         self.highest_round = self.highest_round.max(ballot.round);
-        if self.reply_if_stale(from.addr, base.id, out) || !self.catch_up_to(now, &base, out) {
+        if self.reply_if_stale(from.addr, base.id, out)
+            || !self.catch_up_to(now, &base, base_decided, out)
+        {
             return;
         }
         self.accept(now, from, base.id, ballot, decision, out);
@@ -959,7 +1036,7 @@ impl Membership {
         let Phase::Preparing { promises } = &proposal.phase else {
             return;
         };
-        if promises.len() < proposal.base.majority() {
+        if proposal.base.count_voters(promises.keys()) < proposal.base.majority() {
             return;
         }
         let everyone_trusted = proposal
@@ -984,7 +1061,10 @@ impl Membership {
             None => match self.compose_decision(&base_view, promises) {
                 Some(decision) => decision,
                 None => {
+                    // No promiser holds the group's state: deciding a view now would start
+                    // it from nothing. Wait for a holder to come back (reported as blocked).
                     self.proposal = None;
+                    self.no_holder_since.get_or_insert(now);
                     return;
                 }
             },
@@ -1001,6 +1081,7 @@ impl Membership {
                     body: Body::Accept {
                         base: base_view.clone(),
                         ballot,
+                        base_decided: self.decided_of(&base_view),
                         decision: value.clone(),
                     },
                 });
@@ -1011,26 +1092,46 @@ impl Membership {
 
     /// The next view (members of the base that promised, minus leavers and suspects, plus
     /// joiners), the cut from the promisers' reports, and who needs a state transfer.
+    ///
+    /// The voters of the next view are the promisers that hold the group's state (voters and
+    /// learners alike: a learner that restored its transfer is promoted); every other member
+    /// is a learner that gets the state from a voter. `None` if no promiser holds the state:
+    /// such a view would continue from nothing, so the view change waits instead.
     fn compose_decision(&self, base: &View, promises: &Promises) -> Option<Decision> {
         let promisers: BTreeSet<ProcessId> = promises.keys().copied().collect();
-        let view = self.compose_next_view(base, Some(&promisers), true)?;
-
+        let (members, epoch) = self.compose_next_members(base, Some(&promisers), true)?;
+        let holds_state = |id: &ProcessId| {
+            base.contains(*id)
+                && !self.pending_joins.contains_key(id)
+                && promises.get(id).is_some_and(|(_, report)| report.ready)
+        };
+        let (voters, learners): (Vec<Member>, Vec<Member>) =
+            members.into_iter().partition(|m| holds_state(&m.id));
+        if voters.is_empty() {
+            return None;
+        }
         let cut = compose_cut(
             base.members.len(),
             promises
                 .iter()
                 .filter_map(|(id, (_, report))| base.rank_of(*id).map(|rank| (rank, report))),
         );
-        let joiners = view
-            .members
-            .iter()
-            .map(|m| m.id)
-            .filter(|id| {
-                !base.contains(*id)
-                    || self.pending_joins.contains_key(id)
-                    || promises.get(id).is_some_and(|(_, report)| !report.ready)
-            })
-            .collect();
+        let joiners = learners.iter().map(|m| m.id).collect();
+        let voter_count = voters.len();
+        let members: Vec<Member> = voters.into_iter().chain(learners).collect();
+        let view = View {
+            group: self.group.clone(),
+            id: ViewId {
+                epoch: epoch + 1,
+                coordinator: members[0].id,
+            },
+            members,
+            voters: voter_count,
+        };
+        debug_assert!(
+            view.is_well_formed(),
+            "composed an ill-formed view {view:?}"
+        );
         Some(Decision { view, cut, joiners })
     }
 
@@ -1053,7 +1154,19 @@ impl Membership {
             return;
         };
         accepted.insert(from.id);
-        if accepted.len() < proposal.base.majority() {
+        if proposal.base.count_voters(accepted.iter()) < proposal.base.majority() {
+            return;
+        }
+        // An acceptor answers only once it holds the cut. Install only once a voter of the
+        // next view is among them: otherwise the cut's holders could all be leaving or
+        // excluded, and the next view would start without the state. (A majority accepted,
+        // so any later proposer adopts this value: waiting changes nothing but when.)
+        if !decision
+            .view
+            .voters()
+            .iter()
+            .any(|m| accepted.contains(&m.id))
+        {
             return;
         }
         let decided = decision.clone();
@@ -1291,12 +1404,21 @@ impl Membership {
         // Once anyone promised in this view, members are blocked: the change must finish,
         // even with the same members.
         let flush_started = self.acceptor.base == Some(view.id) && self.acceptor.promised.is_some();
-        if self.compose_next_view(&view, None, false).is_none()
+        if self.compose_next_members(&view, None, false).is_none()
             && !flush_started
             && !self.force_change
         {
             return;
         }
+        // The last attempt found no holder of the state: retry at the view change timeout,
+        // not at every tick.
+        if self.no_holder_since.is_some_and(|_| {
+            self.last_attempt
+                .is_some_and(|t| now.saturating_sub(t) < self.config.view_change_timeout)
+        }) {
+            return;
+        }
+        self.last_attempt = Some(now);
         self.highest_round += 1;
         let ballot = Ballot {
             round: self.highest_round,
@@ -1317,6 +1439,7 @@ impl Membership {
                     body: Body::Prepare {
                         base: view.clone(),
                         ballot,
+                        base_decided: self.decided_of(&view),
                     },
                 });
             }
@@ -1325,14 +1448,16 @@ impl Membership {
         self.reply(now, self.me, reply, out);
     }
 
-    /// The next view from `base` with every pending change applied, keeping of the base only
-    /// `promisers` (if given); `None` if nothing changes (unless `force`) or nobody is left.
-    fn compose_next_view(
+    /// The members of the next view from `base` with every pending change applied (base
+    /// members first, in order, then joiners), keeping of the base only `promisers` (if
+    /// given), and the epoch the next view follows; `None` if nothing changes (unless
+    /// `force`) or nobody is left. Pending promotions count as a change.
+    fn compose_next_members(
         &self,
         base: &View,
         promisers: Option<&BTreeSet<ProcessId>>,
         force: bool,
-    ) -> Option<View> {
+    ) -> Option<(Vec<Member>, u64)> {
         let replaced = |m: &Member| {
             self.pending_joins
                 .keys()
@@ -1373,20 +1498,18 @@ impl Membership {
                 epoch = epoch.max(*last_epoch);
             }
         }
+        let promoting = self
+            .pending_promotions
+            .iter()
+            .any(|p| members.iter().any(|m| m.id == *p) && !base.is_voter(*p));
         let unchanged = !rejoining
+            && !promoting
             && members.len() == base.members.len()
             && members.iter().zip(&base.members).all(|(a, b)| a == b);
         if (unchanged && !force) || members.is_empty() {
             return None;
         }
-        Some(View {
-            group: self.group.clone(),
-            id: ViewId {
-                epoch: epoch + 1,
-                coordinator: members[0].id,
-            },
-            members,
-        })
+        Some((members, epoch))
     }
 
     /// Installs `view`; `decided` carries its base, ballot and decision when known (a group's
@@ -1418,6 +1541,8 @@ impl Membership {
         self.promised_since = None;
         self.awaiting_cut = None;
         self.group_seen = true;
+        self.pending_promotions.clear();
+        self.no_holder_since = None;
         out.push(MembershipOutput::ViewInstalled(change));
         let mut outputs = Vec::new();
         match &decided {
@@ -1433,14 +1558,14 @@ impl Membership {
     }
 
     fn create_group(&mut self, out: &mut Vec<MembershipOutput>) {
-        let view = View {
-            group: self.group.clone(),
-            id: ViewId {
+        let view = View::of_voters(
+            self.group.clone(),
+            ViewId {
                 epoch: self.last_epoch + 1,
                 coordinator: self.me.id,
             },
-            members: vec![self.me],
-        };
+            vec![self.me],
+        );
         let mut outputs = Vec::new();
         self.multicast.install_created(&view, &mut outputs);
         let change = ViewChange::between(None, view.clone());
@@ -1469,6 +1594,8 @@ impl Membership {
         self.awaiting_cut = None;
         self.force_change = false;
         self.promised_since = None;
+        self.pending_promotions.clear();
+        self.no_holder_since = None;
         self.multicast.leave_group(false);
     }
 
@@ -1560,6 +1687,22 @@ mod tests {
                 coordinator: member(members[0]).id,
             },
             members: members.iter().map(|n| member(*n)).collect(),
+            voters: members.len(),
+        }
+    }
+
+    /// A view of `voters` followed by `learners`.
+    fn view_with_learners(epoch: u64, voters: &[u64], learners: &[u64]) -> View {
+        let mut view = view(epoch, &[voters, learners].concat());
+        view.voters = voters.len();
+        view
+    }
+
+    /// Settings of the process that founds the group.
+    fn founding() -> MembershipConfig {
+        MembershipConfig {
+            bootstrap: true,
+            ..MembershipConfig::default()
         }
     }
 
@@ -1626,7 +1769,7 @@ mod tests {
             group(),
             member(1),
             vec![],
-            MembershipConfig::default(),
+            founding(),
             MulticastConfig::default(),
         );
         let change = ViewChange {
@@ -1692,12 +1835,59 @@ mod tests {
     }
 
     #[test]
+    fn only_a_founding_process_creates_the_group() {
+        // No seeds and no bootstrap: nobody to ask, and founding is never implicit.
+        let mut alone = Membership::new(
+            group(),
+            member(1),
+            vec![],
+            MembershipConfig::default(),
+            MulticastConfig::default(),
+        );
+        assert_eq!(alone.handle_start(ms(0)), vec![]);
+        assert_eq!(alone.handle_tick(ms(60_000)), vec![]);
+        assert!(matches!(alone.status(), Status::Joining { .. }));
+        // Seeds that never answer: it keeps asking them, long after the bootstrap timeout.
+        let mut joiner = Membership::new(
+            group(),
+            member(3),
+            vec![member(1).addr],
+            MembershipConfig::default(),
+            MulticastConfig::default(),
+        );
+        joiner.handle_start(ms(0));
+        let request = send(
+            1,
+            Body::JoinRequest {
+                member: member(3),
+                last_epoch: 0,
+            },
+        );
+        assert_eq!(joiner.handle_tick(ms(60_000)), vec![request]);
+        assert!(joiner.view().is_none());
+        // The same process configured to found the group creates it after the timeout.
+        let mut founder = Membership::new(
+            group(),
+            member(3),
+            vec![member(1).addr],
+            founding(),
+            MulticastConfig::default(),
+        );
+        founder.handle_start(ms(0));
+        let out = founder.handle_tick(ms(1000));
+        assert!(matches!(
+            out.first(),
+            Some(MembershipOutput::ViewInstalled(_))
+        ));
+    }
+
+    #[test]
     fn a_single_member_admits_a_joiner_alone() {
         let mut core = Membership::new(
             group(),
             member(1),
             vec![],
-            MembershipConfig::default(),
+            founding(),
             MulticastConfig::default(),
         );
         core.handle_start(ms(0));
@@ -1709,7 +1899,8 @@ mod tests {
                 last_epoch: 0,
             },
         );
-        let next = view(2, &[1, 2]);
+        // The joiner is a learner until it holds the state.
+        let next = view_with_learners(2, &[1], &[2]);
         let change = ViewChange {
             view: next.clone(),
             joined: vec![member(2)],
@@ -1754,19 +1945,23 @@ mod tests {
                     2,
                     Body::Prepare {
                         base: base.clone(),
-                        ballot: ballot(1, 1)
+                        ballot: ballot(1, 1),
+                        base_decided: None,
                     }
                 ),
                 send(
                     3,
                     Body::Prepare {
                         base: base.clone(),
-                        ballot: ballot(1, 1)
+                        ballot: ballot(1, 1),
+                        base_decided: None,
                     }
                 ),
             ]
         );
-        let next = view(4, &[1, 2]);
+        // This process joined through an install without a cut, so it does not hold the
+        // state: the next view lists it as a learner, after member 2, the only voter.
+        let next = view_with_learners(4, &[2], &[1]);
         // Member 2 holds two entries of member 3's stream; the cut takes them.
         let promise = Body::Promise {
             base: base.id,
@@ -1777,8 +1972,7 @@ mod tests {
                 ready: true,
             },
         };
-        // This process joined through an install without a cut, so it is not ready: the next
-        // view lists it as a joiner, to get the state from member 2.
+        // It gets the state from member 2.
         let decision = decided(&next, &[(0, 0), (0, 1), (2, 1)], &[1]);
         let out = core.handle_message(ms(11), member(2), promise);
         assert_eq!(
@@ -1789,6 +1983,7 @@ mod tests {
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 1),
+                        base_decided: None,
                         decision: decision.clone(),
                     }
                 ),
@@ -1797,6 +1992,7 @@ mod tests {
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 1),
+                        base_decided: None,
                         decision: decision.clone(),
                     }
                 ),
@@ -1903,6 +2099,7 @@ mod tests {
                 Body::Accept {
                     base: base.clone(),
                     ballot: ballot(1, 1),
+                    base_decided: None,
                     decision: decided(&proposal, &[(0, 0), (0, 1), (0, 2)], &[]),
                 }
             ),
@@ -1921,7 +2118,8 @@ mod tests {
                 member(3),
                 Body::Prepare {
                     base: base.clone(),
-                    ballot: ballot(2, 3)
+                    ballot: ballot(2, 3),
+                    base_decided: None,
                 }
             ),
             vec![send(
@@ -1946,7 +2144,8 @@ mod tests {
                 member(1),
                 Body::Prepare {
                     base: base.clone(),
-                    ballot: ballot(1, 1)
+                    ballot: ballot(1, 1),
+                    base_decided: None,
                 }
             ),
             vec![send(
@@ -1987,6 +2186,7 @@ mod tests {
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 2),
+                        base_decided: None,
                         decision: earlier.clone(),
                     }
                 ),
@@ -1995,6 +2195,7 @@ mod tests {
                     Body::Accept {
                         base: base.clone(),
                         ballot: ballot(1, 2),
+                        base_decided: None,
                         decision: earlier,
                     }
                 ),
@@ -2035,6 +2236,7 @@ mod tests {
             Body::Prepare {
                 base: view(4, &[3, 2]),
                 ballot: ballot(1, 3),
+                base_decided: None,
             },
         );
         assert_eq!(
@@ -2064,14 +2266,16 @@ mod tests {
                     2,
                     Body::Prepare {
                         base: base.clone(),
-                        ballot: ballot(1, 1)
+                        ballot: ballot(1, 1),
+                        base_decided: None,
                     }
                 ),
                 send(
                     3,
                     Body::Prepare {
                         base: base.clone(),
-                        ballot: ballot(1, 1)
+                        ballot: ballot(1, 1),
+                        base_decided: None,
                     }
                 ),
             ]

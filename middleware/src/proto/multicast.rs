@@ -739,7 +739,11 @@ pub struct MulticastStats {
     pub refused_full: u64,
     /// State transfers completed as a joiner.
     pub state_transfers: u64,
-    /// Views this process entered with no member holding the state (it restarted empty).
+    /// Snapshots the service could not take (this process then got the state again).
+    pub snapshots_failed: u64,
+    /// Views this process entered as a joiner with no voter to get the state from (it waits
+    /// for a later view instead of starting empty). Never happens: decisions always name a
+    /// holder. Checked to stay 0.
     pub states_lost: u64,
 }
 
@@ -752,6 +756,11 @@ pub struct Multicast {
     current: Option<ViewStream>,
     /// The previous view, while its cut is fetched and delivered.
     ending: Option<Ending>,
+    /// The previous view once its cut is delivered, kept until the next view change to
+    /// answer retransmission requests: members of the new view that did not accept the
+    /// decision may still be fetching its cut from this one. Only its unstable entries are
+    /// still buffered (about a window per sender).
+    retired: Option<ViewStream>,
     /// Whether the service state is in step with the group.
     ready: bool,
     /// Installed a view this process cannot vouch for (no cut, no state): a state transfer
@@ -779,6 +788,7 @@ impl Multicast {
             config,
             current: None,
             ending: None,
+            retired: None,
             ready: false,
             needs_resync: false,
             service_view: None,
@@ -820,6 +830,12 @@ impl Multicast {
         self.ready
     }
 
+    /// Whether this process holds the group's state as of its installed view: it is ready and
+    /// has delivered the cut that ended the previous view.
+    pub fn holds_state(&self) -> bool {
+        self.ready && self.ending.is_none()
+    }
+
     /// Whether this process needs a view change that lists it as a joiner, to get the state.
     pub fn needs_resync(&self) -> bool {
         self.needs_resync
@@ -840,6 +856,7 @@ impl Multicast {
         self.current
             .iter()
             .chain(self.ending.as_ref().map(|e| &e.stream))
+            .chain(self.retired.as_ref())
             .flat_map(|v| v.streams.iter())
             .map(|s| s.buffer.len())
             .sum()
@@ -949,6 +966,7 @@ impl Multicast {
     pub fn install_created(&mut self, view: &View, out: &mut Vec<MulticastOutput>) {
         self.current = Some(ViewStream::new(view.clone(), self.me));
         self.ending = None;
+        self.retired = None;
         self.incoming = None;
         self.ready = true;
         self.needs_resync = false;
@@ -964,6 +982,8 @@ impl Multicast {
         out: &mut Vec<MulticastOutput>,
     ) {
         let view = &decision.view;
+        // A new view change: the view before the base is no longer anyone's cut.
+        self.retired = None;
         let survivor = self.ready
             && self.ending.is_none()
             && self.current.as_ref().is_some_and(|v| v.id() == base)
@@ -990,6 +1010,7 @@ impl Multicast {
     pub fn install_unverified(&mut self, view: &View) {
         self.current = Some(ViewStream::new(view.clone(), self.me));
         self.ending = None;
+        self.retired = None;
         self.incoming = None;
         self.ready = false;
         self.needs_resync = true;
@@ -1013,6 +1034,7 @@ impl Multicast {
         self.rejoining = !left && (self.rejoining || self.current.is_some());
         self.current = None;
         self.ending = None;
+        self.retired = None;
         self.incoming = None;
         self.snapshot = None;
         self.ready = false;
@@ -1028,8 +1050,10 @@ impl Multicast {
         self.current = Some(ViewStream::new(view.clone(), self.me));
         self.ending = None;
         self.needs_resync = false;
+        // The voters hold the state (a decision is never made without one); the first is the
+        // provider.
         let provider = view
-            .members
+            .voters()
             .iter()
             .find(|m| !decision.joiners.contains(&m.id))
             .copied();
@@ -1047,18 +1071,13 @@ impl Multicast {
                 self.request_state(now, out);
             }
             None => {
-                // No member of the view holds the state (its holders crashed or were cut off
-                // before a transfer finished): every member starts again from an empty state,
-                // so that they at least agree.
+                // A decision naming no holder of the state is never composed; one that
+                // arrives anyway is not followed from nothing: this process waits for its
+                // state through a later view change.
                 self.incoming = None;
-                self.ready = true;
+                self.ready = false;
+                self.needs_resync = true;
                 self.stats.states_lost += 1;
-                out.push(MulticastOutput::Restore {
-                    view: view.id,
-                    state: Bytes::new(),
-                });
-                self.tell_view(view, out);
-                self.after_progress(now, out);
             }
         }
     }
@@ -1107,6 +1126,7 @@ impl Multicast {
         let before = out.len();
         ending.stream.deliver_cut(&ending.cut, safe, out);
         self.count_new(before, out);
+        self.retired = Some(ending.stream);
         let view = ending.decision.view.clone();
         self.tell_view(&view, out);
         let has_joiners = view
@@ -1132,6 +1152,18 @@ impl Multicast {
     pub fn handle_snapshot(&mut self, view: ViewId, state: Bytes) {
         if let Some(snapshot) = self.snapshot.as_mut().filter(|s| s.view == view) {
             snapshot.state = Some(state);
+        }
+    }
+
+    /// The service could not take the snapshot for the joiners of `view`: this process no
+    /// longer vouches for the state (it gets it again through a view change that lists it as
+    /// a joiner), and the joiners get the state from another holder in that view change.
+    pub fn handle_snapshot_failed(&mut self, view: ViewId) {
+        if self.snapshot.as_ref().is_some_and(|s| s.view == view) {
+            self.snapshot = None;
+            self.ready = false;
+            self.needs_resync = true;
+            self.stats.snapshots_failed += 1;
         }
     }
 
@@ -1438,7 +1470,12 @@ impl Multicast {
     ) {
         let batch_bytes = self.config.batch_bytes;
         let window = self.config.window_messages;
-        let Some(stream) = self.stream_for(view) else {
+        let stream = if self.retired.as_ref().is_some_and(|v| v.id() == view) {
+            self.retired.as_mut()
+        } else {
+            self.stream_for(view)
+        };
+        let Some(stream) = stream else {
             return;
         };
         if origin >= stream.streams.len() || !stream.view.contains(from.id) || first > to {
@@ -1617,6 +1654,7 @@ mod tests {
                 coordinator: member(members[0]).id,
             },
             members: members.iter().map(|n| member(*n)).collect(),
+            voters: members.len(),
         }
     }
 

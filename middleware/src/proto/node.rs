@@ -94,6 +94,14 @@ pub enum NodeOutput {
     },
 }
 
+/// The service could not take the state snapshot a state transfer needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the service could not take a snapshot: {reason}")]
+pub struct SnapshotFailed {
+    /// Why, for the log.
+    pub reason: String,
+}
+
 /// Why a join or leave request to the node core was refused. Neither changes any state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupRequestError {
@@ -243,11 +251,27 @@ impl NodeCore {
         })
     }
 
-    /// The service's state snapshot for the joiners of `view` of `group`.
-    pub fn handle_snapshot(&mut self, group: &GroupName, view: ViewId, state: Bytes) {
-        if let Some(core) = self.groups.get_mut(group) {
-            core.with_multicast(Time::ZERO, |m, _| m.handle_snapshot(view, state));
-        }
+    /// The service's state snapshot for the joiners of `view` of `group`, or the news that it
+    /// could not take one (the service is gone or failed). A failed snapshot is never replaced
+    /// by an empty state: this process stops vouching for the state and gets it again through
+    /// a view change, and the joiners get it from another holder.
+    pub fn handle_snapshot(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+        view: ViewId,
+        state: Result<Bytes, SnapshotFailed>,
+    ) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        let Some(core) = self.groups.get_mut(group) else {
+            return out;
+        };
+        let (_, outputs) = core.with_multicast(now, |m, _| match state {
+            Ok(state) => m.handle_snapshot(view, state),
+            Err(_) => m.handle_snapshot_failed(view),
+        });
+        self.absorb(now, group, outputs, &mut out);
+        out
     }
 
     /// Sends what the groups' multicasts have waiting (batched). The shell calls it after a

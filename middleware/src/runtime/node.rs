@@ -5,7 +5,7 @@ use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
 use crate::id::{GroupName, Incarnation, ProcessId, ViewId};
 use crate::proto::multicast::{MulticastError, MulticastOutput};
-use crate::proto::node::{NodeCore, NodeOutput};
+use crate::proto::node::{NodeCore, NodeOutput, SnapshotFailed};
 use crate::proto::Time;
 use crate::transport::dispatch;
 use crate::transport::tcp::{Inbound, Shutdown, TcpSender, TcpTransport, TransportStats};
@@ -237,8 +237,16 @@ impl NodeActor {
     ) {
         let Some(link) = self.services.get_mut(&group) else {
             if let MulticastOutput::SnapshotWanted(view) = event {
-                // No service: the state is empty.
-                self.core.handle_snapshot(&group, view, Bytes::new());
+                // No service holds this group's state here: never hand joiners an invented
+                // (empty) one; they get it from another member.
+                tracing::error!(%group, "no service registered: cannot provide the state to joiners");
+                let failed = SnapshotFailed {
+                    reason: "no service registered for the group".into(),
+                };
+                let outputs = self
+                    .core
+                    .handle_snapshot(self.now(), &group, view, Err(failed));
+                self.execute(outputs, ctx);
             }
             return;
         };
@@ -265,15 +273,7 @@ impl NodeActor {
                 state,
             },
             MulticastOutput::SnapshotWanted(view) => {
-                let request = link.recipients.snapshot.send(TakeSnapshot {
-                    group: group.clone(),
-                    view,
-                });
-                ctx.spawn(request.into_actor(self).map(move |result, actor, ctx| {
-                    let state = result.unwrap_or_default();
-                    actor.core.handle_snapshot(&group, view, state);
-                    actor.schedule_flush(ctx);
-                }));
+                self.request_snapshot(group, view, ctx);
                 return;
             }
             MulticastOutput::Send { .. } | MulticastOutput::SendAll { .. } => return,
@@ -294,6 +294,32 @@ impl NodeActor {
             link.recipients.events.do_send(event);
         }
         self.refresh_service_pause(&group, ctx);
+    }
+
+    /// Asks `group`'s service for the snapshot joiners of `view` need. If the service cannot
+    /// answer (it stopped), the core is told the snapshot failed: this process stops vouching
+    /// for the state and gets it again, and the joiners get it from another member. Never
+    /// empty bytes in its place.
+    fn request_snapshot(&mut self, group: GroupName, view: ViewId, ctx: &mut Context<Self>) {
+        let Some(link) = self.services.get(&group) else {
+            return;
+        };
+        let request = link.recipients.snapshot.send(TakeSnapshot {
+            group: group.clone(),
+            view,
+        });
+        ctx.spawn(request.into_actor(self).map(move |result, actor, ctx| {
+            let state = result.map_err(|error| {
+                tracing::error!(%group, %view, %error, "the service cannot take a snapshot: this member stops providing the state and gets it again");
+                SnapshotFailed {
+                    reason: error.to_string(),
+                }
+            });
+            let now = actor.now();
+            let outputs = actor.core.handle_snapshot(now, &group, view, state);
+            actor.execute(outputs, ctx);
+            actor.schedule_flush(ctx);
+        }));
     }
 
     /// Pauses delivery to a service whose mailbox holds too many events, resumes it when it
@@ -841,13 +867,16 @@ mod tests {
     use crate::proto::node::NodeSettings;
 
     fn config(node: u64, seeds: Vec<SocketAddr>) -> NodeConfig {
+        let mut settings = NodeSettings::default();
+        // The first node, without seeds, founds the group.
+        settings.membership.bootstrap = seeds.is_empty();
         NodeConfig {
             node_id: NodeId(node),
             listen: "127.0.0.1:0".parse().unwrap(),
             seeds,
             groups: vec![GroupName::new("g").unwrap()],
             key: Some(crate::wire::ClusterKey::from_hex(&"ab".repeat(32)).unwrap()),
-            settings: NodeSettings::default(),
+            settings,
             transport: TransportConfig::default(),
             group_multicast: Default::default(),
         }
@@ -866,6 +895,25 @@ mod tests {
             if let GroupEvent::ViewInstalled { change, .. } = event {
                 let _ = self.0.send(change.view);
             }
+        }
+    }
+
+    /// A service with no state of its own: it says so with an empty snapshot.
+    struct Stateless;
+
+    impl Actor for Stateless {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ServiceEvent> for Stateless {
+        type Result = ();
+        fn handle(&mut self, _event: ServiceEvent, _ctx: &mut Self::Context) {}
+    }
+
+    impl Handler<TakeSnapshot> for Stateless {
+        type Result = MessageResult<TakeSnapshot>;
+        fn handle(&mut self, _: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+            MessageResult(Bytes::new())
         }
     }
 
@@ -889,6 +937,13 @@ mod tests {
         let collector = Collector(tx).start();
         first.subscribe_actor(collector.recipient()).await.unwrap();
         assert_eq!(next_view_with(&mut views, 1).await.id.epoch, 1);
+        // The state joiners get comes from a service; without one the founder could not
+        // provide it and the joiners would wait.
+        let group = GroupName::new("g").unwrap();
+        first
+            .register_service(group.clone(), Stateless.start())
+            .await
+            .unwrap();
 
         let second = Node::spawn(config(2, vec![first.me().addr])).await.unwrap();
         let third = Node::spawn(config(3, vec![second.me().addr]))
@@ -900,7 +955,6 @@ mod tests {
             first.me().id
         );
         assert!(full.contains(third.me().id));
-        let group = GroupName::new("g").unwrap();
         // The install reaches the second node a moment later.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while second.view(group.clone()).await.unwrap().map(|v| v.id) != Some(full.id) {

@@ -50,9 +50,9 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! actix::System::new().block_on(async {
 //!     let group = GroupName::new("counters")?;
-//!     // No seeds: this node creates the group.
+//!     // No seeds, and `bootstrap`: this node founds the group.
 //!     let config = NodeConfig::parse(
-//!         "node_id = 1\nlisten = \"127.0.0.1:0\"\n",
+//!         "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n",
 //!         std::path::Path::new("inline.toml"),
 //!     )?;
 //!     let node = Node::spawn(config).await?;

@@ -47,6 +47,7 @@ impl MembershipChecker {
                 base,
                 ballot,
                 decision,
+                ..
             } => {
                 self.proposals
                     .entry((base.id, *ballot))
@@ -127,8 +128,8 @@ impl MembershipChecker {
                             .cloned()
                             .unwrap_or_default();
                         voters.insert(*proposer);
-                        let in_base = voters.iter().filter(|v| base_view.contains(**v)).count();
-                        in_base >= base_view.majority()
+                        // Only the base's voters count; learners hold no state to vote with.
+                        base_view.count_voters(voters.iter()) >= base_view.majority()
                     });
             // A one-member base is its own majority: its proposer decides alone, and the
             // only trace on the wire is the `Install` it sends.
@@ -140,7 +141,7 @@ impl MembershipChecker {
                         && self
                             .views
                             .get(&(view.group.clone(), *base))
-                            .is_some_and(|b| b.members.len() == 1 && b.members[0].id == *proposer)
+                            .is_some_and(|b| b.voters == 1 && b.members[0].id == *proposer)
                 });
             if !decided && !decided_alone {
                 self.violate(
@@ -194,6 +195,7 @@ mod tests {
                     addr: SocketAddr::from(([10, 0, 0, *n as u8], 1)),
                 })
                 .collect(),
+            voters: members.len(),
         }
     }
 
@@ -231,6 +233,7 @@ mod tests {
             Body::Accept {
                 base: base.clone(),
                 ballot,
+                base_decided: None,
                 decision: crate::wire::Decision {
                     view: next.clone(),
                     cut: Vec::new(),
@@ -280,6 +283,7 @@ mod tests {
             Body::Accept {
                 base: base.clone(),
                 ballot,
+                base_decided: None,
                 decision: crate::wire::Decision {
                     view: next.clone(),
                     cut: Vec::new(),

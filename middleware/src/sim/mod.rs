@@ -166,16 +166,11 @@ impl SimService {
         Bytes::from(bytes)
     }
 
+    /// Restores a snapshot; `false` if it is malformed. An empty state is malformed: every
+    /// snapshot holds at least the chain, so an empty one means the group's state was
+    /// replaced by nothing.
     fn restore(&mut self, state: &[u8]) -> bool {
-        if state.is_empty() {
-            // The group lost its state and starts again.
-            *self = SimService {
-                counter: self.counter,
-                ..SimService::default()
-            };
-            return true;
-        }
-        if state.len() % 8 != 0 {
+        if state.is_empty() || state.len() % 8 != 0 {
             return false;
         }
         let mut words = state
@@ -218,6 +213,9 @@ pub struct Simulation {
     final_violations: Vec<Violation>,
     replays_refused: u64,
     quiet: bool,
+    /// Some process installed a view: the group exists and is never founded again.
+    group_formed: bool,
+    dumped: bool,
 }
 
 impl Simulation {
@@ -261,6 +259,8 @@ impl Simulation {
             final_violations: Vec::new(),
             replays_refused: 0,
             quiet: false,
+            group_formed: false,
+            dumped: false,
         }
     }
 
@@ -349,6 +349,18 @@ impl Simulation {
         let mut violations = self.checker.violations().to_vec();
         violations.extend(self.deliveries.violations().iter().cloned());
         violations.append(&mut self.final_violations);
+        let states_lost: u64 = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .flat_map(|c| c.groups().map(|g| g.multicast().stats().states_lost))
+            .sum();
+        if states_lost > 0 {
+            violations.push(Violation {
+                property: "state transfer",
+                detail: format!("{states_lost} views entered with no holder of the state"),
+            });
+        }
         let state_transfers = self
             .nodes
             .iter()
@@ -386,7 +398,12 @@ impl Simulation {
         };
         // A restarted process has a fresh codec: a new frame counter, an empty replay window.
         node.codec = FrameCodec::new(Some(self.key.clone()), FRAME_BYTES_MAX_DEFAULT);
-        node.core = Some(NodeCore::new(me, seeds, self.config.settings));
+        // Founding is explicit: node 1 is configured to bootstrap the group. A restarted
+        // process never founds again once the group exists (as a node with a data directory
+        // knows it was a member), or a restart during a partition would start a second group.
+        let mut settings = self.config.settings;
+        settings.membership.bootstrap = i == 0 && !self.group_formed;
+        node.core = Some(NodeCore::new(me, seeds, settings));
         node.service = SimService::default();
         self.network.borrow_mut().restart(node.addr);
         self.log(format!("start {}", me.id));
@@ -451,6 +468,7 @@ impl Simulation {
                 }
                 NodeOutput::ViewInstalled { change, .. } => {
                     let process = process.expect("a live process installs views");
+                    self.group_formed = true;
                     self.checker.observe_install(process, &change.view);
                     self.log(format!("{process} installs {}", change.view));
                 }
@@ -464,10 +482,14 @@ impl Simulation {
                 _ => {}
             }
         }
-        if let Some(core) = self.nodes[i].core.as_mut() {
-            for (view, state) in snapshots {
-                core.handle_snapshot(&self.group, view, state);
-            }
+        for (view, state) in snapshots {
+            let now = self.now;
+            let group = self.group.clone();
+            let Some(core) = self.nodes[i].core.as_mut() else {
+                break;
+            };
+            let outputs = core.handle_snapshot(now, &group, view, Ok(state));
+            self.execute(i, outputs);
         }
     }
 
@@ -517,10 +539,12 @@ impl Simulation {
                 let restored = service.restore(&state);
                 service.view = None;
                 if !restored {
-                    self.checker_violation(
-                        "state transfer",
-                        format!("{process} got a malformed state of {} bytes", state.len()),
-                    );
+                    let what = if state.is_empty() {
+                        "an empty state (the group's state replaced by nothing)".to_string()
+                    } else {
+                        format!("a malformed state of {} bytes", state.len())
+                    };
+                    self.checker_violation("state transfer", format!("{process} got {what}"));
                 }
                 self.log(format!(
                     "{process} restores {} bytes for {view}",
@@ -690,6 +714,33 @@ impl Simulation {
     }
 
     fn tick_due_node(&mut self) {
+        if let Some(at) = std::env::var("SIM_DUMP_AT")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            if self.now.as_secs_f64() >= at && !self.dumped {
+                self.dumped = true;
+                let lines: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.core.as_ref())
+                    .flat_map(|c| {
+                        let me = c.me().id;
+                        c.groups().map(move |g| {
+                            format!(
+                                "DUMP {me} {:?}: {} | {}",
+                                g.status(),
+                                g.describe(),
+                                g.multicast().describe()
+                            )
+                        })
+                    })
+                    .collect();
+                for line in lines {
+                    self.log(line);
+                }
+            }
+        }
         let i = (0..self.nodes.len())
             .min_by_key(|&i| self.nodes[i].next_tick)
             .expect("nodes");
@@ -742,6 +793,8 @@ impl Simulation {
             .filter(|n| n.in_group)
             .filter_map(|n| n.core.as_ref())
             .filter(|c| c.view(&self.group).is_some_and(|v| v.id == view.id))
+            // Only processes that hold the state can carry the group on.
+            .filter(|c| c.groups().all(|g| g.multicast().holds_state()))
             .map(|c| c.me().id)
             .collect();
         let alive_after = |members: &BTreeSet<ProcessId>| {
@@ -750,17 +803,9 @@ impl Simulation {
                 .filter(|p| live.contains(p) && **p != victim)
                 .count()
         };
-        let members: BTreeSet<ProcessId> = view.member_ids().collect();
-        let with_joiners: BTreeSet<ProcessId> = members
-            .iter()
-            .copied()
-            .chain(self.nodes.iter().filter_map(|n| {
-                let core = n.core.as_ref()?;
-                (n.in_group && core.view(&self.group).is_none()).then(|| core.me().id)
-            }))
-            .collect();
-        alive_after(&members) > members.len() / 2 + usize::from(members.len() % 2 == 0)
-            && alive_after(&with_joiners) > with_joiners.len() / 2
+        // Only voters decide views (learners wait for their state), so only they count.
+        let voters: BTreeSet<ProcessId> = view.voters().iter().map(|m| m.id).collect();
+        alive_after(&voters) > voters.len() / 2 + usize::from(voters.len() % 2 == 0)
     }
 
     fn scenario_event(&mut self) {
@@ -832,8 +877,9 @@ impl Simulation {
         // The group may have blocked by design: some view lost its live majority at once
         // (the scenario avoids this, but a proposal in flight can still shrink the margin).
         let blocked = views.iter().any(|(_, v)| {
-            v.as_ref()
-                .is_some_and(|v| v.member_ids().filter(|p| live.contains(p)).count() < v.majority())
+            v.as_ref().is_some_and(|v| {
+                v.voters().iter().filter(|m| live.contains(&m.id)).count() < v.majority()
+            })
         });
         if blocked {
             return false;

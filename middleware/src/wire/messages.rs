@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// The protocol version carried in every envelope. A frame of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// A proposal number for deciding a group's next view (one consensus instance per view).
 /// Ordered by round, then by proposer, so two proposers never share a ballot.
@@ -72,6 +72,10 @@ pub enum Body {
         base: View,
         /// The proposal number.
         ballot: Ballot,
+        /// How `base` itself was decided (its base, ballot and decision), if the proposer
+        /// knows: a member that missed that install ends its previous view with the decided
+        /// cut instead of losing track of the state.
+        base_decided: Option<(ViewId, Ballot, Decision)>,
     },
     /// Answer to [`Body::Prepare`]: a promise to accept nothing below `ballot`, with the
     /// proposal this member already accepted, if any.
@@ -92,6 +96,8 @@ pub enum Body {
         base: View,
         /// The proposal number.
         ballot: Ballot,
+        /// How `base` itself was decided, as in [`Body::Prepare`].
+        base_decided: Option<(ViewId, Ballot, Decision)>,
         /// The proposed next view and the cut of the base view's multicasts.
         decision: Decision,
     },
@@ -123,6 +129,12 @@ pub enum Body {
     ViewChangeStalled {
         /// The view the member is blocked in.
         base: ViewId,
+    },
+    /// Membership: a learner of `view` (a member admitted without the state) has restored its
+    /// state transfer and asks the coordinator to promote it to a voter in a view change.
+    LearnerReady {
+        /// The view the learner holds the state of.
+        view: ViewId,
     },
     /// Multicast: entries of the stream of the member at rank `origin` of `view`, sent by that
     /// member or retransmitted by any holder.
@@ -252,6 +264,7 @@ impl Body {
             Body::Rejected { .. } => "rejected",
             Body::Install { .. } => "install",
             Body::ViewChangeStalled { .. } => "view_change_stalled",
+            Body::LearnerReady { .. } => "learner_ready",
             Body::Data { .. } => "data",
             Body::Ack { .. } => "ack",
             Body::Nak { .. } => "nak",
