@@ -526,7 +526,9 @@ impl Simulation {
                     "{process} restores {} bytes for {view}",
                     state.len()
                 ));
-                self.deliveries.on_restore(process);
+                let restored_ids = self.nodes[i].service.delivered.iter().copied();
+                self.deliveries
+                    .on_restore(process, state.len(), restored_ids);
             }
             MulticastOutput::SnapshotWanted(view) => return Some((view, service.snapshot())),
             MulticastOutput::Block | MulticastOutput::Direct { .. } => {}
