@@ -1,5 +1,18 @@
 //! Property checkers for membership. The simulator feeds them every view installed and every
 //! consensus message sent, and calls [`MembershipChecker::check_step`] after every step.
+//!
+//! [`MembershipChecker`] reports, under these property names:
+//!
+//! - *self-inclusion*: a process installs only views that contain it;
+//! - *monotonic views*: each process installs views of strictly increasing epochs;
+//! - *view agreement*: every process that installs a view id installs the same members;
+//! - *primary partition*: every view but a group's creation (a process's first view, with
+//!   itself alone) was proposed in an `Accept` accepted by a majority of the proposal's base
+//!   (the proposer and the senders of `Accepted`), or decided alone by the single member of
+//!   its base (its `Install`);
+//! - *unique successor*: every view has at most one decided successor: the views decided for
+//!   one base (in `Install`s with a base, or proposed in an `Accept` accepted by a majority of
+//!   the base) are all the same view.
 
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::View;
@@ -34,8 +47,13 @@ pub struct MembershipChecker {
     acceptances: BTreeMap<(ViewId, Ballot), BTreeSet<ProcessId>>,
     /// `Install` messages sent by a proposer: (base, ballot) -> (decided view, proposer).
     installs: BTreeMap<(ViewId, Ballot), (View, ProcessId)>,
-    /// Views installed but not yet checked for a majority.
-    unchecked: Vec<(ProcessId, View)>,
+    /// Views installed but not yet checked for a majority, with whether it was the
+    /// installer's first view of the group (then it may be the group's creation).
+    unchecked: Vec<(ProcessId, View, bool)>,
+    /// The decided successor of each base view, with what showed it first.
+    successors: BTreeMap<(GroupName, ViewId), (View, String)>,
+    /// Bases already reported with two successors (reported once).
+    split: BTreeSet<(GroupName, ViewId)>,
     violations: Vec<Violation>,
 }
 
@@ -52,12 +70,14 @@ impl MembershipChecker {
                 self.proposals
                     .entry((base.id, *ballot))
                     .or_insert_with(|| (base.clone(), decision.view.clone(), envelope.sender));
+                self.check_proposal_decided(base.id, *ballot);
             }
             Body::Accepted { base, ballot } => {
                 self.acceptances
                     .entry((*base, *ballot))
                     .or_default()
                     .insert(envelope.sender);
+                self.check_proposal_decided(*base, *ballot);
             }
             Body::Install {
                 base: Some(base),
@@ -67,8 +87,49 @@ impl MembershipChecker {
                 self.installs
                     .entry((*base, *ballot))
                     .or_insert_with(|| (decision.view.clone(), envelope.sender));
+                let how = format!("an Install from {} (ballot {ballot:?})", envelope.sender);
+                self.decided(*base, &decision.view, how);
             }
             _ => {}
+        }
+    }
+
+    /// Whether the proposal `(base, ballot)` is accepted by a majority of its base (the
+    /// proposer accepts its own): then its view is decided.
+    fn check_proposal_decided(&mut self, base: ViewId, ballot: Ballot) {
+        let Some((base_view, proposed, proposer)) = self.proposals.get(&(base, ballot)) else {
+            return;
+        };
+        let voters = self.acceptances.get(&(base, ballot));
+        let acceptors: BTreeSet<&ProcessId> = voters
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(proposer))
+            .collect();
+        // Only the base's voters count; learners hold no state to vote with.
+        if base_view.count_voters(acceptors) >= base_view.majority() {
+            let proposed = proposed.clone();
+            let how = format!("an Accept of ballot {ballot:?} accepted by a majority");
+            self.decided(base, &proposed, how);
+        }
+    }
+
+    /// `view` was decided as the successor of `base`, as `how` shows.
+    fn decided(&mut self, base: ViewId, view: &View, how: String) {
+        let key = (view.group.clone(), base);
+        match self.successors.get(&key) {
+            Some((known, known_how)) if known != view => {
+                if self.split.insert(key) {
+                    let detail = format!(
+                        "{base} has two decided successors: {known} ({known_how}) and {view} ({how})"
+                    );
+                    self.violate("unique successor", detail);
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.successors.insert(key, (view.clone(), how));
+            }
         }
     }
 
@@ -88,10 +149,12 @@ impl MembershipChecker {
                 self.violate("monotonic views", detail);
             }
         }
-        self.installed
+        let history = self
+            .installed
             .get_mut(&(group.clone(), process))
-            .expect("inserted")
-            .push(view.id);
+            .expect("inserted");
+        history.push(view.id);
+        let first = history.len() == 1;
         match self.views.get(&(group.clone(), view.id)) {
             Some(known) if known.members != view.members => {
                 let detail = format!("{process} installed {view}, others installed {known}");
@@ -100,7 +163,7 @@ impl MembershipChecker {
             Some(_) => {}
             None => {
                 self.views.insert((group, view.id), view.clone());
-                self.unchecked.push((process, view.clone()));
+                self.unchecked.push((process, view.clone(), first));
             }
         }
     }
@@ -108,10 +171,10 @@ impl MembershipChecker {
     /// Checks that each newly seen view was decided by a majority of its predecessor, or is a
     /// group's creation (a single member that installs it as its first view of the group).
     pub fn check_step(&mut self) {
-        for (process, view) in std::mem::take(&mut self.unchecked) {
-            let creation = view.members.len() == 1
-                && view.members[0].id == process
-                && self.installed[&(view.group.clone(), process)].len() == 1;
+        for (process, view, first) in std::mem::take(&mut self.unchecked) {
+            // Whether it was the process's first view is taken at install time: it may have
+            // installed a successor within the same step.
+            let creation = first && view.members.len() == 1 && view.members[0].id == process;
             if creation {
                 continue;
             }
@@ -255,48 +318,198 @@ mod tests {
         assert_eq!(properties(&c), vec!["primary partition"]);
     }
 
-    #[test]
-    fn each_violation_is_caught() {
-        let mut c = MembershipChecker::default();
-        c.observe_install(pid(1), &view(1, &[1]));
-        c.check_step();
-        assert!(c.violations().is_empty(), "a creation is allowed");
-        c.observe_install(pid(1), &view(2, &[2, 3]));
-        assert!(properties(&c).contains(&"self-inclusion"));
-        c.observe_install(pid(1), &view(2, &[1]));
-        assert!(properties(&c).contains(&"monotonic views"));
-        let mut c = MembershipChecker::default();
-        c.observe_install(pid(1), &view(1, &[1]));
-        let mut other = view(1, &[1]);
-        other.members.push(view(1, &[2]).members[0]);
-        c.observe_install(pid(2), &other);
-        assert!(properties(&c).contains(&"view agreement"));
-        let mut c = MembershipChecker::default();
-        let base = view(1, &[1, 2, 3]);
-        let next = view(2, &[1, 2, 3, 4]);
-        let ballot = Ballot {
-            round: 1,
-            proposer: pid(1),
+    fn ballot(round: u64, proposer: u64) -> Ballot {
+        Ballot {
+            round,
+            proposer: pid(proposer),
+        }
+    }
+
+    fn decision(view: &View) -> crate::wire::Decision {
+        crate::wire::Decision {
+            view: view.clone(),
+            cut: Vec::new(),
+            joiners: Vec::new(),
+        }
+    }
+
+    fn accept(from: u64, base: &View, ballot: Ballot, next: &View) -> Envelope {
+        let body = Body::Accept {
+            base: base.clone(),
+            ballot,
+            base_decided: None,
+            decision: decision(next),
         };
-        c.observe_send(&sent(
-            1,
-            Body::Accept {
-                base: base.clone(),
-                ballot,
-                base_decided: None,
-                decision: crate::wire::Decision {
-                    view: next.clone(),
-                    cut: Vec::new(),
-                    joiners: Vec::new(),
-                },
-            },
-        ));
-        c.observe_install(pid(4), &next);
+        sent(from, body)
+    }
+
+    fn accepted(from: u64, base: &View, ballot: Ballot) -> Envelope {
+        let body = Body::Accepted {
+            base: base.id,
+            ballot,
+        };
+        sent(from, body)
+    }
+
+    fn install(from: u64, base: &View, ballot: Ballot, next: &View) -> Envelope {
+        let body = Body::Install {
+            base: Some(base.id),
+            ballot,
+            decision: decision(next),
+        };
+        sent(from, body)
+    }
+
+    /// Process 1 creates the group, decides alone to admit 2 (a one-member base), and 1 and
+    /// 2 then admit 3 by a majority of the two; everyone installs every view.
+    fn good_history(c: &mut MembershipChecker) -> (View, View, View) {
+        let v1 = view(1, &[1]);
+        let v2 = view(2, &[1, 2]);
+        let v3 = view(3, &[1, 2, 3]);
+        c.observe_install(pid(1), &v1);
         c.check_step();
-        assert_eq!(
-            properties(&c),
-            vec!["primary partition"],
-            "only the proposer accepted"
-        );
+        c.observe_send(&install(1, &v1, ballot(1, 1), &v2));
+        c.observe_install(pid(1), &v2);
+        c.observe_install(pid(2), &v2);
+        c.check_step();
+        c.observe_send(&accept(1, &v2, ballot(1, 1), &v3));
+        c.observe_send(&accepted(2, &v2, ballot(1, 1)));
+        c.observe_send(&install(1, &v2, ballot(1, 1), &v3));
+        // A member resends the decision to a process still in the base: the same view.
+        c.observe_send(&install(2, &v2, ballot(1, 1), &v3));
+        for n in 1..=3 {
+            c.observe_install(pid(n), &v3);
+        }
+        c.check_step();
+        (v1, v2, v3)
+    }
+
+    #[test]
+    fn a_good_history_reports_nothing() {
+        let mut c = MembershipChecker::default();
+        good_history(&mut c);
+        assert_eq!(properties(&c), Vec::<&str>::new());
+        assert_eq!(c.views_seen(), 3);
+    }
+
+    #[test]
+    fn a_creation_and_its_successor_in_one_step_pass() {
+        // The creation check used to look at the creator's history when the step ended, by
+        // which time it could hold the successor too.
+        let mut c = MembershipChecker::default();
+        let v1 = view(1, &[1]);
+        let v2 = view(2, &[1, 2]);
+        c.observe_install(pid(1), &v1);
+        c.observe_send(&install(1, &v1, ballot(1, 1), &v2));
+        c.observe_install(pid(1), &v2);
+        c.check_step();
+        assert_eq!(properties(&c), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn self_inclusion_is_checked() {
+        let mut c = MembershipChecker::default();
+        let v1 = view(1, &[2]);
+        let v2 = view(2, &[2, 3]);
+        c.observe_install(pid(2), &v1);
+        c.observe_send(&install(2, &v1, ballot(1, 2), &v2));
+        c.observe_install(pid(2), &v2);
+        c.observe_install(pid(3), &v2);
+        c.observe_install(pid(1), &v2);
+        c.check_step();
+        assert_eq!(properties(&c), vec!["self-inclusion"]);
+    }
+
+    #[test]
+    fn monotonic_views_are_checked() {
+        let mut c = MembershipChecker::default();
+        let (_, v2, _) = good_history(&mut c);
+        c.observe_install(pid(2), &v2);
+        c.check_step();
+        assert_eq!(properties(&c), vec!["monotonic views"]);
+    }
+
+    #[test]
+    fn view_agreement_is_checked() {
+        let mut c = MembershipChecker::default();
+        good_history(&mut c);
+        // Process 4 installs view 3 (same id) with itself instead of 3.
+        c.observe_install(pid(4), &view(3, &[1, 2, 4]));
+        c.check_step();
+        assert_eq!(properties(&c), vec!["view agreement"]);
+    }
+
+    #[test]
+    fn primary_partition_is_checked() {
+        // Only the proposer accepted: one of three.
+        let mut c = MembershipChecker::default();
+        let (_, _, v3) = good_history(&mut c);
+        let v4 = view(4, &[1, 2, 3, 4]);
+        c.observe_send(&accept(1, &v3, ballot(1, 1), &v4));
+        c.observe_install(pid(4), &v4);
+        c.check_step();
+        assert_eq!(properties(&c), vec!["primary partition"]);
+        // Two of three accepted a different view, not this one.
+        let mut c = MembershipChecker::default();
+        let (_, _, v3) = good_history(&mut c);
+        c.observe_send(&accept(1, &v3, ballot(1, 1), &view(4, &[1, 2])));
+        c.observe_send(&accepted(2, &v3, ballot(1, 1)));
+        c.observe_install(pid(4), &v4);
+        c.check_step();
+        assert_eq!(properties(&c), vec!["primary partition"]);
+        // Acceptances by processes outside the base do not count.
+        let mut c = MembershipChecker::default();
+        let (_, _, v3) = good_history(&mut c);
+        c.observe_send(&accept(1, &v3, ballot(1, 1), &v4));
+        c.observe_send(&accepted(4, &v3, ballot(1, 1)));
+        c.observe_send(&accepted(5, &v3, ballot(1, 1)));
+        c.observe_install(pid(4), &v4);
+        c.check_step();
+        assert_eq!(properties(&c), vec!["primary partition"]);
+        // A one-member base decides alone only through its member.
+        let mut c = MembershipChecker::default();
+        let v1 = view(1, &[1]);
+        let v2 = view(2, &[1, 2]);
+        c.observe_install(pid(1), &v1);
+        c.observe_send(&install(2, &v1, ballot(1, 2), &v2));
+        c.observe_install(pid(2), &v2);
+        c.check_step();
+        assert_eq!(properties(&c), vec!["primary partition"]);
+        // A process's first view of itself alone is a creation; a later one is not.
+        let mut c = MembershipChecker::default();
+        good_history(&mut c);
+        c.observe_install(pid(1), &view(9, &[1]));
+        c.check_step();
+        assert_eq!(properties(&c), vec!["primary partition"]);
+    }
+
+    #[test]
+    fn a_unique_successor_is_checked_over_installs() {
+        let mut c = MembershipChecker::default();
+        let (_, v2, _) = good_history(&mut c);
+        // Another ballot decides a different successor of view 2, and it is installed there:
+        // each view was decided by a majority, but view 2 has two successors.
+        let other = view(3, &[2, 1]);
+        c.observe_send(&accept(2, &v2, ballot(2, 2), &other));
+        c.observe_send(&accepted(1, &v2, ballot(2, 2)));
+        c.observe_send(&install(2, &v2, ballot(2, 2), &other));
+        c.check_step();
+        assert_eq!(properties(&c), vec!["unique successor"]);
+    }
+
+    #[test]
+    fn a_unique_successor_is_checked_over_majority_accepts() {
+        // No `Install` seen for the second decision: a majority accepted it, so it is decided.
+        let mut c = MembershipChecker::default();
+        let (_, v2, _) = good_history(&mut c);
+        let other = view(3, &[2, 1]);
+        c.observe_send(&accept(2, &v2, ballot(2, 2), &other));
+        assert_eq!(properties(&c), Vec::<&str>::new(), "proposed, not decided");
+        c.observe_send(&accepted(1, &v2, ballot(2, 2)));
+        c.check_step();
+        assert_eq!(properties(&c), vec!["unique successor"]);
+        // Reported once per base.
+        c.observe_send(&install(2, &v2, ballot(2, 2), &other));
+        assert_eq!(properties(&c), vec!["unique successor"]);
     }
 }

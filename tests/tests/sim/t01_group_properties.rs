@@ -1,8 +1,9 @@
 //! Membership and multicast properties over many seeded scenarios, checked after every step:
-//! self-inclusion, monotonic views, view agreement, primary partition; no creation, no
-//! duplication, sending-view and same-view delivery, FIFO, causal and total order, view
-//! synchrony, state agreement after transfers. Once faults stop: eventual agreement and
-//! liveness (every multicast made while quiet is delivered everywhere).
+//! self-inclusion, monotonic views, view agreement, primary partition, unique successor; no
+//! creation, no duplication, sending-view and same-view delivery, FIFO, causal and total order,
+//! view synchrony, state agreement after transfers, no empty restore. Once faults stop:
+//! eventual agreement, liveness (every multicast made while quiet is delivered everywhere),
+//! durability, uniform delivery (safe delivery), no state lost.
 
 use std::ops::Range;
 use viewsync::sim::{SimConfig, SimReport, Simulation};
