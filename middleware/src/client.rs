@@ -4,7 +4,7 @@
 use crate::id::{GroupName, Incarnation, NodeId, ProcessId};
 use crate::view::View;
 use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
-use crate::wire::{Body, ClusterKey, Envelope, FrameCodec, FrameError, PROTOCOL_VERSION};
+use crate::wire::{Blocked, Body, ClusterKey, Envelope, FrameCodec, FrameError, PROTOCOL_VERSION};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::net::SocketAddr;
@@ -59,8 +59,28 @@ pub async fn query_members(
     key: Option<ClusterKey>,
     timeout: Duration,
 ) -> Result<Option<View>, ClientError> {
+    Ok(query_group(via, group, key, timeout).await?.view)
+}
+
+/// What a node says of a group: its view, and whether (and on what) it is blocked there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The node's current view, or `None` if it is not a member.
+    pub view: Option<View>,
+    /// Why the node cannot go on in the group, if it is blocked.
+    pub blocked: Option<Blocked>,
+}
+
+/// Asks the node at `via` for its view of `group` and whether it is blocked there (as
+/// [`query_members`] does, with the blocked report).
+pub async fn query_group(
+    via: SocketAddr,
+    group: &GroupName,
+    key: Option<ClusterKey>,
+    timeout: Duration,
+) -> Result<GroupStatus, ClientError> {
     match request(via, group, Body::MembersRequest, key, timeout).await? {
-        Body::MembersResponse { view } => Ok(view),
+        Body::MembersResponse { view, blocked } => Ok(GroupStatus { view, blocked }),
         other => Err(unexpected(via, &other)),
     }
 }

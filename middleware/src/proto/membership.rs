@@ -35,7 +35,7 @@ use super::multicast::{compose_cut, Multicast, MulticastConfig, MulticastOutput}
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use crate::wire::{Ballot, Body, Decision, FlushReport};
+use crate::wire::{Ballot, Blocked, BlockedReason, Body, Decision, FlushReport};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -372,6 +372,55 @@ impl Membership {
     /// Where this process stands.
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// Whether this process is blocked in the group, since when and on what: a view change
+    /// has been under way (its multicast frozen) for twice the view change timeout, or it
+    /// has been joining that long with no seed answering as a member and no `bootstrap`.
+    pub fn blocked(&self, now: Time) -> Option<Blocked> {
+        let patience = self.config.view_change_timeout * 2;
+        match self.status {
+            Status::Joining { since, .. } => {
+                let waited = now.saturating_sub(since);
+                let waiting = !self.group_seen
+                    && !(self.config.bootstrap && self.last_epoch == 0)
+                    && waited >= self.config.bootstrap_timeout.max(patience);
+                waiting.then(|| Blocked {
+                    view: None,
+                    blocked_ms: waited.as_millis() as u64,
+                    reason: BlockedReason::NoSeedAnswered,
+                })
+            }
+            Status::Member | Status::Leaving { .. } => {
+                let view = self.view.as_ref()?;
+                let since = self.promised_since?;
+                let waited = now.saturating_sub(since);
+                if waited < patience {
+                    return None;
+                }
+                let reason = if self.no_holder_since.is_some() {
+                    BlockedReason::NoStateHolder
+                } else {
+                    let voters: Vec<ProcessId> = view.voters().iter().map(|m| m.id).collect();
+                    let reachable = voters
+                        .iter()
+                        .copied()
+                        .filter(|p| *p == self.me.id || !self.suspected.contains(p))
+                        .collect();
+                    BlockedReason::NoMajority {
+                        voters,
+                        reachable,
+                        needed: view.majority(),
+                    }
+                };
+                Some(Blocked {
+                    view: Some(view.id),
+                    blocked_ms: waited.as_millis() as u64,
+                    reason,
+                })
+            }
+            Status::Left => None,
+        }
     }
 
     /// The member this process treats as coordinator: the oldest member it does not suspect.

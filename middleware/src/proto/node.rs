@@ -347,9 +347,15 @@ impl NodeCore {
         match envelope.body {
             Body::MembersRequest => {
                 let view = envelope.group.as_ref().and_then(|g| self.view(g)).cloned();
+                let blocked = envelope
+                    .group
+                    .as_ref()
+                    .and_then(|g| self.groups.get(g))
+                    .and_then(|g| g.blocked(now));
                 out.push(NodeOutput::Reply {
                     connection,
-                    envelope: self.envelope(envelope.group, Body::MembersResponse { view }),
+                    envelope: self
+                        .envelope(envelope.group, Body::MembersResponse { view, blocked }),
                 });
                 return out;
             }

@@ -33,6 +33,9 @@ pub const PARKED_MULTICASTS: usize = 1024;
 /// Every this many events to a service, one is sent so that its handling is observed.
 const SERVICE_CHECKPOINT_EVENTS: u64 = 256;
 
+/// How often a node blocked in a group logs it again.
+pub const BLOCKED_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// What a node tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
@@ -152,6 +155,8 @@ pub struct NodeActor {
     services: BTreeMap<GroupName, ServiceLink>,
     parked: VecDeque<Parked>,
     flush_scheduled: bool,
+    /// Groups this node is blocked in, with when that was last logged.
+    blocked_logged: BTreeMap<GroupName, Time>,
 }
 
 /// A registered service and how far behind its mailbox is.
@@ -322,6 +327,39 @@ impl NodeActor {
         }));
     }
 
+    /// Logs, at WARN and again every [`BLOCKED_REPORT_INTERVAL`], each group this node is
+    /// blocked in and what it waits for; and once it goes on again.
+    fn report_blocked(&mut self) {
+        let now = self.now();
+        let mut still_blocked = BTreeMap::new();
+        for core in self.core.groups() {
+            let group = core.group();
+            let Some(blocked) = core.blocked(now) else {
+                if self.blocked_logged.contains_key(group) {
+                    tracing::info!(%group, "no longer blocked");
+                }
+                continue;
+            };
+            let last = self.blocked_logged.get(group).copied();
+            let due = last.is_none_or(|t| now.saturating_sub(t) >= BLOCKED_REPORT_INTERVAL);
+            if due {
+                let view = blocked
+                    .view
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "none".into());
+                tracing::warn!(
+                    %group,
+                    %view,
+                    blocked_s = blocked.blocked_ms / 1000,
+                    "blocked: {}",
+                    blocked.reason
+                );
+            }
+            still_blocked.insert(group.clone(), if due { now } else { last.unwrap_or(now) });
+        }
+        self.blocked_logged = still_blocked;
+    }
+
     /// Pauses delivery to a service whose mailbox holds too many events, resumes it when it
     /// has caught up.
     fn refresh_service_pause(&mut self, group: &GroupName, ctx: &mut Context<Self>) {
@@ -451,6 +489,7 @@ impl Actor for NodeActor {
             let outputs = actor.core.handle_tick(actor.now());
             actor.execute(outputs, ctx);
             actor.retry_parked(ctx);
+            actor.report_blocked();
         });
         for group in std::mem::take(&mut self.initial_groups) {
             let now = self.now();
@@ -723,6 +762,7 @@ impl Node {
                 services: BTreeMap::new(),
                 parked: VecDeque::new(),
                 flush_scheduled: false,
+                blocked_logged: BTreeMap::new(),
             }
         });
         Ok(NodeHandle { actor, me })

@@ -94,18 +94,16 @@ impl MembershipChecker {
         }
     }
 
-    /// Whether the proposal `(base, ballot)` is accepted by a majority of its base (the
-    /// proposer accepts its own): then its view is decided.
+    /// Whether the proposal `(base, ballot)` is accepted by a majority of its base's voters,
+    /// counting only the `Accepted` messages seen: then its view is decided. The proposer's
+    /// own acceptance never crosses the wire (it accepts only once it holds the cut, which
+    /// may be never), so it is not assumed; a value it decided shows in its `Install`.
     fn check_proposal_decided(&mut self, base: ViewId, ballot: Ballot) {
-        let Some((base_view, proposed, proposer)) = self.proposals.get(&(base, ballot)) else {
+        let Some((base_view, proposed, _)) = self.proposals.get(&(base, ballot)) else {
             return;
         };
         let voters = self.acceptances.get(&(base, ballot));
-        let acceptors: BTreeSet<&ProcessId> = voters
-            .into_iter()
-            .flatten()
-            .chain(std::iter::once(proposer))
-            .collect();
+        let acceptors: BTreeSet<&ProcessId> = voters.into_iter().flatten().collect();
         // Only the base's voters count; learners hold no state to vote with.
         if base_view.count_voters(acceptors) >= base_view.majority() {
             let proposed = proposed.clone();
@@ -499,17 +497,25 @@ mod tests {
 
     #[test]
     fn a_unique_successor_is_checked_over_majority_accepts() {
-        // No `Install` seen for the second decision: a majority accepted it, so it is decided.
+        // No `Install` seen for either decision: a majority of voters sent `Accepted` for
+        // each, so both are decided. (The proposer's own acceptance never crosses the wire
+        // and is not assumed.)
         let mut c = MembershipChecker::default();
-        let (_, v2, _) = good_history(&mut c);
-        let other = view(3, &[2, 1]);
-        c.observe_send(&accept(2, &v2, ballot(2, 2), &other));
+        let (_, _, v3) = good_history(&mut c);
+        let first = view(4, &[1, 2]);
+        let second = view(4, &[1, 3]);
+        c.observe_send(&accept(1, &v3, ballot(2, 1), &first));
+        c.observe_send(&accepted(2, &v3, ballot(2, 1)));
+        assert_eq!(properties(&c), Vec::<&str>::new(), "one voter of three");
+        c.observe_send(&accepted(3, &v3, ballot(2, 1)));
+        c.observe_send(&accept(1, &v3, ballot(3, 1), &second));
+        c.observe_send(&accepted(2, &v3, ballot(3, 1)));
         assert_eq!(properties(&c), Vec::<&str>::new(), "proposed, not decided");
-        c.observe_send(&accepted(1, &v2, ballot(2, 2)));
+        c.observe_send(&accepted(3, &v3, ballot(3, 1)));
         c.check_step();
         assert_eq!(properties(&c), vec!["unique successor"]);
         // Reported once per base.
-        c.observe_send(&install(2, &v2, ballot(2, 2), &other));
+        c.observe_send(&install(1, &v3, ballot(3, 1), &second));
         assert_eq!(properties(&c), vec!["unique successor"]);
     }
 }

@@ -231,6 +231,8 @@ pub enum Body {
     MembersResponse {
         /// The node's current view of the group, or `None` if it is not a member.
         view: Option<View>,
+        /// Why the node cannot go on in the group, if it is blocked.
+        blocked: Option<Blocked>,
     },
     /// Sent (unauthenticated) just before a node closes a connection over a bad frame.
     Refused {
@@ -360,4 +362,66 @@ pub struct FlushReport {
     /// Whether it holds the service state (a member that joined and has not yet received its
     /// state transfer does not).
     pub ready: bool,
+}
+
+/// Why a process cannot go on in a group: it blocks (delivers and installs nothing) rather
+/// than continue unsafely, and says so in its log and to `viewsync members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// The view it is blocked in (`None` while it has none: joining).
+    pub view: Option<ViewId>,
+    /// For how long, in milliseconds.
+    pub blocked_ms: u64,
+    /// What it waits for.
+    pub reason: BlockedReason,
+}
+
+/// What a blocked process waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockedReason {
+    /// A majority of the view's voters to decide the next view: fewer are reachable.
+    NoMajority {
+        /// The voters of the view.
+        voters: Vec<ProcessId>,
+        /// The voters this process does not suspect (itself included).
+        reachable: Vec<ProcessId>,
+        /// How many must take part.
+        needed: usize,
+    },
+    /// A member holding the group's state: none of the reachable members holds it, and the
+    /// group never continues from an empty or invented state.
+    NoStateHolder,
+    /// A seed that is a member of the group: none answered, and this process does not found
+    /// groups (`bootstrap` is not set), so it keeps asking.
+    NoSeedAnswered,
+}
+
+impl std::fmt::Display for BlockedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes = |ids: &[ProcessId]| {
+            ids.iter()
+                .map(|p| p.node.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            BlockedReason::NoMajority {
+                voters,
+                reachable,
+                needed,
+            } => write!(
+                f,
+                "no majority: {} of voters {} reachable ({}), {needed} needed",
+                reachable.len(),
+                nodes(voters),
+                nodes(reachable)
+            ),
+            BlockedReason::NoStateHolder => {
+                f.write_str("no reachable member holds the group's state")
+            }
+            BlockedReason::NoSeedAnswered => {
+                f.write_str("no seed answered as a member, and this node does not bootstrap")
+            }
+        }
+    }
 }

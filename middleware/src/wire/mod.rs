@@ -6,6 +6,6 @@ mod messages;
 
 pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
 pub use messages::{
-    Ballot, Body, CutEntry, Decision, Entry, Envelope, FlushReport, Item, Ordering,
-    PROTOCOL_VERSION,
+    Ballot, Blocked, BlockedReason, Body, CutEntry, Decision, Entry, Envelope, FlushReport, Item,
+    Ordering, PROTOCOL_VERSION,
 };
