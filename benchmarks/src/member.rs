@@ -380,8 +380,10 @@ fn config_text(args: &MemberArgs) -> String {
         .map(|s| format!("\"{s}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    // The member without seeds founds the group.
+    let bootstrap = args.seeds.is_empty();
     let mut text = format!(
-        "node_id = {}\nlisten = \"{}\"\nseeds = [{seeds}]\n[multicast]\nordering = \"{}\"\ndelivery = \"{}\"\n",
+        "node_id = {}\nlisten = \"{}\"\nseeds = [{seeds}]\nbootstrap = {bootstrap}\n[multicast]\nordering = \"{}\"\ndelivery = \"{}\"\n",
         args.node,
         args.listen,
         args.order.ordering(),

@@ -40,6 +40,9 @@ pub enum DemoError {
 }
 
 fn config(node: u64, seeds: Vec<std::net::SocketAddr>) -> NodeConfig {
+    let mut settings = NodeSettings::default();
+    // The first member founds the group; the others join it through their seeds.
+    settings.membership.bootstrap = seeds.is_empty();
     NodeConfig {
         node_id: NodeId(node),
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -47,7 +50,7 @@ fn config(node: u64, seeds: Vec<std::net::SocketAddr>) -> NodeConfig {
         // Joined after the service is registered, so it sees the first view.
         groups: Vec::new(),
         key: None,
-        settings: NodeSettings::default(),
+        settings,
         transport: TransportConfig::default(),
         group_multicast: Default::default(),
     }

@@ -63,3 +63,37 @@ pub fn members(view: &View) -> String {
     }
     out
 }
+
+/// The line `viewsync members` prints for a blocked node, for example
+/// `blocked: no majority of view 5@1.1 (reachable: 1 of voters 1,2,3; 2 needed) for 12 s`.
+pub fn blocked(blocked: &viewsync::wire::Blocked) -> String {
+    use viewsync::wire::BlockedReason;
+    let view = match blocked.view {
+        Some(view) => format!("view {view}"),
+        None => "no view".to_string(),
+    };
+    let nodes = |ids: &[viewsync::ProcessId]| {
+        ids.iter()
+            .map(|p| p.node.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let what = match &blocked.reason {
+        BlockedReason::NoMajority {
+            voters,
+            reachable,
+            needed,
+        } => format!(
+            "no majority of {view} (reachable: {} of voters {}; {needed} needed)",
+            nodes(reachable),
+            nodes(voters)
+        ),
+        BlockedReason::NoStateHolder => {
+            format!("no holder of the state in {view} (no reachable member holds it)")
+        }
+        BlockedReason::NoSeedAnswered => {
+            "waiting for the group (no seed answered as a member; bootstrap is not set)".into()
+        }
+    };
+    format!("blocked: {what} for {} s", blocked.blocked_ms / 1000)
+}

@@ -271,6 +271,10 @@ fn send(
     }
 }
 
+/// The exit code of `viewsync members` when the node is blocked in the group (it answers, but
+/// cannot go on: no majority, no holder of the state, or no seed answered).
+const EXIT_BLOCKED: u8 = 3;
+
 fn members(
     group: String,
     via: SocketAddr,
@@ -281,14 +285,20 @@ fn members(
         Ok(setup) => setup,
         Err(code) => return code,
     };
-    match runtime.block_on(viewsync::client::query_members(via, &group, key, timeout)) {
-        Ok(Some(view)) => {
-            print!("{}", report::members(&view));
+    match runtime.block_on(viewsync::client::query_group(via, &group, key, timeout)) {
+        Ok(status) => {
+            if let Some(view) = &status.view {
+                print!("{}", report::members(view));
+            }
+            if let Some(blocked) = &status.blocked {
+                println!("{}", report::blocked(blocked));
+                return ExitCode::from(EXIT_BLOCKED);
+            }
+            if status.view.is_none() {
+                eprintln!("error: the node at {via} is not a member of group {group}");
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
-        }
-        Ok(None) => {
-            eprintln!("error: the node at {via} is not a member of group {group}");
-            ExitCode::FAILURE
         }
         Err(error) => {
             eprintln!("error: {error}");

@@ -297,7 +297,8 @@ impl MembersAnswer {
         let mut lines = stdout.lines();
         let head = fields(lines.next()?.strip_prefix("view ")?);
         let mut members = Vec::new();
-        for line in lines {
+        // A blocked node adds a `blocked: …` line after its members.
+        for line in lines.take_while(|l| !l.starts_with("blocked:")) {
             let f = fields(line);
             members.push((
                 f.get("node")?.parse().ok()?,
@@ -682,6 +683,10 @@ pub fn config_text(
         "node_id = {node_id}\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\ngroups = [\"{GROUP}\"]\n",
         seeds.join(", ")
     );
+    if seeds.is_empty() {
+        // The first node founds the group; founding is never implicit.
+        text.push_str("bootstrap = true\n");
+    }
     if let Some(key) = key_file {
         text.push_str(&format!("key_file = {:?}\n", key.display().to_string()));
     }

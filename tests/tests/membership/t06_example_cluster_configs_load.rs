@@ -30,6 +30,12 @@ fn the_example_cluster_configs_load() {
             "{}: the key file loads",
             path.display()
         );
+        assert_eq!(
+            config.settings.membership.bootstrap,
+            id == 1,
+            "{}: exactly node 1 founds the group",
+            path.display()
+        );
         let mut seed_ports: Vec<u16> = config.seeds.iter().map(|s| s.port()).collect();
         seed_ports.sort_unstable();
         let others: Vec<u16> = ports.iter().copied().filter(|p| p != port).collect();
