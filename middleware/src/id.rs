@@ -7,6 +7,10 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub u64);
 
+/// The node id every process outside the groups (a client) carries; no node has it (node
+/// configurations refuse `node_id = 0`).
+pub const CLIENT_NODE_ID: NodeId = NodeId(0);
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -15,6 +19,9 @@ impl fmt::Display for NodeId {
 
 /// One run of a node: chosen at start (microseconds since the Unix epoch), so a restarted node
 /// is a new process to the group and frames of its previous run are told apart.
+///
+/// For a client ([`CLIENT_NODE_ID`]) the field holds its random client id instead (see
+/// [`ProcessId::new_client`]): clients are told apart by it, not ordered by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Incarnation(pub u64);
 
@@ -36,6 +43,23 @@ pub struct ProcessId {
     pub node: NodeId,
     /// Its current run.
     pub incarnation: Incarnation,
+}
+
+impl ProcessId {
+    /// A fresh client identity: [`CLIENT_NODE_ID`] with a random 64-bit client id in the
+    /// incarnation field. Each client gets its own replay window at the nodes it talks to,
+    /// so clients started in any order, or at the same moment, never collide.
+    pub fn new_client() -> ProcessId {
+        ProcessId {
+            node: CLIENT_NODE_ID,
+            incarnation: Incarnation(rand::random()),
+        }
+    }
+
+    /// Whether this is a client (a process outside the groups), not a node.
+    pub fn is_client(&self) -> bool {
+        self.node == CLIENT_NODE_ID
+    }
 }
 
 impl fmt::Display for ProcessId {
@@ -124,6 +148,19 @@ mod tests {
         assert!(GroupName::new("").is_err());
         assert!(GroupName::new("has space").is_err());
         assert!(GroupName::new("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn clients_get_distinct_identities() {
+        let a = ProcessId::new_client();
+        let b = ProcessId::new_client();
+        assert!(a.is_client() && b.is_client());
+        assert_ne!(a, b);
+        let node = ProcessId {
+            node: NodeId(1),
+            incarnation: Incarnation::now(),
+        };
+        assert!(!node.is_client());
     }
 
     #[test]
