@@ -111,6 +111,9 @@ pub struct NodeStats {
     pub frames_accepted: u64,
     /// Frames refused by the codec (malformed, unauthenticated, replayed, too large).
     pub frames_refused: u64,
+    /// Clients' replay windows forgotten to make room for newer clients (more than
+    /// [`REPLAY_CLIENTS_MAX`](crate::wire::codec::REPLAY_CLIENTS_MAX) clients heard from).
+    pub client_windows_evicted: u64,
     /// Connections closed over a bad frame.
     pub connections_closed_bad_frame: u64,
     /// Frames dropped because a peer's send queue was full.
@@ -347,6 +350,7 @@ impl NodeActor {
             false_suspicions: self.core.failure_detector().false_suspicions(),
             frames_accepted: wire.frames_accepted.load(Ordering::Relaxed),
             frames_refused: wire.refused_total(),
+            client_windows_evicted: self.codec.replay_guard().clients_evicted(),
             connections_closed_bad_frame: transport
                 .connections_closed_bad_frame
                 .load(Ordering::Relaxed),
