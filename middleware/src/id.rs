@@ -17,8 +17,10 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// One run of a node: chosen at start (microseconds since the Unix epoch), so a restarted node
-/// is a new process to the group and frames of its previous run are told apart.
+/// One run of a node: chosen at start, so a restarted node is a new process to the group and
+/// frames of its previous run are told apart. It comes from the clock (microseconds since the
+/// Unix epoch) and, with a `data_dir`, is kept above every incarnation the node had before
+/// (see [`Incarnation::after`]).
 ///
 /// For a client ([`CLIENT_NODE_ID`]) the field holds its random client id instead (see
 /// [`ProcessId::new_client`]): clients are told apart by it, not ordered by it.
@@ -26,13 +28,23 @@ impl fmt::Display for NodeId {
 pub struct Incarnation(pub u64);
 
 impl Incarnation {
-    /// The incarnation for a process starting now.
+    /// The incarnation for a process starting now, by the clock alone.
     pub fn now() -> Self {
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(1);
         Incarnation(micros)
+    }
+
+    /// The incarnation for a run that starts at `clock` after a run of incarnation `last`:
+    /// the later of the two, and always above `last`, so a clock stepped back still yields a
+    /// larger incarnation. `None` if `last` is `u64::MAX` (nothing is larger).
+    pub fn after(clock: Incarnation, last: Option<Incarnation>) -> Option<Incarnation> {
+        match last {
+            None => Some(clock),
+            Some(last) => Some(clock.max(Incarnation(last.0.checked_add(1)?))),
+        }
     }
 }
 
@@ -148,6 +160,26 @@ mod tests {
         assert!(GroupName::new("").is_err());
         assert!(GroupName::new("has space").is_err());
         assert!(GroupName::new("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn an_incarnation_after_a_run_is_above_it_whatever_the_clock() {
+        let clock = Incarnation(1_000);
+        assert_eq!(Incarnation::after(clock, None), Some(clock));
+        assert_eq!(
+            Incarnation::after(clock, Some(Incarnation(10))),
+            Some(clock)
+        );
+        // The clock stepped back below the last run: one above it.
+        assert_eq!(
+            Incarnation::after(clock, Some(Incarnation(5_000))),
+            Some(Incarnation(5_001))
+        );
+        assert_eq!(
+            Incarnation::after(clock, Some(Incarnation(1_000))),
+            Some(Incarnation(1_001))
+        );
+        assert_eq!(Incarnation::after(clock, Some(Incarnation(u64::MAX))), None);
     }
 
     #[test]

@@ -658,7 +658,33 @@ pub struct Node;
 impl Node {
     /// Binds the listen address, starts the transport and the node actor on the current
     /// arbiter, and joins the configured groups. Must run inside an actix system.
+    ///
+    /// The incarnation comes from the clock; with a `data_dir` it is also above every
+    /// incarnation this node had before (recorded there before the node listens), so a clock
+    /// stepped back cannot give a restarted node an incarnation its peers refuse as stale.
     pub async fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        let incarnation = match &config.data_dir {
+            Some(dir) => {
+                let incarnation = super::data_dir::next_incarnation(dir, Incarnation::now())?;
+                tracing::info!(
+                    node = %config.node_id,
+                    incarnation = incarnation.0,
+                    data_dir = %dir.display(),
+                    "incarnation above the last one recorded in data_dir"
+                );
+                incarnation
+            }
+            None => {
+                let incarnation = Incarnation::now();
+                tracing::info!(
+                    node = %config.node_id,
+                    incarnation = incarnation.0,
+                    "no data_dir: the incarnation comes from the clock alone, so a restart \
+                     relies on the clock; after a step back peers refuse the node as stale"
+                );
+                incarnation
+            }
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -672,7 +698,7 @@ impl Node {
         let me = Member {
             id: ProcessId {
                 node: config.node_id,
-                incarnation: Incarnation::now(),
+                incarnation,
             },
             addr: local,
         };
@@ -854,6 +880,7 @@ mod tests {
             settings: NodeSettings::default(),
             transport: TransportConfig::default(),
             group_multicast: Default::default(),
+            data_dir: None,
         }
     }
 
