@@ -1,5 +1,6 @@
 //! The example cluster in `examples/cluster` loads (it listens on fixed ports, so it is parsed
-//! here rather than run), and the binary refuses a configuration with an unknown key.
+//! here rather than run), each node with a data directory of its own under
+//! `examples/cluster/data`, and the binary refuses a configuration with an unknown key.
 
 use crate::cluster::{run_viewsync, TempDir};
 use std::ffi::OsStr;
@@ -28,6 +29,12 @@ fn the_example_cluster_configs_load() {
         assert!(
             config.key.is_some(),
             "{}: the key file loads",
+            path.display()
+        );
+        assert_eq!(
+            config.data_dir,
+            Some(dir.join(format!("data/node{id}"))),
+            "{}: a data dir of its own, next to the file",
             path.display()
         );
         let mut seed_ports: Vec<u16> = config.seeds.iter().map(|s| s.port()).collect();
