@@ -1,21 +1,33 @@
 //! What a process outside a group uses: resolve a group name to its current members through
 //! any node, and multicast to a group by name (group address expansion for clients).
+//!
+//! - [`Client`]: a long-lived client. One connection to one node, any number of requests over
+//!   it (one at a time), and an identity of its own: a random client id
+//!   ([`ProcessId::new_client`]) with its own frame counter, which nodes track in a replay
+//!   window per client. Any number of clients may talk to a node at once, started in any
+//!   order; each is still protected against replays of its frames. It reconnects by itself
+//!   after a failed request, keeping its identity and counter. A front end holds one (or a
+//!   few, for requests in parallel) for its whole life.
+//! - [`query_members`] and [`send_to_group`]: one-shot helpers (the `viewsync members` and
+//!   `viewsync send` commands), each a short-lived [`Client`].
 
-use crate::id::{GroupName, Incarnation, NodeId, ProcessId};
+pub use crate::id::CLIENT_NODE_ID;
+use crate::id::{GroupName, ProcessId};
 use crate::view::View;
-use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
-use crate::wire::{Blocked, Body, ClusterKey, Envelope, FrameCodec, FrameError, PROTOCOL_VERSION};
+use crate::wire::codec::{FrameDecoder, FRAME_BYTES_MAX_DEFAULT};
+use crate::wire::{
+    Blocked, Body, ClusterKey, Envelope, FrameCodec, FrameError, Ordering, PROTOCOL_VERSION,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 
-/// The node id clients use in envelopes; nodes never have it.
-pub const CLIENT_NODE_ID: NodeId = NodeId(0);
-
-/// A query that failed. Nothing changed at the node.
+/// A request that failed. A query changed nothing at the node; for a multicast see
+/// [`Client::group_send`].
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No connection to the node.
@@ -29,8 +41,9 @@ pub enum ClientError {
     /// The node did not answer in time.
     #[error("no answer from {0} in time")]
     Timeout(SocketAddr),
-    /// The node refused the query.
-    #[error("{addr} refused the query: {reason}")]
+    /// The node refused the request's frame (wrong key, replay, malformed) and closed the
+    /// connection.
+    #[error("{addr} refused the request: {reason}")]
     Refused {
         /// The node.
         addr: SocketAddr,
@@ -48,11 +61,219 @@ pub enum ClientError {
         /// What was wrong.
         source: FrameError,
     },
+    /// The node answered a multicast request without taking the message (it is not a member
+    /// of the group, its outbox is full, the message is too large); nothing was sent, and the
+    /// connection stays open.
+    #[error("{addr} did not accept the multicast: {reason}")]
+    NotAccepted {
+        /// The node.
+        addr: SocketAddr,
+        /// Its reason.
+        reason: String,
+    },
 }
 
-/// Asks the node at `via` for the current view of `group`. `Ok(None)`: the node is not a
-/// member of that group. With `key`, the query is authenticated; without, it is sent plain,
-/// which nodes accept for this read-only query.
+/// The open connection of a [`Client`].
+#[derive(Debug)]
+struct Connection {
+    frames: FramedRead<OwnedReadHalf, FrameDecoder>,
+    write: OwnedWriteHalf,
+}
+
+/// A long-lived client of one node: one connection, many requests, its own identity and
+/// frame counter (see the [module documentation](self)).
+///
+/// Requests take `&mut self`, so they go one at a time, each answered before the next is
+/// sent; for requests in parallel use several clients (each with its own identity). A request
+/// that fails for the connection's sake (connect, write, timeout, a refusal, a bad answer)
+/// drops the connection, and the next request opens a new one to the same node (or to the
+/// node chosen with [`Client::set_node`]) with the same identity, its counter going on.
+#[derive(Debug)]
+pub struct Client {
+    id: ProcessId,
+    node: SocketAddr,
+    codec: FrameCodec,
+    timeout: Duration,
+    connection: Option<Connection>,
+}
+
+impl Client {
+    /// A client of the node at `node`, with a fresh identity. Authenticated with `key` (which
+    /// keyed clusters need for anything but [`Client::members`]); each request waits at most
+    /// `timeout` (connecting included). Connects with the first request.
+    pub fn new(node: SocketAddr, key: Option<ClusterKey>, timeout: Duration) -> Client {
+        Client {
+            id: ProcessId::new_client(),
+            node,
+            codec: FrameCodec::new(key, FRAME_BYTES_MAX_DEFAULT),
+            timeout,
+            connection: None,
+        }
+    }
+
+    /// Like [`Client::new`], connecting at once.
+    pub async fn connect(
+        node: SocketAddr,
+        key: Option<ClusterKey>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let mut client = Client::new(node, key, timeout);
+        let connected = tokio::time::timeout(timeout, client.connection())
+            .await
+            .map_err(|_| ClientError::Timeout(node))?;
+        connected?;
+        Ok(client)
+    }
+
+    /// This client's identity: [`CLIENT_NODE_ID`] and its random client id.
+    pub fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    /// The node the requests go to.
+    pub fn node(&self) -> SocketAddr {
+        self.node
+    }
+
+    /// Whether a connection is open (the next request reuses it).
+    pub fn is_connected(&self) -> bool {
+        self.connection.is_some()
+    }
+
+    /// Sends the next requests to the node at `node` (over a new connection, with the same
+    /// identity and counter).
+    pub fn set_node(&mut self, node: SocketAddr) {
+        if node != self.node {
+            self.node = node;
+            self.connection = None;
+        }
+    }
+
+    /// Asks the node for the current view of `group`. `Ok(None)`: the node is not a member of
+    /// that group. Without a key the query goes plain, which nodes accept for this read-only
+    /// query.
+    pub async fn members(&mut self, group: &GroupName) -> Result<Option<View>, ClientError> {
+        Ok(self.group_status(group).await?.view)
+    }
+
+    /// Asks the node for its view of `group` and whether it is blocked there.
+    pub async fn group_status(&mut self, group: &GroupName) -> Result<GroupStatus, ClientError> {
+        match self.request(group, Body::MembersRequest).await? {
+            Body::MembersResponse { view, blocked } => Ok(GroupStatus { view, blocked }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Asks the node, a member of `group`, to multicast `payload` to it with the group's
+    /// ordering; returns once the node accepted it for sending.
+    ///
+    /// [`ClientError::NotAccepted`] means nothing was sent. After any other error the message
+    /// may or may not have been multicast (an answer lost with the connection): a retry can
+    /// deliver it twice.
+    pub async fn group_send(
+        &mut self,
+        group: &GroupName,
+        payload: Bytes,
+    ) -> Result<(), ClientError> {
+        self.group_send_ordered(group, None, payload).await
+    }
+
+    /// Like [`Client::group_send`], with the ordering of this one message chosen.
+    pub async fn group_send_ordered(
+        &mut self,
+        group: &GroupName,
+        ordering: Option<Ordering>,
+        payload: Bytes,
+    ) -> Result<(), ClientError> {
+        match self
+            .request(group, Body::GroupSend { ordering, payload })
+            .await?
+        {
+            Body::GroupSendResult { error: None } => Ok(()),
+            Body::GroupSendResult {
+                error: Some(reason),
+            } => Err(ClientError::NotAccepted {
+                addr: self.node,
+                reason,
+            }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn unexpected(&mut self, body: &Body) -> ClientError {
+        // Out of step with the node: start over on a new connection.
+        self.connection = None;
+        ClientError::Frame {
+            addr: self.node,
+            source: FrameError::Malformed(format!("unexpected {} answer", body.kind())),
+        }
+    }
+
+    /// The open connection, or a new one.
+    async fn connection(&mut self) -> Result<&mut Connection, ClientError> {
+        if self.connection.is_none() {
+            let addr = self.node;
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            let _ = stream.set_nodelay(true);
+            let (read, write) = stream.into_split();
+            self.connection = Some(Connection {
+                frames: FramedRead::new(read, self.codec.decoder()),
+                write,
+            });
+        }
+        Ok(self.connection.as_mut().expect("just opened"))
+    }
+
+    /// Sends one request and returns the node's answer. Any failure drops the connection.
+    async fn request(&mut self, group: &GroupName, body: Body) -> Result<Body, ClientError> {
+        let addr = self.node;
+        let request = Envelope {
+            version: PROTOCOL_VERSION,
+            sender: self.id,
+            sender_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            // Stamped by the codec: this client's own counter.
+            seq: 0,
+            group: Some(group.clone()),
+            body,
+        };
+        let frame = self
+            .codec
+            .seal(request)
+            .map_err(|source| ClientError::Frame { addr, source })?;
+        let timeout = self.timeout;
+        let exchange = async {
+            let connection = self.connection().await?;
+            connection
+                .write
+                .write_all(&frame)
+                .await
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            match connection.frames.next().await {
+                Some(Ok(envelope)) => match envelope.body {
+                    Body::Refused { reason } => Err(ClientError::Refused { addr, reason }),
+                    body => Ok(body),
+                },
+                Some(Err(source)) => Err(ClientError::Frame { addr, source }),
+                None => Err(ClientError::Closed(addr)),
+            }
+        };
+        let result = tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(ClientError::Timeout(addr)));
+        if result.is_err() {
+            // The connection's state is unknown (a late answer would be taken for the next
+            // request's): the next request opens a new one.
+            self.connection = None;
+        }
+        result
+    }
+}
+
+/// Asks the node at `via` for the current view of `group`, as a one-shot [`Client`].
+/// `Ok(None)`: the node is not a member of that group. With `key`, the query is
+/// authenticated; without, it is sent plain, which nodes accept for this read-only query.
 pub async fn query_members(
     via: SocketAddr,
     group: &GroupName,
@@ -72,17 +293,14 @@ pub struct GroupStatus {
 }
 
 /// Asks the node at `via` for its view of `group` and whether it is blocked there (as
-/// [`query_members`] does, with the blocked report).
+/// [`query_members`] does, with the blocked report), as a one-shot [`Client`].
 pub async fn query_group(
     via: SocketAddr,
     group: &GroupName,
     key: Option<ClusterKey>,
     timeout: Duration,
 ) -> Result<GroupStatus, ClientError> {
-    match request(via, group, Body::MembersRequest, key, timeout).await? {
-        Body::MembersResponse { view, blocked } => Ok(GroupStatus { view, blocked }),
-        other => Err(unexpected(via, &other)),
-    }
+    Client::new(via, key, timeout).group_status(group).await
 }
 
 /// Why a multicast by group name failed.
@@ -108,10 +326,10 @@ pub enum SendError {
     },
 }
 
-/// Multicasts `payload` to `group` from outside it: resolves the group name through `seeds`
-/// to its current view, then hands the message to a member (the coordinator first), which
-/// multicasts it with the group's ordering. Needs the cluster key (nodes accept no change of
-/// state unauthenticated). Returns the member that accepted it.
+/// Multicasts `payload` to `group` from outside it, as a one-shot [`Client`]: resolves the
+/// group name through `seeds` to its current view, then hands the message to a member (the
+/// coordinator first), which multicasts it with the group's ordering. Needs the cluster key
+/// (nodes accept no change of state unauthenticated). Returns the member that accepted it.
 pub async fn send_to_group(
     seeds: &[SocketAddr],
     group: &GroupName,
@@ -122,9 +340,18 @@ pub async fn send_to_group(
     let mut last = String::from("no address given");
     let mut tried = 0;
     let mut members: Vec<SocketAddr> = Vec::new();
+    let Some(first) = seeds.first() else {
+        return Err(SendError::NoMember {
+            group: group.clone(),
+            tried,
+            last,
+        });
+    };
+    let mut client = Client::new(*first, key, timeout);
     for seed in seeds {
         tried += 1;
-        match query_members(*seed, group, key.clone(), timeout).await {
+        client.set_node(*seed);
+        match client.members(group).await {
             Ok(Some(view)) => {
                 members = view.members.iter().map(|m| m.addr).collect();
                 break;
@@ -135,21 +362,12 @@ pub async fn send_to_group(
     }
     for member in members {
         tried += 1;
-        let body = Body::GroupSend {
-            ordering: None,
-            payload: payload.clone(),
-        };
-        match request(member, group, body, key.clone(), timeout).await {
-            Ok(Body::GroupSendResult { error: None }) => return Ok(member),
-            Ok(Body::GroupSendResult {
-                error: Some(reason),
-            }) => {
-                return Err(SendError::Refused {
-                    addr: member,
-                    reason,
-                })
+        client.set_node(member);
+        match client.group_send(group, payload.clone()).await {
+            Ok(()) => return Ok(member),
+            Err(ClientError::NotAccepted { addr, reason }) => {
+                return Err(SendError::Refused { addr, reason })
             }
-            Ok(other) => last = unexpected(member, &other).to_string(),
             Err(error) => last = error.to_string(),
         }
     }
@@ -158,58 +376,4 @@ pub async fn send_to_group(
         tried,
         last,
     })
-}
-
-fn unexpected(addr: SocketAddr, body: &Body) -> ClientError {
-    ClientError::Frame {
-        addr,
-        source: FrameError::Malformed(format!("unexpected {} answer", body.kind())),
-    }
-}
-
-/// Sends one request to the node at `via` and returns its answer.
-async fn request(
-    via: SocketAddr,
-    group: &GroupName,
-    body: Body,
-    key: Option<ClusterKey>,
-    timeout: Duration,
-) -> Result<Body, ClientError> {
-    let work = async {
-        let stream = tokio::net::TcpStream::connect(via)
-            .await
-            .map_err(|source| ClientError::Connect { addr: via, source })?;
-        let (read, mut write) = stream.into_split();
-        let codec = FrameCodec::new(key, FRAME_BYTES_MAX_DEFAULT);
-        let request = Envelope {
-            version: PROTOCOL_VERSION,
-            sender: ProcessId {
-                node: CLIENT_NODE_ID,
-                incarnation: Incarnation::now(),
-            },
-            sender_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            seq: 0,
-            group: Some(group.clone()),
-            body,
-        };
-        let frame = codec
-            .seal(request)
-            .map_err(|source| ClientError::Frame { addr: via, source })?;
-        write
-            .write_all(&frame)
-            .await
-            .map_err(|source| ClientError::Connect { addr: via, source })?;
-        let mut frames = FramedRead::new(read, codec.decoder());
-        match frames.next().await {
-            Some(Ok(envelope)) => match envelope.body {
-                Body::Refused { reason } => Err(ClientError::Refused { addr: via, reason }),
-                body => Ok(body),
-            },
-            Some(Err(source)) => Err(ClientError::Frame { addr: via, source }),
-            None => Err(ClientError::Closed(via)),
-        }
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| ClientError::Timeout(via))?
 }

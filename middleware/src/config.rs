@@ -68,6 +68,7 @@ struct RawConfig {
     #[serde(default)]
     groups: Vec<GroupName>,
     key_file: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
     #[serde(default)]
     failure_detector: FailureDetectorConfig,
     #[serde(default)]
@@ -107,6 +108,10 @@ pub struct NodeConfig {
     pub transport: TransportConfig,
     /// Multicast settings of groups that override the `[multicast]` defaults.
     pub group_multicast: BTreeMap<GroupName, MulticastConfig>,
+    /// Where the node keeps its last incarnation across restarts, so that a restart gets a
+    /// larger one whatever the clock says (see [`crate::runtime::data_dir`]). Without one the
+    /// incarnation comes from the clock alone.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used. Nothing has started when this is returned.
@@ -149,8 +154,8 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
-    /// Reads and validates a TOML configuration file. A relative `key_file` is resolved
-    /// against the configuration file's directory.
+    /// Reads and validates a TOML configuration file. A relative `key_file` or `data_dir` is
+    /// resolved against the configuration file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -160,7 +165,8 @@ impl NodeConfig {
     }
 
     /// Parses and validates configuration text; `path` names it in errors and anchors a
-    /// relative `key_file`.
+    /// relative `key_file` or `data_dir`. The data directory itself is checked when the node
+    /// starts ([`StartError::DataDir`](crate::error::StartError::DataDir)).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -178,18 +184,31 @@ impl NodeConfig {
                 "must be at least 1 (0 is reserved for clients)".into(),
             ));
         }
+        let anchored = |file: &Path| {
+            if file.is_relative() {
+                path.parent().unwrap_or(Path::new(".")).join(file)
+            } else {
+                file.to_path_buf()
+            }
+        };
         let key = match &raw.key_file {
             Some(file) => {
-                let file = if file.is_relative() {
-                    path.parent().unwrap_or(Path::new(".")).join(file)
-                } else {
-                    file.clone()
-                };
+                let file = anchored(file);
                 Some(ClusterKey::load(&file).map_err(|source| ConfigError::Key {
                     path: shown.clone(),
                     source,
                 })?)
             }
+            None => None,
+        };
+        let data_dir = match &raw.data_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(invalid(
+                    "data_dir",
+                    "is empty; name a directory, or leave the key out".into(),
+                ))
+            }
+            Some(dir) => Some(anchored(dir)),
             None => None,
         };
         if key.is_none() && !raw.listen.ip().is_loopback() {
@@ -318,6 +337,7 @@ impl NodeConfig {
             },
             transport: raw.transport,
             group_multicast,
+            data_dir,
         })
     }
 }
@@ -395,6 +415,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("multicast.payload_bytes_max"), "{e}");
+    }
+
+    #[test]
+    fn a_relative_data_dir_is_anchored_at_the_config_file() {
+        let text = "node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data/node1\"\n";
+        let c = NodeConfig::parse(text, Path::new("/etc/viewsync/node1.toml")).unwrap();
+        assert_eq!(
+            c.data_dir.as_deref(),
+            Some(Path::new("/etc/viewsync/data/node1"))
+        );
+        let text = "node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"/var/lib/viewsync\"\n";
+        let c = NodeConfig::parse(text, Path::new("/etc/viewsync/node1.toml")).unwrap();
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/viewsync")));
+        let c = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(c.data_dir, None);
+        let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"\"\n").unwrap_err();
+        assert!(e.contains("`data_dir`"), "{e}");
+        let e =
+            parse("node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_directory = \"d\"\n").unwrap_err();
+        assert!(e.contains("data_directory"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,10 @@ pub enum StartError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The data directory is unusable (not writable, not a directory, a corrupt incarnation
+    /// file).
+    #[error(transparent)]
+    DataDir(#[from] crate::runtime::data_dir::DataDirError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -7,25 +7,44 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub u64);
 
+/// The node id every process outside the groups (a client) carries; no node has it (node
+/// configurations refuse `node_id = 0`).
+pub const CLIENT_NODE_ID: NodeId = NodeId(0);
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
 }
 
-/// One run of a node: chosen at start (microseconds since the Unix epoch), so a restarted node
-/// is a new process to the group and frames of its previous run are told apart.
+/// One run of a node: chosen at start, so a restarted node is a new process to the group and
+/// frames of its previous run are told apart. It comes from the clock (microseconds since the
+/// Unix epoch) and, with a `data_dir`, is kept above every incarnation the node had before
+/// (see [`Incarnation::after`]).
+///
+/// For a client ([`CLIENT_NODE_ID`]) the field holds its random client id instead (see
+/// [`ProcessId::new_client`]): clients are told apart by it, not ordered by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Incarnation(pub u64);
 
 impl Incarnation {
-    /// The incarnation for a process starting now.
+    /// The incarnation for a process starting now, by the clock alone.
     pub fn now() -> Self {
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(1);
         Incarnation(micros)
+    }
+
+    /// The incarnation for a run that starts at `clock` after a run of incarnation `last`:
+    /// the later of the two, and always above `last`, so a clock stepped back still yields a
+    /// larger incarnation. `None` if `last` is `u64::MAX` (nothing is larger).
+    pub fn after(clock: Incarnation, last: Option<Incarnation>) -> Option<Incarnation> {
+        match last {
+            None => Some(clock),
+            Some(last) => Some(clock.max(Incarnation(last.0.checked_add(1)?))),
+        }
     }
 }
 
@@ -36,6 +55,23 @@ pub struct ProcessId {
     pub node: NodeId,
     /// Its current run.
     pub incarnation: Incarnation,
+}
+
+impl ProcessId {
+    /// A fresh client identity: [`CLIENT_NODE_ID`] with a random 64-bit client id in the
+    /// incarnation field. Each client gets its own replay window at the nodes it talks to,
+    /// so clients started in any order, or at the same moment, never collide.
+    pub fn new_client() -> ProcessId {
+        ProcessId {
+            node: CLIENT_NODE_ID,
+            incarnation: Incarnation(rand::random()),
+        }
+    }
+
+    /// Whether this is a client (a process outside the groups), not a node.
+    pub fn is_client(&self) -> bool {
+        self.node == CLIENT_NODE_ID
+    }
 }
 
 impl fmt::Display for ProcessId {
@@ -124,6 +160,39 @@ mod tests {
         assert!(GroupName::new("").is_err());
         assert!(GroupName::new("has space").is_err());
         assert!(GroupName::new("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn an_incarnation_after_a_run_is_above_it_whatever_the_clock() {
+        let clock = Incarnation(1_000);
+        assert_eq!(Incarnation::after(clock, None), Some(clock));
+        assert_eq!(
+            Incarnation::after(clock, Some(Incarnation(10))),
+            Some(clock)
+        );
+        // The clock stepped back below the last run: one above it.
+        assert_eq!(
+            Incarnation::after(clock, Some(Incarnation(5_000))),
+            Some(Incarnation(5_001))
+        );
+        assert_eq!(
+            Incarnation::after(clock, Some(Incarnation(1_000))),
+            Some(Incarnation(1_001))
+        );
+        assert_eq!(Incarnation::after(clock, Some(Incarnation(u64::MAX))), None);
+    }
+
+    #[test]
+    fn clients_get_distinct_identities() {
+        let a = ProcessId::new_client();
+        let b = ProcessId::new_client();
+        assert!(a.is_client() && b.is_client());
+        assert_ne!(a, b);
+        let node = ProcessId {
+            node: NodeId(1),
+            incarnation: Incarnation::now(),
+        };
+        assert!(!node.is_client());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! - [`runtime`]: the actix actors that run the cores over a transport;
 //! - [`sim`]: the deterministic simulator and the property checkers;
 //! - [`client`]: what a process outside a group uses to resolve a group name and multicast
-//!   to it.
+//!   to it: a long-lived [`client::Client`] with an identity of its own, and one-shot helpers.
 //!
 //! Starting a node and watching its views:
 //!

@@ -53,6 +53,8 @@ fn config(node: u64, seeds: Vec<std::net::SocketAddr>) -> NodeConfig {
         settings,
         transport: TransportConfig::default(),
         group_multicast: Default::default(),
+        // In-process members that never restart: the clock is enough.
+        data_dir: None,
     }
 }
 

@@ -5,7 +5,10 @@
 //!   its outputs in one place ([`crate::transport::dispatch`]);
 //! - [`TcpTransport`](crate::transport::tcp::TcpTransport): owns the listener and the
 //!   connections.
+//!
+//! [`data_dir`] keeps what a node needs across restarts (its last incarnation).
 
+pub mod data_dir;
 mod node;
 pub mod service;
 

@@ -114,6 +114,9 @@ pub struct NodeStats {
     pub frames_accepted: u64,
     /// Frames refused by the codec (malformed, unauthenticated, replayed, too large).
     pub frames_refused: u64,
+    /// Clients' replay windows forgotten to make room for newer clients (more than
+    /// [`REPLAY_CLIENTS_MAX`](crate::wire::codec::REPLAY_CLIENTS_MAX) clients heard from).
+    pub client_windows_evicted: u64,
     /// Connections closed over a bad frame.
     pub connections_closed_bad_frame: u64,
     /// Frames dropped because a peer's send queue was full.
@@ -411,6 +414,7 @@ impl NodeActor {
             false_suspicions: self.core.failure_detector().false_suspicions(),
             frames_accepted: wire.frames_accepted.load(Ordering::Relaxed),
             frames_refused: wire.refused_total(),
+            client_windows_evicted: self.codec.replay_guard().clients_evicted(),
             connections_closed_bad_frame: transport
                 .connections_closed_bad_frame
                 .load(Ordering::Relaxed),
@@ -719,7 +723,33 @@ pub struct Node;
 impl Node {
     /// Binds the listen address, starts the transport and the node actor on the current
     /// arbiter, and joins the configured groups. Must run inside an actix system.
+    ///
+    /// The incarnation comes from the clock; with a `data_dir` it is also above every
+    /// incarnation this node had before (recorded there before the node listens), so a clock
+    /// stepped back cannot give a restarted node an incarnation its peers refuse as stale.
     pub async fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        let incarnation = match &config.data_dir {
+            Some(dir) => {
+                let incarnation = super::data_dir::next_incarnation(dir, Incarnation::now())?;
+                tracing::info!(
+                    node = %config.node_id,
+                    incarnation = incarnation.0,
+                    data_dir = %dir.display(),
+                    "incarnation above the last one recorded in data_dir"
+                );
+                incarnation
+            }
+            None => {
+                let incarnation = Incarnation::now();
+                tracing::info!(
+                    node = %config.node_id,
+                    incarnation = incarnation.0,
+                    "no data_dir: the incarnation comes from the clock alone, so a restart \
+                     relies on the clock; after a step back peers refuse the node as stale"
+                );
+                incarnation
+            }
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -733,7 +763,7 @@ impl Node {
         let me = Member {
             id: ProcessId {
                 node: config.node_id,
-                incarnation: Incarnation::now(),
+                incarnation,
             },
             addr: local,
         };
@@ -919,6 +949,7 @@ mod tests {
             settings,
             transport: TransportConfig::default(),
             group_multicast: Default::default(),
+            data_dir: None,
         }
     }
 

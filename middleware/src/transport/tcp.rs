@@ -87,7 +87,7 @@ struct Shared {
     next_id: AtomicU64,
     stats: Arc<TransportStats>,
     shutdown: CancellationToken,
-    /// When an authenticated frame last arrived from each process, recorded by the reader
+    /// When an authenticated frame last arrived from each node process, recorded by the reader
     /// tasks as frames come off the socket: evidence of life that does not wait behind the
     /// node actor's mailbox.
     heard: DashMap<crate::id::ProcessId, std::time::Instant>,
@@ -228,7 +228,8 @@ async fn read_frames(
         match next {
             None => return,
             Some(Ok(envelope)) => {
-                if !envelope.body.allowed_unauthenticated() {
+                // Clients are not monitored: recording them would only grow the map.
+                if !envelope.body.allowed_unauthenticated() && !envelope.sender.is_client() {
                     shared
                         .heard
                         .insert(envelope.sender, std::time::Instant::now());

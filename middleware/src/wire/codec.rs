@@ -18,9 +18,10 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -72,6 +73,9 @@ pub const FRAME_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
 pub const REPLAY_WINDOW_FRAMES: u64 = 1024;
 /// Distinct sending nodes tracked by the replay guard; frames from further nodes are refused.
 pub const REPLAY_NODES_MAX: usize = 4096;
+/// Distinct clients tracked by the replay guard, apart from the nodes; a new client past this
+/// evicts the window of the client heard from least recently (see [`ReplayGuard`]).
+pub const REPLAY_CLIENTS_MAX: usize = 4096;
 
 const FLAG_PLAIN: u8 = 0;
 const FLAG_AUTHENTICATED: u8 = 1;
@@ -196,7 +200,8 @@ pub enum FrameError {
         /// The claimed sender.
         sender: ProcessId,
     },
-    /// Too many distinct sending nodes to track for replays.
+    /// Too many distinct sending nodes to track for replays (never for a client: see
+    /// [`ReplayGuard`]).
     #[error("replay guard full ({REPLAY_NODES_MAX} nodes)")]
     ReplayGuardFull,
     /// The connection failed underneath the codec.
@@ -253,10 +258,43 @@ impl WireStats {
     }
 }
 
-/// Sliding-window replay detection per sending node (like IPsec's anti-replay window).
-#[derive(Debug, Default)]
+/// Sliding-window replay detection per sender (like IPsec's anti-replay window), with a
+/// window per node and one per client.
+///
+/// - **Nodes** are keyed by node id: a frame of an older incarnation than the newest heard
+///   from that node is refused ([`FrameError::StaleIncarnation`]), a newer one starts a fresh
+///   window. At most [`REPLAY_NODES_MAX`] nodes are tracked; frames from further nodes are
+///   refused ([`FrameError::ReplayGuardFull`]).
+/// - **Clients** ([`ProcessId::is_client`]) are keyed by their whole process id (their random
+///   client id), so any number of clients, started in any order, each keep their own counter
+///   and window; there is no incarnation order among them. At most [`REPLAY_CLIENTS_MAX`]
+///   client windows are kept, apart from the nodes' (clients never crowd out a node): a new
+///   client at the limit evicts the window of the client heard from least recently (counted,
+///   [`ReplayGuard::clients_evicted`]). A client whose window was evicted starts a fresh one
+///   with its next frame, so it keeps working; until it does, its earlier frames are no longer
+///   recognised as replays.
+#[derive(Debug)]
 pub struct ReplayGuard {
-    windows: DashMap<NodeId, ReplayWindow>,
+    nodes: DashMap<NodeId, ReplayWindow>,
+    clients: Mutex<ClientWindows>,
+    clients_evicted: AtomicU64,
+}
+
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        ReplayGuard::with_client_capacity(REPLAY_CLIENTS_MAX)
+    }
+}
+
+/// Client windows, least recently heard first in `by_age`.
+#[derive(Debug)]
+struct ClientWindows {
+    capacity: usize,
+    /// Per client: its window and the stamp of its last accepted frame.
+    windows: HashMap<ProcessId, (ReplayWindow, u64)>,
+    /// Stamp of the last accepted frame → client; the first entry is the least recent.
+    by_age: BTreeMap<u64, ProcessId>,
+    next_stamp: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -304,16 +342,54 @@ impl ReplayWindow {
             self.seen[i] = if bits > 0 { (lo << bits) | lower } else { lo };
         }
     }
+
+    /// Records frame `seq` of this window's sender, or refuses it as a replay (or as too old
+    /// to tell).
+    fn record(&mut self, sender: ProcessId, seq: u64) -> Result<(), FrameError> {
+        if seq > self.highest {
+            self.shift(seq - self.highest);
+            self.highest = seq;
+            self.set(0);
+            return Ok(());
+        }
+        let offset = self.highest - seq;
+        if offset >= REPLAY_WINDOW_FRAMES {
+            return Err(FrameError::TooOld { sender, seq });
+        }
+        if self.bit(offset) {
+            return Err(FrameError::Replayed { sender, seq });
+        }
+        self.set(offset);
+        Ok(())
+    }
 }
 
 impl ReplayGuard {
+    /// A guard keeping at most `capacity` client windows (at least one); the node limit is
+    /// [`REPLAY_NODES_MAX`].
+    pub fn with_client_capacity(capacity: usize) -> Self {
+        ReplayGuard {
+            nodes: DashMap::new(),
+            clients: Mutex::new(ClientWindows {
+                capacity: capacity.max(1),
+                windows: HashMap::new(),
+                by_age: BTreeMap::new(),
+                next_stamp: 0,
+            }),
+            clients_evicted: AtomicU64::new(0),
+        }
+    }
+
     /// Records frame `seq` from `sender`, or refuses it as a replay.
     pub fn check(&self, sender: ProcessId, seq: u64) -> Result<(), FrameError> {
-        if !self.windows.contains_key(&sender.node) && self.windows.len() >= REPLAY_NODES_MAX {
+        if sender.is_client() {
+            return self.check_client(sender, seq);
+        }
+        if !self.nodes.contains_key(&sender.node) && self.nodes.len() >= REPLAY_NODES_MAX {
             return Err(FrameError::ReplayGuardFull);
         }
         let mut first = false;
-        let mut entry = self.windows.entry(sender.node).or_insert_with(|| {
+        let mut entry = self.nodes.entry(sender.node).or_insert_with(|| {
             first = true;
             ReplayWindow::fresh(sender, seq)
         });
@@ -328,21 +404,54 @@ impl ReplayGuard {
             *window = ReplayWindow::fresh(sender, seq);
             return Ok(());
         }
-        if seq > window.highest {
-            window.shift(seq - window.highest);
-            window.highest = seq;
-            window.set(0);
-            return Ok(());
+        window.record(sender, seq)
+    }
+
+    fn check_client(&self, sender: ProcessId, seq: u64) -> Result<(), FrameError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let clients = &mut *clients;
+        let stamp = clients.next_stamp;
+        match clients.windows.get_mut(&sender) {
+            Some((window, last)) => {
+                window.record(sender, seq)?;
+                clients.by_age.remove(last);
+                *last = stamp;
+            }
+            None => {
+                while clients.windows.len() >= clients.capacity {
+                    let Some((_, oldest)) = clients.by_age.pop_first() else {
+                        break;
+                    };
+                    clients.windows.remove(&oldest);
+                    self.clients_evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                clients
+                    .windows
+                    .insert(sender, (ReplayWindow::fresh(sender, seq), stamp));
+            }
         }
-        let offset = window.highest - seq;
-        if offset >= REPLAY_WINDOW_FRAMES {
-            return Err(FrameError::TooOld { sender, seq });
-        }
-        if window.bit(offset) {
-            return Err(FrameError::Replayed { sender, seq });
-        }
-        window.set(offset);
+        clients.by_age.insert(stamp, sender);
+        clients.next_stamp += 1;
         Ok(())
+    }
+
+    /// Nodes with a replay window.
+    pub fn nodes_tracked(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Clients with a replay window (at most the client capacity).
+    pub fn clients_tracked(&self) -> usize {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .windows
+            .len()
+    }
+
+    /// Client windows evicted so far to make room for newer clients.
+    pub fn clients_evicted(&self) -> u64 {
+        self.clients_evicted.load(Ordering::Relaxed)
     }
 }
 
@@ -372,6 +481,11 @@ impl FrameCodec {
     /// The frame counters.
     pub fn stats(&self) -> &Arc<WireStats> {
         &self.stats
+    }
+
+    /// The replay windows of the senders this codec opened frames from.
+    pub fn replay_guard(&self) -> &ReplayGuard {
+        &self.replay
     }
 
     /// The largest frame accepted or sent.
@@ -499,8 +613,8 @@ impl FrameCodec {
             }
             return Ok(envelope);
         }
-        // Client queries are read-only and idempotent; clients share node id 0, so they are
-        // kept out of the per-node replay windows.
+        // Client queries are read-only and idempotent (and pass unauthenticated anyway), so
+        // they are not recorded: a one-shot query costs no replay window.
         if !envelope.body.allowed_unauthenticated() {
             self.replay.check(envelope.sender, envelope.seq)?;
         }
@@ -762,6 +876,158 @@ mod tests {
             guard.check(older, 9999),
             Err(FrameError::StaleIncarnation { .. })
         ));
+    }
+
+    fn client_send(client: ProcessId, text: &str) -> Envelope {
+        Envelope {
+            sender: client,
+            sender_addr: "0.0.0.0:0".parse().unwrap(),
+            ..envelope(Body::GroupSend {
+                ordering: None,
+                payload: Bytes::copy_from_slice(text.as_bytes()),
+            })
+        }
+    }
+
+    #[test]
+    fn clients_with_interleaved_counters_are_all_accepted() {
+        let node = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        // Long-lived clients, each with its own identity and counter, speaking in turn.
+        let clients: Vec<(ProcessId, FrameCodec)> = (0..3)
+            .map(|_| {
+                let codec = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+                (ProcessId::new_client(), codec)
+            })
+            .collect();
+        for round in 0..50 {
+            for (i, (id, codec)) in clients.iter().enumerate() {
+                let frame = codec
+                    .seal(client_send(*id, &format!("{i}-{round}")))
+                    .unwrap();
+                let opened = node.open(&frame[4..]).unwrap();
+                assert_eq!((opened.sender, opened.seq), (*id, round + 1));
+            }
+        }
+        // Clients whose ids look like start times (as older clients used), the one started
+        // later heard first: no order among clients, so the earlier one is not stale.
+        let earlier = ProcessId {
+            node: crate::id::CLIENT_NODE_ID,
+            incarnation: Incarnation(1_000),
+        };
+        let later = ProcessId {
+            incarnation: Incarnation(2_000),
+            ..earlier
+        };
+        let guard = ReplayGuard::default();
+        guard.check(later, 1).unwrap();
+        guard.check(earlier, 1).unwrap();
+        guard.check(later, 2).unwrap();
+        guard.check(earlier, 2).unwrap();
+        assert_eq!(guard.clients_tracked(), 2);
+        assert_eq!(guard.nodes_tracked(), 0);
+    }
+
+    #[test]
+    fn a_replayed_client_frame_is_refused() {
+        let node = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let client = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+        let id = ProcessId::new_client();
+        let first = client.seal(client_send(id, "once")).unwrap();
+        let second = client.seal(client_send(id, "twice")).unwrap();
+        node.open(&first[4..]).unwrap();
+        node.open(&second[4..]).unwrap();
+        // Other clients in between change nothing for this one.
+        for _ in 0..10 {
+            let other = FrameCodec::new(Some(key(1)), FRAME_BYTES_MAX_DEFAULT);
+            let frame = other
+                .seal(client_send(ProcessId::new_client(), "other"))
+                .unwrap();
+            node.open(&frame[4..]).unwrap();
+        }
+        for frame in [&first, &second] {
+            assert!(matches!(
+                node.open(&frame[4..]),
+                Err(FrameError::Replayed { sender, .. }) if sender == id
+            ));
+        }
+        assert_eq!(node.stats().refused_replayed.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn clients_at_the_limit_evict_the_least_recent_and_never_disturb_nodes() {
+        let guard = ReplayGuard::default();
+        let node = |n: u64, incarnation: u64| ProcessId {
+            node: NodeId(n),
+            incarnation: Incarnation(incarnation),
+        };
+        for n in 1..=3 {
+            for seq in 1..=5 {
+                guard.check(node(n, 10), seq).unwrap();
+            }
+        }
+        let busy = ProcessId::new_client();
+        guard.check(busy, 1).unwrap();
+        let first_idle = ProcessId::new_client();
+        guard.check(first_idle, 1).unwrap();
+        // Twice the limit of clients, each heard once; `busy` keeps sending meanwhile.
+        let mut busy_seq = 1;
+        for i in 0..2 * REPLAY_CLIENTS_MAX {
+            guard.check(ProcessId::new_client(), 1).unwrap();
+            if i % 100 == 0 {
+                busy_seq += 1;
+                guard.check(busy, busy_seq).unwrap();
+            }
+        }
+        assert_eq!(guard.clients_tracked(), REPLAY_CLIENTS_MAX);
+        assert_eq!(
+            guard.clients_evicted(),
+            (2 * REPLAY_CLIENTS_MAX + 2 - REPLAY_CLIENTS_MAX) as u64
+        );
+        // The busy client kept its window: its replays are still refused.
+        assert!(matches!(
+            guard.check(busy, busy_seq),
+            Err(FrameError::Replayed { .. })
+        ));
+        guard.check(busy, busy_seq + 1).unwrap();
+        // The idle one was forgotten; its next frame starts a fresh window.
+        guard.check(first_idle, 2).unwrap();
+        // Node windows are untouched: replays and stale incarnations still refused, and
+        // further nodes still admitted up to the node limit.
+        for n in 1..=3 {
+            assert!(matches!(
+                guard.check(node(n, 10), 5),
+                Err(FrameError::Replayed { .. })
+            ));
+            assert!(matches!(
+                guard.check(node(n, 9), 100),
+                Err(FrameError::StaleIncarnation { .. })
+            ));
+            guard.check(node(n, 10), 6).unwrap();
+        }
+        assert_eq!(guard.nodes_tracked(), 3);
+        for n in 4..=REPLAY_NODES_MAX as u64 {
+            guard.check(node(n, 1), 1).unwrap();
+        }
+        assert!(matches!(
+            guard.check(node(REPLAY_NODES_MAX as u64 + 1, 1), 1),
+            Err(FrameError::ReplayGuardFull)
+        ));
+        // A full node table refuses no client.
+        guard.check(ProcessId::new_client(), 1).unwrap();
+        assert_eq!(guard.clients_tracked(), REPLAY_CLIENTS_MAX);
+    }
+
+    #[test]
+    fn a_client_guard_of_one_keeps_the_latest_client() {
+        let guard = ReplayGuard::with_client_capacity(1);
+        let (a, b) = (ProcessId::new_client(), ProcessId::new_client());
+        guard.check(a, 1).unwrap();
+        guard.check(b, 1).unwrap();
+        assert!(matches!(
+            guard.check(b, 1),
+            Err(FrameError::Replayed { .. })
+        ));
+        assert_eq!((guard.clients_tracked(), guard.clients_evicted()), (1, 1));
     }
 
     mod properties {

@@ -2,8 +2,8 @@
 //! frames, frames with a wrong key or none, replays and another protocol version. Each must be
 //! refused (a `Refused` notice, then the connection closes) or the connection closed, without
 //! the node crashing or changing state: afterwards it still answers queries with the same
-//! view, and the two-node group it is in has not changed its view. Also: configurations the
-//! node must refuse at start.
+//! view, and the two-node group it is in has not changed its view. Also: configurations and
+//! data directories the node must refuse at start.
 //!
 //! Like the `membership` tests, these run the `viewsync` binary next to the test executable;
 //! build it first with `cargo build --bin viewsync` (cargo does not build another package's
@@ -23,6 +23,7 @@ mod t08_members_request_for_another_group;
 mod t09_config_refusals;
 mod t10_oversized_multicast;
 mod t11_unauthenticated_multicast;
+mod t12_bad_data_dir;
 
 use cluster::{Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 use std::io::{ErrorKind, Read, Write};

@@ -28,4 +28,5 @@ mod t04_wrong_key_is_refused;
 mod t05_members_cli;
 mod t06_example_cluster_configs_load;
 mod t07_demo_command;
+mod t08_incarnation_from_data_dir;
 mod t09_blocking_is_visible;

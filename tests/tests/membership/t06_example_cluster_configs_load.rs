@@ -1,5 +1,6 @@
 //! The example cluster in `examples/cluster` loads (it listens on fixed ports, so it is parsed
-//! here rather than run), and the binary refuses a configuration with an unknown key.
+//! here rather than run), each node with a data directory of its own under
+//! `examples/cluster/data`, and the binary refuses a configuration with an unknown key.
 
 use crate::cluster::{run_viewsync, TempDir};
 use std::ffi::OsStr;
@@ -34,6 +35,12 @@ fn the_example_cluster_configs_load() {
             config.settings.membership.bootstrap,
             id == 1,
             "{}: exactly node 1 founds the group",
+            path.display()
+        );
+        assert_eq!(
+            config.data_dir,
+            Some(dir.join(format!("data/node{id}"))),
+            "{}: a data dir of its own, next to the file",
             path.display()
         );
         let mut seed_ports: Vec<u16> = config.seeds.iter().map(|s| s.port()).collect();

@@ -19,8 +19,9 @@
 //! ```
 //!
 //! The tests flood the machine and rely on the failure detector's timing, so all but the
-//! light `t04` take [`cluster::timing_exclusive`] and run one at a time. A failing test prints
-//! every node's non-`deliver` stdout lines, its last deliveries and the tail of its log.
+//! light `t04` and `t06` take [`cluster::timing_exclusive`] and run one at a time. A failing
+//! test prints every node's non-`deliver` stdout lines, its last deliveries and the tail of
+//! its log.
 
 #[path = "../membership/cluster.rs"]
 mod cluster;
@@ -31,3 +32,4 @@ mod t02_orderings;
 mod t03_join_during_traffic;
 mod t04_send_by_group_name;
 mod t05_stopped_member_bounded_memory;
+mod t06_many_long_lived_clients;

@@ -1,0 +1,233 @@
+//! A node's data directory (`data_dir` in the configuration): what a node keeps across
+//! restarts. Today that is its last incarnation, so that a restart gets a larger one even if
+//! the clock was stepped back (see [`next_incarnation`]).
+//!
+//! The file `incarnation` holds the decimal incarnation and a newline. It is replaced
+//! atomically: written to `incarnation.tmp`, synced, renamed over `incarnation`, and the
+//! directory synced; a crash at any point leaves the old or the new value, never a torn one.
+
+use crate::id::Incarnation;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The file holding the last incarnation, in the data directory.
+pub const INCARNATION_FILE: &str = "incarnation";
+const INCARNATION_TEMP: &str = "incarnation.tmp";
+
+/// The data directory cannot be used. The node does not start; nothing was changed but, at
+/// most, the directory created.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// The directory does not exist and cannot be created, or is not a directory.
+    #[error("data_dir {path}: cannot create or open the directory: {source}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The incarnation file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The incarnation file does not hold an incarnation.
+    #[error(
+        "{path} is corrupt ({problem}); it must hold the last incarnation as a decimal number. \
+         Removing it makes the node start from the clock alone"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The new incarnation could not be written (directory not writable, disk full).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The last incarnation is the largest possible; no later one exists.
+    #[error("{path} holds the largest possible incarnation; no later one exists")]
+    Exhausted {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Chooses the incarnation of a node starting now with data directory `dir`: the clock
+/// (`clock`), or one above the last incarnation recorded there if that is larger. Records it
+/// before returning, so every later start gets a larger one still. Creates `dir` if needed.
+pub fn next_incarnation(dir: &Path, clock: Incarnation) -> Result<Incarnation, DataDirError> {
+    fs::create_dir_all(dir).map_err(|source| DataDirError::Create {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let last = last_incarnation(dir)?;
+    let path = dir.join(INCARNATION_FILE);
+    let next = Incarnation::after(clock, last).ok_or(DataDirError::Exhausted { path })?;
+    store_incarnation(dir, next)?;
+    Ok(next)
+}
+
+/// The incarnation recorded in `dir`, if any.
+pub fn last_incarnation(dir: &Path) -> Result<Option<Incarnation>, DataDirError> {
+    let path = dir.join(INCARNATION_FILE);
+    let text = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(DataDirError::Read { path, source }),
+    };
+    let corrupt = |problem: String| DataDirError::Corrupt {
+        path: path.clone(),
+        problem,
+    };
+    let text = std::str::from_utf8(&text).map_err(|_| corrupt("not text".into()))?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(corrupt("empty".into()));
+    }
+    value
+        .parse::<u64>()
+        .map(|n| Some(Incarnation(n)))
+        .map_err(|e| {
+            let shown: String = value.chars().take(40).collect();
+            corrupt(format!("{shown:?}: {e}"))
+        })
+}
+
+/// Records `incarnation` in `dir`, atomically (temporary file, sync, rename, directory sync).
+pub fn store_incarnation(dir: &Path, incarnation: Incarnation) -> Result<(), DataDirError> {
+    let temp = dir.join(INCARNATION_TEMP);
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataDirError::Write { path, source }
+    };
+    let mut file = File::create(&temp).map_err(write_error(&temp))?;
+    file.write_all(format!("{}\n", incarnation.0).as_bytes())
+        .map_err(write_error(&temp))?;
+    file.sync_all().map_err(write_error(&temp))?;
+    drop(file);
+    let path = dir.join(INCARNATION_FILE);
+    fs::rename(&temp, &path).map_err(write_error(&path))?;
+    // The rename is durable once the directory is synced.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(write_error(dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temporary directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let path = std::env::temp_dir().join(format!(
+                "viewsync-data-dir-{tag}-{}-{}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_first_start_uses_the_clock_and_records_it() {
+        let dir = Scratch::new("first");
+        let data = dir.0.join("nested/node1");
+        let got = next_incarnation(&data, Incarnation(500)).unwrap();
+        assert_eq!(got, Incarnation(500));
+        assert_eq!(
+            fs::read_to_string(data.join(INCARNATION_FILE)).unwrap(),
+            "500\n"
+        );
+        assert!(!data.join(INCARNATION_TEMP).exists());
+    }
+
+    #[test]
+    fn a_clock_behind_the_last_run_still_gets_a_larger_incarnation() {
+        let dir = Scratch::new("behind");
+        fs::create_dir_all(&dir.0).unwrap();
+        fs::write(dir.0.join(INCARNATION_FILE), "9000\n").unwrap();
+        assert_eq!(
+            next_incarnation(&dir.0, Incarnation(100)).unwrap(),
+            Incarnation(9001)
+        );
+        assert_eq!(
+            next_incarnation(&dir.0, Incarnation(100)).unwrap(),
+            Incarnation(9002)
+        );
+        // A clock ahead wins.
+        assert_eq!(
+            next_incarnation(&dir.0, Incarnation(20_000)).unwrap(),
+            Incarnation(20_000)
+        );
+        assert_eq!(last_incarnation(&dir.0).unwrap(), Some(Incarnation(20_000)));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_it() {
+        let dir = Scratch::new("corrupt");
+        fs::create_dir_all(&dir.0).unwrap();
+        for text in ["", "\n", "twelve", "-3", "1.5", "99999999999999999999999"] {
+            fs::write(dir.0.join(INCARNATION_FILE), text).unwrap();
+            let error = next_incarnation(&dir.0, Incarnation(1)).unwrap_err();
+            assert!(matches!(error, DataDirError::Corrupt { .. }), "{text:?}");
+            assert!(error.to_string().contains("incarnation"), "{error}");
+        }
+        fs::write(dir.0.join(INCARNATION_FILE), [0xff, 0xfe]).unwrap();
+        assert!(matches!(
+            next_incarnation(&dir.0, Incarnation(1)),
+            Err(DataDirError::Corrupt { .. })
+        ));
+        // Unchanged by the failed starts.
+        assert_eq!(
+            fs::read(dir.0.join(INCARNATION_FILE)).unwrap(),
+            [0xff, 0xfe]
+        );
+    }
+
+    #[test]
+    fn a_path_that_is_not_a_directory_is_an_error() {
+        let dir = Scratch::new("file");
+        fs::create_dir_all(&dir.0).unwrap();
+        let file = dir.0.join("plain-file");
+        fs::write(&file, "x").unwrap();
+        for data in [file.clone(), file.join("below")] {
+            let error = next_incarnation(&data, Incarnation(1)).unwrap_err();
+            assert!(
+                matches!(error, DataDirError::Create { .. }),
+                "{}: {error}",
+                data.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_largest_incarnation_has_no_successor() {
+        let dir = Scratch::new("max");
+        fs::create_dir_all(&dir.0).unwrap();
+        fs::write(dir.0.join(INCARNATION_FILE), format!("{}\n", u64::MAX)).unwrap();
+        assert!(matches!(
+            next_incarnation(&dir.0, Incarnation(1)),
+            Err(DataDirError::Exhausted { .. })
+        ));
+    }
+}
