@@ -382,10 +382,11 @@ impl Membership {
         match self.status {
             Status::Joining { since, .. } => {
                 let waited = now.saturating_sub(since);
-                let waiting = !self.group_seen
-                    && !(self.config.bootstrap && self.last_epoch == 0)
+                // A process that may found the group is not waiting for anyone.
+                let may_found = self.config.bootstrap && self.last_epoch == 0;
+                let waiting = !(self.group_seen || may_found)
                     && waited >= self.config.bootstrap_timeout.max(patience);
-                waiting.then(|| Blocked {
+                waiting.then_some(Blocked {
                     view: None,
                     blocked_ms: waited.as_millis() as u64,
                     reason: BlockedReason::NoSeedAnswered,

@@ -45,7 +45,10 @@ fn a_members_query_for_another_group_gets_no_view() {
         let answer = read_frame(&mut stream, &plain);
         assert_eq!(
             answer.body,
-            Body::MembersResponse { view: None },
+            Body::MembersResponse {
+                view: None,
+                blocked: None
+            },
             "group {group:?}"
         );
     }
@@ -54,7 +57,10 @@ fn a_members_query_for_another_group_gets_no_view() {
         .expect("seal");
     stream.write_all(&request).expect("write");
     match read_frame(&mut stream, &plain).body {
-        Body::MembersResponse { view: Some(view) } => {
+        Body::MembersResponse {
+            view: Some(view),
+            blocked: None,
+        } => {
             let nodes: Vec<u64> = view.members.iter().map(|m| m.id.node.0).collect();
             assert_eq!(
                 (view.id.epoch, nodes),
@@ -79,7 +85,10 @@ fn a_members_query_for_another_group_gets_no_view() {
         matches!(
             &answer.frames[..],
             [Ok(Envelope {
-                body: Body::MembersResponse { view: None },
+                body: Body::MembersResponse {
+                    view: None,
+                    blocked: None
+                },
                 ..
             })]
         ),
