@@ -175,10 +175,11 @@ impl Handler<ServiceEvent> for LogService {
                     let _ = ready.send(());
                 }
                 format!(
-                    "service-view group={group} epoch={} coordinator={} members={} delivered={} chain={:016x}",
+                    "service-view group={group} epoch={} coordinator={} members={} learners={} delivered={} chain={:016x}",
                     change.view.id.epoch,
                     change.view.id.coordinator.node,
                     members(&change.view),
+                    crate::report::learner_list(&change.view),
                     self.state.delivered,
                     self.state.chain
                 )

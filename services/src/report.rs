@@ -14,7 +14,17 @@ pub fn listening(me: &Member) -> String {
 
 /// The member list of a view as node ids, comma separated.
 pub fn member_list(view: &View) -> String {
-    view.members
+    node_list(&view.members)
+}
+
+/// The learners of a view (members still waiting for their state, not yet voting) as node
+/// ids, comma separated; empty when every member votes.
+pub fn learner_list(view: &View) -> String {
+    node_list(view.learners())
+}
+
+fn node_list(members: &[viewsync::Member]) -> String {
+    members
         .iter()
         .map(|m| m.id.node.to_string())
         .collect::<Vec<_>>()
@@ -25,10 +35,11 @@ pub fn member_list(view: &View) -> String {
 pub fn event_line(event: &GroupEvent) -> Option<String> {
     Some(match event {
         GroupEvent::ViewInstalled { group, change } => format!(
-            "view group={group} epoch={} coordinator={} members={}",
+            "view group={group} epoch={} coordinator={} members={} learners={}",
             change.view.id.epoch,
             change.view.id.coordinator.node,
-            member_list(&change.view)
+            member_list(&change.view),
+            learner_list(&change.view)
         ),
         GroupEvent::Excluded { group, .. } => format!("excluded group={group}"),
         GroupEvent::Left { group } => format!("left group={group}"),

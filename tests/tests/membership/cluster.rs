@@ -216,6 +216,16 @@ pub struct ViewLine {
     pub coordinator: u64,
     /// Member node ids, oldest first.
     pub members: Vec<u64>,
+    /// Members still waiting for their state (not voting yet).
+    pub learners: Vec<u64>,
+}
+
+/// Parses a comma-separated list of node ids (empty for none).
+fn node_ids(text: &str) -> Option<Vec<u64>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    text.split(',').map(|m| m.parse().ok()).collect()
 }
 
 impl ViewLine {
@@ -227,11 +237,8 @@ impl ViewLine {
             group: f.get("group")?.clone(),
             epoch: f.get("epoch")?.parse().ok()?,
             coordinator: f.get("coordinator")?.parse().ok()?,
-            members: f
-                .get("members")?
-                .split(',')
-                .map(|m| m.parse().ok())
-                .collect::<Option<Vec<u64>>>()?,
+            members: node_ids(f.get("members")?)?,
+            learners: node_ids(f.get("learners").map_or("", |l| l.as_str()))?,
         })
     }
 
@@ -800,7 +807,9 @@ impl Cluster {
             let latest: Vec<Option<ViewLine>> =
                 ids.iter().map(|id| self.node(*id).latest_view()).collect();
             if let Some(Some(first)) = latest.first() {
+                // Every member votes: joiners have their state and were promoted.
                 if first.sorted_members() == want
+                    && first.learners.is_empty()
                     && latest.iter().all(|v| v.as_ref() == Some(first))
                 {
                     return first.clone();

@@ -139,10 +139,20 @@ pub struct ServiceView {
     pub coordinator: u64,
     /// Its members, as printed (oldest first).
     pub members: Vec<u64>,
+    /// Members still waiting for their state (not voting yet).
+    pub learners: Vec<u64>,
     /// The service state on entering the view: multicasts delivered so far…
     pub delivered: u64,
     /// …and the hash chain over them.
     pub chain: String,
+}
+
+/// Parses a comma-separated list of node ids (empty for none).
+fn node_ids(text: &str) -> Option<Vec<u64>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    text.split(',').map(|m| m.parse().ok()).collect()
 }
 
 impl ServiceView {
@@ -155,11 +165,8 @@ impl ServiceView {
         Some(ServiceView {
             epoch: f.get("epoch")?.parse().ok()?,
             coordinator: f.get("coordinator")?.parse().ok()?,
-            members: f
-                .get("members")?
-                .split(',')
-                .map(|m| m.parse().ok())
-                .collect::<Option<Vec<u64>>>()?,
+            members: node_ids(f.get("members")?)?,
+            learners: node_ids(f.get("learners").map_or("", |l| l.as_str()))?,
             delivered: f.get("delivered")?.parse().ok()?,
             chain: f.get("chain")?.clone(),
         })
@@ -785,7 +792,9 @@ impl Group {
                 .map(|id| self.node(*id).log().latest_service_view())
                 .collect();
             if let Some(Some(first)) = latest.first() {
+                // Every member votes: joiners have their state and were promoted.
                 if first.sorted_members() == want
+                    && first.learners.is_empty()
                     && latest
                         .iter()
                         .all(|v| v.as_ref().is_some_and(|v| v.epoch == first.epoch))
