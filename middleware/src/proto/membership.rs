@@ -1172,7 +1172,9 @@ impl Membership {
         let view = View {
             group: self.group.clone(),
             id: ViewId {
-                epoch: epoch + 1,
+                // Epochs heard from peers are at most PROTOCOL_COUNTER_MAX (the codec refuses
+                // more), so this never overflows.
+                epoch: epoch.checked_add(1).expect("epoch below the protocol counter limit"),
                 coordinator: members[0].id,
             },
             members,
@@ -1469,7 +1471,11 @@ impl Membership {
             return;
         }
         self.last_attempt = Some(now);
-        self.highest_round += 1;
+        // Rounds heard from peers are at most PROTOCOL_COUNTER_MAX (the codec refuses more).
+        self.highest_round = self
+            .highest_round
+            .checked_add(1)
+            .expect("round below the protocol counter limit");
         let ballot = Ballot {
             round: self.highest_round,
             proposer: self.me.id,

@@ -12,7 +12,7 @@
 //! prefix before reserving), flag, tag, then decoding with a byte limit, the protocol version,
 //! and the replay window. A failed check is a [`FrameError`]; it never changes node state.
 
-use super::messages::{Body, Envelope, PROTOCOL_VERSION};
+use super::messages::{Body, Envelope, PROTOCOL_COUNTER_MAX, PROTOCOL_VERSION};
 use crate::id::{NodeId, ProcessId};
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
@@ -635,6 +635,13 @@ impl FrameCodec {
             return Err(FrameError::Version {
                 got: envelope.version,
             });
+        }
+        let counter = envelope.body.max_counter();
+        if counter > PROTOCOL_COUNTER_MAX {
+            return Err(FrameError::Malformed(format!(
+                "{} carries epoch or round {counter}, past {PROTOCOL_COUNTER_MAX}",
+                envelope.body.kind()
+            )));
         }
         Ok(envelope)
     }

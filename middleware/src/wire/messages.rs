@@ -241,7 +241,82 @@ pub enum Body {
     },
 }
 
+/// The largest view epoch or ballot round a peer may send. Cores add one to what they hear
+/// (next epoch, next round); a value past this is refused as a bad frame, so that arithmetic
+/// can never overflow, however long a group lives (2^62 view changes).
+pub const PROTOCOL_COUNTER_MAX: u64 = 1 << 62;
+
 impl Body {
+    /// The largest view epoch or ballot round this body carries (0 if none), checked against
+    /// [`PROTOCOL_COUNTER_MAX`] when a frame is opened.
+    pub fn max_counter(&self) -> u64 {
+        fn view(v: &View) -> u64 {
+            v.id.epoch
+        }
+        fn decision(d: &Decision) -> u64 {
+            d.view.id.epoch
+        }
+        fn decided(d: &Option<(ViewId, Ballot, Decision)>) -> u64 {
+            d.as_ref()
+                .map_or(0, |(b, ballot, d)| b.epoch.max(ballot.round).max(decision(d)))
+        }
+        match self {
+            Body::Heartbeat { views } => views.iter().map(|(_, v)| v.epoch).max().unwrap_or(0),
+            Body::JoinRequest { last_epoch, .. } => *last_epoch,
+            Body::Prepare {
+                base,
+                ballot,
+                base_decided,
+            } => view(base).max(ballot.round).max(decided(base_decided)),
+            Body::Promise {
+                base,
+                ballot,
+                accepted,
+                ..
+            } => base.epoch.max(ballot.round).max(
+                accepted
+                    .as_ref()
+                    .map_or(0, |(b, d)| b.round.max(decision(d))),
+            ),
+            Body::Accept {
+                base,
+                ballot,
+                base_decided,
+                decision: d,
+            } => view(base)
+                .max(ballot.round)
+                .max(decided(base_decided))
+                .max(decision(d)),
+            Body::Accepted { base, ballot } => base.epoch.max(ballot.round),
+            Body::Rejected { base, promised } => base.epoch.max(promised.round),
+            Body::Install {
+                base,
+                ballot,
+                decision: d,
+            } => base.map_or(0, |b| b.epoch).max(ballot.round).max(decision(d)),
+            Body::ViewChangeStalled { base } => base.epoch,
+            Body::LearnerReady { view } => view.epoch,
+            Body::Data { view, .. }
+            | Body::Ack { view, .. }
+            | Body::Nak { view, .. }
+            | Body::StateRequest { view, .. }
+            | Body::StateChunk { view, .. } => view.epoch,
+            Body::Stale { view: v } => view(v),
+            Body::Discover { view: v }
+            | Body::DiscoverReply { view: v }
+            | Body::MembersResponse { view: v, .. } => v.as_ref().map_or(0, view),
+            Body::Probe
+            | Body::ProbeAck
+            | Body::LeaveRequest { .. }
+            | Body::Direct { .. }
+            | Body::GroupSend { .. }
+            | Body::GroupSendResult { .. }
+            | Body::MergeInto { .. }
+            | Body::MembersRequest
+            | Body::Refused { .. } => 0,
+        }
+    }
+
     /// Bodies a node accepts without authentication: a client's read-only query, the answer
     /// to it, and the notice of a refusal. Nothing that changes a node's state.
     pub fn allowed_unauthenticated(&self) -> bool {

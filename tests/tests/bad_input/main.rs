@@ -24,6 +24,7 @@ mod t09_config_refusals;
 mod t10_oversized_multicast;
 mod t11_unauthenticated_multicast;
 mod t12_bad_data_dir;
+mod t13_counter_overflow;
 
 use cluster::{Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 use std::io::{ErrorKind, Read, Write};

@@ -34,6 +34,26 @@ fn restart_node_3(wait_for_exclusion: bool) {
     );
 
     let view = cluster.wait_converged(&[1, 2, 3], CONVERGE_TIMEOUT);
+    // One view change replaces the old incarnation by the new one (a learner until it holds
+    // the state), and one promotes it: never two views alike in a row, and no more views
+    // than those (plus, after an exclusion, the view without node 3).
+    for (id, mark) in [1, 2].into_iter().zip(marks) {
+        let views: Vec<_> = cluster
+            .node(id)
+            .views_since(mark)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let expected = if wait_for_exclusion { 3 } else { 2 };
+        assert_eq!(views.len(), expected, "node {id}: {views:?}");
+        assert!(
+            views
+                .windows(2)
+                .all(|w| (&w[0].members, &w[0].learners) != (&w[1].members, &w[1].learners)),
+            "node {id}: two views alike in a row: {views:?}"
+        );
+        assert_eq!(views.last(), Some(&view), "node {id}: {views:?}");
+    }
     for via in [1, 2, 3] {
         let out = members_cli(GROUP, cluster.addr(via), Some(&cluster.key_file));
         assert!(
