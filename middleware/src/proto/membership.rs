@@ -231,6 +231,8 @@ pub struct Membership {
     pending_promotions: BTreeSet<ProcessId>,
     /// When this process last started a proposal.
     last_attempt: Option<Time>,
+    /// Outbid by another proposer: no new proposal before this time.
+    retry_not_before: Option<Time>,
     /// Since when the last proposal found no promiser holding the group's state: the view
     /// change waits (blocked) for a holder instead of deciding a view without the state.
     no_holder_since: Option<Time>,
@@ -273,6 +275,7 @@ impl Membership {
             last_stall_notice: None,
             pending_promotions: BTreeSet::new(),
             last_attempt: None,
+            retry_not_before: None,
             no_holder_since: None,
         }
     }
@@ -681,7 +684,7 @@ impl Membership {
             Body::Accepted { base, ballot } => {
                 self.handle_accepted(now, from, base, ballot, &mut out)
             }
-            Body::Rejected { base, promised } => self.handle_rejected(base, promised),
+            Body::Rejected { base, promised } => self.handle_rejected(now, base, promised),
             Body::Install {
                 base,
                 ballot,
@@ -861,9 +864,17 @@ impl Membership {
         // yields it to the other and joins that one. It never installed the other (epochs
         // must increase), but its vote is needed to move it on: it votes as a member without
         // state, and the next view lists it as a joiner.
-        let votes = matches!(self.status, Status::Joining { .. })
+        let rival_lineage = matches!(self.status, Status::Joining { .. })
             && base.contains(self.me.id)
             && base.id.epoch == self.last_epoch;
+        // A process whose leave timed out may be listed in a view decided after it gave up
+        // (a value accepted before the leave was known and adopted by a later proposer):
+        // without its vote that view may never reach a majority again. It votes, and asks
+        // to be removed in the same view change.
+        let left_but_listed = self.status == Status::Left
+            && base.contains(self.me.id)
+            && base.id.epoch >= self.last_epoch;
+        let votes = rival_lineage || left_but_listed;
         if votes {
             // It must hold the cut like any acceptor: give it streams to fetch into.
             self.multicast.shadow(base);
@@ -943,6 +954,12 @@ impl Membership {
         }
         let reply = self.promise(now, base.id, ballot, out);
         self.reply(now, from, reply, out);
+        if self.status == Status::Left && from.id != self.me.id {
+            out.push(MembershipOutput::Send {
+                to: from.addr,
+                body: Body::LeaveRequest { member: self.me.id },
+            });
+        }
     }
 
     /// Promises `ballot` unless a higher one was promised. Promising freezes this member's
@@ -1045,7 +1062,7 @@ impl Membership {
                 report,
             } => self.handle_promise(now, me, base, ballot, accepted, report, out),
             Body::Accepted { base, ballot } => self.handle_accepted(now, me, base, ballot, out),
-            Body::Rejected { base, promised } => self.handle_rejected(base, promised),
+            Body::Rejected { base, promised } => self.handle_rejected(now, base, promised),
             _ => {}
         }
     }
@@ -1241,17 +1258,27 @@ impl Membership {
         self.handle_decided_view(now, view, Some((base, ballot, decided)), out);
     }
 
-    fn handle_rejected(&mut self, base: ViewId, promised: Ballot) {
+    fn handle_rejected(&mut self, now: Time, base: ViewId, promised: Ballot) {
         self.highest_round = self.highest_round.max(promised.round);
-        if self
+        let Some(proposal) = self
             .proposal
             .as_ref()
-            .is_some_and(|p| p.base.id == base && p.ballot < promised)
-        {
-            // Outbid: drop this attempt; the next tick retries above `promised` if this
-            // process is still the acting coordinator.
-            self.proposal = None;
-        }
+            .filter(|p| p.base.id == base && p.ballot < promised)
+        else {
+            return;
+        };
+        // Outbid: drop this attempt and retry above `promised` after a backoff, if this
+        // process is still the acting coordinator then. Two proposers that retried at once
+        // would outbid each other forever (both suspect the other, or a healed partition
+        // left two acting coordinators): the backoff is jittered per process and round, and
+        // a proposer outbid by an older member of the base waits a whole timeout longer,
+        // so the older one finishes.
+        let timeout = self.config.view_change_timeout;
+        let older = proposal.base.rank_of(promised.proposer) < proposal.base.rank_of(self.me.id);
+        let jitter = timeout.mul_f64(backoff_fraction(self.me.id, promised.round));
+        let defer = if older { timeout } else { Duration::ZERO };
+        self.retry_not_before = Some(now + timeout / 4 + jitter + defer);
+        self.proposal = None;
     }
 
     /// A view decided by a majority of its predecessor arrived: with its base, ballot and
@@ -1453,6 +1480,9 @@ impl Membership {
             }
             self.proposal = None;
         }
+        if self.retry_not_before.is_some_and(|t| now < t) {
+            return;
+        }
         // Once anyone promised in this view, members are blocked: the change must finish,
         // even with the same members.
         let flush_started = self.acceptor.base == Some(view.id) && self.acceptor.promised.is_some();
@@ -1599,6 +1629,7 @@ impl Membership {
         self.group_seen = true;
         self.pending_promotions.clear();
         self.no_holder_since = None;
+        self.retry_not_before = None;
         out.push(MembershipOutput::ViewInstalled(change));
         let mut outputs = Vec::new();
         match &decided {
@@ -1714,6 +1745,17 @@ impl Membership {
             }
         }
     }
+}
+
+/// A fraction in `[0, 0.5)` that differs between processes and rounds, for a proposer's
+/// backoff (cores take no randomness; a hash of who and when spreads retries just as well).
+fn backoff_fraction(me: ProcessId, round: u64) -> f64 {
+    let mut x = me.node.0 ^ me.incarnation.0.rotate_left(17) ^ round.rotate_left(41);
+    // splitmix64's finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x % 1000) as f64 / 2000.0
 }
 
 #[cfg(test)]
@@ -2212,6 +2254,49 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn an_outbid_proposer_backs_off_and_defers_to_an_older_one() {
+        // Member 2 suspects the coordinator and proposes; member 1 (older) is alive and
+        // proposing too, and outbids it. Retrying at once would outbid 1 in turn, forever.
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(2, &base);
+        let out = core.handle_suspect(ms(0), member(1).id);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, MembershipOutput::Send { body: Body::Prepare { .. }, .. })));
+        core.handle_message(
+            ms(10),
+            member(3),
+            Body::Rejected {
+                base: base.id,
+                promised: ballot(5, 1),
+            },
+        );
+        let prepares = |out: &[MembershipOutput]| {
+            out.iter()
+                .filter_map(|o| match o {
+                    MembershipOutput::Send {
+                        body: Body::Prepare { ballot, .. },
+                        ..
+                    } => Some(ballot.round),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        // A quarter timeout plus a whole one for deferring to the older member, at least.
+        let mut first_retry = None;
+        for t in (20..1400).step_by(20) {
+            let rounds = prepares(&core.handle_tick(ms(t)));
+            if !rounds.is_empty() {
+                assert!(rounds.iter().all(|r| *r > 5), "above the ballot that won: {rounds:?}");
+                first_retry = Some(t);
+                break;
+            }
+        }
+        let t = first_retry.expect("it retries in the end (1 may be gone after all)");
+        assert!((510..=710).contains(&t), "retried at {t} ms");
     }
 
     #[test]
