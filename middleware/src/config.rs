@@ -419,16 +419,17 @@ mod tests {
 
     #[test]
     fn a_relative_data_dir_is_anchored_at_the_config_file() {
-        let text = "node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data/node1\"\n";
+        let text =
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\ndata_dir = \"data/node1\"\n";
         let c = NodeConfig::parse(text, Path::new("/etc/viewsync/node1.toml")).unwrap();
         assert_eq!(
             c.data_dir.as_deref(),
             Some(Path::new("/etc/viewsync/data/node1"))
         );
-        let text = "node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"/var/lib/viewsync\"\n";
+        let text = "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\ndata_dir = \"/var/lib/viewsync\"\n";
         let c = NodeConfig::parse(text, Path::new("/etc/viewsync/node1.toml")).unwrap();
         assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/viewsync")));
-        let c = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        let c = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n").unwrap();
         assert_eq!(c.data_dir, None);
         let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"\"\n").unwrap_err();
         assert!(e.contains("`data_dir`"), "{e}");

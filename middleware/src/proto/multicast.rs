@@ -916,7 +916,10 @@ impl Multicast {
                 .filter(|v| v.id() == base)
                 .map(|v| v.received())
                 .unwrap_or_default(),
-            ready: self.ready && self.ending.is_none(),
+            // A survivor still fetching the previous view's cut will hold the state once it
+            // has it: it counts as a holder (if the fetch fails, it reports not ready in the
+            // next view change and gets the state by transfer).
+            ready: self.ready,
         }
     }
 
@@ -1032,9 +1035,13 @@ impl Multicast {
     pub fn leave_group(&mut self, left: bool) {
         // Excluded from a view (not a first join, not a leave): keep accepting multicasts.
         self.rejoining = !left && (self.rejoining || self.current.is_some());
-        self.current = None;
-        self.ending = None;
-        self.retired = None;
+        // The view it was in may have ended with a cut this process holds and the new view's
+        // members still fetch: keep answering for it until this process installs a view.
+        let last = self.current.take();
+        let ending = self.ending.take().map(|e| e.stream);
+        if let Some(stream) = last.or(ending) {
+            self.retired = Some(stream);
+        }
         self.incoming = None;
         self.snapshot = None;
         self.ready = false;

@@ -257,8 +257,9 @@ impl Body {
             d.view.id.epoch
         }
         fn decided(d: &Option<(ViewId, Ballot, Decision)>) -> u64 {
-            d.as_ref()
-                .map_or(0, |(b, ballot, d)| b.epoch.max(ballot.round).max(decision(d)))
+            d.as_ref().map_or(0, |(b, ballot, d)| {
+                b.epoch.max(ballot.round).max(decision(d))
+            })
         }
         match self {
             Body::Heartbeat { views } => views.iter().map(|(_, v)| v.epoch).max().unwrap_or(0),
@@ -293,7 +294,10 @@ impl Body {
                 base,
                 ballot,
                 decision: d,
-            } => base.map_or(0, |b| b.epoch).max(ballot.round).max(decision(d)),
+            } => base
+                .map_or(0, |b| b.epoch)
+                .max(ballot.round)
+                .max(decision(d)),
             Body::ViewChangeStalled { base } => base.epoch,
             Body::LearnerReady { view } => view.epoch,
             Body::Data { view, .. }
