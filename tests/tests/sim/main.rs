@@ -4,3 +4,4 @@
 //! `0..1000`, what CI runs).
 
 mod t01_group_properties;
+mod t05_regression_seeds;
