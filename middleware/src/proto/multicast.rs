@@ -1025,7 +1025,10 @@ impl Multicast {
         if self.current.as_ref().is_some_and(|v| v.id() == view.id) || !view.contains(self.me) {
             return;
         }
-        self.current = Some(ViewStream::new(view.clone(), self.me));
+        // The streams it kept of that view since it left it hold what it had: the cut may
+        // need them (it may be the only holder of its own entries).
+        let kept = self.retired.take().filter(|r| r.id() == view.id);
+        self.current = Some(kept.unwrap_or_else(|| ViewStream::new(view.clone(), self.me)));
         self.ending = None;
         self.ready = false;
     }
