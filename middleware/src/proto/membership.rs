@@ -2247,6 +2247,64 @@ mod tests {
     }
 
     #[test]
+    fn without_a_holder_of_the_state_no_view_is_decided_and_the_block_is_reported() {
+        // This process installed its view without the cut (it does not hold the state), and
+        // neither does member 2: a view of the two would start from nothing.
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(1, &base);
+        core.handle_suspect(ms(0), member(3).id);
+        let promise = Body::Promise {
+            base: base.id,
+            ballot: ballot(1, 1),
+            accepted: None,
+            report: FlushReport {
+                received: vec![0, 0, 0],
+                ready: false,
+            },
+        };
+        let out = core.handle_message(ms(1), member(2), promise);
+        let accepts = |out: &[MembershipOutput]| {
+            out.iter().any(|o| {
+                matches!(
+                    o,
+                    MembershipOutput::Send {
+                        body: Body::Accept { .. },
+                        ..
+                    }
+                )
+            })
+        };
+        assert!(
+            !accepts(&out),
+            "a view without a holder was proposed: {out:?}"
+        );
+        // Not before the view change has been stuck for twice its timeout.
+        assert_eq!(core.blocked(ms(100)), None);
+        let blocked = core.blocked(ms(1000)).expect("blocked");
+        assert_eq!(blocked.reason, BlockedReason::NoStateHolder);
+        assert_eq!(blocked.view, Some(base.id));
+        // Retried at the view change timeout, not at every tick, and still nothing decided.
+        assert!(!accepts(&core.handle_tick(ms(20))));
+    }
+
+    #[test]
+    fn a_member_without_a_majority_of_voters_reports_whom_it_waits_for() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(1, &base);
+        core.handle_suspect(ms(0), member(2).id);
+        core.handle_suspect(ms(0), member(3).id);
+        let blocked = core.blocked(ms(900)).expect("blocked");
+        assert_eq!(
+            blocked.reason,
+            BlockedReason::NoMajority {
+                voters: vec![member(1).id, member(2).id, member(3).id],
+                reachable: vec![member(1).id],
+                needed: 2,
+            }
+        );
+    }
+
+    #[test]
     fn an_outbid_proposer_backs_off_and_defers_to_an_older_one() {
         // Member 2 suspects the coordinator and proposes; member 1 (older) is alive and
         // proposing too, and outbids it. Retrying at once would outbid 1 in turn, forever.

@@ -2009,6 +2009,52 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_snapshot_or_a_missing_holder_never_becomes_an_empty_state() {
+        let first = view(1, &[1]);
+        let mut next = view(2, &[1, 2]);
+        next.voters = 1;
+        let cfg = config(Ordering::Total);
+        let decision = Decision {
+            view: next.clone(),
+            cut: vec![CutEntry { upto: 0, holder: 0 }],
+            joiners: vec![member(2).id],
+        };
+        let mut provider = core_in(1, &first, cfg);
+        let mut out = Vec::new();
+        provider.freeze(first.id, &mut out);
+        provider.install_decided(ms(1), first.id, &decision, &mut out);
+        assert_eq!(out.last(), Some(&MulticastOutput::SnapshotWanted(next.id)));
+        // The service could not take it: the provider stops vouching for the state.
+        provider.handle_snapshot_failed(next.id);
+        assert!(!provider.is_ready() && provider.needs_resync());
+        assert_eq!(provider.stats().snapshots_failed, 1);
+        let mut out = Vec::new();
+        let request = Body::StateRequest {
+            view: next.id,
+            offset: 0,
+        };
+        provider.handle_message(ms(2), member(2), request, &mut out);
+        assert_eq!(out, vec![], "no chunk of an invented state");
+
+        // A decision naming no holder (never composed, but arriving anyway) is not followed
+        // from nothing: the joiner restores nothing and waits for a later view change.
+        let orphan = Decision {
+            view: view(2, &[2]),
+            cut: vec![CutEntry { upto: 0, holder: 0 }],
+            joiners: vec![member(2).id],
+        };
+        let mut joiner = Multicast::new(member(2).id, cfg);
+        let mut out = Vec::new();
+        joiner.install_decided(ms(1), first.id, &orphan, &mut out);
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, MulticastOutput::Restore { .. })),
+            "{out:?}"
+        );
+        assert!(!joiner.is_ready() && joiner.needs_resync());
+    }
+
+    #[test]
     fn a_joiner_gets_the_state_in_chunks_before_its_first_view() {
         let first = view(1, &[1]);
         let next = view(2, &[1, 2]);
