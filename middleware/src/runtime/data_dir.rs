@@ -1,19 +1,23 @@
 //! A node's data directory (`data_dir` in the configuration): what a node keeps across
 //! restarts. Today that is its last incarnation, so that a restart gets a larger one even if
-//! the clock was stepped back (see [`next_incarnation`]).
+//! the clock was stepped back (see [`next_incarnation`]), and the groups it has been a member
+//! of, so that a restarted node never founds one of them again (see [`record_membership`]).
 //!
-//! The file `incarnation` holds the decimal incarnation and a newline. It is replaced
-//! atomically: written to `incarnation.tmp`, synced, renamed over `incarnation`, and the
-//! directory synced; a crash at any point leaves the old or the new value, never a torn one.
+//! The file `incarnation` holds the decimal incarnation and a newline; `member-of` holds one
+//! group name per line. Each is replaced atomically: written to a `.tmp` file, synced, renamed
+//! over the old one, and the directory synced; a crash at any point leaves the old or the new
+//! contents, never a torn file.
 
 use crate::id::Incarnation;
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The file holding the last incarnation, in the data directory.
 pub const INCARNATION_FILE: &str = "incarnation";
-const INCARNATION_TEMP: &str = "incarnation.tmp";
+/// The file listing the groups this node has been a member of, in the data directory.
+pub const MEMBER_OF_FILE: &str = "member-of";
 
 /// The data directory cannot be used. The node does not start; nothing was changed but, at
 /// most, the directory created.
@@ -105,17 +109,44 @@ pub fn last_incarnation(dir: &Path) -> Result<Option<Incarnation>, DataDirError>
 
 /// Records `incarnation` in `dir`, atomically (temporary file, sync, rename, directory sync).
 pub fn store_incarnation(dir: &Path, incarnation: Incarnation) -> Result<(), DataDirError> {
-    let temp = dir.join(INCARNATION_TEMP);
+    write_atomically(dir, INCARNATION_FILE, &format!("{}\n", incarnation.0))
+}
+
+/// The groups recorded in `dir` as ones this node has been a member of.
+pub fn recorded_memberships(dir: &Path) -> Result<BTreeSet<String>, DataDirError> {
+    let path = dir.join(MEMBER_OF_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(source) => Err(DataDirError::Read { path, source }),
+    }
+}
+
+/// Records in `dir` that this node is a member of `groups` (all it has been a member of): a
+/// later start never founds them again, whatever `bootstrap` says.
+pub fn record_membership(dir: &Path, groups: &BTreeSet<String>) -> Result<(), DataDirError> {
+    let text: String = groups.iter().map(|g| format!("{g}\n")).collect();
+    write_atomically(dir, MEMBER_OF_FILE, &text)
+}
+
+/// Replaces `dir/name` with `contents`: temporary file, sync, rename, directory sync.
+fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<(), DataDirError> {
+    let temp = dir.join(format!("{name}.tmp"));
     let write_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DataDirError::Write { path, source }
     };
     let mut file = File::create(&temp).map_err(write_error(&temp))?;
-    file.write_all(format!("{}\n", incarnation.0).as_bytes())
+    file.write_all(contents.as_bytes())
         .map_err(write_error(&temp))?;
     file.sync_all().map_err(write_error(&temp))?;
     drop(file);
-    let path = dir.join(INCARNATION_FILE);
+    let path = dir.join(name);
     fs::rename(&temp, &path).map_err(write_error(&path))?;
     // The rename is durable once the directory is synced.
     File::open(dir)

@@ -160,6 +160,10 @@ pub struct NodeActor {
     flush_scheduled: bool,
     /// Groups this node is blocked in, with when that was last logged.
     blocked_logged: BTreeMap<GroupName, Time>,
+    /// Where the node records the groups it has been a member of (with `data_dir`).
+    data_dir: Option<std::path::PathBuf>,
+    /// The groups recorded there.
+    member_of: std::collections::BTreeSet<String>,
 }
 
 /// A registered service and how far behind its mailbox is.
@@ -215,6 +219,9 @@ impl NodeActor {
             if let NodeOutput::Group { group, event } = output {
                 self.hand_to_service(group, event, ctx);
                 continue;
+            }
+            if let NodeOutput::ViewInstalled { group, .. } = &output {
+                self.record_membership(group);
             }
             log_event(&output);
             let Some(event) = GroupEvent::from_output(output) else {
@@ -328,6 +335,18 @@ impl NodeActor {
             actor.execute(outputs, ctx);
             actor.schedule_flush(ctx);
         }));
+    }
+
+    /// Records in the data directory, once per group, that this node is a member of `group`,
+    /// so that a restart never founds it again.
+    fn record_membership(&mut self, group: &GroupName) {
+        let Some(dir) = &self.data_dir else { return };
+        if !self.member_of.insert(group.as_str().to_string()) {
+            return;
+        }
+        if let Err(error) = super::data_dir::record_membership(dir, &self.member_of) {
+            tracing::error!(%group, %error, "cannot record the membership in data_dir");
+        }
     }
 
     /// Logs, at WARN and again every [`BLOCKED_REPORT_INTERVAL`], each group this node is
@@ -768,7 +787,22 @@ impl Node {
             addr: local,
         };
         let codec = FrameCodec::new(config.key.clone(), config.transport.frame_bytes_max);
-        let mut core = NodeCore::new(me, config.seeds.clone(), config.settings);
+        let mut settings = config.settings;
+        let member_of = match &config.data_dir {
+            Some(dir) => super::data_dir::recorded_memberships(dir)?,
+            None => Default::default(),
+        };
+        if settings.membership.bootstrap && !member_of.is_empty() {
+            // `bootstrap` is for the cluster's first start: a node that was a member before
+            // only ever rejoins, or a restart with its seeds unreachable would found a second
+            // group beside the real one.
+            tracing::info!(
+                groups = ?member_of,
+                "bootstrap ignored: this node was a member before (data_dir); it rejoins through its seeds"
+            );
+            settings.membership.bootstrap = false;
+        }
+        let mut core = NodeCore::new(me, config.seeds.clone(), settings);
         for (group, multicast) in &config.group_multicast {
             core.set_group_multicast(group.clone(), *multicast);
         }
@@ -793,6 +827,8 @@ impl Node {
                 parked: VecDeque::new(),
                 flush_scheduled: false,
                 blocked_logged: BTreeMap::new(),
+                data_dir: config.data_dir.clone(),
+                member_of,
             }
         });
         Ok(NodeHandle { actor, me })

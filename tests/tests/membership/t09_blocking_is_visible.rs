@@ -75,3 +75,32 @@ fn a_node_whose_seeds_never_answer_waits_and_says_so() {
     let views = cluster.node(2).views_since(0);
     assert!(views.is_empty(), "node 2 founded a group: {views:?}");
 }
+
+#[test]
+fn a_founder_restarted_from_its_data_dir_never_founds_again() {
+    let _timing = timing_shared();
+    let mut cluster = crate::cluster::Cluster::new();
+    let data = cluster.dir.path().join("data1");
+    let extra = format!("data_dir = {:?}\n", data.display().to_string());
+    // First start: node 1 founds the group (no seeds, `bootstrap`).
+    cluster.launch(1, &[], &extra);
+    cluster.wait_converged(&[1], Duration::from_secs(10));
+    cluster.node(1).sigkill();
+    let _old = cluster.remove(1);
+    // The same configuration again: its data dir says it was a member, so `bootstrap` no
+    // longer applies and, with nobody to ask, it waits instead of founding a second group.
+    cluster.launch(1, &[], &extra);
+    let stdout = wait_blocked(&cluster, 1, Duration::from_secs(15));
+    assert!(
+        stdout.starts_with("blocked: waiting for the group"),
+        "{stdout}"
+    );
+    let views = cluster.node(1).views_since(0);
+    assert!(
+        views.is_empty(),
+        "the restarted founder founded again: {views:?}"
+    );
+    cluster
+        .node(1)
+        .wait_stderr(&["bootstrap ignored"], Duration::from_secs(5));
+}
