@@ -189,7 +189,7 @@ mod tests {
             fs::read_to_string(data.join(INCARNATION_FILE)).unwrap(),
             "500\n"
         );
-        assert!(!data.join(INCARNATION_TEMP).exists());
+        assert!(!data.join(format!("{INCARNATION_FILE}.tmp")).exists());
     }
 
     #[test]
@@ -211,6 +211,17 @@ mod tests {
             Incarnation(20_000)
         );
         assert_eq!(last_incarnation(&dir.0).unwrap(), Some(Incarnation(20_000)));
+    }
+
+    #[test]
+    fn memberships_are_recorded_and_read_back() {
+        let scratch = Scratch::new("member-of");
+        let data = scratch.0.join("data");
+        fs::create_dir_all(&data).unwrap();
+        assert!(recorded_memberships(&data).unwrap().is_empty());
+        let groups: BTreeSet<String> = ["demo".to_string(), "audit".to_string()].into();
+        record_membership(&data, &groups).unwrap();
+        assert_eq!(recorded_memberships(&data).unwrap(), groups);
     }
 
     #[test]
