@@ -59,6 +59,9 @@ pub struct SimConfig {
     pub override_probability: f64,
     /// Also trace every delivery (for replaying one seed).
     pub trace_deliveries: bool,
+    /// Also trace every process's protocol state once, at this virtual time (replays:
+    /// `SIM_DUMP_AT=2.5`).
+    pub dump_at: Option<Duration>,
 }
 
 impl SimConfig {
@@ -98,6 +101,7 @@ impl SimConfig {
             send_probability: rng.gen_range(0.05..0.4),
             override_probability: if rng.gen_bool(0.5) { 0.3 } else { 0.0 },
             trace_deliveries: false,
+            dump_at: None,
         }
     }
 }
@@ -323,25 +327,7 @@ impl Simulation {
             .collect();
         self.deliveries.finish(&membership);
         if self.config.trace_deliveries {
-            let lines: Vec<String> = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.core.as_ref())
-                .flat_map(|c| {
-                    let me = c.me().id;
-                    c.groups().map(move |g| {
-                        format!(
-                            "{me} {:?}: {} | {}",
-                            g.status(),
-                            g.describe(),
-                            g.multicast().describe()
-                        )
-                    })
-                })
-                .collect();
-            for line in lines {
-                self.log(line);
-            }
+            self.log_core_states("end");
         }
         if liveness_checked {
             self.check_final_deliveries();
@@ -379,6 +365,29 @@ impl Simulation {
             deliveries: self.deliveries.deliveries(),
             state_transfers,
             trace: self.trace,
+        }
+    }
+
+    /// Traces every live process's membership and multicast state, each line tagged.
+    fn log_core_states(&mut self, tag: &str) {
+        let lines: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .flat_map(|c| {
+                let me = c.me().id;
+                c.groups().map(move |g| {
+                    format!(
+                        "{tag} {me} {:?}: {} | {}",
+                        g.status(),
+                        g.describe(),
+                        g.multicast().describe()
+                    )
+                })
+            })
+            .collect();
+        for line in lines {
+            self.log(line);
         }
     }
 
@@ -719,31 +728,10 @@ impl Simulation {
     }
 
     fn tick_due_node(&mut self) {
-        if let Some(at) = std::env::var("SIM_DUMP_AT")
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            if self.now.as_secs_f64() >= at && !self.dumped {
+        if let Some(at) = self.config.dump_at {
+            if self.now >= at && !self.dumped {
                 self.dumped = true;
-                let lines: Vec<String> = self
-                    .nodes
-                    .iter()
-                    .filter_map(|n| n.core.as_ref())
-                    .flat_map(|c| {
-                        let me = c.me().id;
-                        c.groups().map(move |g| {
-                            format!(
-                                "DUMP {me} {:?}: {} | {}",
-                                g.status(),
-                                g.describe(),
-                                g.multicast().describe()
-                            )
-                        })
-                    })
-                    .collect();
-                for line in lines {
-                    self.log(line);
-                }
+                self.log_core_states("at");
             }
         }
         let i = (0..self.nodes.len())

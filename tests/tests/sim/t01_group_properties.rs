@@ -6,6 +6,7 @@
 //! durability, uniform delivery (safe delivery), no state lost.
 
 use std::ops::Range;
+use std::time::Duration;
 use viewsync::sim::{SimConfig, SimReport, Simulation};
 
 fn seeds() -> Range<u64> {
@@ -21,6 +22,9 @@ fn seeds() -> Range<u64> {
 fn run(seed: u64) -> SimReport {
     let mut config = SimConfig::from_seed(seed);
     config.trace_deliveries = std::env::var("SIM_SEED").is_ok();
+    config.dump_at = std::env::var("SIM_DUMP_AT")
+        .ok()
+        .map(|at| Duration::from_secs_f64(at.parse().expect("SIM_DUMP_AT is seconds")));
     Simulation::new(config).run()
 }
 
