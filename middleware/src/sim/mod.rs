@@ -59,6 +59,9 @@ pub struct SimConfig {
     pub override_probability: f64,
     /// Also trace every delivery (for replaying one seed).
     pub trace_deliveries: bool,
+    /// A bug planted in the cores for the run (`None` from [`SimConfig::from_seed`]).
+    #[cfg(feature = "planted-bugs")]
+    pub planted: Option<crate::proto::planted::PlantedBug>,
 }
 
 impl SimConfig {
@@ -98,6 +101,8 @@ impl SimConfig {
             send_probability: rng.gen_range(0.05..0.4),
             override_probability: if rng.gen_bool(0.5) { 0.3 } else { 0.0 },
             trace_deliveries: false,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         }
     }
 }
@@ -266,6 +271,8 @@ impl Simulation {
 
     /// Runs the whole scenario and reports.
     pub fn run(mut self) -> SimReport {
+        #[cfg(feature = "planted-bugs")]
+        let _planted = crate::proto::planted::plant(self.config.planted);
         // Nodes start within the first half second: a bootstrap race on purpose.
         for i in 0..self.nodes.len() {
             let at = Duration::from_millis(self.rng.gen_range(0..500));
