@@ -32,6 +32,8 @@
 //! it installed before, so epochs stay strictly increasing across a merge.
 
 use super::multicast::{compose_cut, Multicast, MulticastConfig, MulticastOutput};
+#[cfg(feature = "planted-bugs")]
+use super::planted::{self, PlantedBug};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
@@ -973,7 +975,13 @@ impl Membership {
     ) -> Body {
         let acceptor = self.acceptor_for(base);
         if acceptor.promised.is_none_or(|p| ballot > p) {
+            #[cfg(feature = "planted-bugs")]
+            let forgotten = acceptor.promised;
             acceptor.promised = Some(ballot);
+            #[cfg(feature = "planted-bugs")]
+            if planted::active(PlantedBug::AcceptorForgetsPromise) {
+                acceptor.promised = forgotten;
+            }
             let accepted = acceptor.accepted.clone();
             self.promised_since.get_or_insert(now);
             let mut outputs = Vec::new();
@@ -1121,6 +1129,9 @@ impl Membership {
             .filter_map(|(accepted, _)| accepted.as_ref())
             .max_by_key(|(ballot, _)| *ballot)
             .map(|(_, decision)| decision.clone());
+        #[cfg(feature = "planted-bugs")]
+        let previously_accepted =
+            previously_accepted.filter(|_| !planted::active(PlantedBug::ProposerIgnoresAccepted));
         let base_view = proposal.base.clone();
         let ballot = proposal.ballot;
         let value = match previously_accepted {
@@ -1177,6 +1188,8 @@ impl Membership {
         if voters.is_empty() {
             return None;
         }
+        #[cfg(feature = "planted-bugs")]
+        let promises = &planted::without_report_of(promises, self.me.id);
         let cut = compose_cut(
             base.members.len(),
             promises
@@ -1225,7 +1238,14 @@ impl Membership {
             return;
         };
         accepted.insert(from.id);
-        if proposal.base.count_voters(accepted.iter()) < proposal.base.majority() {
+        let votes = proposal.base.count_voters(accepted.iter());
+        #[cfg(feature = "planted-bugs")]
+        let votes = if planted::active(PlantedBug::MajorityCountsLearners) {
+            accepted.len()
+        } else {
+            votes
+        };
+        if votes < proposal.base.majority() {
             return;
         }
         let decided = decision.clone();

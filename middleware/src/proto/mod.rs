@@ -5,6 +5,8 @@ pub mod failure_detector;
 pub mod membership;
 pub mod multicast;
 pub mod node;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 
 /// Time as the cores see it: the duration since an origin chosen by whoever drives them (the
 /// actor's start, or the simulator's zero).

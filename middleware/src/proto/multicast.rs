@@ -29,6 +29,8 @@
 //! contents, the same everywhere), then install the next view. Everything past the cut is
 //! discarded: it came from members that did not survive.
 
+#[cfg(feature = "planted-bugs")]
+use super::planted::{self, PlantedBug};
 use super::Time;
 use crate::id::{ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
@@ -379,6 +381,10 @@ impl ViewStream {
             return;
         }
         for (rank, stream) in self.streams.iter().enumerate() {
+            #[cfg(feature = "planted-bugs")]
+            if planted::active(PlantedBug::SequencerOrdersTwice) {
+                self.ordered_upto[rank] = self.ordered_upto[rank].min(stream.delivered);
+            }
             while self.ordered_upto[rank] < stream.contiguous {
                 self.ordered_upto[rank] += 1;
                 let seq = self.ordered_upto[rank];
@@ -489,6 +495,8 @@ impl ViewStream {
                 .map(|(m, row)| if m == me { mine } else { row[rank] })
                 .min()
                 .unwrap_or(mine);
+            #[cfg(feature = "planted-bugs")]
+            let stable = stable + u64::from(planted::active(PlantedBug::StabilityOffByOne));
             let old = self.streams[rank].stable;
             if stable > old {
                 if rank == me {
@@ -812,6 +820,10 @@ impl Multicast {
     }
 
     fn may_deliver(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        if planted::active(PlantedBug::JoinerDeliversBeforeRestore) && self.incoming.is_some() {
+            return self.ending.is_none() && !self.paused;
+        }
         self.ready && self.ending.is_none() && !self.paused
     }
 
@@ -1619,6 +1631,10 @@ pub fn compose_cut<'a>(
     base_len: usize,
     reports: impl Iterator<Item = (usize, &'a FlushReport)>,
 ) -> Vec<CutEntry> {
+    #[cfg(feature = "planted-bugs")]
+    if planted::active(PlantedBug::CutMinimum) {
+        return planted::cut_minimum(base_len, reports);
+    }
     let mut cut: Vec<CutEntry> = (0..base_len)
         .map(|r| CutEntry {
             upto: 0,

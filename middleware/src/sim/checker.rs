@@ -12,7 +12,12 @@
 //!   its base (its `Install`);
 //! - *unique successor*: every view has at most one decided successor: the views decided for
 //!   one base (in `Install`s with a base, or proposed in an `Accept` accepted by a majority of
-//!   the base) are all the same view.
+//!   the base) are all the same view;
+//! - *promises kept*: an acceptor never answers a ballot below one it answered before in the
+//!   same instance (a `Promise` or `Accepted` for a base, after a `Promise` or `Accepted` of a
+//!   higher ballot for that base). This is Paxos' own invariant, seen on the wire; a broken
+//!   promise rarely ends in two decided successors (both ballots must carry different views
+//!   and reach a majority), so the end-to-end checks alone would almost never notice it.
 
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::View;
@@ -54,6 +59,8 @@ pub struct MembershipChecker {
     successors: BTreeMap<(GroupName, ViewId), (View, String)>,
     /// Bases already reported with two successors (reported once).
     split: BTreeSet<(GroupName, ViewId)>,
+    /// The highest ballot each acceptor answered (`Promise` or `Accepted`) per base.
+    answered: BTreeMap<(ProcessId, ViewId), Ballot>,
     violations: Vec<Violation>,
 }
 
@@ -72,7 +79,11 @@ impl MembershipChecker {
                     .or_insert_with(|| (base.clone(), decision.view.clone(), envelope.sender));
                 self.check_proposal_decided(base.id, *ballot);
             }
+            Body::Promise { base, ballot, .. } => {
+                self.check_promise_kept(envelope.sender, *base, *ballot, "Promise");
+            }
             Body::Accepted { base, ballot } => {
+                self.check_promise_kept(envelope.sender, *base, *ballot, "Accepted");
                 self.acceptances
                     .entry((*base, *ballot))
                     .or_default()
@@ -91,6 +102,28 @@ impl MembershipChecker {
                 self.decided(*base, &decision.view, how);
             }
             _ => {}
+        }
+    }
+
+    /// An acceptor answers no ballot below one it answered before for the same base: a
+    /// `Promise` is a promise to ignore lower ballots, and accepting a ballot implies having
+    /// promised it.
+    fn check_promise_kept(
+        &mut self,
+        acceptor: ProcessId,
+        base: ViewId,
+        ballot: Ballot,
+        what: &str,
+    ) {
+        let highest = self.answered.entry((acceptor, base)).or_insert(ballot);
+        if ballot < *highest {
+            let detail = format!(
+                "{acceptor} sent {what} for ballot {ballot:?} of {base} after answering {:?}",
+                *highest
+            );
+            self.violate("promises kept", detail);
+        } else {
+            *highest = ballot;
         }
     }
 
@@ -349,6 +382,16 @@ mod tests {
         sent(from, body)
     }
 
+    fn promise(from: u64, base: &View, ballot: Ballot) -> Envelope {
+        let body = Body::Promise {
+            base: base.id,
+            ballot,
+            accepted: None,
+            report: crate::wire::FlushReport::default(),
+        };
+        sent(from, body)
+    }
+
     fn install(from: u64, base: &View, ballot: Ballot, next: &View) -> Envelope {
         let body = Body::Install {
             base: Some(base.id),
@@ -370,6 +413,7 @@ mod tests {
         c.observe_install(pid(1), &v2);
         c.observe_install(pid(2), &v2);
         c.check_step();
+        c.observe_send(&promise(2, &v2, ballot(1, 1)));
         c.observe_send(&accept(1, &v2, ballot(1, 1), &v3));
         c.observe_send(&accepted(2, &v2, ballot(1, 1)));
         c.observe_send(&install(1, &v2, ballot(1, 1), &v3));
@@ -517,5 +561,29 @@ mod tests {
         // Reported once per base.
         c.observe_send(&install(1, &v3, ballot(3, 1), &second));
         assert_eq!(properties(&c), vec!["unique successor"]);
+    }
+
+    #[test]
+    fn promises_kept_is_checked() {
+        // Accepting a ballot below the one promised.
+        let mut c = MembershipChecker::default();
+        let (_, _, v3) = good_history(&mut c);
+        let v4 = view(4, &[1, 2, 3]);
+        c.observe_send(&promise(2, &v3, ballot(2, 1)));
+        c.observe_send(&promise(3, &v3, ballot(2, 1)));
+        c.observe_send(&accepted(2, &v3, ballot(1, 1)));
+        assert_eq!(properties(&c), vec!["promises kept"]);
+        // Promising a ballot below one accepted. Before that: the ballot of the previous
+        // instance in this one, the same ballot twice, and a higher one are all fine.
+        let mut c = MembershipChecker::default();
+        let (_, _, v3) = good_history(&mut c);
+        c.observe_send(&promise(2, &v3, ballot(1, 1)));
+        c.observe_send(&accept(1, &v3, ballot(1, 1), &v4));
+        c.observe_send(&accepted(2, &v3, ballot(1, 1)));
+        c.observe_send(&accepted(2, &v3, ballot(1, 1)));
+        c.observe_send(&promise(2, &v3, ballot(2, 3)));
+        assert_eq!(properties(&c), Vec::<&str>::new());
+        c.observe_send(&promise(2, &v3, ballot(1, 3)));
+        assert_eq!(properties(&c), vec!["promises kept"]);
     }
 }

@@ -62,6 +62,9 @@ pub struct SimConfig {
     /// Also trace every process's protocol state once, at this virtual time (replays:
     /// `SIM_DUMP_AT=2.5`).
     pub dump_at: Option<Duration>,
+    /// A bug planted in the cores for the run (`None` from [`SimConfig::from_seed`]).
+    #[cfg(feature = "planted-bugs")]
+    pub planted: Option<crate::proto::planted::PlantedBug>,
 }
 
 impl SimConfig {
@@ -102,6 +105,8 @@ impl SimConfig {
             override_probability: if rng.gen_bool(0.5) { 0.3 } else { 0.0 },
             trace_deliveries: false,
             dump_at: None,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         }
     }
 }
@@ -270,6 +275,8 @@ impl Simulation {
 
     /// Runs the whole scenario and reports.
     pub fn run(mut self) -> SimReport {
+        #[cfg(feature = "planted-bugs")]
+        let _planted = crate::proto::planted::plant(self.config.planted);
         // Nodes start within the first half second: a bootstrap race on purpose.
         for i in 0..self.nodes.len() {
             let at = Duration::from_millis(self.rng.gen_range(0..500));

@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 use std::time::Duration;
+use viewsync::proto::planted::PlantedBug;
 use viewsync::sim::{SimConfig, SimReport, Simulation};
 
 fn seeds() -> Range<u64> {
@@ -19,12 +20,22 @@ fn seeds() -> Range<u64> {
     a.trim().parse().expect("start")..b.trim().parse().expect("end")
 }
 
+/// The bug `SIM_PLANT` names, planted in every run (see `--test planted`).
+fn planted() -> Option<PlantedBug> {
+    let name = std::env::var("SIM_PLANT").ok()?;
+    Some(name.parse().unwrap_or_else(|e| {
+        let names: Vec<&str> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+        panic!("SIM_PLANT: {e}; one of {names:?}")
+    }))
+}
+
 fn run(seed: u64) -> SimReport {
     let mut config = SimConfig::from_seed(seed);
     config.trace_deliveries = std::env::var("SIM_SEED").is_ok();
     config.dump_at = std::env::var("SIM_DUMP_AT")
         .ok()
         .map(|at| Duration::from_secs_f64(at.parse().expect("SIM_DUMP_AT is seconds")));
+    config.planted = planted();
     Simulation::new(config).run()
 }
 
@@ -57,7 +68,10 @@ fn group_properties_hold_over_seeded_scenarios() {
         }
         if !report.violations.is_empty() {
             eprintln!("seed {seed}: {:?}", report.violations);
-            eprintln!("  replay: {}", report.replay_command());
+            let plant = planted()
+                .map(|b| format!("SIM_PLANT={b} "))
+                .unwrap_or_default();
+            eprintln!("  replay: {plant}{}", report.replay_command());
             failures.push(seed);
         }
     }
