@@ -93,6 +93,8 @@ impl SimConfig {
                 duplicate_probability: rng.gen_range(0.0..0.1),
                 delay_min: Duration::from_micros(50),
                 delay_max,
+                late_probability: 0.0,
+                late_delay_max: Duration::ZERO,
             },
             settings,
             send_probability: rng.gen_range(0.05..0.4),
