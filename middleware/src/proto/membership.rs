@@ -633,6 +633,19 @@ impl Membership {
                 }];
             }
         }
+        // This process's leave timed out, and the peer still has the view listing it: tell the
+        // peer it left, or the peer may wait for it for ever (as its coordinator: a process
+        // that left still answers probes, so it is never suspected).
+        let listed = self
+            .view
+            .as_ref()
+            .is_some_and(|v| v.id == peer_view && v.contains(self.me.id));
+        if self.status == Status::Left && listed {
+            return vec![MembershipOutput::Send {
+                to: from.addr,
+                body: Body::LeaveRequest { member: self.me.id },
+            }];
+        }
         match self.view() {
             Some(view) if view.id.epoch > peer_view.epoch => {
                 vec![MembershipOutput::Send {
@@ -665,7 +678,7 @@ impl Membership {
             Body::JoinRequest { member, last_epoch } => {
                 self.handle_join_request(now, from, member, last_epoch, &mut out)
             }
-            Body::LeaveRequest { member } => self.handle_leave_request(now, member, &mut out),
+            Body::LeaveRequest { member } => self.handle_leave_request(now, from, member, &mut out),
             Body::Prepare {
                 base,
                 ballot,
@@ -822,12 +835,22 @@ impl Membership {
     fn handle_leave_request(
         &mut self,
         now: Time,
+        from: Member,
         leaver: ProcessId,
         out: &mut Vec<MembershipOutput>,
     ) {
         let Some(view) = self.view() else { return };
         if !view.contains(leaver) {
             return;
+        }
+        // The member this process takes for coordinator says itself that it is leaving: it
+        // gave up (a leaving coordinator proposes its own leave, it never asks), so stop
+        // waiting for it to coordinate, as for a coordinator asking to join.
+        let coordinator_left = from.id == leaver
+            && leaver != self.me.id
+            && self.acting_coordinator().is_some_and(|c| c.id == leaver);
+        if coordinator_left {
+            self.suspected.insert(leaver);
         }
         if self.is_acting_coordinator() {
             self.pending_leaves.insert(leaver);
@@ -1563,7 +1586,10 @@ impl Membership {
             .members
             .iter()
             .filter(|m| {
-                !self.suspected.contains(&m.id)
+                // A promise in this very ballot proves the member alive and reachable both
+                // ways: a suspicion (a slow or one-way link) does not remove it.
+                let promised = promisers.is_some_and(|p| p.contains(&m.id));
+                (!self.suspected.contains(&m.id) || promised)
                     && !self.pending_leaves.contains(&m.id)
                     && !replaced(m)
                     && promisers.is_none_or(|p| p.contains(&m.id))
@@ -2468,6 +2494,45 @@ mod tests {
             core.handle_peer_view(member(3), view(4, &[3, 2]).id),
             vec![send(3, Body::Stale { view: current })]
         );
+    }
+
+    #[test]
+    fn a_process_whose_leave_timed_out_says_so_and_is_not_waited_for_as_coordinator() {
+        let v = view(4, &[1, 2, 3]);
+        // The coordinator leaves, nothing reaches it, and its leave times out.
+        let mut leaver = core_with_view(1, &v);
+        leaver.handle_leave(ms(10));
+        let timeout = MembershipConfig::default().leave_timeout;
+        assert!(leaver
+            .handle_tick(ms(10) + timeout)
+            .contains(&MembershipOutput::Left));
+        // A member whose heartbeat still lists it in that view is told it left.
+        let left = Body::LeaveRequest {
+            member: member(1).id,
+        };
+        assert_eq!(
+            leaver.handle_peer_view(member(3), v.id),
+            vec![send(3, left.clone())]
+        );
+        // Member 3 suspects 2 and takes 1 (it answers probes) for its coordinator.
+        let mut other = core_with_view(3, &v);
+        other.handle_suspect(ms(20), member(2).id);
+        assert_eq!(other.acting_coordinator(), Some(&member(1)));
+        // A leave request about 1 forwarded by someone else is passed on, nothing more.
+        let out = other.handle_message(ms(30), member(2), left.clone());
+        assert_eq!(out, vec![send(1, left.clone())]);
+        assert_eq!(other.acting_coordinator(), Some(&member(1)));
+        // From 1 itself it means 1 gave up: 3 stops waiting for it and proposes the view
+        // without it.
+        let out = other.handle_message(ms(40), member(1), left);
+        assert_eq!(other.acting_coordinator(), Some(&member(3)));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            MembershipOutput::Send {
+                body: Body::Prepare { .. },
+                ..
+            }
+        )));
     }
 
     #[test]

@@ -928,10 +928,10 @@ impl Multicast {
                 .filter(|v| v.id() == base)
                 .map(|v| v.received())
                 .unwrap_or_default(),
-            // A survivor still fetching the previous view's cut will hold the state once it
-            // has it: it counts as a holder (if the fetch fails, it reports not ready in the
-            // next view change and gets the state by transfer).
-            ready: self.ready,
+            // A survivor still fetching the previous view's cut does not hold the state yet:
+            // a view decided now lists it as a learner (`install_decided` treats it as a
+            // joiner), so it is never the next view's only voter without the state.
+            ready: self.holds_state(),
         }
     }
 

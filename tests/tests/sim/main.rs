@@ -1,7 +1,11 @@
 //! Deterministic simulation of membership and view-synchronous multicast (see `docs/TESTING.md`).
 //!
 //! `SIM_SEED=N` replays one seed with its trace; `SIM_SEEDS=A..B` sweeps a range (default
-//! `0..1000`, what CI runs); `SIM_PLANT=<bug>` plants a bug in every run (`--test planted`).
+//! `0..1000` for the normal scenario, `0..200` for the blocking ones: what CI runs). Name the
+//! test (`group_properties` or `blocking`) to run one family. `SIM_PLANT=<bug>` plants a bug
+//! in every run (`--test planted`).
 
+mod sweep;
 mod t01_group_properties;
+mod t02_blocking_scenarios;
 mod t05_regression_seeds;

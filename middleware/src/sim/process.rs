@@ -1,0 +1,372 @@
+//! Driving the processes: starts, crashes, joins and leaves, the cores' inputs (frames,
+//! ticks, multicasts) and carrying out their outputs, as the node actor does.
+
+use super::coverage::Hit;
+use super::service::SimService;
+use super::Simulation;
+use crate::id::ProcessId;
+use crate::proto::node::{NodeCore, NodeOutput};
+use crate::runtime::TICK_INTERVAL;
+use crate::transport::dispatch;
+use crate::transport::memory::MemoryEndpoint;
+use crate::view::Member;
+use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
+use crate::wire::{BlockedReason, FrameCodec, FrameError, Ordering};
+use bytes::{Bytes, BytesMut};
+use rand::Rng;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::codec::Decoder;
+
+impl Simulation {
+    pub(super) fn start_node(&mut self, i: usize) {
+        let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
+        let restart = self.nodes[i].incarnations > 0;
+        self.nodes[i].incarnations += 1;
+        let incarnation = self.choose_incarnation(i);
+        if restart {
+            self.coverage.hit(Hit::Restart);
+            if self.network.borrow().has_cuts() {
+                self.coverage.hit(Hit::RestartDuringPartition);
+            }
+        }
+        let now = self.now;
+        let clock_steps = self.config.world.clock_steps;
+        let node = &mut self.nodes[i];
+        let me = Member {
+            id: ProcessId {
+                node: node.node_id,
+                incarnation,
+            },
+            addr: node.addr,
+        };
+        // A restarted process has a fresh codec: a new frame counter, an empty replay window.
+        node.codec = FrameCodec::new(Some(self.key.clone()), FRAME_BYTES_MAX_DEFAULT);
+        // Founding is explicit: node 1 is configured to bootstrap the group. A restarted
+        // process never founds again once the group exists (as a node with a data directory
+        // knows it was a member), or a restart during a partition would start a second group.
+        let mut settings = self.config.settings;
+        settings.membership.bootstrap = i == 0 && !self.group_formed;
+        node.core = Some(NodeCore::new(me, seeds, settings));
+        node.service = SimService::default();
+        node.paused_until = None;
+        node.service_paused = false;
+        if node.next_tick >= super::NEVER {
+            // Held back by a script until now.
+            node.next_tick = now;
+        }
+        // The node actor's clock counts from its start.
+        node.origin = if clock_steps {
+            now
+        } else {
+            crate::proto::Time::ZERO
+        };
+        self.network.borrow_mut().restart(node.addr);
+        self.log(format!("start {}", me.id));
+        self.join(i);
+    }
+
+    pub(super) fn join(&mut self, i: usize) {
+        let now = self.local_now(i);
+        let group = self.group.clone();
+        let node = &mut self.nodes[i];
+        let core = node.core.as_mut().expect("started");
+        if let Ok(outputs) = core.handle_join(now, group) {
+            node.in_group = true;
+            self.execute(i, outputs);
+        }
+    }
+
+    pub(super) fn crash(&mut self, i: usize) {
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return;
+        };
+        let id = core.me().id;
+        let before = self.latest_view();
+        let view = core.view(&self.group).cloned();
+        let held = view.is_some() && core.groups().all(|g| g.multicast().is_ready());
+        self.coverage.hit(Hit::Crash);
+        if let Some(view) = &view {
+            if view.coordinator().id == id {
+                self.coverage.hit(Hit::CrashCoordinator);
+                let total = self.config.settings.multicast.ordering == Ordering::Total
+                    || self.config.override_probability > 0.0;
+                if total {
+                    self.coverage.hit(Hit::CrashSequencer);
+                }
+            }
+        }
+        if self.observed.transferring(id) {
+            self.coverage.hit(Hit::CrashDuringTransfer);
+        }
+        let node = &mut self.nodes[i];
+        let core = node.core.take().expect("checked");
+        node.paused_until = None;
+        self.network.borrow_mut().crash(node.addr);
+        self.count_core(&core);
+        self.log(format!("crash {id}"));
+        self.note_crash(id, before, held);
+    }
+
+    pub(super) fn leave(&mut self, i: usize) {
+        let now = self.local_now(i);
+        let group = self.group.clone();
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        let id = core.me().id;
+        if let Ok(outputs) = core.handle_leave(now, &group) {
+            self.nodes[i].in_group = false;
+            self.coverage.hit(Hit::Leave);
+            self.log(format!("leave {id}"));
+            self.execute(i, outputs);
+        }
+    }
+
+    /// Adds a core's own counters to the coverage (when it crashes, and at the end).
+    pub(super) fn count_core(&mut self, core: &NodeCore) {
+        for g in core.groups() {
+            let s = g.multicast().stats();
+            self.coverage.add(Hit::Retransmitted, s.retransmitted);
+            self.coverage.add(Hit::Duplicate, s.duplicates);
+            self.coverage.add(Hit::OutboxFull, s.refused_full);
+            self.coverage
+                .add(Hit::SnapshotFailureTaken, s.snapshots_failed);
+        }
+        let fd = core.failure_detector();
+        self.coverage.add(Hit::Suspicion, fd.suspicions());
+        self.coverage
+            .add(Hit::FalseSuspicion, fd.false_suspicions());
+    }
+
+    pub(super) fn execute(&mut self, i: usize, outputs: Vec<NodeOutput>) {
+        for output in &outputs {
+            if let NodeOutput::Send { envelope, .. }
+            | NodeOutput::SendAll { envelope, .. }
+            | NodeOutput::Reply { envelope, .. } = output
+            {
+                self.checker.observe_send(envelope);
+                // Before the frames leave: a script may cut links first (joiners cut off
+                // before the install reaches them).
+                self.observe_send(envelope);
+            }
+        }
+        let mut events = Vec::new();
+        let node = &mut self.nodes[i];
+        let process = node.core.as_ref().map(|c| c.me().id);
+        dispatch(outputs, &node.codec, &mut node.endpoint, |e| events.push(e));
+        let mut snapshots = Vec::new();
+        for event in events {
+            match event {
+                NodeOutput::Group { event, .. } => {
+                    let process = process.expect("a live process has a service");
+                    if let Some(snapshot) = self.hand_to_service(i, process, event) {
+                        snapshots.push(snapshot);
+                    }
+                }
+                NodeOutput::ViewInstalled { change, .. } => {
+                    let process = process.expect("a live process installs views");
+                    self.group_formed = true;
+                    self.checker.observe_install(process, &change.view);
+                    self.log(format!("{process} installs {}", change.view));
+                    self.observe_install(process, &change.view);
+                }
+                NodeOutput::Excluded { by, .. } => {
+                    self.coverage.hit(Hit::Excluded);
+                    self.log(format!("{} excluded by {by:?}", process.expect("live")));
+                }
+                NodeOutput::Left { .. } => {
+                    let process = process.expect("live");
+                    self.log(format!("{process} left"));
+                    self.observe_left(i, process);
+                }
+                NodeOutput::Suspected(p) => {
+                    self.log(format!("{} suspects {p}", process.expect("live")))
+                }
+                _ => {}
+            }
+        }
+        for (view, state) in snapshots {
+            let Some(process) = process else {
+                break;
+            };
+            let Some(answer) = self.answer_snapshot(i, process, view, state) else {
+                continue;
+            };
+            let now = self.local_now(i);
+            let group = self.group.clone();
+            let Some(core) = self.nodes[i].core.as_mut() else {
+                break;
+            };
+            let outputs = core.handle_snapshot(now, &group, view, answer);
+            self.execute(i, outputs);
+        }
+    }
+
+    /// Node `i`'s service may multicast a fresh id.
+    fn maybe_multicast(&mut self, i: usize) {
+        let end = self.config.fault_time + self.config.quiet_time;
+        // Traffic stops a while before the end, so everything sent can arrive.
+        if self.now + Duration::from_secs(6) > end
+            || !self.nodes[i].in_group
+            || !self.rng.gen_bool(self.config.send_probability)
+        {
+            return;
+        }
+        let ordering = if self.rng.gen_bool(self.config.override_probability) {
+            Some([Ordering::Fifo, Ordering::Causal, Ordering::Total][self.rng.gen_range(0..3)])
+        } else {
+            None
+        };
+        let now = self.local_now(i);
+        let group = self.group.clone();
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let me = core.me().id;
+        // The id names the node, its start (not its incarnation, which may be a clock
+        // reading) and the service's counter.
+        let id = (me.node.0 << 48) | (node.incarnations << 32) | (node.service.counter + 1);
+        let deps: Vec<(ProcessId, u64)> = node
+            .service
+            .last_counter
+            .iter()
+            .map(|(p, c)| (*p, *c))
+            .collect();
+        let effective = ordering.unwrap_or(self.config.settings.multicast.ordering);
+        self.deliveries
+            .on_multicast(id, me, effective, deps, node.service.view);
+        let payload = Bytes::copy_from_slice(&id.to_le_bytes());
+        if let Ok(outputs) = core.handle_multicast(now, &group, ordering, payload) {
+            self.deliveries.on_accepted(id);
+            node.service.counter += 1;
+            self.multicasts += 1;
+            if self.quiet && self.now >= self.config.fault_time + Duration::from_secs(2) {
+                self.quiet_multicasts.push((me, id));
+            }
+            self.execute(i, outputs);
+            self.flush(i);
+        }
+    }
+
+    /// What the shell does after a burst of inputs: send what the cores queued.
+    pub(super) fn flush(&mut self, i: usize) {
+        let now = self.local_now(i);
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            let outputs = core.handle_flush(now);
+            self.execute(i, outputs);
+        }
+    }
+
+    pub(super) fn deliver_one(&mut self) {
+        let Some(datagram) = self.network.borrow_mut().pop_due(self.now) else {
+            return;
+        };
+        let Some(i) = self.nodes.iter().position(|n| n.addr == datagram.to) else {
+            return;
+        };
+        if self.nodes[i].core.is_none() {
+            return;
+        }
+        let mut bytes = BytesMut::from(&datagram.frame[..]);
+        let mut decoder = self.nodes[i].codec.decoder();
+        let envelope = match decoder.decode(&mut bytes) {
+            Ok(Some(envelope)) => envelope,
+            // The network's duplicates are refused by the replay window, as a replayed frame
+            // on a real connection would be.
+            // Frames of a crashed incarnation still in flight after its restart are refused
+            // as stale, like data from a killed process's socket arriving late.
+            Err(FrameError::StaleIncarnation { .. }) => {
+                self.coverage.hit(Hit::FrameStale);
+                return;
+            }
+            // A frame delayed past the sender's replay window is refused, like a real
+            // connection's frame arriving that late; the protocols retransmit what matters.
+            Err(FrameError::TooOld { .. }) => {
+                self.coverage.hit(Hit::FrameTooOld);
+                return;
+            }
+            Err(FrameError::Replayed { .. }) => {
+                self.replays_refused += 1;
+                return;
+            }
+            other => {
+                let detail = format!(
+                    "frame from {} to {} refused: {other:?}",
+                    datagram.from, datagram.to
+                );
+                self.checker_violation("frame integrity", detail);
+                return;
+            }
+        };
+        let connection = MemoryEndpoint::connection_of(datagram.from);
+        let now = self.local_now(i);
+        let outputs = self.nodes[i]
+            .core
+            .as_mut()
+            .expect("checked")
+            .handle_envelope(now, envelope, connection);
+        self.execute(i, outputs);
+        self.flush(i);
+    }
+
+    pub(super) fn tick_due_node(&mut self) {
+        if let Some(at) = self.config.dump_at {
+            if self.now >= at && !self.dumped {
+                self.dumped = true;
+                for line in self.describe_cores("DUMP ") {
+                    self.log(line);
+                }
+            }
+        }
+        let i = (0..self.nodes.len())
+            .min_by_key(|&i| self.nodes[i].next_tick)
+            .expect("nodes");
+        if let Some(until) = self.nodes[i].paused_until.filter(|t| *t > self.now) {
+            // Stopped: the resume brings the next tick.
+            self.nodes[i].next_tick = until;
+            return;
+        }
+        let jitter = Duration::from_micros(self.rng.gen_range(0..2000));
+        self.nodes[i].next_tick = self.now + TICK_INTERVAL + jitter;
+        if self.nodes[i].core.is_none() {
+            if self.nodes[i].incarnations == 0 {
+                self.start_node(i);
+            }
+            return;
+        }
+        if self.quiet && !self.nodes[i].in_group {
+            // A leave that was still under way when the faults stopped: join once it is done.
+            self.join(i);
+        }
+        let now = self.local_now(i);
+        let outputs = self.nodes[i].core.as_mut().expect("live").handle_tick(now);
+        self.execute(i, outputs);
+        self.observe_blocked(i);
+        self.maybe_multicast(i);
+    }
+
+    /// Notes the views node `i` reports being blocked in, and on what.
+    fn observe_blocked(&mut self, i: usize) {
+        let now = self.local_now(i);
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return;
+        };
+        for g in core.groups() {
+            if let Some(blocked) = g.blocked(now) {
+                if let Some(view) = blocked.view {
+                    match blocked.reason {
+                        BlockedReason::NoMajority { .. } => {
+                            self.observed.blocked_no_majority.insert(view);
+                        }
+                        BlockedReason::NoStateHolder => {
+                            self.observed.blocked_no_holder.insert(view);
+                        }
+                        BlockedReason::NoSeedAnswered => {}
+                    }
+                }
+            }
+        }
+    }
+}
