@@ -999,13 +999,10 @@ impl Multicast {
         let view = &decision.view;
         // A new view change: the view before the base is no longer anyone's cut.
         self.retired = None;
-        // A member listed as a joiner because it was still ending the previous view when it
-        // promised, and that holds the base view's state by now, stays a survivor: it keeps
-        // its state (the same every survivor has after the cut) instead of waiting for a
-        // transfer that a voter which lost the state since could never give.
         let survivor = self.ready
             && self.ending.is_none()
-            && self.current.as_ref().is_some_and(|v| v.id() == base);
+            && self.current.as_ref().is_some_and(|v| v.id() == base)
+            && !decision.joiners.contains(&self.me);
         if survivor {
             let stream = self.current.take().expect("checked");
             self.ending = Some(Ending {
