@@ -1655,7 +1655,11 @@ impl Membership {
         if self.proposal.as_ref().is_some_and(|p| p.base.id != view.id) {
             self.proposal = None;
         }
-        self.acceptor = Acceptor::default();
+        // Promises already made for this view's successor (as a listed voter before this
+        // process installed it) stand: forgetting them could accept a lower ballot.
+        if self.acceptor.base != Some(view.id) {
+            self.acceptor = Acceptor::default();
+        }
         if !matches!(self.status, Status::Leaving { .. }) {
             self.status = Status::Member;
         }
