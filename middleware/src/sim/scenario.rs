@@ -189,14 +189,19 @@ impl Simulation {
         if let (Some(view), true, false) = (before, held, holders) {
             let what = Blocking::HoldersCrashed { last: victim };
             self.record.note_holders(&view, what, now);
-            let entry = self
-                .record
-                .entries()
-                .last()
-                .expect("just added")
-                .to_string();
-            self.log(format!("record: {entry}"));
+            self.log_last_record_entry();
         }
+    }
+
+    /// Traces the entry just added to the record.
+    fn log_last_record_entry(&mut self) {
+        let entry = self
+            .record
+            .entries()
+            .last()
+            .expect("just added")
+            .to_string();
+        self.log(format!("record: {entry}"));
     }
 
     /// Node `i`'s process, the last member of its view holding the state, fails its snapshot.
@@ -210,26 +215,14 @@ impl Simulation {
         };
         let what = Blocking::SnapshotFailedAtLastHolder { last: process };
         self.record.note_holders(&view, what, self.now);
-        let entry = self
-            .record
-            .entries()
-            .last()
-            .expect("just added")
-            .to_string();
-        self.log(format!("record: {entry}"));
+        self.log_last_record_entry();
     }
 
     /// Checks whether the scenario's crashes already took a majority of `view`'s voters (a
     /// view first installed, or the latest at a crash).
     pub(super) fn note_view(&mut self, view: &View) {
         if self.record.note_majority(view, self.now) {
-            let entry = self
-                .record
-                .entries()
-                .last()
-                .expect("just added")
-                .to_string();
-            self.log(format!("record: {entry}"));
+            self.log_last_record_entry();
         }
     }
 
