@@ -952,6 +952,17 @@ impl Membership {
         }
     }
 
+    /// Whether this process's acceptor already answered for the successor of a later view
+    /// than `base`. Its state for `base` is gone then (an acceptor keeps one instance), so it
+    /// must not answer for `base` again: a fresh promise there could go below one it made.
+    /// (A member that installed a later view answers `Stale` instead; this covers a process
+    /// that voted without installing, after it left.)
+    fn answered_later_instance(&self, base: ViewId) -> bool {
+        self.acceptor
+            .base
+            .is_some_and(|answered| answered.epoch > base.epoch)
+    }
+
     fn acceptor_for(&mut self, base: ViewId) -> &mut Acceptor {
         if self.acceptor.base != Some(base) {
             self.acceptor = Acceptor {
@@ -973,6 +984,7 @@ impl Membership {
     ) {
         self.highest_round = self.highest_round.max(ballot.round);
         if self.reply_if_stale(from.addr, base.id, out)
+            || self.answered_later_instance(base.id)
             || !self.catch_up_to(now, &base, base_decided, out)
         {
             return;
@@ -1037,6 +1049,7 @@ impl Membership {
     ) {
         self.highest_round = self.highest_round.max(ballot.round);
         if self.reply_if_stale(from.addr, base.id, out)
+            || self.answered_later_instance(base.id)
             || !self.catch_up_to(now, &base, base_decided, out)
         {
             return;
