@@ -238,6 +238,13 @@ pub struct Membership {
     /// Since when the last proposal found no promiser holding the group's state: the view
     /// change waits (blocked) for a holder instead of deciding a view without the state.
     no_holder_since: Option<Time>,
+    /// A later view that lists this process, heard of without its decision (from a member
+    /// that installed it without the cut, or through discovery), and since when. A member
+    /// holding the state waits up to a view change timeout for the decision (resent by the
+    /// members that installed it, on this process's heartbeats) before installing the view
+    /// without its cut: that would drop the state it holds and wait for a transfer, and if
+    /// every holder did so the group's state would be gone.
+    undecided_view: Option<(View, Time)>,
 }
 
 impl Membership {
@@ -279,6 +286,7 @@ impl Membership {
             last_attempt: None,
             retry_not_before: None,
             no_holder_since: None,
+            undecided_view: None,
         }
     }
 
@@ -516,6 +524,17 @@ impl Membership {
                 }
             }
             Status::Member => {
+                // No decision came for the view heard of: install it without one after all.
+                let undecided = self.undecided_view.as_ref().filter(|(_, since)| {
+                    now.saturating_sub(*since) >= self.config.view_change_timeout
+                });
+                if let Some((view, _)) = undecided.cloned() {
+                    self.handle_decided_view(now, view, None, &mut out);
+                    // Installed, or overtaken by a later install meanwhile.
+                    let last_epoch = self.last_epoch;
+                    self.undecided_view
+                        .take_if(|(v, _)| v.id.epoch <= last_epoch);
+                }
                 self.drive(now, &mut out);
                 self.discover(now, &mut out);
                 self.tick_multicast(now, &mut out);
@@ -1160,11 +1179,7 @@ impl Membership {
         if !everyone_trusted && now.saturating_sub(proposal.started) < flush_timeout {
             return;
         }
-        let previously_accepted = promises
-            .values()
-            .filter_map(|(accepted, _)| accepted.as_ref())
-            .max_by_key(|(ballot, _)| *ballot)
-            .map(|(_, decision)| decision.clone());
+        let previously_accepted = possibly_chosen(&proposal.base, promises);
         #[cfg(feature = "planted-bugs")]
         let previously_accepted =
             previously_accepted.filter(|_| !planted::active(PlantedBug::ProposerIgnoresAccepted));
@@ -1340,6 +1355,9 @@ impl Membership {
             return;
         }
         let decided = decided.filter(|(_, _, d)| d.view == view);
+        if decided.is_none() && self.defers_undecided(now, &view) {
+            return;
+        }
         match self.status {
             Status::Left => {}
             Status::Joining { .. } => {
@@ -1647,6 +1665,30 @@ impl Membership {
         Some((members, epoch))
     }
 
+    /// Whether to wait for the decision of `view`, a later view listing this process heard of
+    /// without it (see `undecided_view`).
+    fn defers_undecided(&mut self, now: Time, view: &View) -> bool {
+        let holds_state = self.status == Status::Member
+            && self.multicast.holds_state()
+            && view.contains(self.me.id)
+            && self
+                .view
+                .as_ref()
+                .is_some_and(|v| v.id.epoch < view.id.epoch);
+        if !holds_state {
+            return false;
+        }
+        match &self.undecided_view {
+            Some((waiting, since)) if waiting.id.epoch >= view.id.epoch => {
+                now.saturating_sub(*since) < self.config.view_change_timeout
+            }
+            _ => {
+                self.undecided_view = Some((view.clone(), now));
+                true
+            }
+        }
+    }
+
     /// Installs `view`; `decided` carries its base, ballot and decision when known (a group's
     /// first view has none and is created here).
     fn install(
@@ -1683,6 +1725,7 @@ impl Membership {
         self.pending_promotions.clear();
         self.no_holder_since = None;
         self.retry_not_before = None;
+        self.undecided_view = None;
         out.push(MembershipOutput::ViewInstalled(change));
         let mut outputs = Vec::new();
         match &decided {
@@ -1809,6 +1852,38 @@ fn backoff_fraction(me: ProcessId, round: u64) -> f64 {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;
     (x % 1000) as f64 / 2000.0
+}
+
+/// The value a proposer must adopt from `promises` (Paxos phase 1b): the one accepted under
+/// the highest ballot among those that may have been chosen.
+///
+/// A value was chosen only if a majority of the base's voters accepted it, and every proposal
+/// after a choice carries the chosen value, so each of those voters still reports it as its
+/// latest accepted value. A value that fewer than a majority of voters can report (counting
+/// every voter that did not promise as one that might) was never chosen, and adopting it
+/// would only be a liability: it was composed from promises that may no longer be true (its
+/// only voter's snapshot may have failed since), and following it can block the group for
+/// good. Learners' acceptances count for nothing, as in the decision itself.
+fn possibly_chosen(base: &View, promises: &Promises) -> Option<Decision> {
+    let silent_voters = base
+        .voters()
+        .iter()
+        .filter(|m| !promises.contains_key(&m.id))
+        .count();
+    let reported_by_voters = |decision: &Decision| {
+        promises
+            .iter()
+            .filter(|(id, (accepted, _))| {
+                base.is_voter(**id) && accepted.as_ref().is_some_and(|(_, d)| d == decision)
+            })
+            .count()
+    };
+    promises
+        .values()
+        .filter_map(|(accepted, _)| accepted.as_ref())
+        .filter(|(_, decision)| reported_by_voters(decision) + silent_voters >= base.majority())
+        .max_by_key(|(ballot, _)| *ballot)
+        .map(|(_, decision)| decision.clone())
 }
 
 #[cfg(test)]
@@ -2415,6 +2490,98 @@ mod tests {
         }
         let t = first_retry.expect("it retries in the end (1 may be gone after all)");
         assert!((510..=710).contains(&t), "retried at {t} ms");
+    }
+
+    #[test]
+    fn a_holder_waits_for_the_decision_of_a_view_it_hears_of_without_one() {
+        let mut core = Membership::new(
+            group(),
+            member(1),
+            vec![],
+            founding(),
+            MulticastConfig::default(),
+        );
+        core.handle_start(ms(0));
+        assert!(core.multicast().holds_state());
+        let installed = |out: &[MembershipOutput]| {
+            out.iter()
+                .any(|o| matches!(o, MembershipOutput::ViewInstalled(_)))
+        };
+        // A member that installed the next view without its cut says it is stale: installing
+        // it the same way would drop the state this process holds.
+        let next = view(2, &[1, 2]);
+        let out = core.handle_message(ms(10), member(2), Body::Stale { view: next.clone() });
+        assert!(!installed(&out), "{out:?}");
+        assert!(core.multicast().holds_state());
+        // The decision arrives (resent on a heartbeat): the view is installed with its cut.
+        let mut waiting = core;
+        let out = waiting.handle_message(
+            ms(20),
+            member(2),
+            Body::Install {
+                base: Some(view(1, &[1]).id),
+                ballot: ballot(1, 1),
+                decision: decided(&next, &[(0, 0)], &[2]),
+            },
+        );
+        assert!(installed(&out), "{out:?}");
+        assert!(waiting.multicast().is_ready(), "a survivor keeps the state");
+
+        // Without a decision within a view change timeout, the view is installed without.
+        let mut core = Membership::new(
+            group(),
+            member(1),
+            vec![],
+            founding(),
+            MulticastConfig::default(),
+        );
+        core.handle_start(ms(0));
+        core.handle_message(ms(10), member(2), Body::Stale { view: next.clone() });
+        let timeout = MembershipConfig::default().view_change_timeout;
+        assert!(!installed(&core.handle_tick(ms(10) + timeout / 2)));
+        assert!(installed(&core.handle_tick(ms(10) + timeout)));
+        assert_eq!(core.view(), Some(&next));
+        assert!(core.multicast().needs_resync());
+    }
+
+    #[test]
+    fn a_proposer_ignores_a_value_no_majority_of_voters_can_have_accepted() {
+        let base = view(3, &[1, 2, 3]);
+        let mut core = core_with_view(2, &base);
+        core.handle_suspect(ms(5), member(1).id);
+        // Every voter promises: only member 1 accepted the earlier value (the old
+        // coordinator's own acceptance), so it was never chosen and need not be followed.
+        let earlier = decided(&view(4, &[1, 2, 3, 4]), &[(5, 0), (0, 1), (0, 2)], &[4]);
+        let promise = |accepted: Option<(Ballot, Decision)>| Body::Promise {
+            base: base.id,
+            ballot: ballot(1, 2),
+            accepted,
+            report: FlushReport {
+                received: vec![5, 0, 0],
+                ready: true,
+            },
+        };
+        let out = core.handle_message(
+            ms(6),
+            member(1),
+            promise(Some((ballot(1, 1), earlier.clone()))),
+        );
+        assert!(out.is_empty(), "waits for the trusted member 3: {out:?}");
+        let out = core.handle_message(ms(7), member(3), promise(None));
+        let proposed: Vec<&Decision> = out
+            .iter()
+            .filter_map(|o| match o {
+                MembershipOutput::Send {
+                    body: Body::Accept { decision, .. },
+                    ..
+                } => Some(decision),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(proposed.len(), 2, "{out:?}");
+        assert!(proposed
+            .iter()
+            .all(|d| **d != earlier && d.view.id.epoch == 4));
     }
 
     #[test]

@@ -999,10 +999,16 @@ impl Multicast {
         let view = &decision.view;
         // A new view change: the view before the base is no longer anyone's cut.
         self.retired = None;
+        // A member of the base that holds its state by now is a survivor even if the decision
+        // lists it as a learner (it was still fetching the previous cut, or restoring, when it
+        // promised): it promised, so its delivery stopped at what it reported, and the cut
+        // covers that. Dropping its state would throw away a copy the view may need: the
+        // decision's voters may have lost theirs since (a failed snapshot).
         let survivor = self.ready
             && self.ending.is_none()
-            && self.current.as_ref().is_some_and(|v| v.id() == base)
-            && !decision.joiners.contains(&self.me);
+            && self.current.as_ref().is_some_and(|v| {
+                v.id() == base && (!decision.joiners.contains(&self.me) || v.limit.is_some())
+            });
         if survivor {
             let stream = self.current.take().expect("checked");
             self.ending = Some(Ending {
@@ -1013,10 +1019,19 @@ impl Multicast {
             });
             self.current = Some(ViewStream::new(view.clone(), self.me));
             self.try_finish_ending(now, out);
-        } else if decision.joiners.contains(&self.me) {
-            self.start_as_joiner(now, decision, out);
         } else {
-            self.install_unverified(view);
+            // Not continuing with its state, but what it received of the base may be in the
+            // cut and held nowhere else (its own multicasts, the sequencer's order): keep
+            // answering for it until the next view change, as a survivor does.
+            let base_streams = self.current.take().filter(|v| v.id() == base);
+            if decision.joiners.contains(&self.me) {
+                self.start_as_joiner(now, decision, out);
+            } else {
+                self.install_unverified(view);
+            }
+            if base_streams.is_some() {
+                self.retired = base_streams;
+            }
         }
     }
 
@@ -2068,6 +2083,81 @@ mod tests {
             "{out:?}"
         );
         assert!(!joiner.is_ready() && joiner.needs_resync());
+    }
+
+    #[test]
+    fn a_base_member_listed_as_a_learner_keeps_the_state_it_holds_by_the_install() {
+        // Member 2 was still fetching the previous cut when it promised, so the decision lists
+        // it as a learner; by the install it holds the state. Member 1, the decision's only
+        // voter, may have lost its copy since (a failed snapshot): 2 keeps its own.
+        let base = view(2, &[1, 2]);
+        let mut next = view(3, &[1, 2]);
+        next.voters = 1;
+        let decision = Decision {
+            view: next.clone(),
+            cut: vec![
+                CutEntry { upto: 0, holder: 0 },
+                CutEntry { upto: 1, holder: 1 },
+            ],
+            joiners: vec![member(2).id],
+        };
+        let cfg = config(Ordering::Fifo);
+        let mut promised = core_in(2, &base, cfg);
+        let mut out = Vec::new();
+        promised
+            .multicast(ms(0), None, payload("mine"), &mut out)
+            .unwrap();
+        promised.freeze(base.id, &mut out);
+        let mut out = Vec::new();
+        promised.install_decided(ms(1), base.id, &decision, &mut out);
+        assert!(promised.is_ready() && !promised.needs_resync());
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, MulticastOutput::View(c) if c.view == next)),
+            "{out:?}"
+        );
+        assert!(!out.iter().any(|o| matches!(
+            o,
+            MulticastOutput::Send {
+                body: Body::StateRequest { .. },
+                ..
+            }
+        )));
+
+        // One that never promised (its delivery was never stopped at what it reported) is a
+        // joiner: it asks for the state, and still answers for what it held of the base,
+        // which the cut may need from it alone.
+        let mut silent = core_in(2, &base, cfg);
+        let mut out = Vec::new();
+        silent
+            .multicast(ms(0), None, payload("mine"), &mut out)
+            .unwrap();
+        let mut out = Vec::new();
+        silent.install_decided(ms(1), base.id, &decision, &mut out);
+        assert!(!silent.is_ready());
+        assert!(out.iter().any(|o| matches!(
+            o,
+            MulticastOutput::Send {
+                body: Body::StateRequest { .. },
+                ..
+            }
+        )));
+        let nak = Body::Nak {
+            view: base.id,
+            origin: 1,
+            from: 1,
+            to: 1,
+        };
+        let mut out = Vec::new();
+        silent.handle_message(ms(2), member(1), nak, &mut out);
+        assert_eq!(
+            data_to(&out, 1),
+            vec![Body::Data {
+                view: base.id,
+                origin: 1,
+                entries: vec![entry(1, Ordering::Fifo, Item::Payload(payload("mine")))],
+            }]
+        );
     }
 
     #[test]
