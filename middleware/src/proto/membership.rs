@@ -382,6 +382,16 @@ impl Membership {
         }
     }
 
+    /// Whether a value for the installed view's successor has been accepted here (by this
+    /// process as an acceptor): a view change is under way, and its decision may already be
+    /// chosen (so the next view's members and voters may be settled).
+    pub fn successor_accepted(&self) -> bool {
+        let current = self.view.as_ref().map(|v| v.id);
+        current.is_some()
+            && self.acceptor.base == current
+            && (self.acceptor.accepted.is_some() || self.awaiting_cut.is_some())
+    }
+
     /// Where this process stands.
     pub fn status(&self) -> &Status {
         &self.status

@@ -34,7 +34,6 @@ use super::Simulation;
 use crate::id::{Incarnation, ProcessId, ViewId};
 use crate::proto::node::SnapshotFailed;
 use crate::proto::Time;
-use crate::view::View;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -370,19 +369,32 @@ impl Simulation {
         None
     }
 
-    /// Whether another live member of node `i`'s view holds the state, as `may_remove`
-    /// counts holders: ready and done with the previous view's cut (one still fetching it may
-    /// yet give the state up).
+    /// Whether another live voter of node `i`'s view holds the state, as `may_remove` counts
+    /// holders: a voter (a learner holding the state may be left out of a successor already
+    /// decided without it), ready and done with the previous view's cut (one still fetching
+    /// it may yet give the state up). While a successor may already be chosen (a member of
+    /// the view accepted one), the holders it keeps are not known: the answer is no, as a
+    /// failure then could take the only copy that successor continues from.
     fn other_holder(&self, i: usize) -> bool {
-        let view = |n: &super::SimNode| n.core.as_ref()?.view(&self.group).map(|v: &View| v.id);
-        let mine = view(&self.nodes[i]);
+        let view = |n: &super::SimNode| n.core.as_ref()?.view(&self.group).cloned();
+        let Some(mine) = view(&self.nodes[i]) else {
+            return false;
+        };
+        let in_view = |n: &super::SimNode| view(n).is_some_and(|v| v.id == mine.id);
+        let deciding = self.nodes.iter().filter(|n| in_view(n)).any(|n| {
+            n.core
+                .as_ref()
+                .is_some_and(|c| c.groups().any(|g| g.successor_accepted()))
+        });
+        if deciding {
+            return false;
+        }
         self.nodes.iter().enumerate().any(|(j, n)| {
             j != i
-                && mine.is_some()
-                && view(n) == mine
-                && n.core
-                    .as_ref()
-                    .is_some_and(|c| c.groups().all(|g| g.multicast().holds_state()))
+                && view(n).is_some_and(|v| v.id == mine.id)
+                && n.core.as_ref().is_some_and(|c| {
+                    mine.is_voter(c.me().id) && c.groups().all(|g| g.multicast().holds_state())
+                })
         })
     }
 

@@ -12,12 +12,28 @@
 //! - 56, 92, 114, 201, 302: views entered from an empty state (`Restore` with no bytes) when
 //!   every member of a new view waited for its state; joiners are now learners and no view is
 //!   decided without a holder of the state.
+//! - 4767: a departed voter's late `Prepare` was promised below an earlier answer; an acceptor
+//!   now never answers for an instance older than one it answered for.
+//! - 2904, 10560 (and 2760, 3042, 3250, 4196, 5770, 9571, 11651, 17125, 17367, 18773, 18953,
+//!   19221, 19407, of the first 20,000-seed sweep): a value composed while its only voter held
+//!   the state was adopted after that voter's snapshot failed, and the member that did hold the
+//!   state, listed as a learner because it was still fetching the previous cut when it
+//!   promised, dropped it. A proposer now adopts only a value that a majority of voters can
+//!   have accepted (`a_proposer_ignores_a_value_no_majority_of_voters_can_have_accepted`), and
+//!   a member of the base that holds the state by the install keeps it
+//!   (`a_base_member_listed_as_a_learner_keeps_the_state_it_holds_by_the_install`).
+//! - 8736: every holder installed a view it heard of without its decision (a `Stale` from a
+//!   member that had installed it so) and dropped its state; a holder now waits for the
+//!   decision (`a_holder_waits_for_the_decision_of_a_view_it_hears_of_without_one`).
 
 use viewsync::sim::{SimConfig, Simulation};
 
 #[test]
 fn seeds_that_once_failed_pass() {
-    for seed in [13051, 16310, 29786, 56, 92, 114, 201, 302] {
+    for seed in [
+        13051, 16310, 29786, 56, 92, 114, 201, 302, 4767, 2760, 2904, 3042, 3250, 4196, 5770, 8736,
+        9571, 10560, 11651, 17125, 17367, 18773, 18953, 19221, 19407,
+    ] {
         let report = Simulation::new(SimConfig::from_seed(seed)).run();
         assert!(
             report.violations.is_empty(),
