@@ -22,7 +22,8 @@
 //!   taken when asked, in delivery order, as a service actor takes it);
 //! - *failed snapshots*: the service answers `SnapshotFailed` instead, as the node does when
 //!   its service actor stopped (the service's state is lost there). Like a crash, a failure
-//!   never takes the last member of the view holding the state away: the snapshot is then
+//!   never takes the last voter of the view holding the state away, nor any holder while a
+//!   successor may already be chosen (it may keep only this holder): the snapshot is then
 //!   answered after all (the blocking scenario `SoleHolderSnapshotFails` does it on purpose);
 //! - *paused services*: a service stops consuming for 0.2–4 s (delivery paused).
 //!

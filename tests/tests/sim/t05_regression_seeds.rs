@@ -25,6 +25,10 @@
 //! - 8736: every holder installed a view it heard of without its decision (a `Stale` from a
 //!   member that had installed it so) and dropped its state; a holder now waits for the
 //!   decision (`a_holder_waits_for_the_decision_of_a_view_it_hears_of_without_one`).
+//! - 2377, 8475: the simulator failed the snapshot of a view's voter while a successor keeping
+//!   it as the only voter was already chosen (the other holders left out): the state was gone
+//!   with it. Random snapshot failures now spare the last voter holding the state and any
+//!   holder while a successor may be chosen, as crashes spare the last holders.
 
 use viewsync::sim::{SimConfig, Simulation};
 
