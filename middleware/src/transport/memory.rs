@@ -7,7 +7,7 @@
 //! and crashes. Time is the simulator's: frames become due at a virtual instant.
 
 use super::{SendError, Transport};
-use crate::proto::node::ConnectionId;
+use crate::id::ConnectionId;
 use crate::proto::Time;
 use bytes::Bytes;
 use rand::rngs::StdRng;
