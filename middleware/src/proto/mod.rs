@@ -5,9 +5,9 @@ pub mod failure_detector;
 pub mod membership;
 pub mod multicast;
 pub mod node;
-pub mod service_edge;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
+pub mod service_edge;
 
 /// Time as the cores see it: the duration since an origin chosen by whoever drives them (the
 /// actor's start, or the simulator's zero).

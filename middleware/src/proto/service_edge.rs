@@ -302,7 +302,10 @@ impl<T> ServiceEdge<T> {
     /// synchronous shell handed it). Call [`ServiceEdge::refresh`] afterwards.
     pub fn handle_handled(&mut self, group: &GroupName, upto: u64) {
         if let Some(backlog) = self.services.get_mut(group) {
-            debug_assert!(upto <= backlog.sent, "a service handled more than it was handed");
+            debug_assert!(
+                upto <= backlog.sent,
+                "a service handled more than it was handed"
+            );
             backlog.handled = backlog.handled.max(upto);
         }
     }

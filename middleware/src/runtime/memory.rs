@@ -87,7 +87,9 @@ impl MemoryRuntime {
         self.network.borrow_mut().restart(addr);
         let (network, routes) = (self.network.clone(), self.routes.clone());
         Node::start(config, incarnation, addr, move |me, codec, inbound| {
-            routes.borrow_mut().insert(me.addr, Route { codec, inbound });
+            routes
+                .borrow_mut()
+                .insert(me.addr, Route { codec, inbound });
             MemoryEndpoint::new(me.addr, network)
         })
     }

@@ -34,6 +34,7 @@ pub mod world;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::proto::multicast::Delivery;
 use crate::proto::node::{NodeCore, NodeSettings};
+use crate::proto::service_edge::{EdgeLimits, ServiceEdge};
 use crate::proto::Time;
 use crate::transport::memory::{Faults, MemoryEndpoint, MemoryNetwork, NetworkStats};
 use crate::view::View;
@@ -45,7 +46,6 @@ use delivery_checker::DeliveryChecker;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use scenario::{Record, Scenario, Script};
-use crate::proto::service_edge::{EdgeLimits, ServiceEdge};
 use service::{ServiceFactory, ServiceRecord, SimulatedService};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -546,7 +546,9 @@ impl Simulation {
                     core.me().id,
                     n.record.view,
                     n.service.digest(),
-                    core.groups().map(|g| g.multicast().outbox_len()).sum::<usize>()
+                    core.groups()
+                        .map(|g| g.multicast().outbox_len())
+                        .sum::<usize>()
                         + n.edge.parked(),
                 ))
             })

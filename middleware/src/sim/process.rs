@@ -275,7 +275,9 @@ impl Simulation {
     fn answer_parked(&mut self, process: ProcessId, id: u64, result: Result<(), MulticastError>) {
         match result {
             Ok(()) => self.accepted(process, id),
-            Err(error) => self.log(format!("{process} parked multicast {id:#x} refused: {error}")),
+            Err(error) => self.log(format!(
+                "{process} parked multicast {id:#x} refused: {error}"
+            )),
         }
     }
 

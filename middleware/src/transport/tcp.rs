@@ -440,7 +440,9 @@ impl Transport for TcpSender {
     fn counters(&self) -> TransportCounters {
         let stats = &self.shared.stats;
         TransportCounters {
-            connections_closed_bad_frame: stats.connections_closed_bad_frame.load(Ordering::Relaxed),
+            connections_closed_bad_frame: stats
+                .connections_closed_bad_frame
+                .load(Ordering::Relaxed),
             frames_dropped_queue_full: stats.frames_dropped_queue_full.load(Ordering::Relaxed),
             write_batches: stats.write_batches.load(Ordering::Relaxed),
             bytes_written: stats.bytes_written.load(Ordering::Relaxed),
