@@ -101,6 +101,9 @@ impl Default for EdgeLimits {
 /// What the edge asks its shell to do. `T` is the shell's token for a parked multicast's
 /// caller (a reply channel in the actor, a message id in the simulator).
 #[derive(Debug, PartialEq, Eq)]
+// Outputs pass through the shell once, by value, as `NodeOutput`s did before; boxing the
+// large variant would cost an allocation per frame on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub enum EdgeOutput<T> {
     /// A node output for the shell: frames (`Send`, `SendAll`, `Reply`) and events for
     /// subscribers. Never [`NodeOutput::Group`]: those become the outputs below.
