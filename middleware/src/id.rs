@@ -83,6 +83,12 @@ impl fmt::Display for ProcessId {
 /// The longest group name accepted.
 pub const GROUP_NAME_BYTES_MAX: usize = 64;
 
+/// Identifies one inbound connection, so an answer to a client goes back where the question
+/// came from (clients do not listen). Transports number their connections; the cores only
+/// hand the number back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub u64);
+
 /// A validated group name: 1 to 64 characters of `[A-Za-z0-9_.-]`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

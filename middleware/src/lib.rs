@@ -12,6 +12,8 @@
 //! - [`proto`]: sans-IO protocol cores: failure detector, membership, multicast, and the node
 //!   core that composes them;
 //! - [`transport`]: TCP and an in-memory network with seeded faults, behind one trait;
+//! - [`shell`]: what the actor and the simulator both do with a node's outputs (with the
+//!   service edge in [`proto::service_edge`]);
 //! - [`runtime`]: the actix actors that run the cores over a transport;
 //! - [`sim`]: the deterministic simulator and the property checkers;
 //! - [`client`]: what a process outside a group uses to resolve a group name and multicast
@@ -48,6 +50,7 @@ pub mod error;
 pub mod id;
 pub mod proto;
 pub mod runtime;
+pub mod shell;
 pub mod sim;
 pub mod transport;
 pub mod view;

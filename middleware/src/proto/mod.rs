@@ -7,7 +7,12 @@ pub mod multicast;
 pub mod node;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
+pub mod service_edge;
 
 /// Time as the cores see it: the duration since an origin chosen by whoever drives them (the
 /// actor's start, or the simulator's zero).
 pub type Time = std::time::Duration;
+
+/// How often a shell ticks its node core (failure detector checks, retries, timeouts). The
+/// node actor and the simulator tick at this period; the cores' timeouts are multiples of it.
+pub const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);

@@ -13,10 +13,8 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-/// Identifies one inbound connection, so an answer to a client goes back where the question
-/// came from (clients do not listen).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnectionId(pub u64);
+/// Kept here as well, where it was first defined, for code that names it through the core.
+pub use crate::id::ConnectionId;
 
 /// Protocol settings of a node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -242,13 +240,22 @@ impl NodeCore {
         Ok(out)
     }
 
-    /// Pauses (or resumes) delivery in `group` while its service is behind. Returns whether
-    /// the setting changed.
-    pub fn set_delivery_paused(&mut self, group: &GroupName, paused: bool) -> bool {
-        self.groups.get_mut(group).is_some_and(|core| {
-            core.with_multicast(Time::ZERO, |m, _| m.set_paused(paused))
-                .0
-        })
+    /// Pauses (or resumes) delivery in `group` while its service is behind, at `now`. Returns
+    /// what the group does on it (an acceptor waiting for its cut may answer), like every
+    /// other input: the shell executes these outputs, it never drops them.
+    pub fn set_delivery_paused(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+        paused: bool,
+    ) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        let Some(core) = self.groups.get_mut(group) else {
+            return out;
+        };
+        let (_, outputs) = core.with_multicast(now, |m, _| m.set_paused(paused));
+        self.absorb(now, group, outputs, &mut out);
+        out
     }
 
     /// The service's state snapshot for the joiners of `view` of `group`, or the news that it

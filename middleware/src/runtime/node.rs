@@ -4,34 +4,41 @@ use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
 use crate::id::{GroupName, Incarnation, ProcessId, ViewId};
-use crate::proto::multicast::{MulticastError, MulticastOutput};
 use crate::proto::node::{NodeCore, NodeOutput, SnapshotFailed};
+use crate::proto::service_edge::{Admitted, EdgeLimits, EdgeOutput, ServiceEdge};
 use crate::proto::Time;
-use crate::transport::dispatch;
-use crate::transport::tcp::{Inbound, Shutdown, TcpSender, TcpTransport, TransportStats};
+use crate::shell::dispatch;
+use crate::transport::tcp::{TcpSender, TcpTransport};
+use crate::transport::{Inbound, Transport};
 use crate::view::{Member, View, ViewChange};
 use crate::wire::{FrameCodec, WireStats};
 use actix::prelude::*;
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// How often the node core is ticked (failure detector checks, retries, timeouts).
-pub const TICK_INTERVAL: Duration = Duration::from_millis(20);
+pub use crate::proto::TICK_INTERVAL;
 /// Events buffered per subscriber. A subscriber that falls further behind loses the newest
 /// events (counted in [`NodeStats::events_dropped`]); read them.
 pub const EVENT_QUEUE_EVENTS: usize = 1024;
 /// Events in a service's mailbox not yet handled, past which the node stops delivering to it
 /// (its credit then runs out and the group's senders wait) until it catches up.
-pub const SERVICE_BACKLOG_EVENTS: u64 = 8192;
+pub const SERVICE_BACKLOG_EVENTS: u64 = EdgeLimits::NODE.backlog_events;
 /// Multicasts waiting in the node for outbox room; past this `multicast` fails with
-/// [`MulticastError::Full`] at once.
-pub const PARKED_MULTICASTS: usize = 1024;
-/// Every this many events to a service, one is sent so that its handling is observed.
-const SERVICE_CHECKPOINT_EVENTS: u64 = 256;
+/// [`MulticastError::Full`](crate::proto::multicast::MulticastError::Full) at once.
+pub const PARKED_MULTICASTS: usize = EdgeLimits::NODE.parked_multicasts;
+
+/// A transport a node actor can run on: TCP ([`TcpSender`]) or the memory network
+/// ([`MemoryEndpoint`](crate::transport::memory::MemoryEndpoint)).
+pub trait ActorTransport: Transport + Unpin + 'static {}
+
+impl<T: Transport + Unpin + 'static> ActorTransport for T {}
+
+/// How a parked multicast's caller is answered.
+type Reply = tokio::sync::oneshot::Sender<Result<(), NodeError>>;
 
 /// How often a node blocked in a group logs it again.
 pub const BLOCKED_REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -145,18 +152,19 @@ pub struct NodeStats {
     pub state_transfers: u64,
 }
 
-/// The actor that runs a node's protocol core.
-pub struct NodeActor {
+/// The actor that runs a node's protocol core, over transport `T` (TCP unless chosen).
+pub struct NodeActor<T: ActorTransport = TcpSender> {
     core: NodeCore,
+    /// The service policy shared with the simulator: parked multicasts, service backlogs,
+    /// the snapshot round trip.
+    edge: ServiceEdge<Reply>,
     codec: FrameCodec,
-    sender: TcpSender,
-    transport: Addr<TcpTransport>,
+    transport: T,
     origin: Instant,
     initial_groups: Vec<GroupName>,
     subscribers: Vec<Subscriber>,
     events_dropped: u64,
-    services: BTreeMap<GroupName, ServiceLink>,
-    parked: VecDeque<Parked>,
+    services: BTreeMap<GroupName, ServiceRecipients>,
     flush_scheduled: bool,
     /// Groups this node is blocked in, with when that was last logged.
     blocked_logged: BTreeMap<GroupName, Time>,
@@ -164,22 +172,6 @@ pub struct NodeActor {
     data_dir: Option<std::path::PathBuf>,
     /// The groups recorded there.
     member_of: std::collections::BTreeSet<String>,
-}
-
-/// A registered service and how far behind its mailbox is.
-struct ServiceLink {
-    recipients: ServiceRecipients,
-    sent: u64,
-    handled: u64,
-    paused: bool,
-}
-
-/// A multicast waiting for outbox room.
-struct Parked {
-    group: GroupName,
-    ordering: Option<crate::wire::Ordering>,
-    payload: Bytes,
-    reply: tokio::sync::oneshot::Sender<Result<(), NodeError>>,
 }
 
 /// Where events go: a channel, or an actor's mailbox.
@@ -205,33 +197,59 @@ impl Subscriber {
     }
 }
 
-impl NodeActor {
+impl<T: ActorTransport> NodeActor<T> {
     fn now(&self) -> Time {
         self.origin.elapsed()
     }
 
-    /// Carries out the core's outputs: frames to the transport, events to subscribers and
-    /// services. Schedules a flush so that what the outputs queued is sent, batched.
+    /// Carries out the core's outputs through the service edge.
     fn execute(&mut self, outputs: Vec<NodeOutput>, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let work = self.edge.absorb(&mut self.core, now, outputs);
+        self.carry_out(work, ctx);
+    }
+
+    /// Carries out the edge's outputs: frames to the transport, events to subscribers and
+    /// services, answers to parked callers; then lets the edge pause or resume delivery for
+    /// what the services now hold.
+    fn carry_out(&mut self, work: Vec<EdgeOutput<Reply>>, ctx: &mut Context<Self>) {
         let mut events = Vec::new();
-        dispatch(outputs, &self.codec, &mut self.sender, |e| events.push(e));
+        dispatch(work, &self.codec, &mut self.transport, |e| events.push(e));
         for output in events {
-            if let NodeOutput::Group { group, event } = output {
-                self.hand_to_service(group, event, ctx);
-                continue;
-            }
-            if let NodeOutput::ViewInstalled { group, .. } = &output {
-                self.record_membership(group);
-            }
-            log_event(&output);
-            let Some(event) = GroupEvent::from_output(output) else {
-                continue;
-            };
-            self.subscribers.retain(|s| !s.is_closed());
-            for subscriber in &self.subscribers {
-                if !subscriber.offer(event.clone()) {
-                    self.events_dropped += 1;
+            match output {
+                EdgeOutput::Service {
+                    group,
+                    event,
+                    checkpoint,
+                } => self.hand_to_service(group, event, checkpoint, ctx),
+                EdgeOutput::TakeSnapshot { group, view } => self.request_snapshot(group, view, ctx),
+                EdgeOutput::Answer { token, result } => {
+                    let _ = token.send(result.map_err(NodeError::from));
                 }
+                EdgeOutput::Flush => self.schedule_flush(ctx),
+                EdgeOutput::Node(output) => self.notify(output),
+            }
+        }
+        let now = self.now();
+        let more = self.edge.refresh(&mut self.core, now);
+        if !more.is_empty() {
+            self.carry_out(more, ctx);
+        }
+    }
+
+    /// Tells subscribers of a node event.
+    fn notify(&mut self, output: NodeOutput) {
+        if let NodeOutput::ViewInstalled { group, .. } = &output {
+            self.record_membership(group);
+        }
+        log_event(&output);
+        let Some(event) = GroupEvent::from_output(output) else {
+            return;
+        };
+        self.subscribers.retain(|s| !s.is_closed());
+        for subscriber in &self.subscribers {
+            if !subscriber.offer(event.clone()) {
+                self.events_dropped += 1;
             }
         }
     }
@@ -243,72 +261,33 @@ impl NodeActor {
         }
     }
 
-    /// Hands a multicast event to the group's service, if one is registered.
+    /// Hands an event to the group's service; a checkpoint is awaited, and its handling
+    /// reported to the edge.
     fn hand_to_service(
         &mut self,
         group: GroupName,
-        event: MulticastOutput,
+        event: ServiceEvent,
+        checkpoint: Option<u64>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(link) = self.services.get_mut(&group) else {
-            if let MulticastOutput::SnapshotWanted(view) = event {
-                // No service holds this group's state here: never hand joiners an invented
-                // (empty) one; they get it from another member.
-                tracing::error!(%group, "no service registered: cannot provide the state to joiners");
-                let failed = SnapshotFailed {
-                    reason: "no service registered for the group".into(),
-                };
-                let outputs = self
-                    .core
-                    .handle_snapshot(self.now(), &group, view, Err(failed));
-                self.execute(outputs, ctx);
-            }
+        let Some(recipients) = self.services.get(&group) else {
             return;
         };
-        let event = match event {
-            MulticastOutput::Deliver(message) => ServiceEvent::Deliver(message),
-            MulticastOutput::Block => ServiceEvent::Block {
-                group: group.clone(),
-            },
-            MulticastOutput::View(change) => {
-                tracing::info!(view = %change.view, "service view");
-                ServiceEvent::ViewChange {
-                    group: group.clone(),
-                    change,
-                }
-            }
-            MulticastOutput::Direct { from, payload } => ServiceEvent::Direct {
-                group: group.clone(),
-                from,
-                payload,
-            },
-            MulticastOutput::Restore { view, state } => ServiceEvent::Restore {
-                group: group.clone(),
-                view,
-                state,
-            },
-            MulticastOutput::SnapshotWanted(view) => {
-                self.request_snapshot(group, view, ctx);
-                return;
-            }
-            MulticastOutput::Send { .. } | MulticastOutput::SendAll { .. } => return,
-        };
-        link.sent += 1;
-        if link.sent % SERVICE_CHECKPOINT_EVENTS == 0 {
-            // Mailboxes are FIFO: once this one is handled, so is everything before it.
-            let upto = link.sent;
-            let request = link.recipients.events.send(event);
-            let of = group.clone();
-            ctx.spawn(request.into_actor(self).map(move |_, actor, ctx| {
-                if let Some(link) = actor.services.get_mut(&of) {
-                    link.handled = link.handled.max(upto);
-                }
-                actor.refresh_service_pause(&of, ctx);
-            }));
-        } else {
-            link.recipients.events.do_send(event);
+        if let ServiceEvent::ViewChange { change, .. } = &event {
+            tracing::info!(view = %change.view, "service view");
         }
-        self.refresh_service_pause(&group, ctx);
+        let Some(upto) = checkpoint else {
+            recipients.events.do_send(event);
+            return;
+        };
+        // Mailboxes are FIFO: once this one is handled, so is everything before it.
+        let request = recipients.events.send(event);
+        ctx.spawn(request.into_actor(self).map(move |_, actor, ctx| {
+            actor.edge.handle_handled(&group, upto);
+            let now = actor.now();
+            let more = actor.edge.refresh(&mut actor.core, now);
+            actor.carry_out(more, ctx);
+        }));
     }
 
     /// Asks `group`'s service for the snapshot joiners of `view` need. If the service cannot
@@ -316,10 +295,10 @@ impl NodeActor {
     /// for the state and gets it again, and the joiners get it from another member. Never
     /// empty bytes in its place.
     fn request_snapshot(&mut self, group: GroupName, view: ViewId, ctx: &mut Context<Self>) {
-        let Some(link) = self.services.get(&group) else {
+        let Some(recipients) = self.services.get(&group) else {
             return;
         };
-        let request = link.recipients.snapshot.send(TakeSnapshot {
+        let request = recipients.snapshot.send(TakeSnapshot {
             group: group.clone(),
             view,
         });
@@ -331,8 +310,10 @@ impl NodeActor {
                 }
             });
             let now = actor.now();
-            let outputs = actor.core.handle_snapshot(now, &group, view, state);
-            actor.execute(outputs, ctx);
+            let work = actor
+                .edge
+                .handle_snapshot(&mut actor.core, now, &group, view, state);
+            actor.carry_out(work, ctx);
             actor.schedule_flush(ctx);
         }));
     }
@@ -382,51 +363,19 @@ impl NodeActor {
         self.blocked_logged = still_blocked;
     }
 
-    /// Pauses delivery to a service whose mailbox holds too many events, resumes it when it
-    /// has caught up.
-    fn refresh_service_pause(&mut self, group: &GroupName, ctx: &mut Context<Self>) {
-        let Some(link) = self.services.get_mut(group) else {
-            return;
-        };
-        let paused = link.sent.saturating_sub(link.handled) >= SERVICE_BACKLOG_EVENTS;
-        if paused == link.paused {
-            return;
-        }
-        link.paused = paused;
-        self.core.set_delivery_paused(group, paused);
-        if !paused {
-            self.schedule_flush(ctx);
-        }
-    }
-
     /// Retries parked multicasts in order while the outboxes take them.
     fn retry_parked(&mut self, ctx: &mut Context<Self>) {
-        while let Some(parked) = self.parked.pop_front() {
-            let now = self.now();
-            match self.core.handle_multicast(
-                now,
-                &parked.group,
-                parked.ordering,
-                parked.payload.clone(),
-            ) {
-                Ok(outputs) => {
-                    let _ = parked.reply.send(Ok(()));
-                    self.execute(outputs, ctx);
-                }
-                Err(MulticastError::Full(_)) => {
-                    self.parked.push_front(parked);
-                    break;
-                }
-                Err(error) => {
-                    let _ = parked.reply.send(Err(error.into()));
-                }
-            }
+        if self.edge.parked() == 0 {
+            return;
         }
+        let now = self.now();
+        let work = self.edge.retry_parked(&mut self.core, now);
+        self.carry_out(work, ctx);
     }
 
     fn stats(&self) -> NodeStats {
         let wire: &WireStats = self.codec.stats();
-        let transport: &TransportStats = self.sender.stats();
+        let transport = self.transport.counters();
         NodeStats {
             views_installed: self.core.views_installed(),
             suspicions: self.core.failure_detector().suspicions(),
@@ -434,20 +383,18 @@ impl NodeActor {
             frames_accepted: wire.frames_accepted.load(Ordering::Relaxed),
             frames_refused: wire.refused_total(),
             client_windows_evicted: self.codec.replay_guard().clients_evicted(),
-            connections_closed_bad_frame: transport
-                .connections_closed_bad_frame
-                .load(Ordering::Relaxed),
-            frames_dropped_queue_full: transport.frames_dropped_queue_full.load(Ordering::Relaxed),
-            write_batches: transport.write_batches.load(Ordering::Relaxed),
+            connections_closed_bad_frame: transport.connections_closed_bad_frame,
+            frames_dropped_queue_full: transport.frames_dropped_queue_full,
+            write_batches: transport.write_batches,
             frames_sent: wire.frames_sealed.load(Ordering::Relaxed),
-            bytes_sent: transport.bytes_written.load(Ordering::Relaxed),
+            bytes_sent: transport.bytes_written,
             events_dropped: self.events_dropped,
             multicasts: 0,
             delivered: 0,
             retransmitted: 0,
             duplicates: 0,
             buffered_entries: 0,
-            waiting_multicasts: self.parked.len() as u64,
+            waiting_multicasts: self.edge.parked() as u64,
             state_transfers: 0,
         }
         .with_multicast(self.core.groups().map(|g| g.multicast()))
@@ -496,7 +443,7 @@ fn log_event(output: &NodeOutput) {
     }
 }
 
-impl Actor for NodeActor {
+impl<T: ActorTransport> Actor for NodeActor<T> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -504,7 +451,7 @@ impl Actor for NodeActor {
         ctx.run_interval(TICK_INTERVAL, |actor, ctx| {
             // Frames that came off the sockets count as signs of life before the detector
             // looks for silence, even while their envelopes still wait in the mailbox.
-            for (peer, at) in actor.sender.take_heard() {
+            for (peer, at) in actor.transport.take_heard() {
                 let at = at.saturating_duration_since(actor.origin);
                 let outputs = actor.core.handle_heard(at, peer);
                 actor.execute(outputs, ctx);
@@ -524,12 +471,11 @@ impl Actor for NodeActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.sender.shutdown();
-        self.transport.do_send(Shutdown);
+        self.transport.shutdown();
     }
 }
 
-impl Handler<Inbound> for NodeActor {
+impl<T: ActorTransport> Handler<Inbound> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
         let outputs = self
@@ -546,7 +492,7 @@ impl Handler<Inbound> for NodeActor {
 #[rtype(result = "()")]
 struct FlushNow;
 
-impl Handler<FlushNow> for NodeActor {
+impl<T: ActorTransport> Handler<FlushNow> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, _msg: FlushNow, ctx: &mut Self::Context) {
         self.flush_scheduled = false;
@@ -564,32 +510,31 @@ struct MulticastRequest {
     payload: Bytes,
 }
 
-impl Handler<MulticastRequest> for NodeActor {
+impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
     type Result = ResponseFuture<Result<(), NodeError>>;
     fn handle(&mut self, msg: MulticastRequest, ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
-        // Earlier parked multicasts go first (FIFO per sender).
-        let result = if self.parked.is_empty() {
-            self.core
-                .handle_multicast(now, &msg.group, msg.ordering, msg.payload.clone())
-        } else {
-            Err(MulticastError::Full(0))
-        };
-        match result {
-            Ok(outputs) => {
-                self.execute(outputs, ctx);
+        let mut waiter = None;
+        let admitted = self.edge.handle_multicast(
+            &mut self.core,
+            now,
+            &msg.group,
+            msg.ordering,
+            msg.payload,
+            || {
+                let (reply, receiver) = tokio::sync::oneshot::channel();
+                waiter = Some(receiver);
+                reply
+            },
+        );
+        match admitted {
+            Ok(Admitted::Now(work)) => {
+                self.carry_out(work, ctx);
                 self.schedule_flush(ctx);
                 Box::pin(async { Ok(()) })
             }
-            Err(MulticastError::Full(n)) if self.parked.len() < PARKED_MULTICASTS => {
-                let _ = n;
-                let (reply, waiter) = tokio::sync::oneshot::channel();
-                self.parked.push_back(Parked {
-                    group: msg.group,
-                    ordering: msg.ordering,
-                    payload: msg.payload,
-                    reply,
-                });
+            Ok(Admitted::Parked) => {
+                let waiter = waiter.expect("a parked multicast has a waiter");
                 Box::pin(async move { waiter.await.unwrap_or(Err(NodeError::Stopped)) })
             }
             Err(error) => Box::pin(async move { Err(error.into()) }),
@@ -605,7 +550,7 @@ struct DirectRequest {
     payload: Bytes,
 }
 
-impl Handler<DirectRequest> for NodeActor {
+impl<T: ActorTransport> Handler<DirectRequest> for NodeActor<T> {
     type Result = Result<(), NodeError>;
     fn handle(&mut self, msg: DirectRequest, ctx: &mut Self::Context) -> Self::Result {
         let outputs = self
@@ -623,32 +568,12 @@ struct RegisterService {
     recipients: ServiceRecipients,
 }
 
-impl Handler<RegisterService> for NodeActor {
+impl<T: ActorTransport> Handler<RegisterService> for NodeActor<T> {
     type Result = ();
-    fn handle(&mut self, msg: RegisterService, _ctx: &mut Self::Context) {
-        // A service registered after the group's view reached the service level (a node that
-        // created its group at start) is told of that view first. Earlier deliveries are not
-        // replayed: register before joining.
-        let current = self
-            .core
-            .groups()
-            .find(|g| g.group() == &msg.group)
-            .and_then(|g| g.multicast().service_view().cloned());
-        if let Some(view) = current {
-            msg.recipients.events.do_send(ServiceEvent::ViewChange {
-                group: msg.group.clone(),
-                change: ViewChange::between(None, view),
-            });
-        }
-        self.services.insert(
-            msg.group,
-            ServiceLink {
-                recipients: msg.recipients,
-                sent: 0,
-                handled: 0,
-                paused: false,
-            },
-        );
+    fn handle(&mut self, msg: RegisterService, ctx: &mut Self::Context) {
+        self.services.insert(msg.group.clone(), msg.recipients);
+        let work = self.edge.register(&self.core, msg.group);
+        self.carry_out(work, ctx);
     }
 }
 
@@ -659,7 +584,7 @@ enum Request {
     Leave(GroupName),
 }
 
-impl Handler<Request> for NodeActor {
+impl<T: ActorTransport> Handler<Request> for NodeActor<T> {
     type Result = Result<(), NodeError>;
     fn handle(&mut self, msg: Request, ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
@@ -676,7 +601,7 @@ impl Handler<Request> for NodeActor {
 #[rtype(result = "Option<View>")]
 struct GetView(GroupName);
 
-impl Handler<GetView> for NodeActor {
+impl<T: ActorTransport> Handler<GetView> for NodeActor<T> {
     type Result = Option<View>;
     fn handle(&mut self, msg: GetView, _ctx: &mut Self::Context) -> Self::Result {
         self.core.view(&msg.0).cloned()
@@ -687,7 +612,7 @@ impl Handler<GetView> for NodeActor {
 #[rtype(result = "NodeStats")]
 struct GetStats;
 
-impl Handler<GetStats> for NodeActor {
+impl<T: ActorTransport> Handler<GetStats> for NodeActor<T> {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _msg: GetStats, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats())
@@ -701,7 +626,7 @@ enum Subscribe {
     Actor(Recipient<GroupEvent>),
 }
 
-impl Handler<Subscribe> for NodeActor {
+impl<T: ActorTransport> Handler<Subscribe> for NodeActor<T> {
     type Result = MessageResult<Subscribe>;
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
         let (subscriber, receiver) = match msg {
@@ -729,7 +654,7 @@ impl Handler<Subscribe> for NodeActor {
 #[rtype(result = "()")]
 struct Stop;
 
-impl Handler<Stop> for NodeActor {
+impl<T: ActorTransport> Handler<Stop> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, _msg: Stop, ctx: &mut Self::Context) {
         ctx.stop();
@@ -747,28 +672,7 @@ impl Node {
     /// incarnation this node had before (recorded there before the node listens), so a clock
     /// stepped back cannot give a restarted node an incarnation its peers refuse as stale.
     pub async fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
-        let incarnation = match &config.data_dir {
-            Some(dir) => {
-                let incarnation = super::data_dir::next_incarnation(dir, Incarnation::now())?;
-                tracing::info!(
-                    node = %config.node_id,
-                    incarnation = incarnation.0,
-                    data_dir = %dir.display(),
-                    "incarnation above the last one recorded in data_dir"
-                );
-                incarnation
-            }
-            None => {
-                let incarnation = Incarnation::now();
-                tracing::info!(
-                    node = %config.node_id,
-                    incarnation = incarnation.0,
-                    "no data_dir: the incarnation comes from the clock alone, so a restart \
-                     relies on the clock; after a step back peers refuse the node as stale"
-                );
-                incarnation
-            }
-        };
+        let incarnation = Self::incarnation(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -779,12 +683,28 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        let transport_config = config.transport;
+        Self::start(config, incarnation, local, move |me, codec, inbound| {
+            TcpTransport::start(listener, me, codec, transport_config, inbound).1
+        })
+    }
+
+    /// Starts the node actor on the current arbiter over a transport `connect` makes (from
+    /// this process, its codec and where arriving envelopes go), and joins the configured
+    /// groups. [`Node::spawn`] does it over TCP; the memory network's runtime
+    /// ([`super::MemoryRuntime`]) over its endpoints.
+    pub(crate) fn start<T: ActorTransport>(
+        config: NodeConfig,
+        incarnation: Incarnation,
+        addr: SocketAddr,
+        connect: impl FnOnce(Member, FrameCodec, Recipient<Inbound>) -> T + 'static,
+    ) -> Result<NodeHandle<T>, StartError> {
         let me = Member {
             id: ProcessId {
                 node: config.node_id,
                 incarnation,
             },
-            addr: local,
+            addr,
         };
         let codec = FrameCodec::new(config.key.clone(), config.transport.frame_bytes_max);
         let mut settings = config.settings;
@@ -807,24 +727,17 @@ impl Node {
             core.set_group_multicast(group.clone(), *multicast);
         }
         let actor = NodeActor::create(move |ctx| {
-            let (transport, sender) = TcpTransport::start(
-                listener,
-                me,
-                codec.clone(),
-                config.transport,
-                ctx.address().recipient(),
-            );
+            let transport = connect(me, codec.clone(), ctx.address().recipient());
             NodeActor {
                 core,
+                edge: ServiceEdge::new(EdgeLimits::NODE),
                 codec,
-                sender,
                 transport,
                 origin: Instant::now(),
                 initial_groups: config.groups.clone(),
                 subscribers: Vec::new(),
                 events_dropped: 0,
                 services: BTreeMap::new(),
-                parked: VecDeque::new(),
                 flush_scheduled: false,
                 blocked_logged: BTreeMap::new(),
                 data_dir: config.data_dir.clone(),
@@ -833,16 +746,50 @@ impl Node {
         });
         Ok(NodeHandle { actor, me })
     }
+
+    /// This start's incarnation: from the clock, and above the last one `data_dir` records.
+    pub(crate) fn incarnation(config: &NodeConfig) -> Result<Incarnation, StartError> {
+        Ok(match &config.data_dir {
+            Some(dir) => {
+                let incarnation = super::data_dir::next_incarnation(dir, Incarnation::now())?;
+                tracing::info!(
+                    node = %config.node_id,
+                    incarnation = incarnation.0,
+                    data_dir = %dir.display(),
+                    "incarnation above the last one recorded in data_dir"
+                );
+                incarnation
+            }
+            None => {
+                let incarnation = Incarnation::now();
+                tracing::info!(
+                    node = %config.node_id,
+                    incarnation = incarnation.0,
+                    "no data_dir: the incarnation comes from the clock alone, so a restart \
+                     relies on the clock; after a step back peers refuse the node as stale"
+                );
+                incarnation
+            }
+        })
+    }
 }
 
-/// A running node.
-#[derive(Clone)]
-pub struct NodeHandle {
-    actor: Addr<NodeActor>,
+/// A running node, over transport `T` (TCP unless chosen).
+pub struct NodeHandle<T: ActorTransport = TcpSender> {
+    actor: Addr<NodeActor<T>>,
     me: Member,
 }
 
-impl NodeHandle {
+impl<T: ActorTransport> Clone for NodeHandle<T> {
+    fn clone(&self) -> Self {
+        NodeHandle {
+            actor: self.actor.clone(),
+            me: self.me,
+        }
+    }
+}
+
+impl<T: ActorTransport> NodeHandle<T> {
     /// This process and the address it listens on.
     pub fn me(&self) -> Member {
         self.me
@@ -924,7 +871,8 @@ impl NodeHandle {
 
     /// Multicasts `payload` to `group` with the group's ordering. Resolves once the multicast
     /// is accepted for sending; waits while flow control withholds credit (up to
-    /// [`PARKED_MULTICASTS`] waiting, then fails with [`MulticastError::Full`]).
+    /// [`PARKED_MULTICASTS`] waiting, then fails with
+    /// [`MulticastError::Full`](crate::proto::multicast::MulticastError::Full)).
     pub async fn multicast(&self, group: GroupName, payload: Bytes) -> Result<(), NodeError> {
         self.multicast_ordered(group, None, payload).await
     }

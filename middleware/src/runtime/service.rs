@@ -72,51 +72,16 @@
 //! [`NodeHandle::multicast`]: super::NodeHandle::multicast
 //! [`NodeHandle::send_to`]: super::NodeHandle::send_to
 
-use crate::id::{GroupName, ProcessId, ViewId};
-use crate::proto::multicast::Message as Delivered;
-use crate::view::ViewChange;
+use crate::id::{GroupName, ViewId};
 use actix::prelude::*;
 use bytes::Bytes;
 
-/// What a service receives from its group, in the group's agreed order.
-#[derive(Clone, Debug, PartialEq, Eq, Message)]
-#[rtype(result = "()")]
-pub enum ServiceEvent {
-    /// A multicast delivered in the current view.
-    Deliver(Delivered),
-    /// A view change has begun: no deliveries until the next `ViewChange`, and multicasts
-    /// sent now go out in the next view.
-    Block {
-        /// The group.
-        group: GroupName,
-    },
-    /// The next view. Every multicast of the previous view this member delivers has been
-    /// delivered; every member that also moves to this view delivered the same ones.
-    ViewChange {
-        /// The group.
-        group: GroupName,
-        /// The new view, who joined and who left (relative to the last view this service saw).
-        change: ViewChange,
-    },
-    /// A point-to-point message from a member (not ordered with the multicasts).
-    Direct {
-        /// The group.
-        group: GroupName,
-        /// The sender.
-        from: ProcessId,
-        /// The message.
-        payload: Bytes,
-    },
-    /// Replace the service state: this member joined and `state` is a member's state at the
-    /// start of `view`. Always followed by the `ViewChange` into `view`.
-    Restore {
-        /// The group.
-        group: GroupName,
-        /// The view the state is the start of.
-        view: ViewId,
-        /// The snapshot taken by [`TakeSnapshot`] at another member.
-        state: Bytes,
-    },
+/// What a service receives from its group, in agreed order. Defined with the service edge
+/// ([`crate::proto::service_edge`]), which the simulator runs too; here it is an actor message.
+pub use crate::proto::service_edge::ServiceEvent;
+
+impl Message for ServiceEvent {
+    type Result = ();
 }
 
 /// Asks a service for its state, to transfer to members joining `view`. It arrives after the

@@ -91,7 +91,7 @@ hits! {
     /// An entry received twice.
     Duplicate => "duplicate entries received",
     /// A multicast refused because the outbox was full.
-    OutboxFull => "multicasts refused (outbox full)",
+    OutboxFull => "outbox full (core refusals; parked retries too)",
     /// A failure-detector suspicion.
     Suspicion => "suspicions",
     /// A suspicion withdrawn (the peer was heard again).

@@ -1,9 +1,11 @@
 //! Deterministic simulation of a group of nodes.
 //!
 //! The simulator runs the production composition: each simulated process is a
-//! [`NodeCore`] whose outputs are carried out by [`dispatch`](crate::transport::dispatch),
-//! the same function the node actor uses, over a [`MemoryNetwork`] that seals every message
-//! with the real codec and cluster key. Time is virtual and every random choice (fault model,
+//! [`NodeCore`] with the node actor's [`ServiceEdge`] (parked multicasts, services that fall
+//! behind, the snapshot round trip), whose outputs are carried out by
+//! [`dispatch`](crate::shell::dispatch), the same function the node actor uses, over a
+//! [`MemoryNetwork`] that seals every message with the real codec and cluster key. The
+//! service at each process is any [`SimulatedService`] ([`SimConfig::service`]). Time is virtual and every random choice (fault model,
 //! scenario, timing) comes from one seed, so a seed replays exactly.
 //!
 //! - [`world`]: the fault model beyond loss, duplication and delay: fault families drawn per
@@ -26,12 +28,13 @@ pub mod delivery_checker;
 mod observe;
 mod process;
 pub mod scenario;
-mod service;
+pub mod service;
 pub mod world;
 
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::proto::multicast::Delivery;
 use crate::proto::node::{NodeCore, NodeSettings};
+use crate::proto::service_edge::{EdgeLimits, ServiceEdge};
 use crate::proto::Time;
 use crate::transport::memory::{Faults, MemoryEndpoint, MemoryNetwork, NetworkStats};
 use crate::view::View;
@@ -43,7 +46,7 @@ use delivery_checker::DeliveryChecker;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use scenario::{Record, Scenario, Script};
-use service::SimService;
+use service::{ServiceFactory, ServiceRecord, SimulatedService};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -79,10 +82,23 @@ pub struct SimConfig {
     /// Also trace every process's protocol state once, at this virtual time (replays:
     /// `SIM_DUMP_AT=2.5`).
     pub dump_at: Option<Duration>,
+    /// The service every process runs ([`ServiceFactory::LOG`] from
+    /// [`SimConfig::from_seed`]).
+    pub service: ServiceFactory,
     /// A bug planted in the cores for the run (`None` from [`SimConfig::from_seed`]).
     #[cfg(feature = "planted-bugs")]
     pub planted: Option<crate::proto::planted::PlantedBug>,
 }
+
+/// The simulated service edge's limits. The simulated service handles every event as it is
+/// handed over, so each event is a checkpoint and one left unhandled means the service
+/// stopped consuming (the world's paused services): delivery pauses as the node pauses it
+/// once its service is `SERVICE_BACKLOG_EVENTS` behind. Parked multicasts as in the node.
+pub const SIM_EDGE_LIMITS: EdgeLimits = EdgeLimits {
+    backlog_events: 1,
+    checkpoint_events: 1,
+    parked_multicasts: EdgeLimits::NODE.parked_multicasts,
+};
 
 /// Salt of the generator the world's fault families are drawn from: a stream apart from the
 /// scenario's, so a seed whose families are all off replays the run it made before they
@@ -132,6 +148,7 @@ impl SimConfig {
             override_probability: if rng.gen_bool(0.5) { 0.3 } else { 0.0 },
             trace_deliveries: false,
             dump_at: None,
+            service: ServiceFactory::LOG,
             #[cfg(feature = "planted-bugs")]
             planted: None,
         };
@@ -211,10 +228,15 @@ struct SimNode {
     endpoint: MemoryEndpoint,
     next_tick: Time,
     in_group: bool,
-    service: SimService,
+    /// The policy between the core and the service, as in the node actor; tokens of parked
+    /// multicasts are their ids.
+    edge: ServiceEdge<u64>,
+    service: Box<dyn SimulatedService>,
+    record: ServiceRecord,
     /// Stopped (`SIGSTOP`) until then: no ticks, no inputs.
     paused_until: Option<Time>,
-    /// Its service stopped consuming (delivery paused).
+    /// Its service stopped consuming: it handles what it is handed (so the checkers see it)
+    /// but reports none of it handled, so the edge pauses delivery.
     service_paused: bool,
 }
 
@@ -287,7 +309,9 @@ impl Simulation {
                     endpoint: MemoryEndpoint::new(addr, network.clone()),
                     next_tick: Time::ZERO,
                     in_group: false,
-                    service: SimService::default(),
+                    edge: ServiceEdge::new(SIM_EDGE_LIMITS),
+                    service: (config.service.make)(),
+                    record: ServiceRecord::default(),
                     paused_until: None,
                     service_paused: false,
                 }
@@ -423,7 +447,7 @@ impl Simulation {
             let finals = self
                 .nodes
                 .iter()
-                .filter_map(|n| Some((n.core.as_ref()?.me().id, n.service.delivered.clone())))
+                .filter_map(|n| Some((n.core.as_ref()?.me().id, n.service.ids().clone())))
                 .collect();
             self.deliveries.check_final_states(&finals);
         }
@@ -520,9 +544,12 @@ impl Simulation {
                 let core = n.core.as_ref()?;
                 Some((
                     core.me().id,
-                    n.service.view,
+                    n.record.view,
                     n.service.digest(),
-                    core.groups().map(|g| g.multicast().outbox_len()).sum(),
+                    core.groups()
+                        .map(|g| g.multicast().outbox_len())
+                        .sum::<usize>()
+                        + n.edge.parked(),
                 ))
             })
             .collect();
@@ -555,7 +582,7 @@ impl Simulation {
             .flat_map(|&(_, id)| {
                 self.nodes
                     .iter()
-                    .filter(move |n| n.core.is_some() && !n.service.delivered.contains(&id))
+                    .filter(move |n| n.core.is_some() && !n.service.ids().contains(&id))
                     .map(move |n| (n.core.as_ref().expect("live").me().id, id))
             })
             .take(5)

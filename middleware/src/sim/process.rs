@@ -2,17 +2,19 @@
 //! ticks, multicasts) and carrying out their outputs, as the node actor does.
 
 use super::coverage::Hit;
-use super::service::SimService;
-use super::Simulation;
+use super::service::ServiceRecord;
+use super::{Simulation, SIM_EDGE_LIMITS};
 use crate::id::ProcessId;
+use crate::proto::multicast::MulticastError;
 use crate::proto::node::{NodeCore, NodeOutput};
-use crate::runtime::TICK_INTERVAL;
-use crate::transport::dispatch;
+use crate::proto::service_edge::{Admitted, EdgeOutput, ServiceEdge};
+use crate::proto::TICK_INTERVAL;
+use crate::shell::dispatch;
 use crate::transport::memory::MemoryEndpoint;
 use crate::view::Member;
 use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 use crate::wire::{BlockedReason, FrameCodec, FrameError, Ordering};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use rand::Rng;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,6 +34,8 @@ impl Simulation {
         }
         let now = self.now;
         let clock_steps = self.config.world.clock_steps;
+        let make_service = self.config.service.make;
+        let group = self.group.clone();
         let node = &mut self.nodes[i];
         let me = Member {
             id: ProcessId {
@@ -47,8 +51,14 @@ impl Simulation {
         // knows it was a member), or a restart during a partition would start a second group.
         let mut settings = self.config.settings;
         settings.membership.bootstrap = i == 0 && !self.group_formed;
-        node.core = Some(NodeCore::new(me, seeds, settings));
-        node.service = SimService::default();
+        let core = NodeCore::new(me, seeds, settings);
+        // The service registers before the node joins, so it sees the first view.
+        node.edge = ServiceEdge::new(SIM_EDGE_LIMITS);
+        let registered = node.edge.register(&core, group);
+        debug_assert!(registered.is_empty(), "no view before joining");
+        node.core = Some(core);
+        node.service = make_service();
+        node.record = ServiceRecord::default();
         node.paused_until = None;
         node.service_paused = false;
         if node.next_tick >= super::NEVER {
@@ -101,6 +111,8 @@ impl Simulation {
         }
         let node = &mut self.nodes[i];
         let core = node.core.take().expect("checked");
+        // Multicasts parked in the process die with it.
+        node.edge = ServiceEdge::new(SIM_EDGE_LIMITS);
         node.paused_until = None;
         self.network.borrow_mut().crash(node.addr);
         self.count_core(&core);
@@ -139,11 +151,27 @@ impl Simulation {
             .add(Hit::FalseSuspicion, fd.false_suspicions());
     }
 
+    /// Carries out node `i`'s core outputs through its service edge, as the node actor does.
     pub(super) fn execute(&mut self, i: usize, outputs: Vec<NodeOutput>) {
-        for output in &outputs {
-            if let NodeOutput::Send { envelope, .. }
-            | NodeOutput::SendAll { envelope, .. }
-            | NodeOutput::Reply { envelope, .. } = output
+        let now = self.local_now(i);
+        let node = &mut self.nodes[i];
+        let work = match node.core.as_mut() {
+            Some(core) => node.edge.absorb(core, now, outputs),
+            None => outputs.into_iter().map(EdgeOutput::Node).collect(),
+        };
+        self.carry_out(i, work);
+    }
+
+    /// Carries out node `i`'s edge outputs: frames to the network, events to the service and
+    /// the checkers, snapshots through the world's answer; then lets the edge pause or resume
+    /// delivery for what the service reported handled.
+    pub(super) fn carry_out(&mut self, i: usize, work: Vec<EdgeOutput<u64>>) {
+        for output in &work {
+            if let EdgeOutput::Node(
+                NodeOutput::Send { envelope, .. }
+                | NodeOutput::SendAll { envelope, .. }
+                | NodeOutput::Reply { envelope, .. },
+            ) = output
             {
                 self.checker.observe_send(envelope);
                 // Before the frames leave: a script may cut links first (joiners cut off
@@ -154,36 +182,62 @@ impl Simulation {
         let mut events = Vec::new();
         let node = &mut self.nodes[i];
         let process = node.core.as_ref().map(|c| c.me().id);
-        dispatch(outputs, &node.codec, &mut node.endpoint, |e| events.push(e));
+        dispatch(work, &node.codec, &mut node.endpoint, |e| events.push(e));
         let mut snapshots = Vec::new();
+        let mut flush = false;
         for event in events {
             match event {
-                NodeOutput::Group { event, .. } => {
+                EdgeOutput::Service {
+                    group,
+                    event,
+                    checkpoint,
+                } => {
                     let process = process.expect("a live process has a service");
-                    if let Some(snapshot) = self.hand_to_service(i, process, event) {
-                        snapshots.push(snapshot);
+                    self.hand_to_service(i, process, event);
+                    // A consuming service has handled it by now; a stopped one reports nothing.
+                    let node = &mut self.nodes[i];
+                    if let (Some(upto), false) = (checkpoint, node.service_paused) {
+                        node.edge.handle_handled(&group, upto);
                     }
                 }
-                NodeOutput::ViewInstalled { change, .. } => {
+                // Taken now, after the events before it, as a service actor takes it in
+                // mailbox order.
+                EdgeOutput::TakeSnapshot { view, .. } => {
+                    snapshots.push((view, self.nodes[i].service.snapshot()));
+                }
+                EdgeOutput::Answer { token, result } => {
+                    let process = process.expect("a live process parks multicasts");
+                    self.answer_parked(process, token, result);
+                }
+                EdgeOutput::Flush => flush = true,
+                EdgeOutput::Node(NodeOutput::ViewInstalled { change, .. }) => {
                     let process = process.expect("a live process installs views");
                     self.group_formed = true;
                     self.checker.observe_install(process, &change.view);
                     self.log(format!("{process} installs {}", change.view));
                     self.observe_install(process, &change.view);
                 }
-                NodeOutput::Excluded { by, .. } => {
+                EdgeOutput::Node(NodeOutput::Excluded { by, .. }) => {
                     self.coverage.hit(Hit::Excluded);
                     self.log(format!("{} excluded by {by:?}", process.expect("live")));
                 }
-                NodeOutput::Left { .. } => {
+                EdgeOutput::Node(NodeOutput::Left { .. }) => {
                     let process = process.expect("live");
                     self.log(format!("{process} left"));
                     self.observe_left(i, process);
                 }
-                NodeOutput::Suspected(p) => {
+                EdgeOutput::Node(NodeOutput::Suspected(p)) => {
                     self.log(format!("{} suspects {p}", process.expect("live")))
                 }
-                _ => {}
+                EdgeOutput::Node(_) => {}
+            }
+        }
+        let now = self.local_now(i);
+        let node = &mut self.nodes[i];
+        if let Some(core) = node.core.as_mut() {
+            let more = node.edge.refresh(core, now);
+            if !more.is_empty() {
+                self.carry_out(i, more);
             }
         }
         for (view, state) in snapshots {
@@ -195,11 +249,35 @@ impl Simulation {
             };
             let now = self.local_now(i);
             let group = self.group.clone();
-            let Some(core) = self.nodes[i].core.as_mut() else {
+            let node = &mut self.nodes[i];
+            let Some(core) = node.core.as_mut() else {
                 break;
             };
-            let outputs = core.handle_snapshot(now, &group, view, answer);
-            self.execute(i, outputs);
+            let work = node.edge.handle_snapshot(core, now, &group, view, answer);
+            self.carry_out(i, work);
+        }
+        if flush {
+            self.flush(i);
+        }
+    }
+
+    /// A multicast of `process` accepted by its core: it must reach the group (the checkers
+    /// hold it to that from now on).
+    fn accepted(&mut self, process: ProcessId, id: u64) {
+        self.deliveries.on_accepted(id);
+        self.multicasts += 1;
+        if self.quiet && self.now >= self.config.fault_time + std::time::Duration::from_secs(2) {
+            self.quiet_multicasts.push((process, id));
+        }
+    }
+
+    /// The answer to a multicast parked in `process`'s edge.
+    fn answer_parked(&mut self, process: ProcessId, id: u64, result: Result<(), MulticastError>) {
+        match result {
+            Ok(()) => self.accepted(process, id),
+            Err(error) => self.log(format!(
+                "{process} parked multicast {id:#x} refused: {error}"
+            )),
         }
     }
 
@@ -227,36 +305,56 @@ impl Simulation {
         let me = core.me().id;
         // The id names the node, its start (not its incarnation, which may be a clock
         // reading) and the service's counter.
-        let id = (me.node.0 << 48) | (node.incarnations << 32) | (node.service.counter + 1);
+        let id = (me.node.0 << 48) | (node.incarnations << 32) | (node.record.counter + 1);
         let deps: Vec<(ProcessId, u64)> = node
-            .service
+            .record
             .last_counter
             .iter()
             .map(|(p, c)| (*p, *c))
             .collect();
         let effective = ordering.unwrap_or(self.config.settings.multicast.ordering);
         self.deliveries
-            .on_multicast(id, me, effective, deps, node.service.view);
-        let payload = Bytes::copy_from_slice(&id.to_le_bytes());
-        if let Ok(outputs) = core.handle_multicast(now, &group, ordering, payload) {
-            self.deliveries.on_accepted(id);
-            node.service.counter += 1;
-            self.multicasts += 1;
-            if self.quiet && self.now >= self.config.fault_time + Duration::from_secs(2) {
-                self.quiet_multicasts.push((me, id));
+            .on_multicast(id, me, effective, deps, node.record.view);
+        let payload = node.service.request(id);
+        match node
+            .edge
+            .handle_multicast(core, now, &group, ordering, payload, || id)
+        {
+            Ok(Admitted::Now(work)) => {
+                node.record.counter += 1;
+                self.accepted(me, id);
+                self.carry_out(i, work);
+                self.flush(i);
             }
-            self.execute(i, outputs);
-            self.flush(i);
+            // Its answer comes when the outbox takes it (or the process dies first).
+            Ok(Admitted::Parked) => node.record.counter += 1,
+            Err(_) => {}
         }
     }
 
     /// What the shell does after a burst of inputs: send what the cores queued.
+    /// Then retry parked multicasts, as the node actor does after its flush.
     pub(super) fn flush(&mut self, i: usize) {
         let now = self.local_now(i);
         if let Some(core) = self.nodes[i].core.as_mut() {
             let outputs = core.handle_flush(now);
             self.execute(i, outputs);
         }
+        self.retry_parked(i);
+    }
+
+    /// Retries node `i`'s parked multicasts (after each tick and flush, as the actor does).
+    fn retry_parked(&mut self, i: usize) {
+        let now = self.local_now(i);
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        if node.edge.parked() == 0 {
+            return;
+        }
+        let work = node.edge.retry_parked(core, now);
+        self.carry_out(i, work);
     }
 
     pub(super) fn deliver_one(&mut self) {
@@ -343,6 +441,7 @@ impl Simulation {
         let now = self.local_now(i);
         let outputs = self.nodes[i].core.as_mut().expect("live").handle_tick(now);
         self.execute(i, outputs);
+        self.retry_parked(i);
         self.observe_blocked(i);
         self.maybe_multicast(i);
     }

@@ -291,16 +291,13 @@ impl Simulation {
         self.network.borrow_mut().resume(addr, after);
     }
 
-    /// Node `i`'s service stops consuming until `until`.
+    /// Node `i`'s service stops consuming until `until`: it reports nothing handled, so its
+    /// edge pauses delivery once it holds an event it has not handled.
     fn pause_service(&mut self, i: usize, until: Time) {
-        let group = self.group.clone();
-        let Some(core) = self.nodes[i].core.as_mut() else {
+        let Some(core) = self.nodes[i].core.as_ref() else {
             return;
         };
         let process = core.me().id;
-        if !core.set_delivery_paused(&group, true) {
-            return;
-        }
         self.nodes[i].service_paused = true;
         self.coverage.hit(Hit::ServicePaused);
         self.log(format!(
@@ -311,19 +308,24 @@ impl Simulation {
             .at(until, Action::ResumeService { node: i, process });
     }
 
+    /// Node `i`'s service consumes again and catches up on everything it was handed; the
+    /// edge resumes delivery (and flushes) as the node actor does.
     fn resume_service(&mut self, i: usize) {
         if !std::mem::take(&mut self.nodes[i].service_paused) {
             return;
         }
         let group = self.group.clone();
-        let Some(core) = self.nodes[i].core.as_mut() else {
+        let now = self.local_now(i);
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
             return;
         };
         let process = core.me().id;
-        core.set_delivery_paused(&group, false);
+        let upto = node.edge.handed(&group);
+        node.edge.handle_handled(&group, upto);
+        let work = node.edge.refresh(core, now);
         self.log(format!("{process} service consumes again"));
-        // As the node actor does when its service catches up.
-        self.flush(i);
+        self.carry_out(i, work);
     }
 
     /// The service's answer to `SnapshotWanted` for `view`, with `state` taken now: at once,
@@ -455,9 +457,12 @@ impl Simulation {
                 };
                 let now = self.local_now(node);
                 let group = self.group.clone();
-                let core = self.nodes[node].core.as_mut().expect("checked");
-                let outputs = core.handle_snapshot(now, &group, view, state);
-                self.execute(node, outputs);
+                let sim_node = &mut self.nodes[node];
+                let core = sim_node.core.as_mut().expect("checked");
+                let work = sim_node
+                    .edge
+                    .handle_snapshot(core, now, &group, view, state);
+                self.carry_out(node, work);
                 self.flush(node);
             }
             Action::Resume { .. } | Action::HealLink { .. } => {}

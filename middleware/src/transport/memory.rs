@@ -7,8 +7,7 @@
 //! and crashes. Time is the simulator's: frames become due at a virtual instant.
 
 use super::{SendError, Transport};
-use crate::proto::node::ConnectionId;
-use crate::proto::Time;
+use crate::id::ConnectionId;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -18,6 +17,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
+
+/// The network's virtual time: the driver's clock (the simulator's, or a runtime's elapsed
+/// time), the same type the cores take. Named here so the transport needs nothing of `proto`.
+type Time = Duration;
 
 /// The fault model of every frame: one documented struct, every knob seeded. Partitions,
 /// one-way links, stalls and pauses are set by the driver ([`MemoryNetwork::partition`],

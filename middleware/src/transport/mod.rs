@@ -10,7 +10,8 @@
 pub mod memory;
 pub mod tcp;
 
-use crate::proto::node::ConnectionId;
+use crate::id::{ConnectionId, ProcessId};
+use crate::wire::Envelope;
 use bytes::Bytes;
 use std::net::SocketAddr;
 
@@ -30,64 +31,48 @@ pub enum SendError {
 
 /// Moves sealed frames (length prefix included) to nodes and back to inbound connections.
 /// Never blocks: a frame that cannot be queued is refused with a [`SendError`].
+///
+/// The node actor runs over any transport that implements it (TCP in production, the memory
+/// network in multi-node tests); envelopes that arrive reach the actor as [`Inbound`].
 pub trait Transport {
     /// Queues `frame` for the node listening at `to`.
     fn send(&mut self, to: SocketAddr, frame: Bytes) -> Result<(), SendError>;
     /// Queues `frame` as an answer on inbound `connection`.
     fn reply(&mut self, connection: ConnectionId, frame: Bytes) -> Result<(), SendError>;
+    /// The processes frames arrived from since the last call, with when the last one did. A
+    /// transport that reads frames apart from the node (TCP's reader tasks) reports them so
+    /// that a node busy with a backlog still sees its peers alive; one that hands every frame
+    /// to the node at once has nothing to add.
+    fn take_heard(&mut self) -> Vec<(ProcessId, std::time::Instant)> {
+        Vec::new()
+    }
+    /// Its counters now.
+    fn counters(&self) -> TransportCounters {
+        TransportCounters::default()
+    }
+    /// Stops sending and receiving (the node stopped).
+    fn shutdown(&mut self) {}
 }
 
-use crate::proto::node::NodeOutput;
-use crate::wire::FrameCodec;
+/// A transport's counters, as a node reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportCounters {
+    /// Connections closed over a frame that failed to open.
+    pub connections_closed_bad_frame: u64,
+    /// Frames dropped because a peer's queue was full.
+    pub frames_dropped_queue_full: u64,
+    /// Write calls (each carries a batch of frames).
+    pub write_batches: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+}
 
-/// Carries out the transport part of a node core's outputs, the same way in every shell: each
-/// `Send`, `SendAll` and `Reply` is sealed by `codec` and queued on `transport`; every other output (an
-/// event for the application) is handed to `on_event`. A frame that cannot be sealed or queued
-/// is dropped with a log line: the protocols treat it as lost.
-pub fn dispatch(
-    outputs: Vec<NodeOutput>,
-    codec: &FrameCodec,
-    transport: &mut impl Transport,
-    mut on_event: impl FnMut(NodeOutput),
-) {
-    for output in outputs {
-        let queued = match output {
-            NodeOutput::Send { to, envelope } => codec
-                .seal(envelope)
-                .map_err(|e| e.to_string())
-                .and_then(|frame| transport.send(to, frame).map_err(|e| e.to_string())),
-            // One frame for all: the receivers' replay windows are per sender, so each of them
-            // accepts the frame's counter once.
-            NodeOutput::SendAll { to, envelope } => codec
-                .seal(envelope)
-                .map_err(|e| e.to_string())
-                .and_then(|frame| {
-                    let mut result = Ok(());
-                    for addr in to {
-                        if let Err(e) = transport.send(addr, frame.clone()) {
-                            result = Err(e.to_string());
-                        }
-                    }
-                    result
-                }),
-            NodeOutput::Reply {
-                connection,
-                envelope,
-            } => codec
-                .seal(envelope)
-                .map_err(|e| e.to_string())
-                .and_then(|frame| {
-                    transport
-                        .reply(connection, frame)
-                        .map_err(|e| e.to_string())
-                }),
-            event => {
-                on_event(event);
-                Ok(())
-            }
-        };
-        if let Err(error) = queued {
-            tracing::debug!(%error, "frame not sent");
-        }
-    }
+/// An envelope that arrived, for the node actor.
+#[derive(actix::Message, Debug)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    /// The opened envelope.
+    pub envelope: Envelope,
+    /// The connection it came on (answers to clients go back on it).
+    pub connection: ConnectionId,
 }

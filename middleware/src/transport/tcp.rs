@@ -17,9 +17,10 @@
 //! Sending does not go through the actor's mailbox: the node actor calls
 //! [`TcpSender::send`], which queues on the peer's channel directly (one hop less per frame).
 
-use super::{SendError, Transport};
+pub use super::Inbound;
+use super::{SendError, Transport, TransportCounters};
 use crate::config::TransportConfig;
-use crate::proto::node::ConnectionId;
+use crate::id::ConnectionId;
 use crate::view::Member;
 use crate::wire::{Body, Envelope, FrameCodec, FrameError, PROTOCOL_VERSION};
 use actix::prelude::*;
@@ -40,16 +41,6 @@ use tokio_util::sync::CancellationToken;
 pub const PEER_IDLE: Duration = Duration::from_secs(30);
 /// Frames queued per inbound connection for replies.
 const REPLY_QUEUE_FRAMES: usize = 64;
-
-/// An envelope that arrived, for the node actor.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Inbound {
-    /// The opened envelope.
-    pub envelope: Envelope,
-    /// The connection it came on (answers to clients go back on it).
-    pub connection: ConnectionId,
-}
 
 /// Transport counters.
 #[derive(Debug, Default)]
@@ -143,6 +134,13 @@ impl Actor for TcpTransport {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The sender's shutdown (the node stopped) stops the listener too.
+        let shutdown = self.shared.shutdown.clone();
+        ctx.spawn(
+            async move { shutdown.cancelled().await }
+                .into_actor(self)
+                .map(|_, _, ctx| ctx.stop()),
+        );
         let listener = self.listener.take().expect("started once");
         let accepted = futures::stream::unfold(listener, |listener| async move {
             let next = listener.accept().await;
@@ -433,5 +431,25 @@ impl Transport for TcpSender {
         queue
             .try_send(frame)
             .map_err(|_| SendError::ConnectionClosed(connection))
+    }
+
+    fn take_heard(&mut self) -> Vec<(crate::id::ProcessId, std::time::Instant)> {
+        TcpSender::take_heard(self)
+    }
+
+    fn counters(&self) -> TransportCounters {
+        let stats = &self.shared.stats;
+        TransportCounters {
+            connections_closed_bad_frame: stats
+                .connections_closed_bad_frame
+                .load(Ordering::Relaxed),
+            frames_dropped_queue_full: stats.frames_dropped_queue_full.load(Ordering::Relaxed),
+            write_batches: stats.write_batches.load(Ordering::Relaxed),
+            bytes_written: stats.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        TcpSender::shutdown(self);
     }
 }

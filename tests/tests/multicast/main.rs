@@ -18,6 +18,9 @@
 //! cargo build --release --bin viewsync && cargo test --release -p viewsync-tests --test multicast
 //! ```
 //!
+//! `t07` is the exception: it runs real `NodeActor`s over the in-memory network in this
+//! process (no binary, no sockets), with the network's seeded faults.
+//!
 //! The tests flood the machine and rely on the failure detector's timing, so all but the
 //! light `t04` and `t06` take [`cluster::timing_exclusive`] and run one at a time. A failing
 //! test prints every node's non-`deliver` stdout lines, its last deliveries and the tail of
@@ -33,3 +36,4 @@ mod t03_join_during_traffic;
 mod t04_send_by_group_name;
 mod t05_stopped_member_bounded_memory;
 mod t06_many_long_lived_clients;
+mod t07_actors_over_memory_network;

@@ -9,3 +9,4 @@ mod sweep;
 mod t01_group_properties;
 mod t02_blocking_scenarios;
 mod t05_regression_seeds;
+mod t06_any_service;

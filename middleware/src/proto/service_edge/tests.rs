@@ -1,0 +1,273 @@
+use super::*;
+use crate::id::{Incarnation, NodeId};
+use crate::proto::node::NodeSettings;
+use crate::view::{Member, View};
+
+fn group() -> GroupName {
+    GroupName::new("g").unwrap()
+}
+
+fn me() -> Member {
+    Member {
+        id: ProcessId {
+            node: NodeId(1),
+            incarnation: Incarnation(1),
+        },
+        addr: "10.0.0.1:7000".parse().unwrap(),
+    }
+}
+
+/// A core that founded group `g` alone (ticked until it installed its view), with its edge
+/// and every edge output on the way.
+fn founded(
+    limits: EdgeLimits,
+    settings: NodeSettings,
+    register: bool,
+) -> (NodeCore, ServiceEdge<u32>, Time, Vec<EdgeOutput<u32>>) {
+    let mut settings = settings;
+    settings.membership.bootstrap = true;
+    let mut core = NodeCore::new(me(), Vec::new(), settings);
+    let mut edge = ServiceEdge::new(limits);
+    if register {
+        assert_eq!(edge.register(&core, group()), vec![]);
+    }
+    let mut now = Time::ZERO;
+    let outputs = core.handle_join(now, group()).unwrap();
+    let mut seen = edge.absorb(&mut core, now, outputs);
+    while core.view(&group()).is_none() {
+        now += crate::proto::TICK_INTERVAL;
+        assert!(now < Time::from_secs(10), "founds its group");
+        let outputs = core.handle_tick(now);
+        seen.extend(edge.absorb(&mut core, now, outputs));
+    }
+    (core, edge, now, seen)
+}
+
+fn view_of(core: &NodeCore) -> View {
+    core.view(&group()).cloned().unwrap()
+}
+
+/// The service events among `outputs`.
+fn service_events<T>(outputs: &[EdgeOutput<T>]) -> Vec<(&ServiceEvent, Option<u64>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            EdgeOutput::Service {
+                event, checkpoint, ..
+            } => Some((event, *checkpoint)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn delivered(core: &NodeCore, seq: u64, payload: &'static [u8]) -> ServiceEvent {
+    let view = view_of(core);
+    ServiceEvent::Deliver(Delivered {
+        sender: me().id,
+        view: view.id,
+        seq,
+        ordering: Ordering::Fifo,
+        payload: Bytes::from_static(payload),
+    })
+}
+
+/// Multicasts `payload` and flushes, returning the edge's outputs.
+fn multicast_and_flush(
+    core: &mut NodeCore,
+    edge: &mut ServiceEdge<u32>,
+    now: Time,
+    payload: &'static [u8],
+) -> Vec<EdgeOutput<u32>> {
+    let Ok(Admitted::Now(mut out)) = edge.handle_multicast(
+        core,
+        now,
+        &group(),
+        None,
+        Bytes::from_static(payload),
+        || unreachable!("room in the outbox"),
+    ) else {
+        panic!("accepted at once");
+    };
+    let flushed = core.handle_flush(now);
+    out.extend(edge.absorb(core, now, flushed));
+    out
+}
+
+/// FIFO order: a lone member's multicasts are numbered 1, 2, 3 (under total order the
+/// sequencer's order records take numbers in between).
+fn fifo() -> NodeSettings {
+    let mut settings = NodeSettings::default();
+    settings.multicast.ordering = Ordering::Fifo;
+    settings
+}
+
+fn limits(backlog_events: u64, checkpoint_events: u64, parked_multicasts: usize) -> EdgeLimits {
+    EdgeLimits {
+        backlog_events,
+        checkpoint_events,
+        parked_multicasts,
+    }
+}
+
+fn view_change(core: &NodeCore) -> ServiceEvent {
+    ServiceEvent::ViewChange {
+        group: group(),
+        change: ViewChange::between(None, view_of(core)),
+    }
+}
+
+#[test]
+fn events_reach_the_registered_service_in_order_and_every_nth_is_a_checkpoint() {
+    let (mut core, mut edge, now, seen) = founded(limits(100, 2, 4), fifo(), true);
+    let installed = NodeOutput::ViewInstalled {
+        group: group(),
+        change: ViewChange::between(None, view_of(&core)),
+    };
+    assert_eq!(
+        seen,
+        vec![
+            EdgeOutput::Node(installed),
+            EdgeOutput::Service {
+                group: group(),
+                event: view_change(&core),
+                checkpoint: None,
+            },
+        ]
+    );
+    let a = multicast_and_flush(&mut core, &mut edge, now, b"a");
+    let b = multicast_and_flush(&mut core, &mut edge, now, b"b");
+    let c = multicast_and_flush(&mut core, &mut edge, now, b"c");
+    assert_eq!(
+        service_events(&a),
+        vec![(&delivered(&core, 1, b"a"), Some(2))]
+    );
+    assert_eq!(service_events(&b), vec![(&delivered(&core, 2, b"b"), None)]);
+    assert_eq!(
+        service_events(&c),
+        vec![(&delivered(&core, 3, b"c"), Some(4))]
+    );
+    assert_eq!(edge.handed(&group()), 4);
+    // Nothing handled yet, but 4 is below the backlog limit.
+    assert_eq!(edge.refresh(&mut core, now), vec![]);
+}
+
+#[test]
+fn a_group_without_a_service_drops_its_events() {
+    let (mut core, mut edge, now, seen) = founded(limits(100, 1, 4), fifo(), false);
+    assert!(matches!(
+        seen[..],
+        [EdgeOutput::Node(NodeOutput::ViewInstalled { .. })]
+    ));
+    assert_eq!(multicast_and_flush(&mut core, &mut edge, now, b"a"), vec![]);
+    // Registered later, the service first hears of the view it is in.
+    assert_eq!(
+        edge.register(&core, group()),
+        vec![EdgeOutput::Service {
+            group: group(),
+            event: view_change(&core),
+            checkpoint: Some(1),
+        }]
+    );
+}
+
+#[test]
+fn a_service_behind_pauses_delivery_until_it_catches_up() {
+    let (mut core, mut edge, now, seen) = founded(limits(2, 1, 4), fifo(), true);
+    assert_eq!(service_events(&seen), vec![(&view_change(&core), Some(1))]);
+    assert_eq!(edge.refresh(&mut core, now), vec![]);
+    let a = multicast_and_flush(&mut core, &mut edge, now, b"a");
+    assert_eq!(
+        service_events(&a),
+        vec![(&delivered(&core, 1, b"a"), Some(2))]
+    );
+    // Two events handed, none handled: delivery pauses (the core has nothing to say).
+    assert_eq!(edge.refresh(&mut core, now), vec![]);
+    assert!(edge.is_paused(&group()));
+    // Accepted, not delivered while paused.
+    assert_eq!(multicast_and_flush(&mut core, &mut edge, now, b"b"), vec![]);
+    // The first event handled: still one behind, below the limit of two: resumes.
+    edge.handle_handled(&group(), 1);
+    assert_eq!(edge.refresh(&mut core, now), vec![EdgeOutput::Flush]);
+    assert!(!edge.is_paused(&group()));
+    let flushed = core.handle_flush(now);
+    let b = edge.absorb(&mut core, now, flushed);
+    assert_eq!(
+        service_events(&b),
+        vec![(&delivered(&core, 2, b"b"), Some(3))]
+    );
+    // Handled reports only grow.
+    edge.handle_handled(&group(), 3);
+    edge.handle_handled(&group(), 2);
+    assert_eq!(edge.refresh(&mut core, now), vec![]);
+}
+
+#[test]
+fn a_snapshot_request_goes_to_the_service_or_fails_at_once_without_one() {
+    let (mut core, mut edge, now, _) = founded(limits(100, 1, 4), fifo(), true);
+    let view = view_of(&core).id;
+    let wanted = |group: GroupName| NodeOutput::Group {
+        group,
+        event: MulticastOutput::SnapshotWanted(view),
+    };
+    assert_eq!(
+        edge.absorb(&mut core, now, vec![wanted(group())]),
+        vec![EdgeOutput::TakeSnapshot {
+            group: group(),
+            view
+        }]
+    );
+    // Nothing registered for the group: refused to the core, nothing for the shell (the
+    // core was not waiting for a snapshot of `view`, so it has nothing to say either).
+    let other = GroupName::new("other").unwrap();
+    assert_eq!(edge.absorb(&mut core, now, vec![wanted(other)]), vec![]);
+    // The answer goes to the core; frames and node events come back through the edge.
+    assert_eq!(
+        edge.handle_snapshot(&mut core, now, &group(), view, Ok(Bytes::from_static(b"s"))),
+        vec![]
+    );
+}
+
+#[test]
+fn multicasts_park_in_order_when_the_outbox_is_full_and_are_answered_in_order() {
+    // A lone member's one-message window never frees (no other member acknowledges), so
+    // the outbox stays full.
+    let mut settings = NodeSettings::default();
+    settings.multicast.window_messages = 1;
+    settings.multicast.outbox_messages = 1;
+    let (mut core, mut edge, now, _) = founded(limits(100, 1, 2), settings, true);
+    let send = |core: &mut NodeCore, edge: &mut ServiceEdge<u32>, k: u32| {
+        let payload = Bytes::from(vec![b'a' + k as u8]);
+        edge.handle_multicast(core, now, &group(), None, payload, || k)
+    };
+    assert_eq!(send(&mut core, &mut edge, 0), Ok(Admitted::Now(vec![])));
+    assert_eq!(send(&mut core, &mut edge, 1), Ok(Admitted::Now(vec![])));
+    assert_eq!(send(&mut core, &mut edge, 2), Ok(Admitted::Parked));
+    assert_eq!(send(&mut core, &mut edge, 3), Ok(Admitted::Parked));
+    assert_eq!(send(&mut core, &mut edge, 4), Err(MulticastError::Full(2)));
+    assert_eq!(edge.parked(), 2);
+    // Still full: nothing answered, the order kept.
+    assert_eq!(edge.retry_parked(&mut core, now), vec![]);
+    assert_eq!(edge.parked(), 2);
+    // Left the group: each parked multicast is refused, in order.
+    let left = core.handle_leave(now, &group()).unwrap();
+    edge.absorb(&mut core, now, left);
+    let answers: Vec<_> = edge
+        .retry_parked(&mut core, now)
+        .into_iter()
+        .filter(|o| matches!(o, EdgeOutput::Answer { .. }))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            EdgeOutput::Answer {
+                token: 2,
+                result: Err(MulticastError::NotMember)
+            },
+            EdgeOutput::Answer {
+                token: 3,
+                result: Err(MulticastError::NotMember)
+            },
+        ]
+    );
+    assert_eq!(edge.parked(), 0);
+}
