@@ -348,6 +348,11 @@ impl ViewStream {
         }
         self.received_since_ack += 1;
         self.ack_dirty = true;
+        if self.streams.len() == 1 {
+            // A lone member: no acknowledgement will ever come, its own entries (payloads and
+            // order records) are stable at once, or its window would never free.
+            self.refresh_stability();
+        }
         true
     }
 
@@ -1268,13 +1273,11 @@ impl Multicast {
                 self.outbox.pop_front();
             }
         }
+        view.assign_order();
         if may_deliver {
-            view.assign_order();
             let before = out.len();
             view.deliver(safe, out);
             self.count_new(before, out);
-        } else {
-            view.assign_order();
         }
     }
 
@@ -2083,6 +2086,34 @@ mod tests {
             "{out:?}"
         );
         assert!(!joiner.is_ready() && joiner.needs_resync());
+    }
+
+    #[test]
+    fn a_lone_member_is_never_short_of_credit() {
+        // No other member acknowledges: its own entries (and order records) are stable at
+        // once, so a window of two never stops it, in any ordering, safe delivery included.
+        let alone = view(1, &[1]);
+        for ordering in [Ordering::Fifo, Ordering::Causal, Ordering::Total] {
+            for delivery in [Delivery::Agreed, Delivery::Safe] {
+                let cfg = MulticastConfig {
+                    ordering,
+                    delivery,
+                    window_messages: 2,
+                    outbox_messages: 4,
+                    ..MulticastConfig::default()
+                };
+                let mut core = core_in(1, &alone, cfg);
+                let mut out = Vec::new();
+                for _ in 0..20 {
+                    core.multicast(ms(0), None, payload("x"), &mut out).unwrap();
+                    // As the shell does after each burst: the sequencer orders what it has.
+                    core.flush(ms(0), &mut out);
+                }
+                assert_eq!(core.outbox_len(), 0, "{ordering} {delivery:?}");
+                assert_eq!(delivered(&out).len(), 20, "{ordering} {delivery:?}");
+                assert!(core.buffered_entries() <= 2, "{ordering} {delivery:?}");
+            }
+        }
     }
 
     #[test]

@@ -227,14 +227,63 @@ fn a_snapshot_request_goes_to_the_service_or_fails_at_once_without_one() {
     );
 }
 
+/// A core listed in a two-member view it learnt without its decision: it waits for a state
+/// transfer and sends nothing meanwhile, so its outbox fills.
+fn listed_without_state(
+    limits: EdgeLimits,
+    settings: NodeSettings,
+) -> (NodeCore, ServiceEdge<u32>, Time) {
+    let peer = Member {
+        id: ProcessId {
+            node: NodeId(2),
+            incarnation: Incarnation(1),
+        },
+        addr: "10.0.0.2:7000".parse().unwrap(),
+    };
+    let mut core = NodeCore::new(me(), vec![peer.addr], settings);
+    let mut edge = ServiceEdge::new(limits);
+    edge.register(&core, group());
+    let now = Time::ZERO;
+    let outputs = core.handle_join(now, group()).unwrap();
+    edge.absorb(&mut core, now, outputs);
+    let view = View::of_voters(
+        group(),
+        crate::id::ViewId {
+            epoch: 2,
+            coordinator: peer.id,
+        },
+        vec![peer, me()],
+    );
+    let install = crate::wire::Envelope {
+        version: crate::wire::PROTOCOL_VERSION,
+        sender: peer.id,
+        sender_addr: peer.addr,
+        seq: 1,
+        group: Some(group()),
+        body: crate::wire::Body::Install {
+            base: None,
+            ballot: crate::wire::Ballot {
+                round: 1,
+                proposer: peer.id,
+            },
+            decision: crate::wire::Decision {
+                view: view.clone(),
+                cut: Vec::new(),
+                joiners: Vec::new(),
+            },
+        },
+    };
+    let outputs = core.handle_envelope(now, install, crate::id::ConnectionId(1));
+    edge.absorb(&mut core, now, outputs);
+    assert_eq!(core.view(&group()), Some(&view));
+    (core, edge, now)
+}
+
 #[test]
 fn multicasts_park_in_order_when_the_outbox_is_full_and_are_answered_in_order() {
-    // A lone member's one-message window never frees (no other member acknowledges), so
-    // the outbox stays full.
     let mut settings = NodeSettings::default();
-    settings.multicast.window_messages = 1;
-    settings.multicast.outbox_messages = 1;
-    let (mut core, mut edge, now, _) = founded(limits(100, 1, 2), settings, true);
+    settings.multicast.outbox_messages = 2;
+    let (mut core, mut edge, now) = listed_without_state(limits(100, 1, 2), settings);
     let send = |core: &mut NodeCore, edge: &mut ServiceEdge<u32>, k: u32| {
         let payload = Bytes::from(vec![b'a' + k as u8]);
         edge.handle_multicast(core, now, &group(), None, payload, || k)
@@ -248,9 +297,17 @@ fn multicasts_park_in_order_when_the_outbox_is_full_and_are_answered_in_order() 
     // Still full: nothing answered, the order kept.
     assert_eq!(edge.retry_parked(&mut core, now), vec![]);
     assert_eq!(edge.parked(), 2);
-    // Left the group: each parked multicast is refused, in order.
+    // Left the group (the peer never answers: the leave ends at its timeout): each parked
+    // multicast is refused, in order.
     let left = core.handle_leave(now, &group()).unwrap();
     edge.absorb(&mut core, now, left);
+    let mut now = now;
+    let leave_timeout = NodeSettings::default().membership.leave_timeout;
+    while now <= leave_timeout {
+        now += crate::proto::TICK_INTERVAL;
+        let outputs = core.handle_tick(now);
+        edge.absorb(&mut core, now, outputs);
+    }
     let answers: Vec<_> = edge
         .retry_parked(&mut core, now)
         .into_iter()
