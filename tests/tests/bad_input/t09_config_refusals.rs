@@ -1,9 +1,9 @@
 //! Configurations a node must refuse at start: exit code 2 and a message naming the key.
 
-use crate::cluster::{config_text, new_key_hex, run_viewsync, TempDir};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
+use viewsync_tests::process::{config_text, new_key_hex, run_viewsync, TempDir};
 
 /// Runs `viewsync node --config <path>`; returns (exit code, stderr).
 fn run_node(config: &Path) -> (Option<i32>, String) {

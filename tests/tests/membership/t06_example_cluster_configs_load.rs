@@ -3,11 +3,11 @@
 //! `examples/cluster/data`, and the binary refuses a configuration with an unknown key (at the top, in a
 //! node table, or in the services crate's `[service]`).
 
-use crate::cluster::{run_viewsync, TempDir};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 use viewsync_services::config::{ServiceFileConfig, Strategy};
+use viewsync_tests::process::{run_viewsync, TempDir};
 
 fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")
