@@ -841,7 +841,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("`extra`") && e.contains("unknown field `fanout`"),
+            e.contains("`extra.fanout`") && e.contains("unknown field `fanout`"),
             "{e}"
         );
     }
