@@ -15,16 +15,21 @@
 //! - [`lines`]: the `key=value` lines members print, and their parsing;
 //! - [`orchestration`]: the parent: spawning members, barriers, the matrices, and the
 //!   measurements taken from the members' lines;
-//! - [`report`]: CSV files and markdown tables;
+//! - [`results`]: the types the parent, the files, the tables and the plots share (cells,
+//!   measurements, rows, summaries), so those modules import one way;
+//! - [`csv_files`]: the results files, read and written with the `csv` crate;
+//! - [`report`]: summaries and markdown tables;
 //! - [`plots`]: SVG plots;
 //! - [`sys`]: the monotonic clock shared by processes, CPU time and TCP bytes sent.
 
 pub mod cli;
+pub mod csv_files;
 pub mod lines;
 pub mod member;
 pub mod orchestration;
 pub mod plots;
 pub mod report;
+pub mod results;
 pub mod sys;
 
 /// The error type of the harness: anything that can be shown to a person.

@@ -1,50 +1,11 @@
-//! The lines members print: `kind key=value ...` event lines, and the one result line per
-//! member in the format of DESIGN.md section 6 (plus overhead fields).
+//! The lines members print: `kind key=value ...` event lines (split by the services crate's
+//! [`Fields`], the parser of every `viewsync` line), and the one result line per member in the
+//! format of DESIGN.md section 6 (plus overhead fields), printed and parsed here.
 
 use crate::cli::Mode;
-use std::collections::BTreeMap;
 use std::fmt;
-
-/// The `key=value` tokens of a line, and its first token when that has no `=` (its kind).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fields {
-    /// The first token when it is a bare word (`gview`, `ready`, ...).
-    pub kind: Option<String>,
-    /// The `key=value` tokens.
-    pub map: BTreeMap<String, String>,
-}
-
-impl Fields {
-    /// Splits `line` into its kind and fields. Bare words after the first are ignored.
-    pub fn parse(line: &str) -> Self {
-        let mut fields = Fields::default();
-        for (i, token) in line.split_whitespace().enumerate() {
-            match token.split_once('=') {
-                Some((key, value)) => {
-                    fields.map.insert(key.to_string(), value.to_string());
-                }
-                None if i == 0 => fields.kind = Some(token.to_string()),
-                None => {}
-            }
-        }
-        fields
-    }
-
-    /// Whether the line's kind is `kind`.
-    pub fn is(&self, kind: &str) -> bool {
-        self.kind.as_deref() == Some(kind)
-    }
-
-    /// A field parsed as `T`.
-    pub fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
-        self.map.get(key).and_then(|v| v.parse().ok())
-    }
-
-    /// A field as text.
-    pub fn text(&self, key: &str) -> Option<&str> {
-        self.map.get(key).map(String::as_str)
-    }
-}
+/// The one `key=value` line parser, next to the printer of the node's lines.
+pub use viewsync_services::report::Fields;
 
 /// Own-delivery latency percentiles, in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -15,9 +15,12 @@
 
 use crate::cli::{Event, Load, Mode, MulticastArgs, Order, Senders, ViewChangeArgs};
 use crate::lines::{Fields, ResultLine};
-use crate::report::{self, RunInfo};
+use crate::report;
+use crate::results::{
+    MulticastCell, RunInfo, ViewChangeCell, ViewChangeResult, ViewChangeSettings,
+};
 use crate::sys::now_ns;
-use crate::{plots, BoxError};
+use crate::{csv_files, plots, BoxError};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -440,31 +443,6 @@ pub const STUCK: Duration = Duration::from_secs(5);
 /// The longest drain.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
-/// One cell of the multicast benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MulticastCell {
-    /// Ordering and delivery.
-    pub order: Order,
-    /// Group size.
-    pub members: usize,
-    /// Payload bytes.
-    pub size: usize,
-    /// Who sends.
-    pub senders: Senders,
-    /// Flood or ping.
-    pub mode: Mode,
-}
-
-impl std::fmt::Display for MulticastCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "order={} members={} size={} senders={} mode={}",
-            self.order, self.members, self.size, self.senders, self.mode
-        )
-    }
-}
-
 /// Settings shared by the cells of a multicast run.
 #[derive(Clone, Copy, Debug)]
 pub struct MulticastSettings {
@@ -650,64 +628,6 @@ pub fn run_multicast_cell(
     let results = cluster.drain_and_report(&nodes)?;
     cluster.shutdown();
     Ok(results)
-}
-
-/// One cell of the view-change benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ViewChangeCell {
-    /// The event.
-    pub event: Event,
-    /// Group size before the event.
-    pub members: usize,
-    /// Traffic during the event.
-    pub load: Load,
-}
-
-impl std::fmt::Display for ViewChangeCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "event={} members={} load={}",
-            self.event, self.members, self.load
-        )
-    }
-}
-
-/// Settings shared by the cells of a view-change run.
-#[derive(Clone, Copy, Debug)]
-pub struct ViewChangeSettings {
-    /// Ordering of the group.
-    pub order: Order,
-    /// Payload size of the flood.
-    pub size: usize,
-    /// Seconds of flood before the event.
-    pub settle_secs: f64,
-    /// Flood pipeline depth.
-    pub pipeline: usize,
-}
-
-/// What one view-change run measured. Times are milliseconds from the event: the SIGKILL,
-/// the `leave` command, or the joiner's call to `join`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ViewChangeResult {
-    /// Until the first member installed the new view.
-    pub view_ms_min: f64,
-    /// Until every member installed the new view (`GroupEvent::ViewInstalled`).
-    pub view_ms_max: f64,
-    /// Until every member's service received the new view (`ServiceEvent::ViewChange`), if
-    /// all did.
-    pub service_view_ms_max: Option<f64>,
-    /// Until the first member suspected the killed one (kills only).
-    pub detect_ms: Option<f64>,
-    /// Most multicast entries a member held when the view change began (unstable or not
-    /// yet delivered).
-    pub unstable: u64,
-    /// Suspicions over the surviving members during the run.
-    pub suspicions: u64,
-    /// False suspicions over the surviving members during the run.
-    pub false_suspicions: u64,
-    /// Each member's time to the new view, by node id.
-    pub per_member_ms: Vec<(u64, f64)>,
 }
 
 /// The view-change cells `args` ask for (with none: events × 3, 5, 7 members × both loads).
@@ -947,13 +867,13 @@ pub fn run_multicast(args: &MulticastArgs, exe: &Path) -> Result<usize, BoxError
             }
         });
         match result {
-            Ok(lines) => report::append_multicast(&csv, &info, *cell, args.secs, &lines)?,
+            Ok(lines) => csv_files::append_multicast(&csv, &info, *cell, args.secs, &lines)?,
             Err(_) => failed += 1,
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let rows = report::read_multicast(&csv)?;
+    let rows = csv_files::read_multicast(&csv)?;
     let summaries = report::latest_summaries(&rows);
     report::write_multicast_md(&out.join("multicast.md"), &summaries, &info)?;
     if !args.output.no_plots {
@@ -1006,14 +926,14 @@ pub fn run_view_change(args: &ViewChangeArgs, exe: &Path) -> Result<usize, BoxEr
                 Err(error) => eprintln!("# view-change {cell} run {rep}: FAILED: {error}"),
             });
             match result {
-                Ok(r) => report::append_view_change(&csv, &info, *cell, &settings, rep, &r)?,
+                Ok(r) => csv_files::append_view_change(&csv, &info, *cell, &settings, rep, &r)?,
                 Err(_) => failed += 1,
             }
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-    let rows = report::read_view_change(&csv)?;
+    let rows = csv_files::read_view_change(&csv)?;
     report::write_view_change_md(&out.join("view-change.md"), &rows, &info)?;
     if !args.output.no_plots {
         for path in plots::view_change_plots(out, &rows)? {
@@ -1034,7 +954,7 @@ pub fn rewrite_reports(out: &Path) -> Result<(), BoxError> {
     let info = RunInfo::now();
     let csv = out.join("multicast.csv");
     if csv.exists() {
-        let summaries = report::latest_summaries(&report::read_multicast(&csv)?);
+        let summaries = report::latest_summaries(&csv_files::read_multicast(&csv)?);
         report::write_multicast_md(&out.join("multicast.md"), &summaries, &info)?;
         for path in plots::multicast_plots(out, &summaries)? {
             eprintln!("plot: {}", path.display());
@@ -1042,7 +962,7 @@ pub fn rewrite_reports(out: &Path) -> Result<(), BoxError> {
     }
     let csv = out.join("view-change.csv");
     if csv.exists() {
-        let rows = report::read_view_change(&csv)?;
+        let rows = csv_files::read_view_change(&csv)?;
         report::write_view_change_md(&out.join("view-change.md"), &rows, &info)?;
         for path in plots::view_change_plots(out, &rows)? {
             eprintln!("plot: {}", path.display());

@@ -2,7 +2,7 @@
 //! font files are needed).
 
 use crate::cli::{Event, Load, Mode, Order, Senders};
-use crate::report::{latest_view_change, CellSummary, ViewChangeRow};
+use crate::results::{latest_view_change, CellSummary, ViewChangeRow};
 use crate::BoxError;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};

@@ -1,51 +1,16 @@
-//! CSV files (one row per member and cell, or per view-change run, appended by every run)
-//! and the markdown tables rewritten from them (the latest run of each cell).
+//! Summaries of the members' results and the markdown tables rewritten from the results
+//! files (the latest run of each cell).
 
-use crate::cli::{Event, Load, Mode, Order};
+use crate::csv_files::per_member;
 use crate::lines::{Latency, ResultLine};
-use crate::orchestration::{MulticastCell, ViewChangeCell, ViewChangeResult, ViewChangeSettings};
+use crate::results::{
+    latest_view_change, CellSummary, MulticastCell, MulticastRow, OrderCheck, RunInfo,
+    ViewChangeCell, ViewChangeResult, ViewChangeRow,
+};
 use crate::BoxError;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Identifies a run of the harness in the CSV files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunInfo {
-    /// Unix seconds at the start of the run (orders runs).
-    pub run: u64,
-    /// The checkout's commit (`git rev-parse --short HEAD`, `+dirty` with local changes), or
-    /// `unknown`.
-    pub commit: String,
-}
-
-impl RunInfo {
-    /// The current time and commit.
-    pub fn now() -> Self {
-        let run = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let git = |args: &[&str]| {
-            std::process::Command::new("git")
-                .args(args)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        };
-        let commit = match git(&["rev-parse", "--short", "HEAD"]) {
-            Some(commit) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
-                Some(status) if !status.is_empty() => format!("{commit}+dirty"),
-                _ => commit,
-            },
-            None => "unknown".to_string(),
-        };
-        RunInfo { run, commit }
-    }
-}
 
 /// `YYYY-MM-DD HH:MM` (UTC) of unix seconds.
 pub fn utc_time(unix: u64) -> String {
@@ -68,248 +33,8 @@ pub fn utc_time(unix: u64) -> String {
     )
 }
 
-fn append(path: &Path, header: &str, rows: &[String]) -> Result<(), BoxError> {
-    let new = !path.exists() || std::fs::metadata(path)?.len() == 0;
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
-    if new {
-        writeln!(file, "{header}")?;
-    }
-    for row in rows {
-        writeln!(file, "{row}")?;
-    }
-    Ok(())
-}
-
-/// Rows of a CSV file whose header is `header` (other lines and files are skipped).
-fn read_rows(path: &Path, header: &str) -> Result<Vec<Vec<String>>, BoxError> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path)?;
-    let columns = header.split(',').count();
-    Ok(text
-        .lines()
-        .filter(|l| *l != header && !l.is_empty())
-        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
-        .filter(|r| r.len() == columns)
-        .collect())
-}
-
-/// The header of `multicast.csv`.
-pub const MULTICAST_HEADER: &str = "run,commit,order,members,size,senders,mode,secs,node,node_mode,sent,own_deliv,delivered,deliv_msgs_s,deliv_mb_s,lat_p50_us,lat_p90_us,lat_p99_us,lat_max_us,hash_k,order_hash,wire_frames_per_deliv,wire_bytes_per_deliv,writes_per_deliv,cpu_s_per_1000,suspicions,false_suspicions,retransmitted,dropped_frames,duplicates,drain_ms,recv_lat_p50_us,recv_lat_p99_us";
-
-/// One member's result in one cell of one run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MulticastRow {
-    /// The run (unix seconds).
-    pub run: u64,
-    /// Its commit.
-    pub commit: String,
-    /// The cell.
-    pub cell: MulticastCell,
-    /// Seconds of sending.
-    pub secs: f64,
-    /// The member's line.
-    pub line: ResultLine,
-}
-
 fn opt<T: fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
-}
-
-/// Appends one row per member line.
-pub fn append_multicast(
-    path: &Path,
-    info: &RunInfo,
-    cell: MulticastCell,
-    secs: f64,
-    lines: &[ResultLine],
-) -> Result<(), BoxError> {
-    let rows: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            let lat = l.latency;
-            [
-                info.run.to_string(),
-                info.commit.clone(),
-                cell.order.to_string(),
-                cell.members.to_string(),
-                cell.size.to_string(),
-                cell.senders.to_string(),
-                cell.mode.to_string(),
-                secs.to_string(),
-                l.node.to_string(),
-                l.mode.map_or("-", Mode::name).to_string(),
-                l.sent.to_string(),
-                l.own_deliv.to_string(),
-                l.delivered.to_string(),
-                format!("{:.0}", l.deliv_msgs_s),
-                format!("{:.3}", l.deliv_mb_s),
-                opt(lat.map(|l| l.p50)),
-                opt(lat.map(|l| l.p90)),
-                opt(lat.map(|l| l.p99)),
-                opt(lat.map(|l| l.max)),
-                l.hash_k.to_string(),
-                l.order_hash.clone(),
-                format!("{:.4}", l.wire_frames_per_deliv),
-                opt(l.wire_bytes_per_deliv.map(|b| format!("{b:.1}"))),
-                format!("{:.4}", l.writes_per_deliv),
-                format!("{:.4}", l.cpu_s_per_1000),
-                l.suspicions.to_string(),
-                l.false_suspicions.to_string(),
-                l.retransmitted.to_string(),
-                l.dropped_frames.to_string(),
-                l.duplicates.to_string(),
-                l.drain_ms.to_string(),
-                opt(l.recv_latency.map(|l| l.p50)),
-                opt(l.recv_latency.map(|l| l.p99)),
-            ]
-            .join(",")
-        })
-        .collect();
-    append(path, MULTICAST_HEADER, &rows)
-}
-
-/// Reads `multicast.csv`.
-pub fn read_multicast(path: &Path) -> Result<Vec<MulticastRow>, BoxError> {
-    let rows = read_rows(path, MULTICAST_HEADER)?;
-    Ok(rows.iter().filter_map(|r| parse_multicast_row(r)).collect())
-}
-
-fn parse_multicast_row(r: &[String]) -> Option<MulticastRow> {
-    let num = |i: usize| r[i].parse::<f64>().ok();
-    let latency = match (
-        r[15].parse().ok(),
-        r[16].parse().ok(),
-        r[17].parse().ok(),
-        r[18].parse().ok(),
-    ) {
-        (Some(p50), Some(p90), Some(p99), Some(max)) => Some(Latency { p50, p90, p99, max }),
-        _ => None,
-    };
-    let cell = MulticastCell {
-        order: r[2].parse().ok()?,
-        members: r[3].parse().ok()?,
-        size: r[4].parse().ok()?,
-        senders: r[5].parse().ok()?,
-        mode: r[6].parse().ok()?,
-    };
-    Some(MulticastRow {
-        run: r[0].parse().ok()?,
-        commit: r[1].clone(),
-        cell,
-        secs: num(7)?,
-        line: ResultLine {
-            node: r[8].parse().ok()?,
-            mode: r[9].parse().ok(),
-            size: cell.size,
-            secs: num(7)?,
-            members: cell.members,
-            sent: r[10].parse().ok()?,
-            own_deliv: r[11].parse().ok()?,
-            delivered: r[12].parse().ok()?,
-            deliv_msgs_s: num(13)?,
-            deliv_mb_s: num(14)?,
-            latency,
-            hash_k: r[19].parse().ok()?,
-            order_hash: r[20].clone(),
-            wire_frames_per_deliv: num(21)?,
-            wire_bytes_per_deliv: num(22),
-            writes_per_deliv: num(23)?,
-            cpu_s_per_1000: num(24)?,
-            suspicions: r[25].parse().ok()?,
-            false_suspicions: r[26].parse().ok()?,
-            retransmitted: r[27].parse().ok()?,
-            dropped_frames: r[28].parse().ok()?,
-            duplicates: r[29].parse().ok()?,
-            drain_ms: r[30].parse().ok()?,
-            per_sender: Vec::new(),
-            recv_latency: match (r[31].parse().ok(), r[32].parse().ok()) {
-                (Some(p50), Some(p99)) => Some(Latency {
-                    p50,
-                    p90: 0,
-                    p99,
-                    max: 0,
-                }),
-                _ => None,
-            },
-        },
-    })
-}
-
-/// Whether the members' delivery orders agree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OrderCheck {
-    /// Total order and every member hashed the same first deliveries.
-    Same,
-    /// Total order and the hashes differ (or cover different numbers of deliveries).
-    Differs,
-    /// The ordering does not promise one order.
-    NotApplicable,
-}
-
-impl fmt::Display for OrderCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OrderCheck::Same => "same",
-            OrderCheck::Differs => "DIFFERS",
-            OrderCheck::NotApplicable => "n/a",
-        })
-    }
-}
-
-/// One cell's results over its members.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CellSummary {
-    /// The cell.
-    pub cell: MulticastCell,
-    /// The run it comes from (0 if not from a file).
-    pub run: u64,
-    /// The run's commit.
-    pub commit: String,
-    /// Members that reported.
-    pub reported: usize,
-    /// Mean over members of deliveries per second.
-    pub rate_mean: f64,
-    /// Lowest member's deliveries per second.
-    pub rate_min: f64,
-    /// Mean over members of payload MB/s delivered.
-    pub mb_mean: f64,
-    /// Mean over senders of their median own-delivery latency (µs).
-    pub p50_us: Option<f64>,
-    /// Mean over senders of their 99th percentile (µs).
-    pub p99_us: Option<f64>,
-    /// Highest latency seen (µs).
-    pub max_us: Option<u64>,
-    /// Mean over members of their median latency from another member's multicast to its
-    /// delivery (µs).
-    pub recv_p50_us: Option<f64>,
-    /// Mean over members of the 99th percentile of that latency (µs).
-    pub recv_p99_us: Option<f64>,
-    /// Mean over members of frames sent per delivery.
-    pub frames_per_deliv: f64,
-    /// Mean over members of TCP bytes sent per delivery (if measured).
-    pub bytes_per_deliv: Option<f64>,
-    /// Mean over members of write calls per delivery.
-    pub writes_per_deliv: f64,
-    /// Mean over members of CPU seconds per 1000 deliveries.
-    pub cpu_per_1000: f64,
-    /// Whether the delivery orders agree.
-    pub order: OrderCheck,
-    /// Suspicions over all members.
-    pub suspicions: u64,
-    /// False suspicions over all members.
-    pub false_suspicions: u64,
-    /// Entries retransmitted over all members.
-    pub retransmitted: u64,
-    /// Frames dropped on full send queues over all members.
-    pub dropped_frames: u64,
-    /// Whether every member delivered the same number of multicasts, and each sender all
-    /// its own.
-    pub complete: bool,
-    /// Multicasts accepted from a sender and not delivered at a member, as
-    /// `(member, sender, count)` (from the lines' `per_sender`; empty when read from CSV).
-    pub missing: Vec<(u64, u64, u64)>,
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -530,28 +255,6 @@ pub fn write_multicast_md(
     Ok(())
 }
 
-/// The header of `view-change.csv`.
-pub const VIEW_CHANGE_HEADER: &str = "run,commit,event,members,load,order,size,rep,view_ms_min,view_ms_max,service_view_ms_max,detect_ms,unstable,suspicions,false_suspicions,per_member_ms";
-
-/// One view-change run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ViewChangeRow {
-    /// The run (unix seconds).
-    pub run: u64,
-    /// Its commit.
-    pub commit: String,
-    /// The cell.
-    pub cell: ViewChangeCell,
-    /// The ordering of the group.
-    pub order: Order,
-    /// The flood's payload size.
-    pub size: usize,
-    /// Which repetition.
-    pub rep: usize,
-    /// What it measured.
-    pub result: ViewChangeResult,
-}
-
 /// The line printed for one view-change run.
 pub fn view_change_line(cell: ViewChangeCell, rep: usize, r: &ViewChangeResult) -> String {
     format!(
@@ -565,103 +268,6 @@ pub fn view_change_line(cell: ViewChangeCell, rep: usize, r: &ViewChangeResult) 
         r.false_suspicions,
         per_member(&r.per_member_ms),
     )
-}
-
-fn per_member(times: &[(u64, f64)]) -> String {
-    times
-        .iter()
-        .map(|(n, t)| format!("{n}:{t:.1}"))
-        .collect::<Vec<_>>()
-        .join(";")
-}
-
-/// Appends one view-change run.
-pub fn append_view_change(
-    path: &Path,
-    info: &RunInfo,
-    cell: ViewChangeCell,
-    settings: &ViewChangeSettings,
-    rep: usize,
-    r: &ViewChangeResult,
-) -> Result<(), BoxError> {
-    let row = [
-        info.run.to_string(),
-        info.commit.clone(),
-        cell.event.to_string(),
-        cell.members.to_string(),
-        cell.load.to_string(),
-        settings.order.to_string(),
-        settings.size.to_string(),
-        rep.to_string(),
-        format!("{:.2}", r.view_ms_min),
-        format!("{:.2}", r.view_ms_max),
-        opt(r.service_view_ms_max.map(|v| format!("{v:.2}"))),
-        opt(r.detect_ms.map(|v| format!("{v:.2}"))),
-        r.unstable.to_string(),
-        r.suspicions.to_string(),
-        r.false_suspicions.to_string(),
-        per_member(&r.per_member_ms),
-    ]
-    .join(",");
-    append(path, VIEW_CHANGE_HEADER, &[row])
-}
-
-/// Reads `view-change.csv`.
-pub fn read_view_change(path: &Path) -> Result<Vec<ViewChangeRow>, BoxError> {
-    let rows = read_rows(path, VIEW_CHANGE_HEADER)?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| parse_view_change_row(r))
-        .collect())
-}
-
-fn parse_view_change_row(r: &[String]) -> Option<ViewChangeRow> {
-    let event: Event = r[2].parse().ok()?;
-    let load: Load = r[4].parse().ok()?;
-    Some(ViewChangeRow {
-        run: r[0].parse().ok()?,
-        commit: r[1].clone(),
-        cell: ViewChangeCell {
-            event,
-            members: r[3].parse().ok()?,
-            load,
-        },
-        order: r[5].parse().ok()?,
-        size: r[6].parse().ok()?,
-        rep: r[7].parse().ok()?,
-        result: ViewChangeResult {
-            view_ms_min: r[8].parse().ok()?,
-            view_ms_max: r[9].parse().ok()?,
-            service_view_ms_max: r[10].parse().ok(),
-            detect_ms: r[11].parse().ok(),
-            unstable: r[12].parse().ok()?,
-            suspicions: r[13].parse().ok()?,
-            false_suspicions: r[14].parse().ok()?,
-            per_member_ms: r[15]
-                .split(';')
-                .filter_map(|p| {
-                    let (n, t) = p.split_once(':')?;
-                    Some((n.parse().ok()?, t.parse().ok()?))
-                })
-                .collect(),
-        },
-    })
-}
-
-/// The rows of the latest run of each view-change cell.
-pub fn latest_view_change(rows: &[ViewChangeRow]) -> BTreeMap<ViewChangeCell, Vec<&ViewChangeRow>> {
-    let mut latest: BTreeMap<ViewChangeCell, u64> = BTreeMap::new();
-    for row in rows {
-        let run = latest.entry(row.cell).or_insert(row.run);
-        *run = (*run).max(row.run);
-    }
-    let mut by_cell: BTreeMap<ViewChangeCell, Vec<&ViewChangeRow>> = BTreeMap::new();
-    for row in rows {
-        if latest.get(&row.cell) == Some(&row.run) {
-            by_cell.entry(row.cell).or_default().push(row);
-        }
-    }
-    by_cell
 }
 
 /// Writes the markdown table of the latest run of each view-change cell (means over its
@@ -716,7 +322,11 @@ pub fn write_view_change_md(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Senders;
+    use crate::cli::{Event, Load, Mode, Order, Senders};
+    use crate::csv_files::{
+        append_multicast, append_view_change, read_multicast, read_view_change,
+    };
+    use crate::results::ViewChangeSettings;
 
     fn line(node: u64, hash: &str) -> ResultLine {
         ResultLine {

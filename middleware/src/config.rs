@@ -1,5 +1,13 @@
 //! Node configuration, read from TOML. Unknown keys and bad values are refused with a message
 //! naming the key.
+//!
+//! The file's schema lives here and only here: the protocol cores' settings
+//! ([`FailureDetectorConfig`], [`MembershipConfig`], [`MulticastConfig`]) are plain structs that
+//! know nothing of files, and the `*Section` structs below say how each is written (key names,
+//! durations as `_ms` integers or `"400ms"` text). A program that reads a file with sections of
+//! its own (the services crate's `[service]`) parses it with [`parse_table`], takes its sections
+//! out with [`section`], and hands the rest to [`NodeConfig::from_table`]: every table still
+//! refuses keys it does not know.
 
 use crate::id::{GroupName, NodeId};
 use crate::proto::failure_detector::FailureDetectorConfig;
@@ -8,26 +16,15 @@ use crate::proto::multicast::{Delivery, MulticastConfig};
 use crate::proto::node::NodeSettings;
 use crate::wire::codec::{ClusterKey, FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT};
 use crate::wire::Ordering;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// (De)serializes a `Duration` as whole milliseconds.
-pub mod millis {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    /// Reads milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
 /// Transport settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransportConfig {
     /// Largest frame sent or accepted, in bytes.
     pub frame_bytes_max: usize,
@@ -36,10 +33,8 @@ pub struct TransportConfig {
     /// Largest batch of queued frames written with one system call, in bytes.
     pub batch_bytes_max: usize,
     /// First reconnect delay; doubles per failed attempt.
-    #[serde(rename = "reconnect_backoff_min_ms", with = "millis")]
     pub reconnect_backoff_min: Duration,
     /// Longest reconnect delay.
-    #[serde(rename = "reconnect_backoff_max_ms", with = "millis")]
     pub reconnect_backoff_max: Duration,
 }
 
@@ -55,7 +50,318 @@ impl Default for TransportConfig {
     }
 }
 
-/// The TOML file as written.
+/// Parses configuration text into a table, refusing bad TOML with the line and column. The
+/// first step of [`NodeConfig::parse`], public for programs whose files add sections of their
+/// own; `path` names the file in errors.
+pub fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Reads one section of a configuration file (a value taken out of [`parse_table`]'s table)
+/// as `T`; errors name the key path under `name` (`service.strategy`). Give `T`
+/// `#[serde(deny_unknown_fields)]` to refuse keys it does not know, as every node section does.
+pub fn section<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &Path,
+    name: &str,
+) -> Result<T, ConfigError> {
+    // Wrapped under its name so the error's key path starts with it.
+    let mut wrapped = toml::Table::new();
+    wrapped.insert(name.to_string(), value);
+    let mut map: BTreeMap<String, T> = from_table_named(wrapped, path)?;
+    Ok(map.remove(name).expect("the one key inserted above"))
+}
+
+/// Deserializes a table, naming the path of the key at fault in the error: values from a
+/// table carry no line numbers, so the key path is what points the reader to the mistake.
+fn from_table_named<T: DeserializeOwned>(
+    table: toml::Table,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(table).map_err(|e| {
+        let at = e.path().to_string();
+        // The message alone: toml's own context (`in failure_detector`) names only the
+        // table, the path above names the key.
+        let inner = e.into_inner();
+        let inner = inner.message().trim_end();
+        ConfigError::Parse {
+            path: path.display().to_string(),
+            message: if at == "." {
+                inner.to_string()
+            } else {
+                format!("in `{at}`: {inner}")
+            },
+        }
+    })
+}
+
+/// A duration written either as whole milliseconds under `<name>_ms` (the original form, kept
+/// so existing files parse) or as text with a unit under `<name>` (`"400ms"`, `"2s"`,
+/// `"1m 30s"`). Both at once is refused: which would win is not obvious to a reader.
+fn duration(
+    file: &Path,
+    key: &'static str,
+    ms: Option<u64>,
+    text: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match (ms, text) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+            path: file.display().to_string(),
+            key,
+            problem: "is given twice, with and without `_ms`: keep one".into(),
+        }),
+        (Some(ms), None) => Ok(Duration::from_millis(ms)),
+        (None, Some(text)) => Ok(text),
+        (None, None) => Ok(default),
+    }
+}
+
+/// `[failure_detector]` as written; unset keys keep [`FailureDetectorConfig::default`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailureDetectorSection {
+    heartbeat_interval_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    heartbeat_interval: Option<Duration>,
+    suspect_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    suspect_timeout: Option<Duration>,
+    confirm_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    confirm_timeout: Option<Duration>,
+}
+
+impl FailureDetectorSection {
+    fn resolve(self, file: &Path) -> Result<FailureDetectorConfig, ConfigError> {
+        let d = FailureDetectorConfig::default();
+        Ok(FailureDetectorConfig {
+            heartbeat_interval: duration(
+                file,
+                "failure_detector.heartbeat_interval",
+                self.heartbeat_interval_ms,
+                self.heartbeat_interval,
+                d.heartbeat_interval,
+            )?,
+            suspect_timeout: duration(
+                file,
+                "failure_detector.suspect_timeout",
+                self.suspect_timeout_ms,
+                self.suspect_timeout,
+                d.suspect_timeout,
+            )?,
+            confirm_timeout: duration(
+                file,
+                "failure_detector.confirm_timeout",
+                self.confirm_timeout_ms,
+                self.confirm_timeout,
+                d.confirm_timeout,
+            )?,
+        })
+    }
+}
+
+/// `[membership]` as written (`bootstrap` is a top-level key); unset keys keep
+/// [`MembershipConfig::default`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembershipSection {
+    join_retry_interval_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    join_retry_interval: Option<Duration>,
+    bootstrap_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    bootstrap_timeout: Option<Duration>,
+    view_change_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    view_change_timeout: Option<Duration>,
+    discovery_interval_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    discovery_interval: Option<Duration>,
+    leave_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    leave_timeout: Option<Duration>,
+}
+
+impl MembershipSection {
+    fn resolve(self, file: &Path, bootstrap: bool) -> Result<MembershipConfig, ConfigError> {
+        let d = MembershipConfig::default();
+        Ok(MembershipConfig {
+            join_retry_interval: duration(
+                file,
+                "membership.join_retry_interval",
+                self.join_retry_interval_ms,
+                self.join_retry_interval,
+                d.join_retry_interval,
+            )?,
+            bootstrap,
+            bootstrap_timeout: duration(
+                file,
+                "membership.bootstrap_timeout",
+                self.bootstrap_timeout_ms,
+                self.bootstrap_timeout,
+                d.bootstrap_timeout,
+            )?,
+            view_change_timeout: duration(
+                file,
+                "membership.view_change_timeout",
+                self.view_change_timeout_ms,
+                self.view_change_timeout,
+                d.view_change_timeout,
+            )?,
+            discovery_interval: duration(
+                file,
+                "membership.discovery_interval",
+                self.discovery_interval_ms,
+                self.discovery_interval,
+                d.discovery_interval,
+            )?,
+            leave_timeout: duration(
+                file,
+                "membership.leave_timeout",
+                self.leave_timeout_ms,
+                self.leave_timeout,
+                d.leave_timeout,
+            )?,
+        })
+    }
+}
+
+/// `[transport]` as written; unset keys keep [`TransportConfig::default`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransportSection {
+    frame_bytes_max: Option<usize>,
+    send_queue_frames: Option<usize>,
+    batch_bytes_max: Option<usize>,
+    reconnect_backoff_min_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    reconnect_backoff_min: Option<Duration>,
+    reconnect_backoff_max_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    reconnect_backoff_max: Option<Duration>,
+}
+
+impl TransportSection {
+    fn resolve(self, file: &Path) -> Result<TransportConfig, ConfigError> {
+        let d = TransportConfig::default();
+        Ok(TransportConfig {
+            frame_bytes_max: self.frame_bytes_max.unwrap_or(d.frame_bytes_max),
+            send_queue_frames: self.send_queue_frames.unwrap_or(d.send_queue_frames),
+            batch_bytes_max: self.batch_bytes_max.unwrap_or(d.batch_bytes_max),
+            reconnect_backoff_min: duration(
+                file,
+                "transport.reconnect_backoff_min",
+                self.reconnect_backoff_min_ms,
+                self.reconnect_backoff_min,
+                d.reconnect_backoff_min,
+            )?,
+            reconnect_backoff_max: duration(
+                file,
+                "transport.reconnect_backoff_max",
+                self.reconnect_backoff_max_ms,
+                self.reconnect_backoff_max,
+                d.reconnect_backoff_max,
+            )?,
+        })
+    }
+}
+
+/// How `delivery` is written ([`Delivery`] itself is a core type and knows no file format).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DeliveryKey {
+    Agreed,
+    Safe,
+}
+
+impl From<DeliveryKey> for Delivery {
+    fn from(key: DeliveryKey) -> Self {
+        match key {
+            DeliveryKey::Agreed => Delivery::Agreed,
+            DeliveryKey::Safe => Delivery::Safe,
+        }
+    }
+}
+
+/// `[multicast]` as written; unset keys keep [`MulticastConfig::default`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MulticastSection {
+    ordering: Option<Ordering>,
+    delivery: Option<DeliveryKey>,
+    window_messages: Option<u64>,
+    window_bytes: Option<usize>,
+    outbox_messages: Option<usize>,
+    payload_bytes_max: Option<usize>,
+    batch_bytes: Option<usize>,
+    ack_interval_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    ack_interval: Option<Duration>,
+    nak_interval_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    nak_interval: Option<Duration>,
+    state_chunk_bytes: Option<usize>,
+    state_window_chunks: Option<u64>,
+    state_bytes_max: Option<u64>,
+    state_retry_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    state_retry: Option<Duration>,
+    flush_fetch_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    flush_fetch_timeout: Option<Duration>,
+}
+
+impl MulticastSection {
+    fn resolve(self, file: &Path) -> Result<MulticastConfig, ConfigError> {
+        let d = MulticastConfig::default();
+        Ok(MulticastConfig {
+            ordering: self.ordering.unwrap_or(d.ordering),
+            delivery: self.delivery.map_or(d.delivery, Delivery::from),
+            window_messages: self.window_messages.unwrap_or(d.window_messages),
+            window_bytes: self.window_bytes.unwrap_or(d.window_bytes),
+            outbox_messages: self.outbox_messages.unwrap_or(d.outbox_messages),
+            payload_bytes_max: self.payload_bytes_max.unwrap_or(d.payload_bytes_max),
+            batch_bytes: self.batch_bytes.unwrap_or(d.batch_bytes),
+            ack_interval: duration(
+                file,
+                "multicast.ack_interval",
+                self.ack_interval_ms,
+                self.ack_interval,
+                d.ack_interval,
+            )?,
+            nak_interval: duration(
+                file,
+                "multicast.nak_interval",
+                self.nak_interval_ms,
+                self.nak_interval,
+                d.nak_interval,
+            )?,
+            state_chunk_bytes: self.state_chunk_bytes.unwrap_or(d.state_chunk_bytes),
+            state_window_chunks: self.state_window_chunks.unwrap_or(d.state_window_chunks),
+            state_bytes_max: self.state_bytes_max.unwrap_or(d.state_bytes_max),
+            state_retry: duration(
+                file,
+                "multicast.state_retry",
+                self.state_retry_ms,
+                self.state_retry,
+                d.state_retry,
+            )?,
+            flush_fetch_timeout: duration(
+                file,
+                "multicast.flush_fetch_timeout",
+                self.flush_fetch_timeout_ms,
+                self.flush_fetch_timeout,
+                d.flush_fetch_timeout,
+            )?,
+        })
+    }
+}
+
+/// The node's part of the file as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -70,13 +376,13 @@ struct RawConfig {
     key_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     #[serde(default)]
-    failure_detector: FailureDetectorConfig,
+    failure_detector: FailureDetectorSection,
     #[serde(default)]
-    membership: MembershipConfig,
+    membership: MembershipSection,
     #[serde(default)]
-    transport: TransportConfig,
+    transport: TransportSection,
     #[serde(default)]
-    multicast: MulticastConfig,
+    multicast: MulticastSection,
     #[serde(default)]
     group: BTreeMap<GroupName, GroupOptions>,
 }
@@ -86,7 +392,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct GroupOptions {
     ordering: Option<Ordering>,
-    delivery: Option<Delivery>,
+    delivery: Option<DeliveryKey>,
 }
 
 /// A node's configuration, validated.
@@ -168,11 +474,15 @@ impl NodeConfig {
     /// relative `key_file` or `data_dir`. The data directory itself is checked when the node
     /// starts ([`StartError::DataDir`](crate::error::StartError::DataDir)).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::from_table(parse_table(text, path)?, path)
+    }
+
+    /// Validates a parsed file ([`parse_table`]) whose own sections the caller has taken out:
+    /// any key left that the node does not know is refused, at the top level as in every
+    /// table. `path` names the file in errors and anchors relative paths, as in [`Self::parse`].
+    pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: shown.clone(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let raw: RawConfig = from_table_named(table, path)?;
         let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
             path: shown.clone(),
             key,
@@ -220,7 +530,11 @@ impl NodeConfig {
                 ),
             ));
         }
-        let fd = &raw.failure_detector;
+        let failure_detector = raw.failure_detector.resolve(path)?;
+        let membership = raw.membership.resolve(path, raw.bootstrap)?;
+        let transport = raw.transport.resolve(path)?;
+        let multicast = raw.multicast.resolve(path)?;
+        let fd = &failure_detector;
         if fd.heartbeat_interval.is_zero() {
             return Err(invalid(
                 "failure_detector.heartbeat_interval_ms",
@@ -233,7 +547,7 @@ impl NodeConfig {
                 "must be at least twice heartbeat_interval_ms".into(),
             ));
         }
-        let m = &raw.membership;
+        let m = &membership;
         for (key, value) in [
             ("membership.join_retry_interval_ms", m.join_retry_interval),
             ("membership.view_change_timeout_ms", m.view_change_timeout),
@@ -243,7 +557,7 @@ impl NodeConfig {
                 return Err(invalid(key, "must be positive".into()));
             }
         }
-        let t = &raw.transport;
+        let t = &transport;
         if !(64..=FRAME_BYTES_LIMIT).contains(&t.frame_bytes_max) {
             return Err(invalid(
                 "transport.frame_bytes_max",
@@ -268,7 +582,7 @@ impl NodeConfig {
                 "must be positive and at least reconnect_backoff_min_ms".into(),
             ));
         }
-        let mc = &raw.multicast;
+        let mc = &multicast;
         if mc.window_messages == 0 || mc.window_bytes == 0 || mc.outbox_messages == 0 {
             return Err(invalid(
                 "multicast.window_messages",
@@ -311,12 +625,12 @@ impl NodeConfig {
             .group
             .iter()
             .map(|(name, options)| {
-                let mut config = raw.multicast;
+                let mut config = multicast;
                 if let Some(ordering) = options.ordering {
                     config.ordering = ordering;
                 }
                 if let Some(delivery) = options.delivery {
-                    config.delivery = delivery;
+                    config.delivery = delivery.into();
                 }
                 (name.clone(), config)
             })
@@ -328,14 +642,11 @@ impl NodeConfig {
             groups: raw.groups,
             key,
             settings: NodeSettings {
-                failure_detector: raw.failure_detector,
-                membership: MembershipConfig {
-                    bootstrap: raw.bootstrap,
-                    ..raw.membership
-                },
-                multicast: raw.multicast,
+                failure_detector,
+                membership,
+                multicast,
             },
-            transport: raw.transport,
+            transport,
             group_multicast,
             data_dir,
         })
@@ -436,6 +747,103 @@ mod tests {
         let e =
             parse("node_id = 1\nlisten = \"127.0.0.1:0\"\ndata_directory = \"d\"\n").unwrap_err();
         assert!(e.contains("data_directory"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_milliseconds_or_text_with_a_unit() {
+        let c = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n\
+             [failure_detector]\nheartbeat_interval_ms = 50\nsuspect_timeout = \"2s\"\n\
+             [membership]\nview_change_timeout = \"400ms\"\nleave_timeout = \"1m 30s\"\n\
+             [transport]\nreconnect_backoff_max = \"1s\"\n\
+             [multicast]\nflush_fetch_timeout_ms = 700\nack_interval = \"5ms\"\n",
+        )
+        .unwrap();
+        let fd = c.settings.failure_detector;
+        assert_eq!(fd.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(fd.suspect_timeout, Duration::from_secs(2));
+        assert_eq!(
+            fd.confirm_timeout,
+            Duration::from_millis(150),
+            "default kept"
+        );
+        let m = c.settings.membership;
+        assert_eq!(m.view_change_timeout, Duration::from_millis(400));
+        assert_eq!(m.leave_timeout, Duration::from_secs(90));
+        assert_eq!(c.transport.reconnect_backoff_max, Duration::from_secs(1));
+        let mc = c.settings.multicast;
+        assert_eq!(mc.flush_fetch_timeout, Duration::from_millis(700));
+        assert_eq!(mc.ack_interval, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_duration_given_twice_or_badly_is_refused_by_name() {
+        let e = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n\
+             [membership]\nleave_timeout = \"2s\"\nleave_timeout_ms = 2000\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`membership.leave_timeout`") && e.contains("twice"),
+            "{e}"
+        );
+        let e = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\n[failure_detector]\nsuspect_timeout = \"2 parsecs\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("failure_detector.suspect_timeout"), "{e}");
+        // A bare number without its unit in the name is refused, not read as milliseconds.
+        let e = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\n[failure_detector]\nsuspect_timeout = 400\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("failure_detector.suspect_timeout"), "{e}");
+        // The validation still applies to text durations.
+        let e = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\n[failure_detector]\nsuspect_timeout = \"10ms\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("failure_detector.suspect_timeout"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line() {
+        let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\nseeds = [\n").unwrap_err();
+        assert!(e.starts_with("test.toml: ") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn a_section_of_the_caller_is_read_with_its_key_path() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Extra {
+            strategy: String,
+        }
+        let text =
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n[extra]\nstrategy = \"x\"\n";
+        let path = Path::new("test.toml");
+        let mut table = parse_table(text, path).unwrap();
+        let e = NodeConfig::from_table(table.clone(), path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `extra`"),
+            "the node refuses it: {e}"
+        );
+        let extra: Extra = section(table.remove("extra").unwrap(), path, "extra").unwrap();
+        assert_eq!(extra.strategy, "x");
+        NodeConfig::from_table(table, path).unwrap();
+        let bad = parse_table("[extra]\nstrategy = \"x\"\nfanout = 3\n", path)
+            .unwrap()
+            .remove("extra")
+            .unwrap();
+        let e = section::<Extra>(bad, path, "extra")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`extra.fanout`") && e.contains("unknown field `fanout`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! over them in delivery order: under total order every member holds the same chain, and a
 //! joiner receives it by state transfer. A [`SendPlan`] makes it multicast numbered messages.
 
+use crate::report::{DeliverLine, RestoreLine, ServiceViewLine};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::time::Duration;
 use viewsync::runtime::{NodeHandle, ServiceEvent, TakeSnapshot};
-use viewsync::{GroupName, View};
+use viewsync::GroupName;
 
 /// What the service multicasts once it is in a view.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -144,8 +145,8 @@ impl Actor for LogService {
     }
 }
 
-fn members(view: &View) -> String {
-    crate::report::member_list(view)
+fn node_ids(members: &[viewsync::Member]) -> Vec<u64> {
+    members.iter().map(|m| m.id.node.0).collect()
 }
 
 impl Handler<ServiceEvent> for LogService {
@@ -157,42 +158,44 @@ impl Handler<ServiceEvent> for LogService {
                 self.state.apply(&message.payload);
                 let text = String::from_utf8_lossy(&message.payload);
                 let text = text.trim_end_matches('.');
-                format!(
-                    "deliver group={} view={}@{} sender={} seq={} ordering={} n={} payload={}",
-                    self.group,
-                    message.view.epoch,
-                    message.view.coordinator.node,
-                    message.sender.node,
-                    message.seq,
-                    message.ordering,
-                    self.state.delivered,
-                    text.chars().take(64).collect::<String>()
-                )
+                DeliverLine {
+                    group: self.group.to_string(),
+                    epoch: message.view.epoch,
+                    coordinator: message.view.coordinator.node.0,
+                    sender: message.sender.node.0,
+                    seq: message.seq,
+                    ordering: message.ordering.to_string(),
+                    n: self.state.delivered,
+                    payload: text.chars().take(64).collect(),
+                }
+                .to_string()
             }
             ServiceEvent::Block { group } => format!("block group={group}"),
             ServiceEvent::ViewChange { group, change } => {
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(());
                 }
-                format!(
-                    "service-view group={group} epoch={} coordinator={} members={} learners={} delivered={} chain={:016x}",
-                    change.view.id.epoch,
-                    change.view.id.coordinator.node,
-                    members(&change.view),
-                    crate::report::learner_list(&change.view),
-                    self.state.delivered,
-                    self.state.chain
-                )
+                ServiceViewLine {
+                    group: group.to_string(),
+                    epoch: change.view.id.epoch,
+                    coordinator: change.view.id.coordinator.node.0,
+                    members: node_ids(&change.view.members),
+                    learners: node_ids(change.view.learners()),
+                    delivered: self.state.delivered,
+                    chain: format!("{:016x}", self.state.chain),
+                }
+                .to_string()
             }
             ServiceEvent::Restore { group, view, state } => {
                 self.state = LogState::decode(&state);
-                format!(
-                    "restore group={group} epoch={} bytes={} delivered={} chain={:016x}",
-                    view.epoch,
-                    state.len(),
-                    self.state.delivered,
-                    self.state.chain
-                )
+                RestoreLine {
+                    group: group.to_string(),
+                    epoch: view.epoch,
+                    bytes: state.len() as u64,
+                    delivered: self.state.delivered,
+                    chain: format!("{:016x}", self.state.chain),
+                }
+                .to_string()
             }
             ServiceEvent::Direct {
                 group,

@@ -8,23 +8,18 @@
 
 use super::Time;
 use crate::id::ProcessId;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Failure detector settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailureDetectorConfig {
     /// How often a heartbeat goes to each monitored peer.
-    #[serde(rename = "heartbeat_interval_ms", with = "crate::config::millis")]
     pub heartbeat_interval: Duration,
     /// Silence after which a peer is probed.
-    #[serde(rename = "suspect_timeout_ms", with = "crate::config::millis")]
     pub suspect_timeout: Duration,
     /// How long a probed peer has to answer before it is suspected.
-    #[serde(rename = "confirm_timeout_ms", with = "crate::config::millis")]
     pub confirm_timeout: Duration,
 }
 

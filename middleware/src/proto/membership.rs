@@ -38,37 +38,29 @@ use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
 use crate::wire::{Ballot, Blocked, BlockedReason, Body, Decision, FlushReport};
-use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Membership settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MembershipConfig {
     /// How often a joiner (or leaver) repeats its request.
-    #[serde(rename = "join_retry_interval_ms", with = "crate::config::millis")]
     pub join_retry_interval: Duration,
     /// Whether this process may found the group (first start of a new cluster): after
     /// `bootstrap_timeout` without a seed that is a member, it creates the group's first view.
     /// Without it a process never founds a group: it keeps asking its seeds (and says so), so
     /// a restart during a partition can never start a second group beside the real one.
     /// Set by the top-level `bootstrap` key of the configuration file.
-    #[serde(skip)]
     pub bootstrap: bool,
     /// How long a founding process waits for a seed that is a member before it creates the
     /// group.
-    #[serde(rename = "bootstrap_timeout_ms", with = "crate::config::millis")]
     pub bootstrap_timeout: Duration,
     /// How long a proposal may wait for a majority before it is retried with a higher ballot.
-    #[serde(rename = "view_change_timeout_ms", with = "crate::config::millis")]
     pub view_change_timeout: Duration,
     /// How often a view's coordinator looks for other views of its group among its seeds.
-    #[serde(rename = "discovery_interval_ms", with = "crate::config::millis")]
     pub discovery_interval: Duration,
     /// How long a graceful leave waits for the view without the leaver before giving up.
-    #[serde(rename = "leave_timeout_ms", with = "crate::config::millis")]
     pub leave_timeout: Duration,
 }
 

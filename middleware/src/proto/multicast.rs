@@ -36,7 +36,6 @@ use crate::id::{ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
 use crate::wire::{Body, CutEntry, Decision, Entry, FlushReport, Item, Ordering};
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,8 +44,7 @@ use std::time::Duration;
 const IDLE_ACK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// When a multicast counts as deliverable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Delivery {
     /// As soon as its order allows.
     #[default]
@@ -56,8 +54,7 @@ pub enum Delivery {
 }
 
 /// Multicast settings of a group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MulticastConfig {
     /// Default ordering of the group's multicasts.
     pub ordering: Ordering,
@@ -75,10 +72,8 @@ pub struct MulticastConfig {
     /// Largest `Data` frame body built from a batch of entries, in bytes.
     pub batch_bytes: usize,
     /// Least time between two acks of the same view while nothing urges one.
-    #[serde(rename = "ack_interval_ms", with = "crate::config::millis")]
     pub ack_interval: Duration,
     /// Least time between two retransmission requests for the same stream.
-    #[serde(rename = "nak_interval_ms", with = "crate::config::millis")]
     pub nak_interval: Duration,
     /// Size of a state transfer chunk.
     pub state_chunk_bytes: usize,
@@ -87,11 +82,9 @@ pub struct MulticastConfig {
     /// Largest state accepted in a transfer.
     pub state_bytes_max: u64,
     /// How long a joiner waits for a chunk before asking again.
-    #[serde(rename = "state_retry_ms", with = "crate::config::millis")]
     pub state_retry: Duration,
     /// How long a survivor may wait for the entries of a cut before it gives up on them and
     /// asks for a state transfer instead.
-    #[serde(rename = "flush_fetch_timeout_ms", with = "crate::config::millis")]
     pub flush_fetch_timeout: Duration,
 }
 

@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use viewsync::config::NodeConfig;
 use viewsync::runtime::{GroupEvent, Node};
 use viewsync::wire::ClusterKey;
 use viewsync::GroupName;
+use viewsync_services::config::{ServiceFileConfig, Strategy};
 use viewsync_services::{demo, log_service, report};
 
 #[derive(Parser)]
@@ -150,7 +150,10 @@ fn main() -> ExitCode {
 }
 
 fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
-    let config = match NodeConfig::load(&path) {
+    let ServiceFileConfig {
+        node: config,
+        service,
+    } = match ServiceFileConfig::load(&path) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
@@ -165,9 +168,15 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
         // first view can be installed (the join takes at least one round trip).
         let node = Node::spawn(config).await.map_err(|e| e.to_string())?;
         for group in &groups {
-            log_service::LogService::start(&node, group.clone(), plan, |line| println!("{line}"))
-                .await
-                .map_err(|e| e.to_string())?;
+            match service.strategy {
+                Strategy::Log => {
+                    log_service::LogService::start(&node, group.clone(), plan, |line| {
+                        println!("{line}")
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+            }
         }
         let mut events = node.subscribe().await.map_err(|e| e.to_string())?;
         println!("{}", report::listening(&node.me()));

@@ -9,9 +9,6 @@
 //! build it first with `cargo build --bin viewsync` (cargo does not build another package's
 //! binaries for these tests, not even under `cargo test --workspace`).
 
-#[path = "../membership/cluster.rs"]
-mod cluster;
-
 mod t01_garbage_bytes;
 mod t02_oversized_length_prefix;
 mod t03_truncated_frame;
@@ -26,7 +23,6 @@ mod t11_unauthenticated_multicast;
 mod t12_bad_data_dir;
 mod t13_counter_overflow;
 
-use cluster::{Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
@@ -35,6 +31,7 @@ use viewsync::client::{query_members, ClientError};
 use viewsync::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 use viewsync::wire::{Body, ClusterKey, Envelope, FrameCodec, PROTOCOL_VERSION};
 use viewsync::{GroupName, Incarnation, NodeId, ProcessId, View};
+use viewsync_tests::process::{Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 
 /// How long to wait for a node to answer a bad frame and close the connection.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,8 +1,8 @@
 //! Frames sealed with another key, or tampered with after sealing, fail authentication.
 
-use crate::cluster::{new_key_hex, GROUP};
 use crate::{codec, envelope, join_request, send_expecting_refusal, Target};
 use viewsync::wire::{Body, ClusterKey};
+use viewsync_tests::process::{new_key_hex, GROUP};
 
 #[test]
 fn frames_with_a_wrong_key_are_refused() {

@@ -1,9 +1,9 @@
 //! A node with a key accepts nothing unauthenticated but the read-only members query: a plain
 //! heartbeat, join or leave (even one naming a real member) is refused.
 
-use crate::cluster::GROUP;
 use crate::{codec, envelope, join_request, send_expecting_refusal, Target};
 use viewsync::wire::Body;
+use viewsync_tests::process::GROUP;
 
 #[test]
 fn unauthenticated_state_changing_bodies_are_refused() {

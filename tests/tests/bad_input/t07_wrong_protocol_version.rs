@@ -8,9 +8,9 @@
 //! node accepts without the key; the version is checked when the envelope is decoded, before
 //! the body matters, for plain and authenticated frames alike.
 
-use crate::cluster::GROUP;
 use crate::{codec, envelope, send_expecting_refusal, Target};
 use viewsync::wire::{Body, FrameError, PROTOCOL_VERSION};
+use viewsync_tests::process::GROUP;
 
 #[test]
 fn a_frame_of_another_protocol_version_is_refused() {

@@ -1,12 +1,12 @@
 //! A members query for a group the node is not in is answered "not a member"
 //! (`MembersResponse { view: None }`), not refused; the connection stays usable.
 
-use crate::cluster::GROUP;
 use crate::{codec, envelope, exchange, query, Target};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use viewsync::wire::{Body, Envelope, FrameCodec};
+use viewsync_tests::process::GROUP;
 
 /// Reads one frame from `stream` and opens it with `codec`.
 fn read_frame(stream: &mut TcpStream, codec: &FrameCodec) -> Envelope {

@@ -1,9 +1,9 @@
 //! Configurations a node must refuse at start: exit code 2 and a message naming the key.
 
-use crate::cluster::{config_text, new_key_hex, run_viewsync, TempDir};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
+use viewsync_tests::process::{config_text, new_key_hex, run_viewsync, TempDir};
 
 /// Runs `viewsync node --config <path>`; returns (exit code, stderr).
 fn run_node(config: &Path) -> (Option<i32>, String) {
@@ -90,6 +90,24 @@ fn bad_values_are_refused_by_name() {
         &["listen"],
     );
     assert_refused(&dir, "unknown.toml", &base("gossip = 1\n"), &["gossip"]);
+    assert_refused(
+        &dir,
+        "service-key.toml",
+        &base("[service]\nstrategy = \"log\"\nfanout = 3\n"),
+        &["service.fanout"],
+    );
+    assert_refused(
+        &dir,
+        "strategy.toml",
+        &base("[service]\nstrategy = \"paxos\"\n"),
+        &["service.strategy", "paxos"],
+    );
+    assert_refused(
+        &dir,
+        "duration.toml",
+        &base("[membership]\nleave_timeout = \"3 fortnights\"\n"),
+        &["membership.leave_timeout", "3 fortnights"],
+    );
 }
 
 #[test]

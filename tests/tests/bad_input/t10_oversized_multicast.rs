@@ -2,14 +2,14 @@
 //! fragmented and not truncated: nothing is delivered, the node keeps serving, and the next
 //! multicast goes through.
 
-use crate::cluster::{run_viewsync, GROUP};
 use crate::Target;
 use std::time::Duration;
 use viewsync::client::{send_to_group, SendError};
 use viewsync::wire::ClusterKey;
 use viewsync::GroupName;
+use viewsync_tests::process::{run_viewsync, GROUP};
 
-fn send(target: &Target, message: &str) -> crate::cluster::CliOutput {
+fn send(target: &Target, message: &str) -> viewsync_tests::process::CliOutput {
     let key = target.cluster.key_file.display().to_string();
     let via = target.addr().to_string();
     run_viewsync(

@@ -2,10 +2,10 @@
 //! member, a `GroupSend` from an outsider, an `Ack` and a state request. Nothing is delivered
 //! and the group is unchanged.
 
-use crate::cluster::GROUP;
 use crate::{codec, envelope, send_expecting_refusal, Target};
 use bytes::Bytes;
 use viewsync::wire::{Body, Entry, Item, Ordering};
+use viewsync_tests::process::GROUP;
 
 #[test]
 fn unauthenticated_multicast_frames_are_refused() {

@@ -2,9 +2,9 @@
 //! file, a directory it cannot write in, a corrupt incarnation file. The node exits with code
 //! 1 and the reason, before it listens; a corrupt file is left as it was.
 
-use crate::cluster::{config_text, new_key_hex, run_viewsync, TempDir};
 use std::ffi::OsStr;
 use std::time::Duration;
+use viewsync_tests::process::{config_text, new_key_hex, run_viewsync, TempDir};
 
 /// Runs `viewsync node` with `data_dir = <data_dir>`; returns (exit code, stderr).
 fn start_with(dir: &TempDir, name: &str, data_dir: &str) -> (Option<i32>, String) {

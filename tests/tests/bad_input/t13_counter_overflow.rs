@@ -3,9 +3,9 @@
 //! request claiming epoch `u64::MAX`, and a prepare with round `u64::MAX`. The group is
 //! unchanged and the node keeps serving.
 
-use crate::cluster::GROUP;
 use crate::{codec, envelope, intruder, intruder_addr, send_expecting_refusal, Target};
 use viewsync::wire::{Ballot, Body, PROTOCOL_COUNTER_MAX};
+use viewsync_tests::process::GROUP;
 
 #[test]
 fn epochs_and_rounds_past_the_counter_limit_are_refused() {

@@ -19,8 +19,6 @@
 //! [`cluster::timing_shared`], so no other cluster of this binary competes for the CPU while a
 //! latency is measured.
 
-mod cluster;
-
 mod t01_three_join_and_kill;
 mod t02_graceful_leave;
 mod t03_restart_rejoins_with_new_incarnation;

@@ -1,10 +1,10 @@
 //! Three nodes join one group; a crashed member (SIGKILL) is out of the view at every survivor
 //! within one second (the product requirement, with the default failure detector settings).
 
-use crate::cluster::{
+use std::time::Duration;
+use viewsync_tests::process::{
     timing_exclusive, timing_shared, Cluster, NodeProcess, ViewLine, CONVERGE_TIMEOUT, GROUP,
 };
-use std::time::Duration;
 
 /// The requirement: from the kill to the last survivor's view without the crashed node.
 const CRASH_TO_VIEW_MAX: Duration = Duration::from_millis(1000);

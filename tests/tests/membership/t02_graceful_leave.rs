@@ -1,9 +1,9 @@
 //! SIGTERM makes a node leave its group gracefully: it prints `left`, exits 0, and the others
 //! install the view without it at once, without the failure detector (no suspicion).
 
-use crate::cluster::{timing_exclusive, Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 use std::thread;
 use std::time::Duration;
+use viewsync_tests::process::{timing_exclusive, Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 
 /// Well below what failure detection takes (400 ms of silence plus a 150 ms probe).
 const LEAVE_TO_VIEW_MAX: Duration = Duration::from_millis(400);

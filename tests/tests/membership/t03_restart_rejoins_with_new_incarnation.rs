@@ -1,8 +1,10 @@
 //! A node restarted with the same node id is a new process (a new incarnation): the group ends
 //! up with exactly one member for that node, the new incarnation, at its new address.
 
-use crate::cluster::{members_cli, timing_shared, Cluster, MembersAnswer, CONVERGE_TIMEOUT, GROUP};
 use std::time::Duration;
+use viewsync_tests::process::{
+    members_cli, parse_members, timing_shared, Cluster, CONVERGE_TIMEOUT, GROUP,
+};
 
 fn restart_node_3(wait_for_exclusion: bool) {
     let _timing = timing_shared();
@@ -62,7 +64,7 @@ fn restart_node_3(wait_for_exclusion: bool) {
             out.status,
             out.stderr
         );
-        let answer = MembersAnswer::parse(&out.stdout);
+        let answer = parse_members(&out.stdout);
         assert_eq!(answer.epoch, view.epoch, "via node {via}:\n{}", out.stdout);
         assert_eq!(
             answer.sorted_nodes(),

@@ -1,12 +1,12 @@
 //! A node with another cluster key cannot join: the members refuse its frames (and log it),
 //! it reports the refusal, and the group's view does not change.
 
-use crate::cluster::{
-    members_cli, new_key_hex, timing_shared, Cluster, MembersAnswer, NodeProcess, RefusedLine,
-    GROUP,
-};
 use std::thread;
 use std::time::Duration;
+use viewsync_tests::process::{
+    members_cli, new_key_hex, parse_members, timing_shared, Cluster, NodeProcess, RefusedLine,
+    GROUP,
+};
 
 #[test]
 fn a_node_with_another_key_is_refused_and_the_view_stays() {
@@ -60,7 +60,7 @@ fn a_node_with_another_key_is_refused_and_the_view_stays() {
     }
     let out = members_cli(GROUP, cluster.addr(1), Some(&cluster.key_file));
     assert!(out.status.success(), "{}\n{}", out.status, out.stderr);
-    let answer = MembersAnswer::parse(&out.stdout);
+    let answer = parse_members(&out.stdout);
     assert_eq!(answer.epoch, view.epoch, "{}", out.stdout);
     assert_eq!(answer.sorted_nodes(), vec![1, 2, 3], "{}", out.stdout);
 

@@ -1,11 +1,11 @@
 //! `viewsync members` resolves a group through any node, with or without the key; a wrong key
 //! or a group the node is not in is an error. `viewsync keygen` prints usable keys.
 
-use crate::cluster::{
-    members_cli, new_key_hex, run_viewsync, timing_shared, Cluster, MembersAnswer, GROUP,
-};
 use std::time::Duration;
 use viewsync::wire::ClusterKey;
+use viewsync_tests::process::{
+    members_cli, new_key_hex, parse_members, run_viewsync, timing_shared, Cluster, GROUP,
+};
 
 #[test]
 fn members_lists_the_view_with_and_without_the_key() {
@@ -20,7 +20,7 @@ fn members_lists_the_view_with_and_without_the_key() {
             out.status,
             out.stderr
         );
-        let answer = MembersAnswer::parse(&out.stdout);
+        let answer = parse_members(&out.stdout);
         assert_eq!(answer.group, GROUP);
         assert_eq!(answer.epoch, view.epoch, "{}", out.stdout);
         let nodes: Vec<u64> = answer.members.iter().map(|m| m.0).collect();

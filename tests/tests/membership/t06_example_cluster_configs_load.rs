@@ -1,12 +1,13 @@
 //! The example cluster in `examples/cluster` loads (it listens on fixed ports, so it is parsed
 //! here rather than run), each node with a data directory of its own under
-//! `examples/cluster/data`, and the binary refuses a configuration with an unknown key.
+//! `examples/cluster/data`, and the binary refuses a configuration with an unknown key (at the top, in a
+//! node table, or in the services crate's `[service]`).
 
-use crate::cluster::{run_viewsync, TempDir};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
-use viewsync::config::NodeConfig;
+use viewsync_services::config::{ServiceFileConfig, Strategy};
+use viewsync_tests::process::{run_viewsync, TempDir};
 
 fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")
@@ -19,8 +20,10 @@ fn the_example_cluster_configs_load() {
     for (i, port) in ports.iter().enumerate() {
         let id = i as u64 + 1;
         let path = dir.join(format!("node{id}.toml"));
-        let config = NodeConfig::load(&path)
+        let file = ServiceFileConfig::load(&path)
             .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+        assert_eq!(file.service.strategy, Strategy::Log, "{}", path.display());
+        let config = file.node;
         assert_eq!(config.node_id.0, id, "{}", path.display());
         assert!(config.listen.ip().is_loopback(), "{}", path.display());
         assert_eq!(config.listen.port(), *port, "{}", path.display());
@@ -82,8 +85,20 @@ fn an_unknown_top_level_key_is_refused_by_name() {
 
 #[test]
 fn an_unknown_key_in_a_table_is_refused_by_name() {
-    // Appended at the end, the key lands in the `[failure_detector]` table.
-    let (code, stderr) = run_edited_example(|text| format!("{text}\nheartbeat_ms = 5\n"));
+    let (code, stderr) = run_edited_example(|text| {
+        text.replace(
+            "[failure_detector]\n",
+            "[failure_detector]\nheartbeat_ms = 5\n",
+        )
+    });
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("heartbeat_ms"), "{stderr}");
+    assert!(stderr.contains("failure_detector.heartbeat_ms"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_key_in_the_service_section_is_refused_by_name() {
+    // The examples end with `[service]`, so an appended key lands in it.
+    let (code, stderr) = run_edited_example(|text| format!("{text}\nreplicas = 3\n"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("service.replicas"), "{stderr}");
 }

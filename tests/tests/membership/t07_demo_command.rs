@@ -3,8 +3,8 @@
 //! order, and the demo's own comparison finds the same deliveries, in the same order, at every
 //! member that moved on to the next view.
 
-use crate::cluster::{run_viewsync, timing_exclusive};
 use std::time::Duration;
+use viewsync_tests::process::{run_viewsync, timing_exclusive};
 
 #[test]
 fn the_demo_shows_the_same_total_order_at_every_member_across_a_crash() {

@@ -4,9 +4,11 @@
 //! still; its peers take the restarted node in, replacing the old incarnation (they would
 //! refuse its frames as stale had the restart taken the clock's lower value).
 
-use crate::cluster::{members_cli, timing_shared, Cluster, MembersAnswer, CONVERGE_TIMEOUT, GROUP};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use viewsync_tests::process::{
+    members_cli, parse_members, timing_shared, Cluster, CONVERGE_TIMEOUT, GROUP,
+};
 
 /// Ten years ahead of the clock, in microseconds.
 fn far_future() -> u64 {
@@ -33,7 +35,7 @@ fn assert_node1_is(cluster: &mut Cluster, incarnation: u64) {
     for via in [2, 3] {
         let out = members_cli(GROUP, cluster.addr(via), Some(&cluster.key_file));
         assert!(out.status.success(), "{}\n{}", out.status, out.stderr);
-        let answer = MembersAnswer::parse(&out.stdout);
+        let answer = parse_members(&out.stdout);
         assert_eq!(answer.epoch, view.epoch, "{}", out.stdout);
         assert_eq!(
             answer.member(1),

@@ -2,8 +2,8 @@
 //! whose seeds never answer (it does not found a second group), log a WARN line saying what
 //! they wait for, and `viewsync members` prints `blocked: …` and exits with code 3.
 
-use crate::cluster::{members_cli, timing_shared, Cluster, MembersAnswer, GROUP};
 use std::time::Duration;
+use viewsync_tests::process::{members_cli, parse_members, timing_shared, Cluster, GROUP};
 
 /// `viewsync members`'s exit code for a blocked node.
 const EXIT_BLOCKED: i32 = 3;
@@ -35,7 +35,7 @@ fn a_member_without_a_majority_says_it_is_blocked() {
     cluster.node(3).sigkill();
     let stdout = wait_blocked(&cluster, 1, Duration::from_secs(15));
     // It still shows the view it is blocked in, then why.
-    let answer = MembersAnswer::parse(&stdout);
+    let answer = parse_members(&stdout);
     assert_eq!(answer.sorted_nodes(), vec![1, 2, 3], "{stdout}");
     let blocked = stdout
         .lines()
@@ -79,7 +79,7 @@ fn a_node_whose_seeds_never_answer_waits_and_says_so() {
 #[test]
 fn a_founder_restarted_from_its_data_dir_never_founds_again() {
     let _timing = timing_shared();
-    let mut cluster = crate::cluster::Cluster::new();
+    let mut cluster = viewsync_tests::process::Cluster::new();
     let data = cluster.dir.path().join("data1");
     let extra = format!("data_dir = {:?}\n", data.display().to_string());
     // First start: node 1 founds the group (no seeds, `bootstrap`).

@@ -26,10 +26,6 @@
 //! test prints every node's non-`deliver` stdout lines, its last deliveries and the tail of
 //! its log.
 
-#[path = "../membership/cluster.rs"]
-mod cluster;
-mod support;
-
 mod t01_kill_during_traffic;
 mod t02_orderings;
 mod t03_join_during_traffic;

@@ -10,9 +10,9 @@
 //! view of four), so the senders are still sending when the view changes; at the end every
 //! survivor must have delivered every survivor's 3000 messages, exactly once.
 
-use crate::cluster::timing_exclusive;
-use crate::support::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 use std::time::Duration;
+use viewsync_tests::process::timing_exclusive;
+use viewsync_tests::service::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 
 const COUNT: u64 = 3000;
 const RATE: u64 = 400;

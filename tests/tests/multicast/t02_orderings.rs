@@ -14,9 +14,9 @@
 //! Every delivery must carry the configured `ordering=`, and at the end every survivor has
 //! delivered every survivor's 1500 messages.
 
-use crate::cluster::timing_exclusive;
-use crate::support::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 use std::time::Duration;
+use viewsync_tests::process::timing_exclusive;
+use viewsync_tests::service::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 
 const COUNT: u64 = 1500;
 const RATE: u64 = 500;

@@ -5,9 +5,9 @@
 //! Afterwards all four deliver the same sequence in that view, the joiner's own multicasts
 //! included, and view synchrony holds over all four logs.
 
-use crate::cluster::timing_exclusive;
-use crate::support::{Group, Ordering, Restore, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 use std::time::Duration;
+use viewsync_tests::process::timing_exclusive;
+use viewsync_tests::service::{restore, Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 
 const COUNT: u64 = 12_000;
 const JOINER_COUNT: u64 = 4_000;
@@ -28,8 +28,8 @@ fn a_joiner_restores_the_state_of_the_view_it_joins() {
         SERVICE_CONVERGE_TIMEOUT,
         |l| l.starts_with("restore "),
     );
-    let restore = Restore::parse(&line.text)
-        .unwrap_or_else(|| panic!("unparsable restore line: {}", line.text));
+    let restore =
+        restore(&line.text).unwrap_or_else(|| panic!("unparsable restore line: {}", line.text));
     let (_, joined) =
         group
             .node(4)

@@ -3,11 +3,11 @@
 //! same place in the sequence, while the members' own traffic goes on. Without the cluster
 //! key (another key, or none) the command fails and nobody delivers the message.
 
-use crate::cluster::{new_key_hex, run_viewsync, timing_shared, GROUP};
-use crate::support::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
+use viewsync_tests::process::{new_key_hex, run_viewsync, timing_shared, GROUP};
+use viewsync_tests::service::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 
 const COUNT: u64 = 1200;
 const RATE: u64 = 200;
@@ -16,7 +16,7 @@ fn send(
     message: &str,
     via: &[std::net::SocketAddr],
     key: Option<&Path>,
-) -> crate::cluster::CliOutput {
+) -> viewsync_tests::process::CliOutput {
     let mut args: Vec<String> = vec!["send".into(), GROUP.into(), message.into()];
     for addr in via {
         args.push("--via".into());

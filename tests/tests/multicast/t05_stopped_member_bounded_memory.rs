@@ -11,12 +11,12 @@
 //! stopped member in the view about six seconds, long enough for a sender without flow
 //! control to blow the bound (see [`RSS_ALLOWANCE_KIB`]).
 
-use crate::cluster::timing_exclusive;
-use crate::support::{
-    resume, rss_kib, stop, Group, Ordering, Restore, SendPlan, SERVICE_CONVERGE_TIMEOUT,
-};
 use std::thread;
 use std::time::{Duration, Instant};
+use viewsync_tests::process::timing_exclusive;
+use viewsync_tests::service::{
+    restore, resume, rss_kib, stop, Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT,
+};
 
 const WINDOW_MESSAGES: u64 = 256;
 const PAYLOAD_BYTES: usize = 1024;
@@ -118,7 +118,8 @@ fn a_stopped_member_stalls_the_senders_without_growing_their_memory() {
         }
         let evicted = senders.iter().zip(&marks).all(|(id, mark)| {
             group.node(*id).log().events[*mark..].iter().any(|e| {
-                crate::support::ServiceView::parse(&e.text).is_some_and(|v| !v.members.contains(&3))
+                viewsync_tests::service::service_view(&e.text)
+                    .is_some_and(|v| !v.members.contains(&3))
             })
         });
         if evicted {
@@ -231,7 +232,7 @@ fn a_stopped_member_stalls_the_senders_without_growing_their_memory() {
         SERVICE_CONVERGE_TIMEOUT,
         |l| l.starts_with("restore "),
     );
-    let restore = Restore::parse(&restore_line.text).expect("restore line");
+    let restore = restore(&restore_line.text).expect("restore line");
     let rejoined = group.wait_converged(&all, SERVICE_CONVERGE_TIMEOUT);
     assert!(rejoined.epoch > evicted.epoch, "{rejoined:?}");
     for id in senders {

@@ -10,8 +10,6 @@
 //! to its incarnation, and the next frame of any client started earlier was refused as a stale
 //! incarnation (its connection closed), so all but the newest client failed here.
 
-use crate::cluster::{run_viewsync, timing_shared, GROUP};
-use crate::support::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -22,6 +20,8 @@ use viewsync::client::Client;
 use viewsync::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 use viewsync::wire::{Body, ClusterKey, Envelope, FrameCodec, PROTOCOL_VERSION};
 use viewsync::{GroupName, ProcessId};
+use viewsync_tests::process::{run_viewsync, timing_shared, GROUP};
+use viewsync_tests::service::{Group, Ordering, SendPlan, SERVICE_CONVERGE_TIMEOUT};
 
 /// Long-lived clients.
 const CLIENTS: usize = 30;

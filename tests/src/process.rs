@@ -1,11 +1,11 @@
-//! The harness: real `viewsync node` processes on loopback, each on a port it picks itself.
+//! Membership-test nodes and clusters of real `viewsync node` processes on loopback, each on
+//! a port it picks itself.
 //!
-//! - [`NodeProcess`] owns one child process. A thread per pipe reads it: stdout lines are
-//!   timestamped (`Instant`) the moment they are read and sent over a channel, so a test that
-//!   waits on several nodes one after the other still measures when each line appeared;
-//!   stderr (the logs) is kept for checks and for the failure report.
-//! - Dropping a [`NodeProcess`] kills its process (SIGKILL) and reaps it, so no node outlives
-//!   its test, even one that panics. On a panic it also prints what the node wrote.
+//! - [`NodeProcess`] owns one process ([`NodeChild`]): its stdout lines are timestamped
+//!   (`Instant`) the moment they are read and sent over a channel, so a test that waits on
+//!   several nodes one after the other still measures when each line appeared; stderr (the
+//!   logs) is kept for checks and for the failure report. Dropping it kills the process; on
+//!   a panic it also prints what the node wrote.
 //! - [`Cluster`] holds a temporary directory with the cluster key and the configuration files,
 //!   and the nodes by node id.
 //! - [`run_viewsync`] runs a short-lived command (`members`, `keygen`, a node expected to
@@ -13,24 +13,21 @@
 //!
 //! The binary is `target/<profile>/viewsync`, found next to the test executable (see
 //! [`viewsync_bin`]); it must have been built first.
-//!
-//! Shared by the `membership` and `bad_input` test binaries (`bad_input` includes this file
-//! with `#[path]`), so not every function is used by both.
 
-#![allow(dead_code)]
-
+use crate::child::{node_log_filter, strip_ansi, viewsync_bin, NodeChild};
 use rand::RngCore;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+pub use viewsync_services::report::{ListeningLine, MembersAnswer, RefusedLine, ViewLine};
 
 /// How long a node may take to print its `listening` line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,68 +46,6 @@ pub fn timing_exclusive() -> RwLockWriteGuard<'static, ()> {
 /// Held by every other test that starts processes, so they stay out of a measurement.
 pub fn timing_shared() -> RwLockReadGuard<'static, ()> {
     TIMING.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The `viewsync` binary: `target/<profile>/viewsync`, next to `deps/` where the test
-/// executable is.
-pub fn viewsync_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the path of the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable lives in target/<profile>/deps/");
-    let bin = profile_dir.join(format!("viewsync{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} not found: these tests run the real `viewsync` binary; build it first with \
-         `cargo build --bin viewsync` (same profile as the tests)",
-        bin.display()
-    );
-    note_if_stale(&bin);
-    bin
-}
-
-/// Prints a note (shown with a failing test's output) if a source file of the binary is newer
-/// than the binary: the test may then be running old code.
-fn note_if_stale(bin: &Path) {
-    fn newest(dir: &Path, newest_seen: &mut Option<(SystemTime, PathBuf)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                newest(&path, newest_seen);
-            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
-                if newest_seen.as_ref().is_none_or(|(t, _)| modified > *t) {
-                    *newest_seen = Some((modified, path));
-                }
-            }
-        }
-    }
-    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
-        return;
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut newest_seen = None;
-    for dir in ["middleware/src", "services/src"] {
-        newest(&root.join(dir), &mut newest_seen);
-    }
-    if let Some((modified, path)) = newest_seen {
-        if modified > built {
-            eprintln!(
-                "note: {} is newer than {}; run `cargo build --bin viewsync` to test the current code",
-                path.display(),
-                bin.display()
-            );
-        }
-    }
-}
-
-/// The log filter for nodes: `info` (the tests read the WARN about bad frames), or
-/// `VIEWSYNC_TEST_RUST_LOG` to debug a test.
-fn node_log_filter() -> String {
-    std::env::var("VIEWSYNC_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_string())
 }
 
 /// A directory under the system temporary directory, removed on drop (kept, and named, if
@@ -168,26 +103,6 @@ pub fn new_key_hex() -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Removes ANSI escape sequences (colours) from a log line.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// One line a node printed on stdout, and when the harness read it.
 #[derive(Clone, Debug)]
 pub struct Line {
@@ -197,141 +112,10 @@ pub struct Line {
     pub text: String,
 }
 
-/// The `key=value` fields of an event line (values without spaces).
-pub fn fields(text: &str) -> BTreeMap<String, String> {
-    text.split_whitespace()
-        .filter_map(|f| f.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// A parsed `view group=demo epoch=3 coordinator=1 members=1,3,2` line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ViewLine {
-    /// The group.
-    pub group: String,
-    /// The view's epoch.
-    pub epoch: u64,
-    /// The coordinator's node id.
-    pub coordinator: u64,
-    /// Member node ids, oldest first.
-    pub members: Vec<u64>,
-    /// Members still waiting for their state (not voting yet).
-    pub learners: Vec<u64>,
-}
-
-/// Parses a comma-separated list of node ids (empty for none).
-fn node_ids(text: &str) -> Option<Vec<u64>> {
-    if text.is_empty() {
-        return Some(Vec::new());
-    }
-    text.split(',').map(|m| m.parse().ok()).collect()
-}
-
-impl ViewLine {
-    /// Parses a `view` line; `None` for any other line.
-    pub fn parse(text: &str) -> Option<ViewLine> {
-        let rest = text.strip_prefix("view ")?;
-        let f = fields(rest);
-        Some(ViewLine {
-            group: f.get("group")?.clone(),
-            epoch: f.get("epoch")?.parse().ok()?,
-            coordinator: f.get("coordinator")?.parse().ok()?,
-            members: node_ids(f.get("members")?)?,
-            learners: node_ids(f.get("learners").map_or("", |l| l.as_str()))?,
-        })
-    }
-
-    /// Whether node `id` is a member.
-    pub fn contains(&self, id: u64) -> bool {
-        self.members.contains(&id)
-    }
-
-    /// The member ids, sorted.
-    pub fn sorted_members(&self) -> Vec<u64> {
-        let mut m = self.members.clone();
-        m.sort_unstable();
-        m
-    }
-}
-
-/// A parsed `refused group=demo seed=ADDR reason="…"` line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefusedLine {
-    /// The group being joined.
-    pub group: String,
-    /// The seed that refused.
-    pub seed: SocketAddr,
-    /// Its reason (as printed, quotes included).
-    pub reason: String,
-}
-
-impl RefusedLine {
-    /// Parses a `refused` line; `None` for any other line.
-    pub fn parse(text: &str) -> Option<RefusedLine> {
-        let rest = text.strip_prefix("refused ")?;
-        let (head, reason) = rest.split_once(" reason=")?;
-        let f = fields(head);
-        Some(RefusedLine {
-            group: f.get("group")?.clone(),
-            seed: f.get("seed")?.parse().ok()?,
-            reason: reason.to_string(),
-        })
-    }
-}
-
-/// The answer of `viewsync members`, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MembersAnswer {
-    /// The group.
-    pub group: String,
-    /// The view's epoch.
-    pub epoch: u64,
-    /// The coordinator as `node.incarnation`.
-    pub coordinator: String,
-    /// `(node, incarnation, addr)` per member, oldest first.
-    pub members: Vec<(u64, u64, SocketAddr)>,
-}
-
-impl MembersAnswer {
-    /// Parses the stdout of `viewsync members`; panics with the text if it does not parse.
-    pub fn parse(stdout: &str) -> MembersAnswer {
-        Self::try_parse(stdout)
-            .unwrap_or_else(|| panic!("unexpected `viewsync members` output:\n{stdout}"))
-    }
-
-    fn try_parse(stdout: &str) -> Option<MembersAnswer> {
-        let mut lines = stdout.lines();
-        let head = fields(lines.next()?.strip_prefix("view ")?);
-        let mut members = Vec::new();
-        // A blocked node adds a `blocked: …` line after its members.
-        for line in lines.take_while(|l| !l.starts_with("blocked:")) {
-            let f = fields(line);
-            members.push((
-                f.get("node")?.parse().ok()?,
-                f.get("incarnation")?.parse().ok()?,
-                f.get("addr")?.parse().ok()?,
-            ));
-        }
-        Some(MembersAnswer {
-            group: head.get("group")?.clone(),
-            epoch: head.get("epoch")?.parse().ok()?,
-            coordinator: head.get("coordinator")?.clone(),
-            members,
-        })
-    }
-
-    /// The member node ids, sorted.
-    pub fn sorted_nodes(&self) -> Vec<u64> {
-        let mut m: Vec<u64> = self.members.iter().map(|m| m.0).collect();
-        m.sort_unstable();
-        m
-    }
-
-    /// The member with node id `node`, if any.
-    pub fn member(&self, node: u64) -> Option<(u64, u64, SocketAddr)> {
-        self.members.iter().copied().find(|m| m.0 == node)
-    }
+/// Parses the stdout of `viewsync members`; panics with the text if it is not an answer.
+pub fn parse_members(stdout: &str) -> MembersAnswer {
+    MembersAnswer::parse(stdout)
+        .unwrap_or_else(|| panic!("unexpected `viewsync members` output:\n{stdout}"))
 }
 
 /// One running `viewsync node` process.
@@ -344,8 +128,7 @@ pub struct NodeProcess {
     pub incarnation: u64,
     /// Its configuration file.
     pub config: PathBuf,
-    child: Child,
-    exit: Option<ExitStatus>,
+    child: NodeChild,
     rx: Receiver<Line>,
     lines: Vec<Line>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -361,57 +144,24 @@ impl NodeProcess {
 
     /// Starts the process without waiting for it.
     pub fn launch(config: &Path, node_id: u64) -> NodeProcess {
-        let mut child = Command::new(viewsync_bin())
-            .arg("node")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", node_log_filter())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start viewsync node: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr_pipe = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buf = String::new();
-            loop {
-                buf.clear();
-                match reader.read_line(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = Line {
-                            at: Instant::now(),
-                            text: buf.trim_end().to_string(),
-                        };
-                        if tx.send(line).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr.clone();
-        thread::spawn(move || {
-            let reader = BufReader::new(stderr_pipe);
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(strip_ansi(&line));
-            }
-        });
+        let child = NodeChild::spawn(
+            config,
+            &[],
+            move |at, text| {
+                // The receiver is gone only when the node is being dropped.
+                let _ = tx.send(Line { at, text });
+            },
+            move |line| sink.lock().unwrap_or_else(|e| e.into_inner()).push(line),
+        );
         NodeProcess {
             node_id,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             incarnation: 0,
             config: config.to_path_buf(),
             child,
-            exit: None,
             rx,
             lines: Vec::new(),
             stderr,
@@ -423,16 +173,15 @@ impl NodeProcess {
         let line = self.wait_line_from(0, "a `listening` line", STARTUP_TIMEOUT, |l| {
             l.starts_with("listening ")
         });
-        let f = fields(&line.text);
+        let listening = ListeningLine::parse(&line.text)
+            .unwrap_or_else(|| panic!("not a listening line: {}", line.text));
         assert_eq!(
-            f.get("node").map(String::as_str),
-            Some(self.node_id.to_string().as_str()),
+            listening.node, self.node_id,
             "listening line of node {}: {}",
-            self.node_id,
-            line.text
+            self.node_id, line.text
         );
-        self.addr = f["addr"].parse().expect("listening addr");
-        self.incarnation = f["incarnation"].parse().expect("listening incarnation");
+        self.addr = listening.addr;
+        self.incarnation = listening.incarnation;
         assert!(
             self.addr.ip().is_loopback() && self.addr.port() != 0,
             "{}",
@@ -442,7 +191,7 @@ impl NodeProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Moves every line already read into the history, without waiting.
@@ -593,37 +342,18 @@ impl NodeProcess {
 
     /// Sends SIGKILL. Returns the instant just before the signal was sent.
     pub fn sigkill(&mut self) -> Instant {
-        let at = Instant::now();
-        // `Child::kill` is `kill(pid, SIGKILL)` on Unix (the workspace forbids `unsafe`, so
-        // not libc directly).
-        self.child.kill().expect("SIGKILL");
-        at
+        self.child.sigkill()
     }
 
-    /// Sends SIGTERM (with the `kill` utility: std has no safe API for other signals and the
-    /// workspace forbids `unsafe`). Returns the instant just before the utility was started,
-    /// so latencies measured from it include its start-up: they are upper bounds.
+    /// Sends SIGTERM (see [`NodeChild::signal`]); the returned instant is an upper bound's
+    /// start.
     pub fn sigterm(&mut self) -> Instant {
-        let at = Instant::now();
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run `kill -TERM`: {e}"));
-        assert!(
-            status.success(),
-            "kill -TERM {} failed: {status}",
-            self.pid()
-        );
-        at
+        self.child.signal("TERM")
     }
 
     /// The exit status if the process has ended.
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().ok().flatten();
-        }
-        self.exit
+        self.child.try_exit()
     }
 
     /// Whether the process is still running.
@@ -633,29 +363,22 @@ impl NodeProcess {
 
     /// Waits for the process to end; panics after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_exit() {
-                return status;
-            }
-            if Instant::now() >= deadline {
+        match self.child.wait_exit(timeout) {
+            Some(status) => status,
+            None => {
                 let stdout = self.stdout_text();
                 panic!(
                     "node {} did not exit within {timeout:?}; its stdout:\n{stdout}",
                     self.node_id,
                 );
             }
-            thread::sleep(Duration::from_millis(5));
         }
     }
 }
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
-        if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.child.end();
         if thread::panicking() {
             let status = self.try_exit();
             // Give the reader threads a moment to collect what the process wrote last.
@@ -709,6 +432,13 @@ pub struct Cluster {
     pub key_file: PathBuf,
     nodes: BTreeMap<u64, NodeProcess>,
     configs_written: u64,
+}
+
+impl Default for Cluster {
+    /// Same as [`Cluster::new`].
+    fn default() -> Self {
+        Cluster::new()
+    }
 }
 
 impl Cluster {
