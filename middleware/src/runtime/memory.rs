@@ -9,7 +9,7 @@
 //! task does) and hands the envelope to the receiver's actor. The network's clock is the
 //! runtime's elapsed time.
 
-use super::node::{Node, NodeHandle};
+use super::handle::{Node, NodeHandle};
 use crate::config::NodeConfig;
 use crate::error::StartError;
 use crate::proto::Time;

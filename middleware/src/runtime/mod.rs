@@ -12,13 +12,17 @@
 //! [`data_dir`] keeps what a node needs across restarts (its last incarnation).
 
 pub mod data_dir;
+mod events;
+mod handle;
 mod memory;
 mod node;
 pub mod service;
 
+pub use events::{GroupEvent, NodeStats};
+pub use handle::{Node, NodeHandle};
 pub use memory::{MemoryRuntime, PUMP_INTERVAL};
 pub use node::{
-    ActorTransport, GroupEvent, Node, NodeActor, NodeHandle, NodeStats, EVENT_QUEUE_EVENTS,
-    PARKED_MULTICASTS, SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
+    ActorTransport, NodeActor, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS, SERVICE_BACKLOG_EVENTS,
+    TICK_INTERVAL,
 };
 pub use service::{ServiceEvent, TakeSnapshot};

@@ -1,21 +1,21 @@
 //! The node actor and the handle applications use.
 
+use super::events::{GroupEvent, NodeStats};
 use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
 use crate::config::NodeConfig;
-use crate::error::{NodeError, StartError};
-use crate::id::{GroupName, Incarnation, ProcessId, ViewId};
+use crate::error::NodeError;
+use crate::id::{GroupName, ProcessId, ViewId};
 use crate::proto::node::{NodeCore, NodeOutput, SnapshotFailed};
 use crate::proto::service_edge::{Admitted, EdgeLimits, EdgeOutput, ServiceEdge};
 use crate::proto::Time;
 use crate::shell::dispatch;
-use crate::transport::tcp::{TcpSender, TcpTransport};
+use crate::transport::tcp::TcpSender;
 use crate::transport::{Inbound, Transport};
-use crate::view::{Member, View, ViewChange};
+use crate::view::{View, ViewChange};
 use crate::wire::{FrameCodec, WireStats};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -43,115 +43,6 @@ type Reply = tokio::sync::oneshot::Sender<Result<(), NodeError>>;
 /// How often a node blocked in a group logs it again.
 pub const BLOCKED_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
-/// What a node tells its subscribers.
-#[derive(Clone, Debug, PartialEq, Eq, Message)]
-#[rtype(result = "()")]
-pub enum GroupEvent {
-    /// A group installed a new view.
-    ViewInstalled {
-        /// The group.
-        group: GroupName,
-        /// The view and what changed.
-        change: ViewChange,
-    },
-    /// This process was removed from a group and is joining again.
-    Excluded {
-        /// The group.
-        group: GroupName,
-        /// The view without this process, if known.
-        by: Option<ViewId>,
-    },
-    /// This process left a group.
-    Left {
-        /// The group.
-        group: GroupName,
-    },
-    /// The failure detector suspects a peer.
-    Suspected(ProcessId),
-    /// A suspected peer was heard from again (a false suspicion).
-    Unsuspected(ProcessId),
-    /// A seed refused this node's frames (wrong key or protocol version).
-    RefusedBy {
-        /// The group being joined.
-        group: GroupName,
-        /// The seed.
-        seed: SocketAddr,
-        /// Its reason.
-        reason: String,
-    },
-}
-
-impl GroupEvent {
-    fn from_output(output: NodeOutput) -> Option<Self> {
-        Some(match output {
-            NodeOutput::ViewInstalled { group, change } => {
-                GroupEvent::ViewInstalled { group, change }
-            }
-            NodeOutput::Excluded { group, by } => GroupEvent::Excluded { group, by },
-            NodeOutput::Left { group } => GroupEvent::Left { group },
-            NodeOutput::Suspected(p) => GroupEvent::Suspected(p),
-            NodeOutput::Unsuspected(p) => GroupEvent::Unsuspected(p),
-            NodeOutput::RefusedBy {
-                group,
-                seed,
-                reason,
-            } => GroupEvent::RefusedBy {
-                group,
-                seed,
-                reason,
-            },
-            NodeOutput::Send { .. }
-            | NodeOutput::SendAll { .. }
-            | NodeOutput::Reply { .. }
-            | NodeOutput::Group { .. } => return None,
-        })
-    }
-}
-
-/// A snapshot of a node's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeStats {
-    /// Views installed over all groups.
-    pub views_installed: u64,
-    /// Suspicions raised by the failure detector.
-    pub suspicions: u64,
-    /// Suspicions contradicted later (the peer was alive).
-    pub false_suspicions: u64,
-    /// Frames accepted by the codec.
-    pub frames_accepted: u64,
-    /// Frames refused by the codec (malformed, unauthenticated, replayed, too large).
-    pub frames_refused: u64,
-    /// Clients' replay windows forgotten to make room for newer clients (more than
-    /// [`REPLAY_CLIENTS_MAX`](crate::wire::codec::REPLAY_CLIENTS_MAX) clients heard from).
-    pub client_windows_evicted: u64,
-    /// Connections closed over a bad frame.
-    pub connections_closed_bad_frame: u64,
-    /// Frames dropped because a peer's send queue was full.
-    pub frames_dropped_queue_full: u64,
-    /// Write calls; with `frames_sent`, shows how well batching works.
-    pub write_batches: u64,
-    /// Frames sealed for sending.
-    pub frames_sent: u64,
-    /// Bytes written to peer connections (every frame, length prefixes and tags included).
-    pub bytes_sent: u64,
-    /// Events a slow subscriber lost.
-    pub events_dropped: u64,
-    /// Multicasts accepted, over all groups.
-    pub multicasts: u64,
-    /// Multicasts delivered, over all groups.
-    pub delivered: u64,
-    /// Entries retransmitted in answer to retransmission requests.
-    pub retransmitted: u64,
-    /// Entries received more than once.
-    pub duplicates: u64,
-    /// Multicast entries held in buffers now.
-    pub buffered_entries: u64,
-    /// Multicasts waiting for credit now (outboxes plus parked requests).
-    pub waiting_multicasts: u64,
-    /// State transfers completed as a joiner.
-    pub state_transfers: u64,
-}
-
 /// The actor that runs a node's protocol core, over transport `T` (TCP unless chosen).
 pub struct NodeActor<T: ActorTransport = TcpSender> {
     core: NodeCore,
@@ -175,7 +66,7 @@ pub struct NodeActor<T: ActorTransport = TcpSender> {
 }
 
 /// Where events go: a channel, or an actor's mailbox.
-enum Subscriber {
+pub(super) enum Subscriber {
     Channel(mpsc::Sender<GroupEvent>),
     Actor(Recipient<GroupEvent>),
 }
@@ -198,6 +89,32 @@ impl Subscriber {
 }
 
 impl<T: ActorTransport> NodeActor<T> {
+    /// A node actor over `transport`, for `config`'s groups; `member_of` are the groups its
+    /// data directory says it was a member of.
+    pub(super) fn new(
+        core: NodeCore,
+        codec: FrameCodec,
+        transport: T,
+        config: &NodeConfig,
+        member_of: std::collections::BTreeSet<String>,
+    ) -> Self {
+        NodeActor {
+            core,
+            edge: ServiceEdge::new(EdgeLimits::NODE),
+            codec,
+            transport,
+            origin: Instant::now(),
+            initial_groups: config.groups.clone(),
+            subscribers: Vec::new(),
+            events_dropped: 0,
+            services: BTreeMap::new(),
+            flush_scheduled: false,
+            blocked_logged: BTreeMap::new(),
+            data_dir: config.data_dir.clone(),
+            member_of,
+        }
+    }
+
     fn now(&self) -> Time {
         self.origin.elapsed()
     }
@@ -401,25 +318,6 @@ impl<T: ActorTransport> NodeActor<T> {
     }
 }
 
-impl NodeStats {
-    fn with_multicast<'a>(
-        mut self,
-        cores: impl Iterator<Item = &'a crate::proto::multicast::Multicast>,
-    ) -> Self {
-        for core in cores {
-            let s = core.stats();
-            self.multicasts += s.multicasts;
-            self.delivered += s.delivered;
-            self.retransmitted += s.retransmitted;
-            self.duplicates += s.duplicates;
-            self.state_transfers += s.state_transfers;
-            self.buffered_entries += core.buffered_entries() as u64;
-            self.waiting_multicasts += core.outbox_len() as u64;
-        }
-        self
-    }
-}
-
 fn log_event(output: &NodeOutput) {
     match output {
         NodeOutput::ViewInstalled { change, .. } => {
@@ -490,7 +388,7 @@ impl<T: ActorTransport> Handler<Inbound> for NodeActor<T> {
 /// flush covers a burst.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct FlushNow;
+pub(super) struct FlushNow;
 
 impl<T: ActorTransport> Handler<FlushNow> for NodeActor<T> {
     type Result = ();
@@ -504,10 +402,10 @@ impl<T: ActorTransport> Handler<FlushNow> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "Result<(), NodeError>")]
-struct MulticastRequest {
-    group: GroupName,
-    ordering: Option<crate::wire::Ordering>,
-    payload: Bytes,
+pub(super) struct MulticastRequest {
+    pub(super) group: GroupName,
+    pub(super) ordering: Option<crate::wire::Ordering>,
+    pub(super) payload: Bytes,
 }
 
 impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
@@ -544,10 +442,10 @@ impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "Result<(), NodeError>")]
-struct DirectRequest {
-    group: GroupName,
-    to: ProcessId,
-    payload: Bytes,
+pub(super) struct DirectRequest {
+    pub(super) group: GroupName,
+    pub(super) to: ProcessId,
+    pub(super) payload: Bytes,
 }
 
 impl<T: ActorTransport> Handler<DirectRequest> for NodeActor<T> {
@@ -563,9 +461,9 @@ impl<T: ActorTransport> Handler<DirectRequest> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct RegisterService {
-    group: GroupName,
-    recipients: ServiceRecipients,
+pub(super) struct RegisterService {
+    pub(super) group: GroupName,
+    pub(super) recipients: ServiceRecipients,
 }
 
 impl<T: ActorTransport> Handler<RegisterService> for NodeActor<T> {
@@ -579,7 +477,7 @@ impl<T: ActorTransport> Handler<RegisterService> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "Result<(), NodeError>")]
-enum Request {
+pub(super) enum Request {
     Join(GroupName),
     Leave(GroupName),
 }
@@ -599,7 +497,7 @@ impl<T: ActorTransport> Handler<Request> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "Option<View>")]
-struct GetView(GroupName);
+pub(super) struct GetView(pub(super) GroupName);
 
 impl<T: ActorTransport> Handler<GetView> for NodeActor<T> {
     type Result = Option<View>;
@@ -610,7 +508,7 @@ impl<T: ActorTransport> Handler<GetView> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "NodeStats")]
-struct GetStats;
+pub(super) struct GetStats;
 
 impl<T: ActorTransport> Handler<GetStats> for NodeActor<T> {
     type Result = MessageResult<GetStats>;
@@ -621,7 +519,7 @@ impl<T: ActorTransport> Handler<GetStats> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "Option<mpsc::Receiver<GroupEvent>>")]
-enum Subscribe {
+pub(super) enum Subscribe {
     Channel,
     Actor(Recipient<GroupEvent>),
 }
@@ -652,381 +550,11 @@ impl<T: ActorTransport> Handler<Subscribe> for NodeActor<T> {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Stop;
+pub(super) struct Stop;
 
 impl<T: ActorTransport> Handler<Stop> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, _msg: Stop, ctx: &mut Self::Context) {
         ctx.stop();
-    }
-}
-
-/// Starts nodes.
-pub struct Node;
-
-impl Node {
-    /// Binds the listen address, starts the transport and the node actor on the current
-    /// arbiter, and joins the configured groups. Must run inside an actix system.
-    ///
-    /// The incarnation comes from the clock; with a `data_dir` it is also above every
-    /// incarnation this node had before (recorded there before the node listens), so a clock
-    /// stepped back cannot give a restarted node an incarnation its peers refuse as stale.
-    pub async fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
-        let incarnation = Self::incarnation(&config)?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-        let transport_config = config.transport;
-        Self::start(config, incarnation, local, move |me, codec, inbound| {
-            TcpTransport::start(listener, me, codec, transport_config, inbound).1
-        })
-    }
-
-    /// Starts the node actor on the current arbiter over a transport `connect` makes (from
-    /// this process, its codec and where arriving envelopes go), and joins the configured
-    /// groups. [`Node::spawn`] does it over TCP; the memory network's runtime
-    /// ([`super::MemoryRuntime`]) over its endpoints.
-    pub(crate) fn start<T: ActorTransport>(
-        config: NodeConfig,
-        incarnation: Incarnation,
-        addr: SocketAddr,
-        connect: impl FnOnce(Member, FrameCodec, Recipient<Inbound>) -> T + 'static,
-    ) -> Result<NodeHandle<T>, StartError> {
-        let me = Member {
-            id: ProcessId {
-                node: config.node_id,
-                incarnation,
-            },
-            addr,
-        };
-        let codec = FrameCodec::new(config.key.clone(), config.transport.frame_bytes_max);
-        let mut settings = config.settings;
-        let member_of = match &config.data_dir {
-            Some(dir) => super::data_dir::recorded_memberships(dir)?,
-            None => Default::default(),
-        };
-        if settings.membership.bootstrap && !member_of.is_empty() {
-            // `bootstrap` is for the cluster's first start: a node that was a member before
-            // only ever rejoins, or a restart with its seeds unreachable would found a second
-            // group beside the real one.
-            tracing::info!(
-                groups = ?member_of,
-                "bootstrap ignored: this node was a member before (data_dir); it rejoins through its seeds"
-            );
-            settings.membership.bootstrap = false;
-        }
-        let mut core = NodeCore::new(me, config.seeds.clone(), settings);
-        for (group, multicast) in &config.group_multicast {
-            core.set_group_multicast(group.clone(), *multicast);
-        }
-        let actor = NodeActor::create(move |ctx| {
-            let transport = connect(me, codec.clone(), ctx.address().recipient());
-            NodeActor {
-                core,
-                edge: ServiceEdge::new(EdgeLimits::NODE),
-                codec,
-                transport,
-                origin: Instant::now(),
-                initial_groups: config.groups.clone(),
-                subscribers: Vec::new(),
-                events_dropped: 0,
-                services: BTreeMap::new(),
-                flush_scheduled: false,
-                blocked_logged: BTreeMap::new(),
-                data_dir: config.data_dir.clone(),
-                member_of,
-            }
-        });
-        Ok(NodeHandle { actor, me })
-    }
-
-    /// This start's incarnation: from the clock, and above the last one `data_dir` records.
-    pub(crate) fn incarnation(config: &NodeConfig) -> Result<Incarnation, StartError> {
-        Ok(match &config.data_dir {
-            Some(dir) => {
-                let incarnation = super::data_dir::next_incarnation(dir, Incarnation::now())?;
-                tracing::info!(
-                    node = %config.node_id,
-                    incarnation = incarnation.0,
-                    data_dir = %dir.display(),
-                    "incarnation above the last one recorded in data_dir"
-                );
-                incarnation
-            }
-            None => {
-                let incarnation = Incarnation::now();
-                tracing::info!(
-                    node = %config.node_id,
-                    incarnation = incarnation.0,
-                    "no data_dir: the incarnation comes from the clock alone, so a restart \
-                     relies on the clock; after a step back peers refuse the node as stale"
-                );
-                incarnation
-            }
-        })
-    }
-}
-
-/// A running node, over transport `T` (TCP unless chosen).
-pub struct NodeHandle<T: ActorTransport = TcpSender> {
-    actor: Addr<NodeActor<T>>,
-    me: Member,
-}
-
-impl<T: ActorTransport> Clone for NodeHandle<T> {
-    fn clone(&self) -> Self {
-        NodeHandle {
-            actor: self.actor.clone(),
-            me: self.me,
-        }
-    }
-}
-
-impl<T: ActorTransport> NodeHandle<T> {
-    /// This process and the address it listens on.
-    pub fn me(&self) -> Member {
-        self.me
-    }
-
-    /// Receives every event from now on (views, exclusions, suspicions), starting with the
-    /// view of each group this node is already a member of.
-    pub async fn subscribe(&self) -> Result<mpsc::Receiver<GroupEvent>, NodeError> {
-        self.actor
-            .send(Subscribe::Channel)
-            .await
-            .map_err(|_| NodeError::Stopped)?
-            .ok_or(NodeError::Stopped)
-    }
-
-    /// Sends every event from now on to an actor (starting with the current views). Events
-    /// that find its mailbox full are dropped and counted in [`NodeStats::events_dropped`].
-    pub async fn subscribe_actor(&self, recipient: Recipient<GroupEvent>) -> Result<(), NodeError> {
-        self.actor
-            .send(Subscribe::Actor(recipient))
-            .await
-            .map(|_| ())
-            .map_err(|_| NodeError::Stopped)
-    }
-
-    /// Joins `group`.
-    pub async fn join(&self, group: GroupName) -> Result<(), NodeError> {
-        self.actor
-            .send(Request::Join(group))
-            .await
-            .map_err(|_| NodeError::Stopped)?
-    }
-
-    /// Leaves `group` gracefully.
-    pub async fn leave(&self, group: GroupName) -> Result<(), NodeError> {
-        self.actor
-            .send(Request::Leave(group))
-            .await
-            .map_err(|_| NodeError::Stopped)?
-    }
-
-    /// The installed view of `group`, or `None` if this node is not a member.
-    pub async fn view(&self, group: GroupName) -> Result<Option<View>, NodeError> {
-        self.actor
-            .send(GetView(group))
-            .await
-            .map_err(|_| NodeError::Stopped)
-    }
-
-    /// Counters.
-    pub async fn stats(&self) -> Result<NodeStats, NodeError> {
-        self.actor
-            .send(GetStats)
-            .await
-            .map_err(|_| NodeError::Stopped)
-    }
-
-    /// Registers `service` for `group`'s events (deliveries, views, blocks, restores) and
-    /// snapshots. Register before joining, so it sees the first view.
-    pub async fn register_service<A>(
-        &self,
-        group: GroupName,
-        service: Addr<A>,
-    ) -> Result<(), NodeError>
-    where
-        A: Actor + Handler<ServiceEvent> + Handler<TakeSnapshot>,
-        A::Context:
-            actix::dev::ToEnvelope<A, ServiceEvent> + actix::dev::ToEnvelope<A, TakeSnapshot>,
-    {
-        let recipients = ServiceRecipients {
-            events: service.clone().recipient(),
-            snapshot: service.recipient(),
-        };
-        self.actor
-            .send(RegisterService { group, recipients })
-            .await
-            .map_err(|_| NodeError::Stopped)
-    }
-
-    /// Multicasts `payload` to `group` with the group's ordering. Resolves once the multicast
-    /// is accepted for sending; waits while flow control withholds credit (up to
-    /// [`PARKED_MULTICASTS`] waiting, then fails with
-    /// [`MulticastError::Full`](crate::proto::multicast::MulticastError::Full)).
-    pub async fn multicast(&self, group: GroupName, payload: Bytes) -> Result<(), NodeError> {
-        self.multicast_ordered(group, None, payload).await
-    }
-
-    /// Like [`NodeHandle::multicast`], with the ordering of this one message chosen.
-    pub async fn multicast_ordered(
-        &self,
-        group: GroupName,
-        ordering: Option<crate::wire::Ordering>,
-        payload: Bytes,
-    ) -> Result<(), NodeError> {
-        self.actor
-            .send(MulticastRequest {
-                group,
-                ordering,
-                payload,
-            })
-            .await
-            .map_err(|_| NodeError::Stopped)?
-    }
-
-    /// Sends `payload` point-to-point to `to`, a member of `group`'s current view.
-    pub async fn send_to(
-        &self,
-        group: GroupName,
-        to: ProcessId,
-        payload: Bytes,
-    ) -> Result<(), NodeError> {
-        self.actor
-            .send(DirectRequest { group, to, payload })
-            .await
-            .map_err(|_| NodeError::Stopped)?
-    }
-
-    /// Stops the node at once, without leaving its groups: to its peers it looks like a crash.
-    pub fn crash(&self) {
-        self.actor.do_send(Stop);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::TransportConfig;
-    use crate::id::NodeId;
-    use crate::proto::node::NodeSettings;
-
-    fn config(node: u64, seeds: Vec<SocketAddr>) -> NodeConfig {
-        let mut settings = NodeSettings::default();
-        // The first node, without seeds, founds the group.
-        settings.membership.bootstrap = seeds.is_empty();
-        NodeConfig {
-            node_id: NodeId(node),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            seeds,
-            groups: vec![GroupName::new("g").unwrap()],
-            key: Some(crate::wire::ClusterKey::from_hex(&"ab".repeat(32)).unwrap()),
-            settings,
-            transport: TransportConfig::default(),
-            group_multicast: Default::default(),
-            data_dir: None,
-        }
-    }
-
-    /// Collects the views an actor subscriber receives.
-    struct Collector(mpsc::UnboundedSender<View>);
-
-    impl Actor for Collector {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<GroupEvent> for Collector {
-        type Result = ();
-        fn handle(&mut self, event: GroupEvent, _ctx: &mut Self::Context) {
-            if let GroupEvent::ViewInstalled { change, .. } = event {
-                let _ = self.0.send(change.view);
-            }
-        }
-    }
-
-    /// A service with no state of its own: it says so with an empty snapshot.
-    struct Stateless;
-
-    impl Actor for Stateless {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<ServiceEvent> for Stateless {
-        type Result = ();
-        fn handle(&mut self, _event: ServiceEvent, _ctx: &mut Self::Context) {}
-    }
-
-    impl Handler<TakeSnapshot> for Stateless {
-        type Result = MessageResult<TakeSnapshot>;
-        fn handle(&mut self, _: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
-            MessageResult(Bytes::new())
-        }
-    }
-
-    async fn next_view_with(views: &mut mpsc::UnboundedReceiver<View>, size: usize) -> View {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let view = views.recv().await.expect("collector alive");
-                if view.members.len() == size {
-                    return view;
-                }
-            }
-        })
-        .await
-        .expect("view in time")
-    }
-
-    #[actix_rt::test]
-    async fn actors_see_views_as_nodes_join_and_crash_over_tcp() {
-        let first = Node::spawn(config(1, vec![])).await.unwrap();
-        let (tx, mut views) = mpsc::unbounded_channel();
-        let collector = Collector(tx).start();
-        first.subscribe_actor(collector.recipient()).await.unwrap();
-        assert_eq!(next_view_with(&mut views, 1).await.id.epoch, 1);
-        // The state joiners get comes from a service; without one the founder could not
-        // provide it and the joiners would wait.
-        let group = GroupName::new("g").unwrap();
-        first
-            .register_service(group.clone(), Stateless.start())
-            .await
-            .unwrap();
-
-        let second = Node::spawn(config(2, vec![first.me().addr])).await.unwrap();
-        let third = Node::spawn(config(3, vec![second.me().addr]))
-            .await
-            .unwrap();
-        let full = next_view_with(&mut views, 3).await;
-        assert_eq!(
-            full.members.iter().map(|m| m.id).collect::<Vec<_>>()[0],
-            first.me().id
-        );
-        assert!(full.contains(third.me().id));
-        // The install reaches the second node a moment later.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while second.view(group.clone()).await.unwrap().map(|v| v.id) != Some(full.id) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "second node installs the view"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-
-        third.crash();
-        let after = next_view_with(&mut views, 2).await;
-        assert!(!after.contains(third.me().id));
-        assert!(after.id > full.id);
-        let stats = first.stats().await.unwrap();
-        assert!(stats.suspicions >= 1);
-        assert_eq!(stats.frames_refused, 0);
-        assert!(stats.write_batches > 0);
     }
 }
