@@ -13,8 +13,10 @@
 //! - [`member`]: one member process: a node, a bench service, a sender, and the line
 //!   protocol it speaks with its parent on stdin/stdout;
 //! - [`lines`]: the `key=value` lines members print, and their parsing;
-//! - [`orchestration`]: the parent: spawning members, barriers, the matrices, and the
-//!   measurements taken from the members' lines;
+//! - [`cluster`]: the parent's side of the member processes: spawning them, their line
+//!   protocol, the start/stop/drain barriers, kills, result lines;
+//! - [`orchestration`]: the cells of each benchmark, the matrices, and the drivers of the two
+//!   subcommands;
 //! - [`results`]: the types the parent, the files, the tables and the plots share (cells,
 //!   measurements, rows, summaries), so those modules import one way;
 //! - [`csv_files`]: the results files, read and written with the `csv` crate;
@@ -23,6 +25,7 @@
 //! - [`sys`]: the monotonic clock shared by processes, CPU time and TCP bytes sent.
 
 pub mod cli;
+pub mod cluster;
 pub mod csv_files;
 pub mod lines;
 pub mod member;
