@@ -213,11 +213,12 @@ impl NodeCore {
             .groups
             .get_mut(group)
             .ok_or(MulticastError::NotMember)?;
-        let (result, outputs) =
+        let (result, multicast, membership) =
             core.with_multicast(now, |m, o| m.multicast(now, ordering, payload, o));
         result?;
         let mut out = Vec::new();
-        self.absorb(now, group, outputs, &mut out);
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         Ok(out)
     }
 
@@ -233,10 +234,12 @@ impl NodeCore {
             .groups
             .get_mut(group)
             .ok_or(MulticastError::NotMember)?;
-        let (result, outputs) = core.with_multicast(now, |m, o| m.send_direct(to, payload, o));
+        let (result, multicast, membership) =
+            core.with_multicast(now, |m, o| m.send_direct(to, payload, o));
         result?;
         let mut out = Vec::new();
-        self.absorb(now, group, outputs, &mut out);
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         Ok(out)
     }
 
@@ -253,8 +256,9 @@ impl NodeCore {
         let Some(core) = self.groups.get_mut(group) else {
             return out;
         };
-        let (_, outputs) = core.with_multicast(now, |m, _| m.set_paused(paused));
-        self.absorb(now, group, outputs, &mut out);
+        let (_, multicast, membership) = core.with_multicast(now, |m, _| m.set_paused(paused));
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         out
     }
 
@@ -273,11 +277,12 @@ impl NodeCore {
         let Some(core) = self.groups.get_mut(group) else {
             return out;
         };
-        let (_, outputs) = core.with_multicast(now, |m, _| match state {
+        let (_, multicast, membership) = core.with_multicast(now, |m, _| match state {
             Ok(state) => m.handle_snapshot(view, state),
             Err(_) => m.handle_snapshot_failed(view),
         });
-        self.absorb(now, group, outputs, &mut out);
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         out
     }
 
@@ -288,8 +293,9 @@ impl NodeCore {
         let names: Vec<GroupName> = self.groups.keys().cloned().collect();
         for group in names {
             let core = self.groups.get_mut(&group).expect("listed");
-            let (_, outputs) = core.with_multicast(now, |m, o| m.flush(now, o));
-            self.absorb(now, &group, outputs, &mut out);
+            let (_, multicast, membership) = core.with_multicast(now, |m, o| m.flush(now, o));
+            self.absorb_multicast(&group, multicast, &mut out);
+            self.absorb(now, &group, membership, &mut out);
         }
         out
     }
@@ -421,7 +427,16 @@ impl NodeCore {
                 let Some(group) = envelope.group else {
                     return out;
                 };
-                if let Some(core) = self.groups.get_mut(&group) {
+                let Some(core) = self.groups.get_mut(&group) else {
+                    return out;
+                };
+                if is_multicast_traffic(&body) {
+                    // Straight to the group's multicast core: membership has no use for it.
+                    let (_, multicast, membership) =
+                        core.with_multicast(now, |m, o| m.handle_message(now, from, body, o));
+                    self.absorb_multicast(&group, multicast, &mut out);
+                    self.absorb(now, &group, membership, &mut out);
+                } else {
                     let outputs = core.handle_message(now, from, body);
                     self.absorb(now, &group, outputs, &mut out);
                 }
@@ -527,14 +542,41 @@ impl NodeCore {
                     seed,
                     reason,
                 }),
-                MembershipOutput::Multicast(event) => out.push(NodeOutput::Group {
-                    group: group.clone(),
-                    event,
-                }),
+                MembershipOutput::Multicast(output) => {
+                    out.push(self.multicast_output(group, output));
+                }
             }
         }
         if membership_changed {
             self.refresh_monitored(now);
+        }
+    }
+
+    /// Turns a group's multicast outputs into node outputs: sends become frames scoped to the
+    /// group, everything else is an event for the group's service.
+    fn absorb_multicast(
+        &self,
+        group: &GroupName,
+        outputs: Vec<MulticastOutput>,
+        out: &mut Vec<NodeOutput>,
+    ) {
+        out.extend(outputs.into_iter().map(|o| self.multicast_output(group, o)));
+    }
+
+    fn multicast_output(&self, group: &GroupName, output: MulticastOutput) -> NodeOutput {
+        match output {
+            MulticastOutput::Send { to, body } => NodeOutput::Send {
+                to,
+                envelope: self.envelope(Some(group.clone()), body),
+            },
+            MulticastOutput::SendAll { to, body } => NodeOutput::SendAll {
+                to,
+                envelope: self.envelope(Some(group.clone()), body),
+            },
+            event => NodeOutput::Group {
+                group: group.clone(),
+                event,
+            },
         }
     }
 
@@ -551,3 +593,18 @@ impl NodeCore {
         self.failure_detector.set_monitored(now, peers);
     }
 }
+
+/// Whether `body` belongs to a group's multicast core (streams, retransmission, state
+/// transfer, point-to-point messages) rather than to its membership.
+fn is_multicast_traffic(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::Data { .. }
+            | Body::Ack { .. }
+            | Body::Nak { .. }
+            | Body::StateRequest { .. }
+            | Body::StateChunk { .. }
+            | Body::Direct { .. }
+    )
+}
+
