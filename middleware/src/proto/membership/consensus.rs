@@ -115,6 +115,7 @@ impl Consensus {
 
     /// Accepts `decision` unless a higher ballot was promised. `Accepted` goes back only once
     /// this member holds every entry of the cut, so a decided cut is held by a majority.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn accept(
         &mut self,
         now: Time,

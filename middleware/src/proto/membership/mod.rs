@@ -40,6 +40,8 @@
 //! they use only `config`, `output` and each other downwards.
 
 mod acceptor;
+mod anti_entropy;
+mod blocked;
 mod compose;
 mod config;
 mod consensus;
@@ -53,6 +55,8 @@ mod tests;
 pub use config::MembershipConfig;
 pub use output::{MembershipOutput, Status};
 
+use anti_entropy::{newer_view_for, Installed};
+use blocked::Standing;
 use compose::Changes;
 use consensus::{Consensus, Context, Decided};
 use join::Joiner;
@@ -63,7 +67,7 @@ use super::multicast::{Multicast, MulticastConfig, MulticastOutput};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use crate::wire::{Ballot, Blocked, BlockedReason, Body, Decision, Round};
+use crate::wire::{Ballot, Blocked, Body, Decision, Round};
 use std::net::SocketAddr;
 
 /// The membership core of one group at one process.
@@ -204,50 +208,20 @@ impl Membership {
     /// has been under way (its multicast frozen) for twice the view change timeout, or it
     /// has been joining that long with no seed answering as a member and no `bootstrap`.
     pub fn blocked(&self, now: Time) -> Option<Blocked> {
-        let patience = self.config.view_change_timeout * 2;
-        match self.status {
-            Status::Joining { since, .. } => {
-                let waited = now.saturating_sub(since);
-                // A process that may found the group is not waiting for anyone.
-                let may_found = self.config.bootstrap && self.last_epoch == 0;
-                let waiting = !(self.joiner.group_seen() || may_found)
-                    && waited >= self.config.bootstrap_timeout.max(patience);
-                waiting.then_some(Blocked {
-                    view: None,
-                    blocked_ms: waited.as_millis() as u64,
-                    reason: BlockedReason::NoSeedAnswered,
-                })
-            }
-            Status::Member | Status::Leaving { .. } => {
-                let view = self.view.as_ref()?;
-                let since = self.consensus.promised_since?;
-                let waited = now.saturating_sub(since);
-                if waited < patience {
-                    return None;
-                }
-                let reason = if self.consensus.proposer.waits_for_holder() {
-                    BlockedReason::NoStateHolder
-                } else {
-                    let voters: Vec<ProcessId> = view.voters().iter().map(|m| m.id).collect();
-                    let reachable = voters
-                        .iter()
-                        .copied()
-                        .filter(|p| *p == self.me.id || !self.changes.suspected.contains(p))
-                        .collect();
-                    BlockedReason::NoMajority {
-                        voters,
-                        reachable,
-                        needed: view.majority(),
-                    }
-                };
-                Some(Blocked {
-                    view: Some(view.id),
-                    blocked_ms: waited.as_millis() as u64,
-                    reason,
-                })
-            }
-            Status::Left => None,
-        }
+        blocked::blocked(
+            now,
+            &Standing {
+                me: self.me.id,
+                config: &self.config,
+                status: &self.status,
+                group_seen: self.joiner.group_seen(),
+                last_epoch: self.last_epoch,
+                view: self.view.as_ref(),
+                suspected: &self.changes.suspected,
+                promised_since: self.consensus.promised_since,
+                waits_for_holder: self.consensus.proposer.waits_for_holder(),
+            },
+        )
     }
 
     /// The member this process treats as coordinator: the oldest member it does not suspect.
@@ -452,56 +426,13 @@ impl Membership {
     /// A peer's heartbeat said it has installed `peer_view` of this group. If this process
     /// knows a later view that contains the peer or excludes it, the peer is told.
     pub fn handle_peer_view(&mut self, from: Member, peer_view: ViewId) -> Vec<MembershipOutput> {
-        // The peer is still in the base of the last decision this process knows (also after
-        // leaving or being excluded by it): send that decision, with its cut.
-        if let Some((base, ballot, decision)) = &self.last_decision {
-            if *base == peer_view {
-                return vec![MembershipOutput::Send {
-                    to: from.addr,
-                    body: Body::Install {
-                        base: Some(*base),
-                        ballot: *ballot,
-                        decision: decision.clone(),
-                    },
-                }];
-            }
-        }
-        // This process's leave timed out, and the peer still has the view listing it: tell the
-        // peer it left, or the peer may wait for it for ever (as its coordinator: a process
-        // that left still answers probes, so it is never suspected).
-        let listed = self
-            .view
-            .as_ref()
-            .is_some_and(|v| v.id == peer_view && v.contains(self.me.id));
-        if self.status == Status::Left && listed {
-            return vec![MembershipOutput::Send {
-                to: from.addr,
-                body: Body::LeaveRequest { member: self.me.id },
-            }];
-        }
-        match self.view() {
-            Some(view) if view.id.epoch > peer_view.epoch => {
-                vec![MembershipOutput::Send {
-                    to: from.addr,
-                    body: self.newer_view_for(peer_view),
-                }]
-            }
-            // A member of this view is in another view of the same epoch: two lineages share
-            // it (a bootstrap race). Ask for its view; `consider_other_view` resolves it.
-            Some(view)
-                if view.id.epoch == peer_view.epoch
-                    && view.id != peer_view
-                    && view.contains(from.id) =>
-            {
-                vec![MembershipOutput::Send {
-                    to: from.addr,
-                    body: Body::Discover {
-                        view: Some(view.clone()),
-                    },
-                }]
-            }
-            _ => Vec::new(),
-        }
+        let installed = Installed {
+            me: self.me.id,
+            status: &self.status,
+            view: self.view.as_ref(),
+            last_decision: &self.last_decision,
+        };
+        installed.answer_peer_view(from, peer_view)
     }
 
     /// A group-scoped message from `from`.
@@ -755,25 +686,6 @@ impl Membership {
         votes
     }
 
-    /// What to tell a member still in `its_view` about the later view installed here: the
-    /// decision with its cut if `its_view` is its base, else just the view.
-    fn newer_view_for(&self, its_view: ViewId) -> Body {
-        match &self.last_decision {
-            Some((base, ballot, decision))
-                if *base == its_view && self.view.as_ref() == Some(&decision.view) =>
-            {
-                Body::Install {
-                    base: Some(*base),
-                    ballot: *ballot,
-                    decision: decision.clone(),
-                }
-            }
-            _ => Body::Stale {
-                view: self.view.clone().expect("called with an installed view"),
-            },
-        }
-    }
-
     /// Replies `Stale` if this process has installed a later view than `base`.
     fn reply_if_stale(
         &self,
@@ -785,7 +697,7 @@ impl Membership {
             Some(view) if view.id.epoch > base.epoch => {
                 out.push(MembershipOutput::Send {
                     to,
-                    body: self.newer_view_for(base),
+                    body: newer_view_for(self.view.as_ref(), &self.last_decision, base),
                 });
                 true
             }
@@ -956,8 +868,6 @@ impl Membership {
             _ => {}
         }
     }
-
-    /// Another view of this group, learned through discovery. A later view that contains this
 
     /// Another view of this group, learned through discovery: see [`merge::judge`].
     fn consider_other_view(

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::id::{Incarnation, NodeId};
-use crate::wire::FlushReport;
+use crate::wire::{BlockedReason, FlushReport};
 use std::time::Duration;
 
 fn member(n: u64) -> Member {
