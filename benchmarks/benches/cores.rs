@@ -98,7 +98,7 @@ fn install() -> Envelope {
                 coordinator: process(1),
             }),
             ballot: Ballot {
-                round: 3,
+                round: viewsync::wire::Round(3),
                 proposer: process(1),
             },
             decision: Decision {

@@ -207,6 +207,29 @@ struct Stream {
     abandoned: bool,
 }
 
+impl Stream {
+    /// The order of a stream's counters, which delivery, stability and garbage collection
+    /// rely on: nothing is delivered or stable that was not received in order, and nothing
+    /// is received in order that is not known to exist.
+    fn debug_check(&self) {
+        debug_assert!(
+            self.delivered <= self.contiguous && self.contiguous <= self.highest_known,
+            "delivered {} <= contiguous {} <= highest known {}",
+            self.delivered,
+            self.contiguous,
+            self.highest_known
+        );
+        // A planted bug makes stability run one ahead on purpose (the simulator must catch it).
+        #[cfg(not(feature = "planted-bugs"))]
+        debug_assert!(
+            self.stable <= self.contiguous,
+            "stable {} <= contiguous {}",
+            self.stable,
+            self.contiguous
+        );
+    }
+}
+
 /// The multicast state of one view.
 #[derive(Debug)]
 struct ViewStream {
@@ -238,6 +261,10 @@ struct ViewStream {
 
 impl ViewStream {
     fn new(view: View, me: ProcessId) -> Self {
+        debug_assert!(
+            view.is_well_formed(),
+            "streams for an ill-formed view {view:?}"
+        );
         let n = view.members.len();
         let my_rank = view
             .rank_of(me)
@@ -339,6 +366,7 @@ impl ViewStream {
         while stream.buffer.contains_key(&(stream.contiguous + 1)) {
             stream.contiguous += 1;
         }
+        stream.debug_check();
         self.received_since_ack += 1;
         self.ack_dirty = true;
         if self.streams.len() == 1 {
@@ -450,6 +478,7 @@ impl ViewStream {
             }));
         }
         self.streams[rank].delivered = next;
+        self.streams[rank].debug_check();
         self.collect(rank);
         true
     }
@@ -506,6 +535,7 @@ impl ViewStream {
                     self.unstable_bytes = self.unstable_bytes.saturating_sub(freed);
                 }
                 self.streams[rank].stable = stable;
+                self.streams[rank].debug_check();
                 self.collect(rank);
             }
         }
@@ -514,6 +544,11 @@ impl ViewStream {
     /// Ends the view at `cut`: delivers exactly the entries the cut determines, the same at
     /// every survivor whatever each had delivered before.
     fn deliver_cut(&mut self, cut: &[CutEntry], safe: bool, out: &mut Vec<MulticastOutput>) {
+        debug_assert_eq!(
+            cut.len(),
+            self.streams.len(),
+            "a cut has a stream per member"
+        );
         self.limit = Some(cut.iter().map(|c| c.upto).collect());
         self.flushing = true;
         self.consume_records(safe);

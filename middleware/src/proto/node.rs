@@ -213,11 +213,12 @@ impl NodeCore {
             .groups
             .get_mut(group)
             .ok_or(MulticastError::NotMember)?;
-        let (result, outputs) =
+        let (result, multicast, membership) =
             core.with_multicast(now, |m, o| m.multicast(now, ordering, payload, o));
         result?;
         let mut out = Vec::new();
-        self.absorb(now, group, outputs, &mut out);
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         Ok(out)
     }
 
@@ -233,10 +234,12 @@ impl NodeCore {
             .groups
             .get_mut(group)
             .ok_or(MulticastError::NotMember)?;
-        let (result, outputs) = core.with_multicast(now, |m, o| m.send_direct(to, payload, o));
+        let (result, multicast, membership) =
+            core.with_multicast(now, |m, o| m.send_direct(to, payload, o));
         result?;
         let mut out = Vec::new();
-        self.absorb(now, group, outputs, &mut out);
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         Ok(out)
     }
 
@@ -253,8 +256,9 @@ impl NodeCore {
         let Some(core) = self.groups.get_mut(group) else {
             return out;
         };
-        let (_, outputs) = core.with_multicast(now, |m, _| m.set_paused(paused));
-        self.absorb(now, group, outputs, &mut out);
+        let (_, multicast, membership) = core.with_multicast(now, |m, _| m.set_paused(paused));
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         out
     }
 
@@ -273,11 +277,12 @@ impl NodeCore {
         let Some(core) = self.groups.get_mut(group) else {
             return out;
         };
-        let (_, outputs) = core.with_multicast(now, |m, _| match state {
+        let (_, multicast, membership) = core.with_multicast(now, |m, _| match state {
             Ok(state) => m.handle_snapshot(view, state),
             Err(_) => m.handle_snapshot_failed(view),
         });
-        self.absorb(now, group, outputs, &mut out);
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
         out
     }
 
@@ -288,8 +293,9 @@ impl NodeCore {
         let names: Vec<GroupName> = self.groups.keys().cloned().collect();
         for group in names {
             let core = self.groups.get_mut(&group).expect("listed");
-            let (_, outputs) = core.with_multicast(now, |m, o| m.flush(now, o));
-            self.absorb(now, &group, outputs, &mut out);
+            let (_, multicast, membership) = core.with_multicast(now, |m, o| m.flush(now, o));
+            self.absorb_multicast(&group, multicast, &mut out);
+            self.absorb(now, &group, membership, &mut out);
         }
         out
     }
@@ -421,7 +427,16 @@ impl NodeCore {
                 let Some(group) = envelope.group else {
                     return out;
                 };
-                if let Some(core) = self.groups.get_mut(&group) {
+                let Some(core) = self.groups.get_mut(&group) else {
+                    return out;
+                };
+                if is_multicast_traffic(&body) {
+                    // Straight to the group's multicast core: membership has no use for it.
+                    let (_, multicast, membership) =
+                        core.with_multicast(now, |m, o| m.handle_message(now, from, body, o));
+                    self.absorb_multicast(&group, multicast, &mut out);
+                    self.absorb(now, &group, membership, &mut out);
+                } else {
                     let outputs = core.handle_message(now, from, body);
                     self.absorb(now, &group, outputs, &mut out);
                 }
@@ -527,14 +542,41 @@ impl NodeCore {
                     seed,
                     reason,
                 }),
-                MembershipOutput::Multicast(event) => out.push(NodeOutput::Group {
-                    group: group.clone(),
-                    event,
-                }),
+                MembershipOutput::Multicast(output) => {
+                    out.push(self.multicast_output(group, output));
+                }
             }
         }
         if membership_changed {
             self.refresh_monitored(now);
+        }
+    }
+
+    /// Turns a group's multicast outputs into node outputs: sends become frames scoped to the
+    /// group, everything else is an event for the group's service.
+    fn absorb_multicast(
+        &self,
+        group: &GroupName,
+        outputs: Vec<MulticastOutput>,
+        out: &mut Vec<NodeOutput>,
+    ) {
+        out.extend(outputs.into_iter().map(|o| self.multicast_output(group, o)));
+    }
+
+    fn multicast_output(&self, group: &GroupName, output: MulticastOutput) -> NodeOutput {
+        match output {
+            MulticastOutput::Send { to, body } => NodeOutput::Send {
+                to,
+                envelope: self.envelope(Some(group.clone()), body),
+            },
+            MulticastOutput::SendAll { to, body } => NodeOutput::SendAll {
+                to,
+                envelope: self.envelope(Some(group.clone()), body),
+            },
+            event => NodeOutput::Group {
+                group: group.clone(),
+                event,
+            },
         }
     }
 
@@ -549,5 +591,250 @@ impl NodeCore {
             }
         }
         self.failure_detector.set_monitored(now, peers);
+    }
+}
+
+/// Whether `body` belongs to a group's multicast core (streams, retransmission, state
+/// transfer, point-to-point messages) rather than to its membership.
+fn is_multicast_traffic(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::Data { .. }
+            | Body::Ack { .. }
+            | Body::Nak { .. }
+            | Body::StateRequest { .. }
+            | Body::StateChunk { .. }
+            | Body::Direct { .. }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Incarnation, NodeId};
+    use crate::proto::multicast::Message;
+    use crate::wire::{Entry, Item};
+
+    fn group() -> GroupName {
+        GroupName::new("g").unwrap()
+    }
+
+    fn member(n: u64) -> Member {
+        Member {
+            id: ProcessId {
+                node: NodeId(n),
+                incarnation: Incarnation(1),
+            },
+            addr: SocketAddr::from(([10, 0, 0, n as u8], 7000)),
+        }
+    }
+
+    /// An envelope from `from` about `group`.
+    fn from_peer(from: u64, group: Option<GroupName>, body: Body) -> Envelope {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            sender: member(from).id,
+            sender_addr: member(from).addr,
+            seq: 1,
+            group,
+            body,
+        }
+    }
+
+    /// Node 1, which founded group `g` alone (FIFO multicasts), at the time it did.
+    fn founder() -> (NodeCore, Time) {
+        let mut settings = NodeSettings::default();
+        settings.membership.bootstrap = true;
+        let mut core = NodeCore::new(member(1), Vec::new(), settings);
+        core.set_group_multicast(
+            group(),
+            MulticastConfig {
+                ordering: Ordering::Fifo,
+                ..MulticastConfig::default()
+            },
+        );
+        let out = core.handle_join(Time::ZERO, group()).unwrap();
+        assert!(
+            matches!(out[0], NodeOutput::ViewInstalled { .. }),
+            "{out:?}"
+        );
+        assert_eq!(core.view(&group()).unwrap().members, vec![member(1)]);
+        (core, Time::ZERO)
+    }
+
+    /// What the outputs are, in order, to whom, and which body they carry.
+    fn shape(out: &[NodeOutput]) -> Vec<String> {
+        fn body(b: &Body) -> String {
+            format!("{b:?}")
+                .split([' ', '{', '('])
+                .next()
+                .unwrap()
+                .to_string()
+        }
+        out.iter()
+            .map(|o| match o {
+                NodeOutput::Send { to, envelope } => format!("send {to} {}", body(&envelope.body)),
+                NodeOutput::SendAll { to, envelope } => {
+                    format!("send-all {to:?} {}", body(&envelope.body))
+                }
+                NodeOutput::Reply {
+                    connection,
+                    envelope,
+                } => format!("reply {} {}", connection.0, body(&envelope.body)),
+                NodeOutput::ViewInstalled { group, change } => {
+                    format!("view {group} {}", change.view)
+                }
+                NodeOutput::Group { group, event } => {
+                    let event = format!("{event:?}");
+                    format!("{group} {}", event.split([' ', '(']).next().unwrap())
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_join_request_from_a_peer_goes_to_the_groups_membership() {
+        let (mut core, now) = founder();
+        let join = Body::JoinRequest {
+            member: member(2),
+            last_epoch: 0,
+        };
+        let out = core.handle_envelope(now, from_peer(2, Some(group()), join), ConnectionId(7));
+        // The founder tells the joiner the view it found, decides the next view alone (a
+        // majority of one voter), installs it and tells the joiner, which is a learner that
+        // gets the state from the founder's snapshot.
+        assert_eq!(
+            shape(&out),
+            vec![
+                "send 10.0.0.2:7000 DiscoverReply",
+                "g Block",
+                "send 10.0.0.2:7000 Install",
+                "view g g view 2@1.1 [1, 2~]",
+                "g View",
+                "g SnapshotWanted",
+            ],
+        );
+        let view = core.view(&group()).unwrap();
+        assert_eq!(view.members, vec![member(1), member(2)]);
+        assert_eq!(view.voters, 1);
+        // The failure detector now watches the joiner: its next tick heartbeats it.
+        let out = core.handle_tick(now + Time::from_secs(1));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, NodeOutput::Send { to, envelope }
+                if *to == member(2).addr && matches!(envelope.body, Body::Heartbeat { .. }))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn data_goes_to_the_groups_multicast_and_is_delivered() {
+        let (mut core, now) = founder();
+        let join = Body::JoinRequest {
+            member: member(2),
+            last_epoch: 0,
+        };
+        core.handle_envelope(now, from_peer(2, Some(group()), join), ConnectionId(7));
+        let view = core.view(&group()).unwrap().id;
+        let data = Body::Data {
+            view,
+            origin: 1,
+            entries: vec![Entry {
+                seq: 1,
+                ordering: Ordering::Fifo,
+                clock: Vec::new(),
+                item: Item::Payload(Bytes::from_static(b"hello")),
+            }],
+        };
+        let out = core.handle_envelope(now, from_peer(2, Some(group()), data), ConnectionId(7));
+        assert_eq!(
+            out,
+            vec![NodeOutput::Group {
+                group: group(),
+                event: MulticastOutput::Deliver(Message {
+                    sender: member(2).id,
+                    view,
+                    seq: 1,
+                    ordering: Ordering::Fifo,
+                    payload: Bytes::from_static(b"hello"),
+                }),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_frame_for_a_group_this_process_is_not_in_is_ignored() {
+        let (mut core, now) = founder();
+        let other = GroupName::new("other").unwrap();
+        let join = Body::JoinRequest {
+            member: member(2),
+            last_epoch: 0,
+        };
+        let out = core.handle_envelope(
+            now,
+            from_peer(2, Some(other.clone()), join),
+            ConnectionId(7),
+        );
+        assert_eq!(out, vec![]);
+        // A client asking for its members hears that there is no view here.
+        let out = core.handle_envelope(
+            now,
+            from_peer(9, Some(other.clone()), Body::MembersRequest),
+            ConnectionId(8),
+        );
+        assert_eq!(
+            out,
+            vec![NodeOutput::Reply {
+                connection: ConnectionId(8),
+                envelope: core.envelope(
+                    Some(other),
+                    Body::MembersResponse {
+                        view: None,
+                        blocked: None,
+                    }
+                ),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_members_request_is_answered_on_its_connection() {
+        let (mut core, now) = founder();
+        let out = core.handle_envelope(
+            now,
+            from_peer(9, Some(group()), Body::MembersRequest),
+            ConnectionId(3),
+        );
+        let view = core.view(&group()).cloned();
+        assert!(view.is_some());
+        assert_eq!(
+            out,
+            vec![NodeOutput::Reply {
+                connection: ConnectionId(3),
+                envelope: core.envelope(
+                    Some(group()),
+                    Body::MembersResponse {
+                        view,
+                        blocked: None,
+                    }
+                ),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_probe_is_acknowledged_and_frames_from_itself_are_dropped() {
+        let (mut core, now) = founder();
+        let out = core.handle_envelope(now, from_peer(2, None, Body::Probe), ConnectionId(1));
+        assert_eq!(
+            out,
+            vec![NodeOutput::Send {
+                to: member(2).addr,
+                envelope: core.envelope(None, Body::ProbeAck),
+            }]
+        );
+        let out = core.handle_envelope(now, from_peer(1, None, Body::Probe), ConnectionId(1));
+        assert_eq!(out, vec![]);
     }
 }

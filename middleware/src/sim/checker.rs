@@ -316,7 +316,7 @@ mod tests {
         let base = view(1, &[1, 2, 3]);
         let next = view(2, &[1, 2]);
         let ballot = Ballot {
-            round: 1,
+            round: crate::wire::Round(1),
             proposer: pid(1),
         };
         for n in 1..=3 {
@@ -351,7 +351,7 @@ mod tests {
 
     fn ballot(round: u64, proposer: u64) -> Ballot {
         Ballot {
-            round,
+            round: crate::wire::Round(round),
             proposer: pid(proposer),
         }
     }

@@ -10,12 +10,28 @@ use std::net::SocketAddr;
 /// The protocol version carried in every envelope. A frame of another version is refused.
 pub const PROTOCOL_VERSION: u16 = 3;
 
+/// A ballot's round. On the wire it is the bare integer it wraps (`serde(transparent)`), so
+/// the encoding is the same as before it had a type.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Round(pub u64);
+
+impl Round {
+    /// The round after this one; `None` past `u64::MAX` (never reached: rounds heard from
+    /// peers are at most [`PROTOCOL_COUNTER_MAX`]).
+    pub fn next(self) -> Option<Round> {
+        self.0.checked_add(1).map(Round)
+    }
+}
+
 /// A proposal number for deciding a group's next view (one consensus instance per view).
 /// Ordered by round, then by proposer, so two proposers never share a ballot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
     /// Raised by a proposer above every round it has seen.
-    pub round: u64,
+    pub round: Round,
     /// The proposing process.
     pub proposer: ProcessId,
 }
@@ -258,7 +274,7 @@ impl Body {
         }
         fn decided(d: &Option<(ViewId, Ballot, Decision)>) -> u64 {
             d.as_ref().map_or(0, |(b, ballot, d)| {
-                b.epoch.max(ballot.round).max(decision(d))
+                b.epoch.max(ballot.round.0).max(decision(d))
             })
         }
         match self {
@@ -268,16 +284,16 @@ impl Body {
                 base,
                 ballot,
                 base_decided,
-            } => view(base).max(ballot.round).max(decided(base_decided)),
+            } => view(base).max(ballot.round.0).max(decided(base_decided)),
             Body::Promise {
                 base,
                 ballot,
                 accepted,
                 ..
-            } => base.epoch.max(ballot.round).max(
+            } => base.epoch.max(ballot.round.0).max(
                 accepted
                     .as_ref()
-                    .map_or(0, |(b, d)| b.round.max(decision(d))),
+                    .map_or(0, |(b, d)| b.round.0.max(decision(d))),
             ),
             Body::Accept {
                 base,
@@ -285,18 +301,18 @@ impl Body {
                 base_decided,
                 decision: d,
             } => view(base)
-                .max(ballot.round)
+                .max(ballot.round.0)
                 .max(decided(base_decided))
                 .max(decision(d)),
-            Body::Accepted { base, ballot } => base.epoch.max(ballot.round),
-            Body::Rejected { base, promised } => base.epoch.max(promised.round),
+            Body::Accepted { base, ballot } => base.epoch.max(ballot.round.0),
+            Body::Rejected { base, promised } => base.epoch.max(promised.round.0),
             Body::Install {
                 base,
                 ballot,
                 decision: d,
             } => base
                 .map_or(0, |b| b.epoch)
-                .max(ballot.round)
+                .max(ballot.round.0)
                 .max(decision(d)),
             Body::ViewChangeStalled { base } => base.epoch,
             Body::LearnerReady { view } => view.epoch,

@@ -30,7 +30,7 @@ fn epochs_and_rounds_past_the_counter_limit_are_refused() {
     let prepare = Body::Prepare {
         base,
         ballot: Ballot {
-            round: PROTOCOL_COUNTER_MAX + 1,
+            round: viewsync::wire::Round(PROTOCOL_COUNTER_MAX + 1),
             proposer: intruder(),
         },
         base_decided: None,

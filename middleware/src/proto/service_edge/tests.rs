@@ -263,7 +263,7 @@ fn listed_without_state(
         body: crate::wire::Body::Install {
             base: None,
             ballot: crate::wire::Ballot {
-                round: 1,
+                round: crate::wire::Round(1),
                 proposer: peer.id,
             },
             decision: crate::wire::Decision {

@@ -1,0 +1,887 @@
+//! Exact-output tests of the membership core, through its public interface.
+
+use super::*;
+use crate::id::{Incarnation, NodeId};
+use crate::wire::{BlockedReason, FlushReport};
+use std::time::Duration;
+
+fn member(n: u64) -> Member {
+    Member {
+        id: ProcessId {
+            node: NodeId(n),
+            incarnation: Incarnation(1),
+        },
+        addr: SocketAddr::from(([10, 0, 0, n as u8], 7000)),
+    }
+}
+
+fn group() -> GroupName {
+    GroupName::new("g").unwrap()
+}
+
+fn view(epoch: u64, members: &[u64]) -> View {
+    View {
+        group: group(),
+        id: ViewId {
+            epoch,
+            coordinator: member(members[0]).id,
+        },
+        members: members.iter().map(|n| member(*n)).collect(),
+        voters: members.len(),
+    }
+}
+
+/// A view of `voters` followed by `learners`.
+fn view_with_learners(epoch: u64, voters: &[u64], learners: &[u64]) -> View {
+    let mut view = view(epoch, &[voters, learners].concat());
+    view.voters = voters.len();
+    view
+}
+
+/// Settings of the process that founds the group.
+fn founding() -> MembershipConfig {
+    MembershipConfig {
+        bootstrap: true,
+        ..MembershipConfig::default()
+    }
+}
+
+fn ms(n: u64) -> Time {
+    Duration::from_millis(n)
+}
+
+fn ballot(round: u64, n: u64) -> Ballot {
+    Ballot {
+        round: Round(round),
+        proposer: member(n).id,
+    }
+}
+
+/// A core of process `me` that has installed `installed` (through the protocol itself).
+fn core_with_view(me: u64, installed: &View) -> Membership {
+    let seeds = installed.members.iter().map(|m| m.addr).collect();
+    let mut core = Membership::new(
+        group(),
+        member(me),
+        seeds,
+        MembershipConfig::default(),
+        MulticastConfig::default(),
+    );
+    core.handle_start(ms(0));
+    let out = core.handle_message(
+        ms(1),
+        installed.coordinator().to_owned(),
+        Body::Install {
+            base: None,
+            ballot: ballot(0, installed.members[0].id.node.0),
+            decision: decided(installed, &[], &[]),
+        },
+    );
+    assert!(matches!(
+        out.as_slice(),
+        [MembershipOutput::ViewInstalled(_)]
+    ));
+    core
+}
+
+/// A decision for `view` with the given cut (`upto`, holder rank) and joiners.
+fn decided(view: &View, cut: &[(u64, u32)], joiners: &[u64]) -> Decision {
+    Decision {
+        view: view.clone(),
+        cut: cut
+            .iter()
+            .map(|&(upto, holder)| crate::wire::CutEntry { upto, holder })
+            .collect(),
+        joiners: joiners.iter().map(|n| member(*n).id).collect(),
+    }
+}
+
+fn send(to: u64, body: Body) -> MembershipOutput {
+    MembershipOutput::Send {
+        to: member(to).addr,
+        body,
+    }
+}
+
+#[test]
+fn without_seeds_a_process_creates_the_group() {
+    let mut core = Membership::new(
+        group(),
+        member(1),
+        vec![],
+        founding(),
+        MulticastConfig::default(),
+    );
+    let change = ViewChange {
+        view: view(1, &[1]),
+        joined: vec![member(1)],
+        left: vec![],
+    };
+    assert_eq!(
+        core.handle_start(ms(0)),
+        vec![
+            MembershipOutput::ViewInstalled(change.clone()),
+            MembershipOutput::Multicast(MulticastOutput::View(change)),
+        ]
+    );
+    assert!(
+        core.multicast().is_ready(),
+        "the creator holds the (empty) state"
+    );
+    assert_eq!(core.status(), &Status::Member);
+}
+
+#[test]
+fn a_joiner_asks_every_seed_and_retries() {
+    let seeds = vec![member(1).addr, member(2).addr];
+    let mut core = Membership::new(
+        group(),
+        member(3),
+        seeds,
+        MembershipConfig::default(),
+        MulticastConfig::default(),
+    );
+    let request = Body::JoinRequest {
+        member: member(3),
+        last_epoch: 0,
+    };
+    let expected = vec![send(1, request.clone()), send(2, request.clone())];
+    assert_eq!(core.handle_start(ms(0)), expected);
+    assert_eq!(core.handle_tick(ms(100)), vec![]);
+    assert_eq!(core.handle_tick(ms(200)), expected);
+}
+
+#[test]
+fn a_joiner_that_hears_of_the_group_never_creates_another() {
+    let mut core = Membership::new(
+        group(),
+        member(3),
+        vec![member(1).addr],
+        MembershipConfig::default(),
+        MulticastConfig::default(),
+    );
+    core.handle_start(ms(0));
+    core.handle_message(
+        ms(10),
+        member(1),
+        Body::DiscoverReply {
+            view: Some(view(4, &[1, 2])),
+        },
+    );
+    let out = core.handle_tick(ms(5000));
+    assert!(out
+        .iter()
+        .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))));
+}
+
+#[test]
+fn only_a_founding_process_creates_the_group() {
+    // No seeds and no bootstrap: nobody to ask, and founding is never implicit.
+    let mut alone = Membership::new(
+        group(),
+        member(1),
+        vec![],
+        MembershipConfig::default(),
+        MulticastConfig::default(),
+    );
+    assert_eq!(alone.handle_start(ms(0)), vec![]);
+    assert_eq!(alone.handle_tick(ms(60_000)), vec![]);
+    assert!(matches!(alone.status(), Status::Joining { .. }));
+    // Seeds that never answer: it keeps asking them, long after the bootstrap timeout.
+    let mut joiner = Membership::new(
+        group(),
+        member(3),
+        vec![member(1).addr],
+        MembershipConfig::default(),
+        MulticastConfig::default(),
+    );
+    joiner.handle_start(ms(0));
+    let request = send(
+        1,
+        Body::JoinRequest {
+            member: member(3),
+            last_epoch: 0,
+        },
+    );
+    assert_eq!(joiner.handle_tick(ms(60_000)), vec![request]);
+    assert!(joiner.view().is_none());
+    // The same process configured to found the group creates it after the timeout.
+    let mut founder = Membership::new(
+        group(),
+        member(3),
+        vec![member(1).addr],
+        founding(),
+        MulticastConfig::default(),
+    );
+    founder.handle_start(ms(0));
+    let out = founder.handle_tick(ms(1000));
+    assert!(matches!(
+        out.first(),
+        Some(MembershipOutput::ViewInstalled(_))
+    ));
+}
+
+#[test]
+fn a_single_member_admits_a_joiner_alone() {
+    let mut core = Membership::new(
+        group(),
+        member(1),
+        vec![],
+        founding(),
+        MulticastConfig::default(),
+    );
+    core.handle_start(ms(0));
+    let out = core.handle_message(
+        ms(5),
+        member(2),
+        Body::JoinRequest {
+            member: member(2),
+            last_epoch: 0,
+        },
+    );
+    // The joiner is a learner until it holds the state.
+    let next = view_with_learners(2, &[1], &[2]);
+    let change = ViewChange {
+        view: next.clone(),
+        joined: vec![member(2)],
+        left: vec![],
+    };
+    assert_eq!(
+        out,
+        vec![
+            send(
+                2,
+                Body::DiscoverReply {
+                    view: Some(view(1, &[1]))
+                }
+            ),
+            // Promising blocks its own service until the next view.
+            MembershipOutput::Multicast(MulticastOutput::Block),
+            send(
+                2,
+                Body::Install {
+                    base: Some(view(1, &[1]).id),
+                    ballot: ballot(1, 1),
+                    decision: decided(&next, &[(0, 0)], &[2]),
+                }
+            ),
+            MembershipOutput::ViewInstalled(change.clone()),
+            // Nothing to flush: the service moves on and, as the oldest member that
+            // holds the state, provides it to the joiner.
+            MembershipOutput::Multicast(MulticastOutput::View(change)),
+            MembershipOutput::Multicast(MulticastOutput::SnapshotWanted(next.id)),
+        ]
+    );
+}
+
+#[test]
+fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(1, &base);
+    assert_eq!(
+        core.handle_suspect(ms(10), member(3).id),
+        vec![
+            send(
+                2,
+                Body::Prepare {
+                    base: base.clone(),
+                    ballot: ballot(1, 1),
+                    base_decided: None,
+                }
+            ),
+            send(
+                3,
+                Body::Prepare {
+                    base: base.clone(),
+                    ballot: ballot(1, 1),
+                    base_decided: None,
+                }
+            ),
+        ]
+    );
+    // This process joined through an install without a cut, so it does not hold the
+    // state: the next view lists it as a learner, after member 2, the only voter.
+    let next = view_with_learners(4, &[2], &[1]);
+    // Member 2 holds two entries of member 3's stream; the cut takes them.
+    let promise = Body::Promise {
+        base: base.id,
+        ballot: ballot(1, 1),
+        accepted: None,
+        report: FlushReport {
+            received: vec![0, 0, 2],
+            ready: true,
+        },
+    };
+    // It gets the state from member 2.
+    let decision = decided(&next, &[(0, 0), (0, 1), (2, 1)], &[1]);
+    let out = core.handle_message(ms(11), member(2), promise);
+    assert_eq!(
+        out[..2],
+        [
+            send(
+                2,
+                Body::Accept {
+                    base: base.clone(),
+                    ballot: ballot(1, 1),
+                    base_decided: None,
+                    decision: decision.clone(),
+                }
+            ),
+            send(
+                3,
+                Body::Accept {
+                    base: base.clone(),
+                    ballot: ballot(1, 1),
+                    base_decided: None,
+                    decision: decision.clone(),
+                }
+            ),
+        ]
+    );
+    // It does not hold the cut yet: it asks for the missing entries and does not accept.
+    assert!(out[2..].iter().all(|o| matches!(
+        o,
+        MembershipOutput::Multicast(MulticastOutput::Send {
+            body: Body::Nak {
+                origin: 2,
+                from: 1,
+                to: 2,
+                ..
+            },
+            ..
+        })
+    )));
+    assert!(!out[2..].is_empty());
+    let entries: Vec<crate::wire::Entry> = (1..=2)
+        .map(|seq| crate::wire::Entry {
+            seq,
+            ordering: crate::wire::Ordering::Fifo,
+            clock: vec![],
+            item: crate::wire::Item::Payload(bytes::Bytes::from_static(b"m")),
+        })
+        .collect();
+    // Multicast traffic goes to the multicast core (the node routes it there).
+    let data = Body::Data {
+        view: base.id,
+        origin: 2,
+        entries,
+    };
+    let (_, multicast, out) =
+        core.with_multicast(ms(11), |m, o| m.handle_message(ms(11), member(2), data, o));
+    // Holding the cut, it accepts its own proposal.
+    assert_eq!(multicast, vec![]);
+    assert_eq!(out, vec![]);
+    let accepted = Body::Accepted {
+        base: base.id,
+        ballot: ballot(1, 1),
+    };
+    let install = Body::Install {
+        base: Some(base.id),
+        ballot: ballot(1, 1),
+        decision,
+    };
+    let out = core.handle_message(ms(12), member(2), accepted);
+    assert_eq!(
+        out[..3],
+        [
+            send(2, install.clone()),
+            send(3, install),
+            MembershipOutput::ViewInstalled(ViewChange {
+                view: next.clone(),
+                joined: vec![],
+                left: vec![member(3)],
+            }),
+        ]
+    );
+    // As a joiner of the new view it asks member 2 for the state.
+    assert_eq!(
+        out[3..],
+        [MembershipOutput::Multicast(MulticastOutput::Send {
+            to: member(2).addr,
+            body: Body::StateRequest {
+                view: next.id,
+                offset: 0
+            }
+        })]
+    );
+}
+
+#[test]
+fn a_minority_blocks_instead_of_installing() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(1, &base);
+    core.handle_suspect(ms(10), member(2).id);
+    core.handle_suspect(ms(10), member(3).id);
+    for t in (20..5000).step_by(20) {
+        let out = core.handle_tick(ms(t));
+        assert!(out
+            .iter()
+            .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))));
+    }
+    assert_eq!(core.view(), Some(&base));
+    // It kept retrying with ever higher ballots.
+    let out = core.handle_tick(ms(5400));
+    assert!(
+        out.iter().any(|o| matches!(o,
+        MembershipOutput::Send { body: Body::Prepare { ballot, .. }, .. } if ballot.round > Round(5)))
+    );
+}
+
+#[test]
+fn an_acceptor_refuses_lower_ballots_and_reports_what_it_accepted() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(2, &base);
+    let proposal = view(4, &[1, 2]);
+    assert_eq!(
+        core.handle_message(
+            ms(5),
+            member(1),
+            Body::Accept {
+                base: base.clone(),
+                ballot: ballot(1, 1),
+                base_decided: None,
+                decision: decided(&proposal, &[(0, 0), (0, 1), (0, 2)], &[]),
+            }
+        ),
+        vec![send(
+            1,
+            Body::Accepted {
+                base: base.id,
+                ballot: ballot(1, 1)
+            }
+        )]
+    );
+    // The next-oldest member, suspecting the coordinator, learns of the accepted value.
+    assert_eq!(
+        core.handle_message(
+            ms(6),
+            member(3),
+            Body::Prepare {
+                base: base.clone(),
+                ballot: ballot(2, 3),
+                base_decided: None,
+            }
+        ),
+        vec![send(
+            3,
+            Body::Promise {
+                base: base.id,
+                ballot: ballot(2, 3),
+                accepted: Some((
+                    ballot(1, 1),
+                    decided(&proposal, &[(0, 0), (0, 1), (0, 2)], &[])
+                )),
+                report: FlushReport {
+                    received: vec![0, 0, 0],
+                    ready: false,
+                },
+            }
+        )]
+    );
+    assert_eq!(
+        core.handle_message(
+            ms(7),
+            member(1),
+            Body::Prepare {
+                base: base.clone(),
+                ballot: ballot(1, 1),
+                base_decided: None,
+            }
+        ),
+        vec![send(
+            1,
+            Body::Rejected {
+                base: base.id,
+                promised: ballot(2, 3)
+            }
+        )]
+    );
+}
+
+#[test]
+fn without_a_holder_of_the_state_no_view_is_decided_and_the_block_is_reported() {
+    // This process installed its view without the cut (it does not hold the state), and
+    // neither does member 2: a view of the two would start from nothing.
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(1, &base);
+    core.handle_suspect(ms(0), member(3).id);
+    let promise = Body::Promise {
+        base: base.id,
+        ballot: ballot(1, 1),
+        accepted: None,
+        report: FlushReport {
+            received: vec![0, 0, 0],
+            ready: false,
+        },
+    };
+    let out = core.handle_message(ms(1), member(2), promise);
+    let accepts = |out: &[MembershipOutput]| {
+        out.iter().any(|o| {
+            matches!(
+                o,
+                MembershipOutput::Send {
+                    body: Body::Accept { .. },
+                    ..
+                }
+            )
+        })
+    };
+    assert!(
+        !accepts(&out),
+        "a view without a holder was proposed: {out:?}"
+    );
+    // Not before the view change has been stuck for twice its timeout.
+    assert_eq!(core.blocked(ms(100)), None);
+    let blocked = core.blocked(ms(1000)).expect("blocked");
+    assert_eq!(blocked.reason, BlockedReason::NoStateHolder);
+    assert_eq!(blocked.view, Some(base.id));
+    // Retried at the view change timeout, not at every tick, and still nothing decided.
+    assert!(!accepts(&core.handle_tick(ms(20))));
+}
+
+#[test]
+fn a_member_without_a_majority_of_voters_reports_whom_it_waits_for() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(1, &base);
+    core.handle_suspect(ms(0), member(2).id);
+    core.handle_suspect(ms(0), member(3).id);
+    let blocked = core.blocked(ms(900)).expect("blocked");
+    assert_eq!(
+        blocked.reason,
+        BlockedReason::NoMajority {
+            voters: vec![member(1).id, member(2).id, member(3).id],
+            reachable: vec![member(1).id],
+            needed: 2,
+        }
+    );
+}
+
+#[test]
+fn an_outbid_proposer_backs_off_and_defers_to_an_older_one() {
+    // Member 2 suspects the coordinator and proposes; member 1 (older) is alive and
+    // proposing too, and outbids it. Retrying at once would outbid 1 in turn, forever.
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(2, &base);
+    let out = core.handle_suspect(ms(0), member(1).id);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        MembershipOutput::Send {
+            body: Body::Prepare { .. },
+            ..
+        }
+    )));
+    core.handle_message(
+        ms(10),
+        member(3),
+        Body::Rejected {
+            base: base.id,
+            promised: ballot(5, 1),
+        },
+    );
+    let prepares = |out: &[MembershipOutput]| {
+        out.iter()
+            .filter_map(|o| match o {
+                MembershipOutput::Send {
+                    body: Body::Prepare { ballot, .. },
+                    ..
+                } => Some(ballot.round),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // A quarter timeout plus a whole one for deferring to the older member, at least.
+    let mut first_retry = None;
+    for t in (20..1400).step_by(20) {
+        let rounds = prepares(&core.handle_tick(ms(t)));
+        if !rounds.is_empty() {
+            assert!(
+                rounds.iter().all(|r| *r > Round(5)),
+                "above the ballot that won: {rounds:?}"
+            );
+            first_retry = Some(t);
+            break;
+        }
+    }
+    let t = first_retry.expect("it retries in the end (1 may be gone after all)");
+    assert!((510..=710).contains(&t), "retried at {t} ms");
+}
+
+#[test]
+fn a_holder_waits_for_the_decision_of_a_view_it_hears_of_without_one() {
+    let mut core = Membership::new(
+        group(),
+        member(1),
+        vec![],
+        founding(),
+        MulticastConfig::default(),
+    );
+    core.handle_start(ms(0));
+    assert!(core.multicast().holds_state());
+    let installed = |out: &[MembershipOutput]| {
+        out.iter()
+            .any(|o| matches!(o, MembershipOutput::ViewInstalled(_)))
+    };
+    // A member that installed the next view without its cut says it is stale: installing
+    // it the same way would drop the state this process holds.
+    let next = view(2, &[1, 2]);
+    let out = core.handle_message(ms(10), member(2), Body::Stale { view: next.clone() });
+    assert!(!installed(&out), "{out:?}");
+    assert!(core.multicast().holds_state());
+    // The decision arrives (resent on a heartbeat): the view is installed with its cut.
+    let mut waiting = core;
+    let out = waiting.handle_message(
+        ms(20),
+        member(2),
+        Body::Install {
+            base: Some(view(1, &[1]).id),
+            ballot: ballot(1, 1),
+            decision: decided(&next, &[(0, 0)], &[2]),
+        },
+    );
+    assert!(installed(&out), "{out:?}");
+    assert!(waiting.multicast().is_ready(), "a survivor keeps the state");
+
+    // Without a decision within a view change timeout, the view is installed without.
+    let mut core = Membership::new(
+        group(),
+        member(1),
+        vec![],
+        founding(),
+        MulticastConfig::default(),
+    );
+    core.handle_start(ms(0));
+    core.handle_message(ms(10), member(2), Body::Stale { view: next.clone() });
+    let timeout = MembershipConfig::default().view_change_timeout;
+    assert!(!installed(&core.handle_tick(ms(10) + timeout / 2)));
+    assert!(installed(&core.handle_tick(ms(10) + timeout)));
+    assert_eq!(core.view(), Some(&next));
+    assert!(core.multicast().needs_resync());
+}
+
+#[test]
+fn a_proposer_ignores_a_value_no_majority_of_voters_can_have_accepted() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(2, &base);
+    core.handle_suspect(ms(5), member(1).id);
+    // Every voter promises: only member 1 accepted the earlier value (the old
+    // coordinator's own acceptance), so it was never chosen and need not be followed.
+    let earlier = decided(&view(4, &[1, 2, 3, 4]), &[(5, 0), (0, 1), (0, 2)], &[4]);
+    let promise = |accepted: Option<(Ballot, Decision)>| Body::Promise {
+        base: base.id,
+        ballot: ballot(1, 2),
+        accepted,
+        report: FlushReport {
+            received: vec![5, 0, 0],
+            ready: true,
+        },
+    };
+    let out = core.handle_message(
+        ms(6),
+        member(1),
+        promise(Some((ballot(1, 1), earlier.clone()))),
+    );
+    assert!(out.is_empty(), "waits for the trusted member 3: {out:?}");
+    let out = core.handle_message(ms(7), member(3), promise(None));
+    let proposed: Vec<&Decision> = out
+        .iter()
+        .filter_map(|o| match o {
+            MembershipOutput::Send {
+                body: Body::Accept { decision, .. },
+                ..
+            } => Some(decision),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proposed.len(), 2, "{out:?}");
+    assert!(proposed
+        .iter()
+        .all(|d| **d != earlier && d.view.id.epoch == 4));
+}
+
+#[test]
+fn a_proposer_adopts_a_value_already_accepted() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(2, &base);
+    core.handle_suspect(ms(5), member(1).id);
+    // Its own promise is in; member 3 reports a value accepted under the old coordinator.
+    let earlier = decided(&view(4, &[1, 2, 3, 4]), &[(5, 0), (0, 1), (0, 2)], &[4]);
+    let out = core.handle_message(
+        ms(6),
+        member(3),
+        Body::Promise {
+            base: base.id,
+            ballot: ballot(1, 2),
+            accepted: Some((ballot(1, 1), earlier.clone())),
+            report: FlushReport {
+                received: vec![5, 0, 0],
+                ready: true,
+            },
+        },
+    );
+    assert_eq!(
+        out[..2],
+        [
+            send(
+                1,
+                Body::Accept {
+                    base: base.clone(),
+                    ballot: ballot(1, 2),
+                    base_decided: None,
+                    decision: earlier.clone(),
+                }
+            ),
+            send(
+                3,
+                Body::Accept {
+                    base: base.clone(),
+                    ballot: ballot(1, 2),
+                    base_decided: None,
+                    decision: earlier,
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_view_without_this_process_excludes_it_and_it_joins_again() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(3, &base);
+    let out = core.handle_message(
+        ms(5),
+        member(1),
+        Body::Install {
+            base: Some(base.id),
+            ballot: ballot(1, 1),
+            decision: decided(&view(4, &[1, 2]), &[(0, 0), (0, 1), (0, 2)], &[]),
+        },
+    );
+    assert_eq!(
+        out,
+        vec![MembershipOutput::Excluded {
+            by: Some(view(4, &[1, 2]).id)
+        }]
+    );
+    assert!(matches!(core.status(), Status::Joining { .. }));
+    assert_eq!(core.last_epoch(), 4);
+}
+
+#[test]
+fn a_message_about_an_older_view_gets_the_newer_one() {
+    let current = view(5, &[1, 2, 3]);
+    let mut core = core_with_view(2, &current);
+    let out = core.handle_message(
+        ms(5),
+        member(3),
+        Body::Prepare {
+            base: view(4, &[3, 2]),
+            ballot: ballot(1, 3),
+            base_decided: None,
+        },
+    );
+    assert_eq!(
+        out,
+        vec![send(
+            3,
+            Body::Stale {
+                view: current.clone()
+            }
+        )]
+    );
+    assert_eq!(
+        core.handle_peer_view(member(3), view(4, &[3, 2]).id),
+        vec![send(3, Body::Stale { view: current })]
+    );
+}
+
+#[test]
+fn a_process_whose_leave_timed_out_says_so_and_is_not_waited_for_as_coordinator() {
+    let v = view(4, &[1, 2, 3]);
+    // The coordinator leaves, nothing reaches it, and its leave times out.
+    let mut leaver = core_with_view(1, &v);
+    leaver.handle_leave(ms(10));
+    let timeout = MembershipConfig::default().leave_timeout;
+    assert!(leaver
+        .handle_tick(ms(10) + timeout)
+        .contains(&MembershipOutput::Left));
+    // A member whose heartbeat still lists it in that view is told it left.
+    let left = Body::LeaveRequest {
+        member: member(1).id,
+    };
+    assert_eq!(
+        leaver.handle_peer_view(member(3), v.id),
+        vec![send(3, left.clone())]
+    );
+    // Member 3 suspects 2 and takes 1 (it answers probes) for its coordinator.
+    let mut other = core_with_view(3, &v);
+    other.handle_suspect(ms(20), member(2).id);
+    assert_eq!(other.acting_coordinator(), Some(&member(1)));
+    // A leave request about 1 forwarded by someone else is passed on, nothing more.
+    let out = other.handle_message(ms(30), member(2), left.clone());
+    assert_eq!(out, vec![send(1, left.clone())]);
+    assert_eq!(other.acting_coordinator(), Some(&member(1)));
+    // From 1 itself it means 1 gave up: 3 stops waiting for it and proposes the view
+    // without it.
+    let out = other.handle_message(ms(40), member(1), left);
+    assert_eq!(other.acting_coordinator(), Some(&member(3)));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        MembershipOutput::Send {
+            body: Body::Prepare { .. },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_graceful_leave_of_the_coordinator_installs_the_view_without_it() {
+    let base = view(3, &[1, 2, 3]);
+    let mut core = core_with_view(1, &base);
+    let out = core.handle_leave(ms(5));
+    assert_eq!(
+        out,
+        vec![
+            send(
+                2,
+                Body::Prepare {
+                    base: base.clone(),
+                    ballot: ballot(1, 1),
+                    base_decided: None,
+                }
+            ),
+            send(
+                3,
+                Body::Prepare {
+                    base: base.clone(),
+                    ballot: ballot(1, 1),
+                    base_decided: None,
+                }
+            ),
+        ]
+    );
+    for n in [2, 3] {
+        core.handle_message(
+            ms(6),
+            member(n),
+            Body::Promise {
+                base: base.id,
+                ballot: ballot(1, 1),
+                accepted: None,
+                report: FlushReport {
+                    received: vec![0, 0, 0],
+                    ready: true,
+                },
+            },
+        );
+    }
+    let out = core.handle_message(
+        ms(7),
+        member(3),
+        Body::Accepted {
+            base: base.id,
+            ballot: ballot(1, 1),
+        },
+    );
+    assert_eq!(out.last(), Some(&MembershipOutput::Left));
+    assert_eq!(core.status(), &Status::Left);
+}
