@@ -514,8 +514,13 @@ impl Simulation {
             return;
         };
         let mut failed: Vec<String> = Vec::new();
-        if script.step == Step::Returned || script.step == Step::Blocked {
-            let view = script.view.clone().expect("settled");
+        // Without a settled view the script never acted (the reason is already a violation:
+        // the group never settled, or the snapshot was never asked for).
+        let acted = script
+            .view
+            .clone()
+            .filter(|_| script.step == Step::Returned || script.step == Step::Blocked);
+        if let Some(view) = acted {
             let (began, returns) = (script.began, script.returns);
             let during: Vec<&(ProcessId, View, Time)> =
                 script.progress_between(began, returns).collect();

@@ -7,7 +7,7 @@
 //! that times out; the only holder's snapshot failing (blocked on no holder, never an empty
 //! state). All safety checks apply throughout.
 
-use crate::sweep::{replaying, seeds, Sweep};
+use crate::sweep::{configure, seeds, Sweep};
 use viewsync::sim::scenario::{BlockingKind, Scenario};
 use viewsync::sim::{SimConfig, Simulation};
 
@@ -20,7 +20,7 @@ fn sweep(select: impl Fn(BlockingKind) -> bool) -> Sweep {
     let mut sweep = Sweep::default();
     for seed in seeds(0..200) {
         let mut config = SimConfig::blocking_from_seed(seed);
-        config.trace_deliveries = replaying();
+        configure(&mut config);
         let Scenario::Blocking(kind) = config.scenario else {
             unreachable!("a blocking config");
         };
