@@ -5,9 +5,12 @@
 //!
 //! - [`state_machine`]: the deterministic state machines replicated services run (the
 //!   key-value store and the bank), with checksummed snapshots;
+//! - [`history`]: recorded client histories (JSON lines) and the linearizability and
+//!   sequential-consistency checkers that judge them.
 
 pub mod config;
 pub mod demo;
+pub mod history;
 pub mod log_service;
 pub mod report;
 pub mod state_machine;
