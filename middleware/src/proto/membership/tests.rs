@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::id::{Incarnation, NodeId};
-use crate::wire::{BlockedReason, FlushReport};
+use crate::view::ViewChange;
+use crate::wire::{BlockedReason, FlushReport, Round};
 use std::time::Duration;
 
 fn member(n: u64) -> Member {
