@@ -795,9 +795,9 @@ mod tests {
                 epoch: 1,
                 coordinator: envelope(Body::Probe).sender,
             },
-            origin: 0,
+            origin: crate::wire::Rank(0),
             entries: vec![Entry {
-                seq: 1,
+                seq: crate::wire::Seq(1),
                 ordering: Ordering::Fifo,
                 clock: vec![],
                 item: Item::Payload(payload.clone()),

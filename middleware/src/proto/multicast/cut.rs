@@ -11,7 +11,7 @@ use super::super::planted::{self, PlantedBug};
 use super::output::MulticastOutput;
 use super::view_stream::ViewStream;
 use crate::proto::Time;
-use crate::wire::{CutEntry, Decision, FlushReport};
+use crate::wire::{CutEntry, Decision, FlushReport, Rank, Seq};
 
 /// A view ending: the old streams, and the cut to deliver before the next view.
 #[derive(Debug)]
@@ -59,21 +59,24 @@ impl Ending {
             // Still stuck: a head whose causal past lies beyond the cut, or the total order
             // waiting on such a stream. Abandon that stream (only a non-survivor's can be).
             let stuck = match stream.order.next_turn() {
-                Some(r) if !stream.streams[r].abandoned => Some(r),
-                _ => (0..stream.streams.len()).find(|&r| {
-                    let s = &stream.streams[r];
-                    !s.abandoned && s.delivered < cut[r].upto
-                }),
+                Some(r) if !stream.streams[r.index()].abandoned => Some(r),
+                _ => (0..stream.streams.len())
+                    .find(|&r| {
+                        let s = &stream.streams[r];
+                        !s.abandoned && s.delivered < cut[r].upto
+                    })
+                    .map(Rank::of),
             };
             let Some(rank) = stuck else { break };
-            stream.streams[rank].abandoned = true;
+            stream.streams[rank.index()].abandoned = true;
             stream.order.abandon(rank);
         }
     }
 }
 
 /// Composes the cut of a view change from the promisers' reports: per stream, the most any
-/// promiser holds, and one promiser that holds it. `base_len` is the base view's size.
+/// promiser holds, and one promiser that holds it. `base_len` is the base view's size; each
+/// report comes with its promiser's rank (position) in the base view.
 pub fn compose_cut<'a>(
     base_len: usize,
     reports: impl Iterator<Item = (usize, &'a FlushReport)>,
@@ -84,8 +87,8 @@ pub fn compose_cut<'a>(
     }
     let mut cut: Vec<CutEntry> = (0..base_len)
         .map(|r| CutEntry {
-            upto: 0,
-            holder: r as u32,
+            upto: Seq::ZERO,
+            holder: Rank::of(r),
         })
         .collect();
     for (rank, report) in reports {
@@ -96,7 +99,7 @@ pub fn compose_cut<'a>(
             if upto > cut[stream].upto {
                 cut[stream] = CutEntry {
                     upto,
-                    holder: rank as u32,
+                    holder: Rank::of(rank),
                 };
             }
         }

@@ -58,7 +58,7 @@ use super::planted::{self, PlantedBug};
 use super::Time;
 use crate::id::{ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use crate::wire::{Body, CutEntry, Decision, Entry, FlushReport, Item, Ordering};
+use crate::wire::{Body, CutEntry, Decision, Entry, FlushReport, Item, Ordering, Rank, Seq};
 use bytes::Bytes;
 use config::IDLE_ACK_INTERVAL;
 use cut::Ending;
@@ -236,7 +236,7 @@ impl Multicast {
 
     /// Whether this member holds every entry of `cut` of `base`.
     pub fn holds(&self, base: ViewId, cut: &[CutEntry]) -> bool {
-        if cut.iter().all(|c| c.upto == 0) {
+        if cut.iter().all(|c| c.upto == Seq::ZERO) {
             return true;
         }
         self.current
@@ -496,7 +496,7 @@ impl Multicast {
             let me = view.my_rank;
             while let Some((ordering, payload)) = self.outbox.front() {
                 let seq = view.next_seq();
-                let in_flight = seq - 1 - view.streams[me].stable;
+                let in_flight = seq.0 - 1 - view.streams[me.index()].stable.0;
                 let has_credit = in_flight < window_messages
                     && (in_flight == 0 || view.unstable_bytes + payload.len() <= window_bytes);
                 if !has_credit {
@@ -544,7 +544,7 @@ impl Multicast {
         let Some(view) = self.current.as_mut() else {
             return;
         };
-        if view.my_rank == 0 && view.order.has_unpublished() && view.limit.is_none() {
+        if view.my_rank == Rank::SEQUENCER && view.order.has_unpublished() && view.limit.is_none() {
             let places = view.order.take_unpublished();
             let entry = Entry {
                 seq: view.next_seq(),
@@ -552,7 +552,7 @@ impl Multicast {
                 clock: Vec::new(),
                 item: Item::Order(places),
             };
-            view.insert(0, entry, u64::MAX / 4);
+            view.insert(Rank::SEQUENCER, entry, u64::MAX / 4);
         }
         view.send_new(config.batch_bytes, out);
         let urgent = view.received_since_ack >= (config.window_messages / 4).max(1);
@@ -627,14 +627,14 @@ impl Multicast {
                 view,
                 origin,
                 entries,
-            } => self.handle_data(now, view, origin as usize, entries, out),
+            } => self.handle_data(now, view, origin, entries, out),
             Body::Ack { view, received } => self.handle_ack(now, from, view, received, out),
             Body::Nak {
                 view,
                 origin,
                 from: first,
                 to,
-            } => self.handle_nak(from, view, origin as usize, first, to, out),
+            } => self.handle_nak(from, view, origin, first, to, out),
             Body::StateRequest { view, offset } => {
                 self.transfer
                     .handle_state_request(from, view, offset, &self.config, out)
@@ -674,7 +674,7 @@ impl Multicast {
         &mut self,
         now: Time,
         view: ViewId,
-        origin: usize,
+        origin: Rank,
         entries: Vec<Entry>,
         out: &mut Vec<MulticastOutput>,
     ) {
@@ -698,13 +698,13 @@ impl Multicast {
         now: Time,
         from: Member,
         view: ViewId,
-        received: Vec<u64>,
+        received: Vec<Seq>,
         out: &mut Vec<MulticastOutput>,
     ) {
         let Some(stream) = self.stream_for(view) else {
             return;
         };
-        let Some(rank) = stream.view.rank_of(from.id) else {
+        let Some(rank) = stream.view.rank_of(from.id).map(Rank::of) else {
             return;
         };
         if received.len() != stream.streams.len() {
@@ -720,9 +720,9 @@ impl Multicast {
         &mut self,
         from: Member,
         view: ViewId,
-        origin: usize,
-        first: u64,
-        to: u64,
+        origin: Rank,
+        first: Seq,
+        to: Seq,
         out: &mut Vec<MulticastOutput>,
     ) {
         let config = self.config;

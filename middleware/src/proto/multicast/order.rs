@@ -9,7 +9,7 @@
 #[cfg(feature = "planted-bugs")]
 use super::super::planted::{self, PlantedBug};
 use super::stream::Stream;
-use crate::wire::{CutEntry, Entry, Item, Ordering};
+use crate::wire::{CutEntry, Entry, Item, Ordering, Rank, Seq};
 use std::collections::{BTreeSet, VecDeque};
 
 /// The ordering state of one view: the order records read, the agreed order not yet
@@ -17,31 +17,31 @@ use std::collections::{BTreeSet, VecDeque};
 #[derive(Debug)]
 pub(super) struct Order {
     /// Sequencer stream entries up to this one were read for order records.
-    pub(super) records_upto: u64,
+    pub(super) records_upto: Seq,
     /// Total-order entries in their agreed order, not yet delivered.
-    pub(super) total_queue: VecDeque<(u32, u64)>,
+    pub(super) total_queue: VecDeque<(Rank, Seq)>,
     /// Sequencer only: per stream, entries up to this one were given a place in the order.
-    pub(super) ordered_upto: Vec<u64>,
+    pub(super) ordered_upto: Vec<Seq>,
     /// Sequencer only: places given and not yet published.
-    to_order: Vec<(u32, u64)>,
+    to_order: Vec<(Rank, Seq)>,
 }
 
 impl Order {
     /// The ordering state of a view of `n` members.
     pub(super) fn new(n: usize) -> Self {
         Order {
-            records_upto: 0,
+            records_upto: Seq::ZERO,
             total_queue: VecDeque::new(),
-            ordered_upto: vec![0; n],
+            ordered_upto: vec![Seq::ZERO; n],
             to_order: Vec::new(),
         }
     }
 
     /// Reads the sequencer's order records up to `upto` (the caller decides how far: what is
     /// contiguous, within the limit and, with safe delivery, stable).
-    pub(super) fn read_records(&mut self, sequencer: &Stream, upto: u64) {
+    pub(super) fn read_records(&mut self, sequencer: &Stream, upto: Seq) {
         while self.records_upto < upto {
-            self.records_upto += 1;
+            self.records_upto = self.records_upto.next();
             if let Some(Entry {
                 item: Item::Order(places),
                 ..
@@ -60,11 +60,11 @@ impl Order {
                 self.ordered_upto[rank] = self.ordered_upto[rank].min(stream.delivered);
             }
             while self.ordered_upto[rank] < stream.contiguous {
-                self.ordered_upto[rank] += 1;
+                self.ordered_upto[rank] = self.ordered_upto[rank].next();
                 let seq = self.ordered_upto[rank];
                 if let Some(entry) = stream.buffer.get(&seq) {
                     if entry.ordering == Ordering::Total && matches!(entry.item, Item::Payload(_)) {
-                        self.to_order.push((rank as u32, seq));
+                        self.to_order.push((Rank::of(rank), seq));
                     }
                 }
             }
@@ -77,22 +77,22 @@ impl Order {
     }
 
     /// Sequencer: the places given since the last record, for the next `Order` entry.
-    pub(super) fn take_unpublished(&mut self) -> Vec<(u32, u64)> {
+    pub(super) fn take_unpublished(&mut self) -> Vec<(Rank, Seq)> {
         std::mem::take(&mut self.to_order)
     }
 
     /// Whether the payload `entry`, the next of stream `rank` (at `next`), may be delivered
     /// as far as its ordering goes: FIFO always, causal once its clock's past is delivered,
     /// total at its turn.
-    pub(super) fn admits(&self, streams: &[Stream], rank: usize, next: u64, entry: &Entry) -> bool {
+    pub(super) fn admits(&self, streams: &[Stream], rank: Rank, next: Seq, entry: &Entry) -> bool {
         match entry.ordering {
             Ordering::Fifo => true,
             Ordering::Causal => entry
                 .clock
                 .iter()
                 .enumerate()
-                .all(|(k, c)| k == rank || streams[k].delivered >= *c),
-            Ordering::Total => self.total_queue.front() == Some(&(rank as u32, next)),
+                .all(|(k, c)| k == rank.index() || streams[k].delivered >= *c),
+            Ordering::Total => self.total_queue.front() == Some(&(rank, next)),
         }
     }
 
@@ -104,19 +104,22 @@ impl Order {
     /// Places given to entries past `cut` are void.
     pub(super) fn void_past(&mut self, cut: &[CutEntry]) {
         self.total_queue
-            .retain(|&(r, q)| cut.get(r as usize).is_some_and(|c| q <= c.upto));
+            .retain(|&(r, q)| cut.get(r.index()).is_some_and(|c| q <= c.upto));
     }
 
     /// Total-order entries of the cut that the sequencer never ordered follow the ordered
     /// ones, by (rank, seq).
     pub(super) fn append_unordered(&mut self, streams: &[Stream], cut: &[CutEntry]) {
-        let queued: BTreeSet<(u32, u64)> = self.total_queue.iter().copied().collect();
+        let queued: BTreeSet<(Rank, Seq)> = self.total_queue.iter().copied().collect();
         for (rank, stream) in streams.iter().enumerate() {
             if stream.delivered >= cut[rank].upto {
                 continue;
             }
-            for (&seq, entry) in stream.buffer.range(stream.delivered + 1..=cut[rank].upto) {
-                let place = (rank as u32, seq);
+            for (&seq, entry) in stream
+                .buffer
+                .range(stream.delivered.next()..=cut[rank].upto)
+            {
+                let place = (Rank::of(rank), seq);
                 if entry.ordering == Ordering::Total
                     && matches!(entry.item, Item::Payload(_))
                     && !queued.contains(&place)
@@ -128,12 +131,12 @@ impl Order {
     }
 
     /// The stream whose entry is next in the total order, if any.
-    pub(super) fn next_turn(&self) -> Option<usize> {
-        self.total_queue.front().map(|&(r, _)| r as usize)
+    pub(super) fn next_turn(&self) -> Option<Rank> {
+        self.total_queue.front().map(|&(r, _)| r)
     }
 
     /// Stream `rank` was abandoned: its places are void.
-    pub(super) fn abandon(&mut self, rank: usize) {
-        self.total_queue.retain(|&(r, _)| r as usize != rank);
+    pub(super) fn abandon(&mut self, rank: Rank) {
+        self.total_queue.retain(|&(r, _)| r != rank);
     }
 }

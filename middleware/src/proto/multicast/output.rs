@@ -2,7 +2,7 @@
 
 use crate::id::{ProcessId, ViewId};
 use crate::view::ViewChange;
-use crate::wire::{Body, Ordering};
+use crate::wire::{Body, Ordering, Seq};
 use bytes::Bytes;
 use std::net::SocketAddr;
 
@@ -14,7 +14,7 @@ pub struct Message {
     /// The view it was sent and is delivered in.
     pub view: ViewId,
     /// Its position in the sender's stream of that view.
-    pub seq: u64,
+    pub seq: Seq,
     /// Its ordering.
     pub ordering: Ordering,
     /// The application bytes.

@@ -2,22 +2,22 @@
 //! counters that delivery, stability and garbage collection move forward.
 
 use crate::proto::Time;
-use crate::wire::{Entry, Item};
+use crate::wire::{Entry, Item, Seq};
 use std::collections::BTreeMap;
 
 /// One member's stream of entries in a view, as this process holds it.
 #[derive(Debug, Default)]
 pub(super) struct Stream {
     /// Entries received and not yet both delivered and stable.
-    pub(super) buffer: BTreeMap<u64, Entry>,
+    pub(super) buffer: BTreeMap<Seq, Entry>,
     /// Every entry up to this one has been received.
-    pub(super) contiguous: u64,
+    pub(super) contiguous: Seq,
     /// Entries up to this one have been delivered (consumed).
-    pub(super) delivered: u64,
+    pub(super) delivered: Seq,
     /// The highest sequence number known to exist.
-    pub(super) highest_known: u64,
+    pub(super) highest_known: Seq,
     /// Entries up to this one are held by every member.
-    pub(super) stable: u64,
+    pub(super) stable: Seq,
     pub(super) last_nak: Option<Time>,
     pub(super) naks_without_progress: u32,
     /// Since when entries known to exist are missing without progress.

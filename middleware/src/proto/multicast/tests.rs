@@ -76,7 +76,7 @@ fn data_to(out: &[MulticastOutput], to: u64) -> Vec<Body> {
 
 fn entry(seq: u64, ordering: Ordering, item: Item) -> Entry {
     Entry {
-        seq,
+        seq: Seq(seq),
         ordering,
         clock: Vec::new(),
         item,
@@ -103,7 +103,7 @@ fn a_lost_entry_is_asked_for_and_delivery_stays_fifo() {
         data_to(&out, 2),
         vec![Body::Data {
             view: v.id,
-            origin: 0,
+            origin: Rank(0),
             entries: vec![one.clone(), two.clone()],
         }],
         "both entries in one batch"
@@ -112,7 +112,7 @@ fn a_lost_entry_is_asked_for_and_delivery_stays_fifo() {
     let mut out = Vec::new();
     let lossy = Body::Data {
         view: v.id,
-        origin: 0,
+        origin: Rank(0),
         entries: vec![two.clone()],
     };
     b.handle_message(ms(1), member(1), lossy, &mut out);
@@ -131,9 +131,9 @@ fn a_lost_entry_is_asked_for_and_delivery_stays_fifo() {
     b.handle_tick(ms(102), &mut out);
     let nak = Body::Nak {
         view: v.id,
-        origin: 0,
-        from: 1,
-        to: 2,
+        origin: Rank(0),
+        from: Seq(1),
+        to: Seq(2),
     };
     assert!(out.contains(&MulticastOutput::Send {
         to: member(1).addr,
@@ -147,7 +147,7 @@ fn a_lost_entry_is_asked_for_and_delivery_stays_fifo() {
             to: member(2).addr,
             body: Body::Data {
                 view: v.id,
-                origin: 0,
+                origin: Rank(0),
                 entries: vec![one, two.clone()],
             },
         }]
@@ -155,7 +155,7 @@ fn a_lost_entry_is_asked_for_and_delivery_stays_fifo() {
     let mut out = Vec::new();
     let retransmitted = Body::Data {
         view: v.id,
-        origin: 0,
+        origin: Rank(0),
         entries: vec![entry(1, Ordering::Fifo, Item::Payload(payload("one"))), two],
     };
     b.handle_message(ms(4), member(1), retransmitted.clone(), &mut out);
@@ -199,7 +199,7 @@ fn credit_runs_out_then_the_outbox_fills_then_acks_free_it() {
     let mut out = Vec::new();
     let ack = Body::Ack {
         view: v.id,
-        received: vec![2, 0],
+        received: vec![Seq(2), Seq(0)],
     };
     a.handle_message(ms(1), member(2), ack, &mut out);
     assert_eq!(delivered(&out), vec![(1, payload("m3"))]);
@@ -240,8 +240,12 @@ fn total_order_waits_for_the_sequencer() {
     assert_eq!(delivered(&s_out), vec![(2, payload("t"))]);
     let record = Body::Data {
         view: v.id,
-        origin: 0,
-        entries: vec![entry(1, Ordering::Fifo, Item::Order(vec![(1, 1)]))],
+        origin: Rank(0),
+        entries: vec![entry(
+            1,
+            Ordering::Fifo,
+            Item::Order(vec![(Rank(1), Seq(1))]),
+        )],
     };
     assert_eq!(data_to(&s_out, 3), vec![record.clone()]);
     c.handle_message(ms(2), member(1), record.clone(), &mut c_out);
@@ -273,7 +277,7 @@ fn a_causal_message_waits_for_what_its_sender_had_delivered() {
     };
     assert_eq!(
         entries[0].clock,
-        vec![1, 0, 0],
+        vec![Seq(1), Seq(0), Seq(0)],
         "it had delivered the question"
     );
     let mut c_out = Vec::new();
@@ -296,7 +300,7 @@ fn a_causal_message_waits_for_what_its_sender_had_delivered() {
 #[test]
 fn the_cut_ends_a_view_the_same_way_everywhere() {
     let v = view(1, &[1, 2, 3]);
-    let record = entry(1, Ordering::Fifo, Item::Order(vec![(2, 1)]));
+    let record = entry(1, Ordering::Fifo, Item::Order(vec![(Rank(2), Seq(1))]));
     let s_stream = vec![record];
     let c_stream = [
         entry(1, Ordering::Total, Item::Payload(payload("c1"))),
@@ -309,7 +313,7 @@ fn the_cut_ends_a_view_the_same_way_everywhere() {
             member(1),
             Body::Data {
                 view: v.id,
-                origin: 0,
+                origin: Rank(0),
                 entries: s_stream.clone(),
             },
             out,
@@ -319,7 +323,7 @@ fn the_cut_ends_a_view_the_same_way_everywhere() {
             member(3),
             Body::Data {
                 view: v.id,
-                origin: 2,
+                origin: Rank(2),
                 entries: c_stream[..upto_c].to_vec(),
             },
             out,
@@ -344,9 +348,18 @@ fn the_cut_ends_a_view_the_same_way_everywhere() {
     let decision = Decision {
         view: next.clone(),
         cut: vec![
-            CutEntry { upto: 1, holder: 0 },
-            CutEntry { upto: 0, holder: 1 },
-            CutEntry { upto: 2, holder: 1 },
+            CutEntry {
+                upto: Seq(1),
+                holder: Rank(0),
+            },
+            CutEntry {
+                upto: Seq(0),
+                holder: Rank(1),
+            },
+            CutEntry {
+                upto: Seq(2),
+                holder: Rank(1),
+            },
         ],
         joiners: vec![],
     };
@@ -373,7 +386,10 @@ fn a_failed_snapshot_or_a_missing_holder_never_becomes_an_empty_state() {
     let cfg = config(Ordering::Total);
     let decision = Decision {
         view: next.clone(),
-        cut: vec![CutEntry { upto: 0, holder: 0 }],
+        cut: vec![CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        }],
         joiners: vec![member(2).id],
     };
     let mut provider = core_in(1, &first, cfg);
@@ -397,7 +413,10 @@ fn a_failed_snapshot_or_a_missing_holder_never_becomes_an_empty_state() {
     // from nothing: the joiner restores nothing and waits for a later view change.
     let orphan = Decision {
         view: view(2, &[2]),
-        cut: vec![CutEntry { upto: 0, holder: 0 }],
+        cut: vec![CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        }],
         joiners: vec![member(2).id],
     };
     let mut joiner = Multicast::new(member(2).id, cfg);
@@ -450,8 +469,14 @@ fn a_base_member_listed_as_a_learner_keeps_the_state_it_holds_by_the_install() {
     let decision = Decision {
         view: next.clone(),
         cut: vec![
-            CutEntry { upto: 0, holder: 0 },
-            CutEntry { upto: 1, holder: 1 },
+            CutEntry {
+                upto: Seq(0),
+                holder: Rank(0),
+            },
+            CutEntry {
+                upto: Seq(1),
+                holder: Rank(1),
+            },
         ],
         joiners: vec![member(2).id],
     };
@@ -498,9 +523,9 @@ fn a_base_member_listed_as_a_learner_keeps_the_state_it_holds_by_the_install() {
     )));
     let nak = Body::Nak {
         view: base.id,
-        origin: 1,
-        from: 1,
-        to: 1,
+        origin: Rank(1),
+        from: Seq(1),
+        to: Seq(1),
     };
     let mut out = Vec::new();
     silent.handle_message(ms(2), member(1), nak, &mut out);
@@ -508,7 +533,7 @@ fn a_base_member_listed_as_a_learner_keeps_the_state_it_holds_by_the_install() {
         data_to(&out, 1),
         vec![Body::Data {
             view: base.id,
-            origin: 1,
+            origin: Rank(1),
             entries: vec![entry(1, Ordering::Fifo, Item::Payload(payload("mine")))],
         }]
     );
@@ -526,7 +551,10 @@ fn a_joiner_gets_the_state_in_chunks_before_its_first_view() {
     let mut provider = core_in(1, &first, cfg);
     let decision = Decision {
         view: next.clone(),
-        cut: vec![CutEntry { upto: 0, holder: 0 }],
+        cut: vec![CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        }],
         joiners: vec![member(2).id],
     };
     let mut out = Vec::new();

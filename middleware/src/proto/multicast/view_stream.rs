@@ -11,25 +11,25 @@ use super::stream::{batch, entry_bytes, Stream};
 use crate::id::{ProcessId, ViewId};
 use crate::proto::Time;
 use crate::view::{Member, View};
-use crate::wire::{Body, CutEntry, Entry, Item, Ordering};
+use crate::wire::{Body, CutEntry, Entry, Item, Ordering, Rank, Seq};
 use std::net::SocketAddr;
 
 /// The multicast state of one view.
 #[derive(Debug)]
 pub(super) struct ViewStream {
     pub(super) view: View,
-    pub(super) my_rank: usize,
+    pub(super) my_rank: Rank,
     pub(super) streams: Vec<Stream>,
     /// `acked[m][r]`: member `m` holds stream `r` up to this.
-    pub(super) acked: Vec<Vec<u64>>,
+    pub(super) acked: Vec<Vec<Seq>>,
     /// My entries up to this one were sent to the others.
-    pub(super) sent_upto: u64,
+    pub(super) sent_upto: Seq,
     /// Payload bytes of my entries that are not yet stable.
     pub(super) unstable_bytes: usize,
     /// Causal and total order: the order records read, the agreed order.
     pub(super) order: Order,
     /// Frozen by a view change: deliver nothing past this (per stream).
-    pub(super) limit: Option<Vec<u64>>,
+    pub(super) limit: Option<Vec<Seq>>,
     /// Delivering the cut: stability no longer required.
     pub(super) flushing: bool,
     pub(super) last_ack: Option<Time>,
@@ -44,15 +44,16 @@ impl ViewStream {
             "streams for an ill-formed view {view:?}"
         );
         let n = view.members.len();
-        let my_rank = view
-            .rank_of(me)
-            .expect("a view stream is made for a member");
+        let my_rank = Rank::of(
+            view.rank_of(me)
+                .expect("a view stream is made for a member"),
+        );
         ViewStream {
             view,
             my_rank,
             streams: (0..n).map(|_| Stream::default()).collect(),
-            acked: vec![vec![0; n]; n],
-            sent_upto: 0,
+            acked: vec![vec![Seq::ZERO; n]; n],
+            sent_upto: Seq::ZERO,
             unstable_bytes: 0,
             order: Order::new(n),
             limit: None,
@@ -67,7 +68,7 @@ impl ViewStream {
         self.view.id
     }
 
-    pub(super) fn received(&self) -> Vec<u64> {
+    pub(super) fn received(&self) -> Vec<Seq> {
         self.streams.iter().map(|s| s.contiguous).collect()
     }
 
@@ -78,15 +79,16 @@ impl ViewStream {
     /// With safe delivery the sequencer's stream counts as consumed up to the order records
     /// read: records are read only once stable, and the entries they order may lie far behind
     /// them, so capping at what was delivered would wait on itself.
-    pub(super) fn ack_vector(&self, window: u64, safe: bool) -> Vec<u64> {
+    pub(super) fn ack_vector(&self, window: u64, safe: bool) -> Vec<Seq> {
         self.streams
             .iter()
             .enumerate()
-            .map(|(rank, s)| {
+            .map(|(index, s)| {
+                let rank = Rank::of(index);
                 if rank == self.my_rank {
                     return s.contiguous.min(self.limit_of(rank));
                 }
-                let consumed = if rank == 0 && safe {
+                let consumed = if rank == Rank::SEQUENCER && safe {
                     s.delivered.max(self.order.records_upto)
                 } else {
                     s.delivered
@@ -110,12 +112,12 @@ impl ViewStream {
                 .all(|(s, c)| s.contiguous >= c.upto)
     }
 
-    pub(super) fn next_seq(&self) -> u64 {
-        self.streams[self.my_rank].contiguous + 1
+    pub(super) fn next_seq(&self) -> Seq {
+        self.streams[self.my_rank.index()].contiguous.next()
     }
 
     pub(super) fn others(&self) -> impl Iterator<Item = &Member> {
-        let me = self.my_rank;
+        let me = self.my_rank.index();
         self.view
             .members
             .iter()
@@ -125,8 +127,8 @@ impl ViewStream {
     }
 
     /// Adds an entry of stream `origin`. Returns whether it was new.
-    pub(super) fn insert(&mut self, origin: usize, entry: Entry, window: u64) -> bool {
-        let stream = &mut self.streams[origin];
+    pub(super) fn insert(&mut self, origin: Rank, entry: Entry, window: u64) -> bool {
+        let stream = &mut self.streams[origin.index()];
         if entry.seq <= stream.contiguous || stream.buffer.contains_key(&entry.seq) {
             return false;
         }
@@ -138,8 +140,8 @@ impl ViewStream {
         }
         stream.highest_known = stream.highest_known.max(entry.seq);
         stream.buffer.insert(entry.seq, entry);
-        while stream.buffer.contains_key(&(stream.contiguous + 1)) {
-            stream.contiguous += 1;
+        while stream.buffer.contains_key(&stream.contiguous.next()) {
+            stream.contiguous = stream.contiguous.next();
         }
         stream.debug_check();
         self.received_since_ack += 1;
@@ -152,15 +154,17 @@ impl ViewStream {
         true
     }
 
-    pub(super) fn limit_of(&self, rank: usize) -> u64 {
-        self.limit.as_ref().map_or(u64::MAX, |l| l[rank])
+    pub(super) fn limit_of(&self, rank: Rank) -> Seq {
+        self.limit.as_ref().map_or(Seq::MAX, |l| l[rank.index()])
     }
 
     /// Reads the sequencer's order records that are contiguous and within the limit. With
     /// safe delivery only stable records count, so that an order a process delivered in is
     /// one every member holds (and the cut therefore keeps).
     pub(super) fn consume_records(&mut self, safe: bool) {
-        let mut upto = self.streams[0].contiguous.min(self.limit_of(0));
+        let mut upto = self.streams[0]
+            .contiguous
+            .min(self.limit_of(Rank::SEQUENCER));
         if safe && !self.flushing {
             upto = upto.min(self.streams[0].stable);
         }
@@ -169,7 +173,7 @@ impl ViewStream {
 
     /// Sequencer: gives every contiguous total-order entry a place.
     pub(super) fn assign_order(&mut self) {
-        if self.my_rank != 0 || self.limit.is_some() {
+        if self.my_rank != Rank::SEQUENCER || self.limit.is_some() {
             return;
         }
         self.order.assign(&self.streams);
@@ -180,7 +184,7 @@ impl ViewStream {
         self.consume_records(safe);
         loop {
             let mut progress = false;
-            for rank in 0..self.streams.len() {
+            for rank in (0..self.streams.len()).map(Rank::of) {
                 while self.deliver_head(rank, safe, out) {
                     progress = true;
                 }
@@ -193,12 +197,12 @@ impl ViewStream {
 
     pub(super) fn deliver_head(
         &mut self,
-        rank: usize,
+        rank: Rank,
         safe: bool,
         out: &mut Vec<MulticastOutput>,
     ) -> bool {
-        let stream = &self.streams[rank];
-        let next = stream.delivered + 1;
+        let stream = &self.streams[rank.index()];
+        let next = stream.delivered.next();
         if stream.abandoned || next > stream.contiguous || next > self.limit_of(rank) {
             return false;
         }
@@ -218,28 +222,28 @@ impl ViewStream {
         }
         if let Item::Payload(payload) = &entry.item {
             out.push(MulticastOutput::Deliver(Message {
-                sender: self.view.members[rank].id,
+                sender: self.view.members[rank.index()].id,
                 view: self.view.id,
                 seq: next,
                 ordering: entry.ordering,
                 payload: payload.clone(),
             }));
         }
-        self.streams[rank].delivered = next;
-        self.streams[rank].debug_check();
+        self.streams[rank.index()].delivered = next;
+        self.streams[rank.index()].debug_check();
         self.collect(rank);
         true
     }
 
     /// Drops entries of stream `rank` that are delivered, stable and (the sequencer's) read
     /// for order records.
-    pub(super) fn collect(&mut self, rank: usize) {
-        let records_upto = if rank == 0 {
+    pub(super) fn collect(&mut self, rank: Rank) {
+        let records_upto = if rank == Rank::SEQUENCER {
             self.order.records_upto
         } else {
-            u64::MAX
+            Seq::MAX
         };
-        let stream = &mut self.streams[rank];
+        let stream = &mut self.streams[rank.index()];
         let upto = stream.delivered.min(stream.stable).min(records_upto);
         while let Some((&seq, _)) = stream.buffer.first_key_value() {
             if seq > upto {
@@ -249,9 +253,9 @@ impl ViewStream {
         }
     }
 
-    pub(super) fn handle_ack(&mut self, from_rank: usize, received: &[u64]) {
+    pub(super) fn handle_ack(&mut self, from_rank: Rank, received: &[Seq]) {
         for (rank, &upto) in received.iter().enumerate() {
-            let acked = &mut self.acked[from_rank][rank];
+            let acked = &mut self.acked[from_rank.index()][rank];
             *acked = (*acked).max(upto);
             let stream = &mut self.streams[rank];
             stream.highest_known = stream.highest_known.max(upto);
@@ -260,7 +264,7 @@ impl ViewStream {
     }
 
     pub(super) fn refresh_stability(&mut self) {
-        let me = self.my_rank;
+        let me = self.my_rank.index();
         for rank in 0..self.streams.len() {
             let mine = self.streams[rank].contiguous;
             let stable = self
@@ -277,29 +281,29 @@ impl ViewStream {
                 if rank == me {
                     let freed: usize = self.streams[rank]
                         .buffer
-                        .range(old + 1..=stable)
+                        .range(old.next()..=stable)
                         .map(|(_, e)| entry_bytes(e))
                         .sum();
                     self.unstable_bytes = self.unstable_bytes.saturating_sub(freed);
                 }
                 self.streams[rank].stable = stable;
                 self.streams[rank].debug_check();
-                self.collect(rank);
+                self.collect(Rank::of(rank));
             }
         }
     }
 
     /// Sends my unsent entries, batched.
     pub(super) fn send_new(&mut self, batch_bytes: usize, out: &mut Vec<MulticastOutput>) {
-        let upto = self.next_seq() - 1;
+        let upto = Seq(self.next_seq().0 - 1);
         if self.sent_upto >= upto {
             return;
         }
         let me = self.my_rank;
         let batches = batch(
-            self.streams[me]
+            self.streams[me.index()]
                 .buffer
-                .range(self.sent_upto + 1..=upto)
+                .range(self.sent_upto.next()..=upto)
                 .map(|(_, e)| e),
             batch_bytes,
         );
@@ -308,7 +312,7 @@ impl ViewStream {
             self.send_to_others(
                 Body::Data {
                     view: self.view.id,
-                    origin: me as u32,
+                    origin: me,
                     entries,
                 },
                 out,
@@ -354,13 +358,14 @@ impl ViewStream {
         config: &MulticastConfig,
         out: &mut Vec<MulticastOutput>,
     ) {
+        let me = self.my_rank.index();
         for rank in 0..self.streams.len() {
-            if rank == self.my_rank {
+            if rank == me {
                 continue;
             }
             let stream = &self.streams[rank];
             let cut = target.and_then(|c| c.get(rank));
-            let wanted = stream.highest_known.max(cut.map_or(0, |c| c.upto));
+            let wanted = stream.highest_known.max(cut.map_or(Seq::ZERO, |c| c.upto));
             if stream.contiguous >= wanted {
                 continue;
             }
@@ -378,18 +383,16 @@ impl ViewStream {
             {
                 continue;
             }
-            let from = stream.contiguous + 1;
+            let from = stream.contiguous.next();
             let to = wanted.min(stream.contiguous + config.window_messages.max(1));
             // While a view change waits for the cut, anyone may hold it (acks of frozen
             // members understate what they hold): ask every member in turn.
             let mut holders: Vec<usize> = (0..self.view.members.len())
-                .filter(|&m| {
-                    m != self.my_rank && (m == rank || cut.is_some() || self.acked[m][rank] >= from)
-                })
+                .filter(|&m| m != me && (m == rank || cut.is_some() || self.acked[m][rank] >= from))
                 .collect();
             if let Some(cut) = cut {
-                let holder = cut.holder as usize;
-                if holder != self.my_rank && holder < self.view.members.len() {
+                let holder = cut.holder.index();
+                if holder != me && holder < self.view.members.len() {
                     holders.insert(0, holder);
                 }
             }
@@ -402,7 +405,7 @@ impl ViewStream {
                 to: self.view.members[holder].addr,
                 body: Body::Nak {
                     view: self.view.id,
-                    origin: rank as u32,
+                    origin: Rank::of(rank),
                     from,
                     to,
                 },
@@ -415,16 +418,16 @@ impl ViewStream {
     /// this member takes entries of (out of range, or its own).
     pub(super) fn receive_data(
         &mut self,
-        origin: usize,
+        origin: Rank,
         entries: Vec<Entry>,
         window: u64,
     ) -> Option<u64> {
         let mut duplicates = 0;
         let n = self.streams.len();
-        if origin >= n || origin == self.my_rank {
+        if origin.index() >= n || origin == self.my_rank {
             return None;
         }
-        let before = self.streams[origin].contiguous;
+        let before = self.streams[origin.index()].contiguous;
         for entry in entries {
             let well_formed = match &entry.item {
                 Item::Payload(_) => {
@@ -432,7 +435,8 @@ impl ViewStream {
                         || (entry.ordering == Ordering::Causal && entry.clock.len() == n)
                 }
                 Item::Order(places) => {
-                    origin == 0 && places.iter().all(|&(r, q)| (r as usize) < n && q > 0)
+                    origin == Rank::SEQUENCER
+                        && places.iter().all(|&(r, q)| r.index() < n && q > Seq::ZERO)
                 }
             };
             if !well_formed || (entry.ordering == Ordering::Causal && entry.clock.len() != n) {
@@ -442,9 +446,10 @@ impl ViewStream {
                 duplicates += 1;
             }
         }
-        if self.streams[origin].contiguous > before {
-            self.streams[origin].naks_without_progress = 0;
-            self.streams[origin].stalled_since = None;
+        let stream = &mut self.streams[origin.index()];
+        if stream.contiguous > before {
+            stream.naks_without_progress = 0;
+            stream.stalled_since = None;
             self.refresh_stability();
         }
         Some(duplicates)
@@ -455,18 +460,18 @@ impl ViewStream {
     pub(super) fn retransmit(
         &self,
         from: Member,
-        origin: usize,
-        first: u64,
-        to: u64,
+        origin: Rank,
+        first: Seq,
+        to: Seq,
         config: &MulticastConfig,
         out: &mut Vec<MulticastOutput>,
     ) -> u64 {
-        if origin >= self.streams.len() || !self.view.contains(from.id) || first > to {
+        if origin.index() >= self.streams.len() || !self.view.contains(from.id) || first > to {
             return 0;
         }
         let view = self.view.id;
         let to = to.min(first.saturating_add(config.window_messages));
-        let entries = self.streams[origin]
+        let entries = self.streams[origin.index()]
             .buffer
             .range(first..=to)
             .map(|(_, e)| e);
@@ -478,7 +483,7 @@ impl ViewStream {
                 to: from.addr,
                 body: Body::Data {
                     view,
-                    origin: origin as u32,
+                    origin,
                     entries,
                 },
             });
@@ -492,7 +497,7 @@ impl ViewStream {
             .streams
             .iter()
             .map(|s| {
-                let head = s.buffer.get(&(s.delivered + 1)).map(|e| match &e.item {
+                let head = s.buffer.get(&s.delivered.next()).map(|e| match &e.item {
                     Item::Order(p) => format!("order{p:?}"),
                     Item::Payload(_) => format!("{} {:?}", e.ordering, e.clock),
                 });
