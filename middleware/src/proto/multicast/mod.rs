@@ -32,8 +32,8 @@
 //! # Files
 //!
 //! [`Multicast`] (this file) owns the view lifecycle (install, freeze, the ending view, the
-//! retired one), the outbox and credit, and dispatch; the parts below import one way and
-//! never this file: `view_stream` (one view's streams: acks, stability, retransmission
+//! retired one), the outbox, and dispatch; the parts below import one way and never this
+//! file: `view_stream` (one view's streams: credit, acks, stability, retransmission
 //! requests, garbage collection, delivery), built on `stream` (one sender's stream) and
 //! `order` (causal waiting, the sequencer's order records, total order); `cut` (composing
 //! the cut, delivering it at the end of a view) uses `view_stream`; `transfer` (state
@@ -63,7 +63,6 @@ use bytes::Bytes;
 use config::IDLE_ACK_INTERVAL;
 use cut::Ending;
 use std::collections::VecDeque;
-use stream::entry_bytes;
 use transfer::Transfer;
 use view_stream::ViewStream;
 
@@ -485,38 +484,15 @@ impl Multicast {
     /// Moves outbox entries into the stream while credit allows, then delivers.
     fn after_progress(&mut self, _now: Time, out: &mut Vec<MulticastOutput>) {
         let safe = self.config.delivery == Delivery::Safe;
-        let window_messages = self.config.window_messages;
-        let window_bytes = self.config.window_bytes;
+        let (window_messages, window_bytes) =
+            (self.config.window_messages, self.config.window_bytes);
         let can_send = self.ready && self.ending.is_none();
         let may_deliver = self.may_deliver();
         let Some(view) = self.current.as_mut() else {
             return;
         };
         if can_send && view.limit.is_none() {
-            let me = view.my_rank;
-            while let Some((ordering, payload)) = self.outbox.front() {
-                let seq = view.next_seq();
-                let in_flight = seq.0 - 1 - view.streams[me.index()].stable.0;
-                let has_credit = in_flight < window_messages
-                    && (in_flight == 0 || view.unstable_bytes + payload.len() <= window_bytes);
-                if !has_credit {
-                    break;
-                }
-                let clock = if *ordering == Ordering::Causal {
-                    view.streams.iter().map(|s| s.delivered).collect()
-                } else {
-                    Vec::new()
-                };
-                let entry = Entry {
-                    seq,
-                    ordering: *ordering,
-                    clock,
-                    item: Item::Payload(payload.clone()),
-                };
-                view.unstable_bytes += entry_bytes(&entry);
-                view.insert(me, entry, u64::MAX / 4);
-                self.outbox.pop_front();
-            }
+            view.take_from_outbox(&mut self.outbox, window_messages, window_bytes);
         }
         view.assign_order();
         if may_deliver {

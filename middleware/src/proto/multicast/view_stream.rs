@@ -12,6 +12,8 @@ use crate::id::{ProcessId, ViewId};
 use crate::proto::Time;
 use crate::view::{Member, View};
 use crate::wire::{Body, CutEntry, Entry, Item, Ordering, Rank, Seq};
+use bytes::Bytes;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 /// The multicast state of one view.
@@ -410,6 +412,41 @@ impl ViewStream {
                     to,
                 },
             });
+        }
+    }
+
+    /// Credit flow control: moves multicasts from the front of `outbox` into this member's
+    /// stream while fewer than `window_messages` entries and (past the first) at most
+    /// `window_bytes` payload bytes of its own are not yet stable.
+    pub(super) fn take_from_outbox(
+        &mut self,
+        outbox: &mut VecDeque<(Ordering, Bytes)>,
+        window_messages: u64,
+        window_bytes: usize,
+    ) {
+        let me = self.my_rank;
+        while let Some((ordering, payload)) = outbox.front() {
+            let seq = self.next_seq();
+            let in_flight = seq.0 - 1 - self.streams[me.index()].stable.0;
+            let has_credit = in_flight < window_messages
+                && (in_flight == 0 || self.unstable_bytes + payload.len() <= window_bytes);
+            if !has_credit {
+                break;
+            }
+            let clock = if *ordering == Ordering::Causal {
+                self.streams.iter().map(|s| s.delivered).collect()
+            } else {
+                Vec::new()
+            };
+            let entry = Entry {
+                seq,
+                ordering: *ordering,
+                clock,
+                item: Item::Payload(payload.clone()),
+            };
+            self.unstable_bytes += entry_bytes(&entry);
+            self.insert(me, entry, u64::MAX / 4);
+            outbox.pop_front();
         }
     }
 
