@@ -329,7 +329,7 @@ fn bench_sim(c: &mut Criterion) {
 /// delivered message, without I/O or encoding.
 fn bench_multicast(c: &mut Criterion) {
     use viewsync::proto::multicast::{Multicast, MulticastConfig};
-    use viewsync::wire::{Entry, Item, Ordering};
+    use viewsync::wire::{Entry, Item, Ordering, Rank, Seq};
     const BATCH: u64 = 64;
     let view = View {
         group: group(),
@@ -346,10 +346,10 @@ fn bench_multicast(c: &mut Criterion) {
     for ordering in [Ordering::Fifo, Ordering::Causal, Ordering::Total] {
         let entries: Vec<Entry> = (1..=BATCH)
             .map(|seq| Entry {
-                seq,
+                seq: Seq(seq),
                 ordering,
                 clock: if ordering == Ordering::Causal {
-                    vec![0, 0, 0]
+                    vec![Seq(0), Seq(0), Seq(0)]
                 } else {
                     Vec::new()
                 },
@@ -357,10 +357,10 @@ fn bench_multicast(c: &mut Criterion) {
             })
             .collect();
         let record = Entry {
-            seq: 1,
+            seq: Seq(1),
             ordering: Ordering::Fifo,
             clock: Vec::new(),
-            item: Item::Order((1..=BATCH).map(|q| (1, q)).collect()),
+            item: Item::Order((1..=BATCH).map(|q| (Rank(1), Seq(q))).collect()),
         };
         g.bench_function(BenchmarkId::new("receive_deliver_64", ordering), |b| {
             b.iter_batched(
@@ -380,7 +380,7 @@ fn bench_multicast(c: &mut Criterion) {
                         member(2),
                         Body::Data {
                             view: view.id,
-                            origin: 1,
+                            origin: Rank(1),
                             entries: entries.clone(),
                         },
                         &mut out,
@@ -391,7 +391,7 @@ fn bench_multicast(c: &mut Criterion) {
                             member(1),
                             Body::Data {
                                 view: view.id,
-                                origin: 0,
+                                origin: Rank(0),
                                 entries: vec![record.clone()],
                             },
                             &mut out,

@@ -163,7 +163,7 @@ impl Handler<ServiceEvent> for LogService {
                     epoch: message.view.epoch,
                     coordinator: message.view.coordinator.node.0,
                     sender: message.sender.node.0,
-                    seq: message.seq,
+                    seq: message.seq.0,
                     ordering: message.ordering.to_string(),
                     n: self.state.delivered,
                     payload: text.chars().take(64).collect(),

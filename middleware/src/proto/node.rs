@@ -739,9 +739,9 @@ mod tests {
         let view = core.view(&group()).unwrap().id;
         let data = Body::Data {
             view,
-            origin: 1,
+            origin: crate::wire::Rank(1),
             entries: vec![Entry {
-                seq: 1,
+                seq: crate::wire::Seq(1),
                 ordering: Ordering::Fifo,
                 clock: Vec::new(),
                 item: Item::Payload(Bytes::from_static(b"hello")),
@@ -755,7 +755,7 @@ mod tests {
                 event: MulticastOutput::Deliver(Message {
                     sender: member(2).id,
                     view,
-                    seq: 1,
+                    seq: crate::wire::Seq(1),
                     ordering: Ordering::Fifo,
                     payload: Bytes::from_static(b"hello"),
                 }),

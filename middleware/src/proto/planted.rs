@@ -15,7 +15,7 @@
 //! plant anything.
 
 use crate::id::ProcessId;
-use crate::wire::{CutEntry, FlushReport};
+use crate::wire::{CutEntry, FlushReport, Rank, Seq};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -145,7 +145,7 @@ pub(crate) fn cut_minimum<'a>(
             if entry.is_none_or(|e| upto < e.upto) {
                 *entry = Some(CutEntry {
                     upto,
-                    holder: rank as u32,
+                    holder: Rank::of(rank),
                 });
             }
         }
@@ -154,8 +154,8 @@ pub(crate) fn cut_minimum<'a>(
         .enumerate()
         .map(|(r, e)| {
             e.unwrap_or(CutEntry {
-                upto: 0,
-                holder: r as u32,
+                upto: Seq::ZERO,
+                holder: Rank::of(r),
             })
         })
         .collect()
@@ -201,19 +201,25 @@ mod tests {
     #[test]
     fn the_minimum_cut_takes_the_least_each_promiser_holds() {
         let a = FlushReport {
-            received: vec![3, 1],
+            received: vec![crate::wire::Seq(3), crate::wire::Seq(1)],
             ready: true,
         };
         let b = FlushReport {
-            received: vec![2, 5],
+            received: vec![crate::wire::Seq(2), crate::wire::Seq(5)],
             ready: true,
         };
         let cut = cut_minimum(2, [(0, &a), (1, &b)].into_iter());
         assert_eq!(
             cut,
             vec![
-                CutEntry { upto: 2, holder: 1 },
-                CutEntry { upto: 1, holder: 0 }
+                CutEntry {
+                    upto: crate::wire::Seq(2),
+                    holder: crate::wire::Rank(1)
+                },
+                CutEntry {
+                    upto: crate::wire::Seq(1),
+                    holder: crate::wire::Rank(0)
+                }
             ]
         );
     }

@@ -44,7 +44,7 @@
 use super::checker::Violation;
 use crate::id::{ProcessId, ViewId};
 use crate::proto::multicast::Message;
-use crate::wire::Ordering;
+use crate::wire::{Ordering, Seq};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A multicast as the sending service made it.
@@ -103,7 +103,7 @@ struct ProcessLog {
 #[derive(Debug, Default)]
 pub struct DeliveryChecker {
     sent: HashMap<u64, Sent>,
-    delivered_in: HashMap<u64, (ViewId, u64)>,
+    delivered_in: HashMap<u64, (ViewId, Seq)>,
     processes: HashMap<ProcessId, ProcessLog>,
     total_order: HashMap<ViewId, Vec<u64>>,
     transitions: HashMap<(ViewId, ViewId), (u64, usize, ProcessId)>,
@@ -571,7 +571,7 @@ mod tests {
         let message = Message {
             sender: sent.sender,
             view,
-            seq,
+            seq: crate::wire::Seq(seq),
             ordering: sent.ordering,
             payload: Bytes::new(),
         };
@@ -657,7 +657,7 @@ mod tests {
         let message = Message {
             sender: p(2),
             view: v(1),
-            seq: 1,
+            seq: crate::wire::Seq(1),
             ordering: FIFO,
             payload: Bytes::new(),
         };
@@ -692,7 +692,7 @@ mod tests {
         let message = Message {
             sender: p(1),
             view: v(2),
-            seq: 1,
+            seq: crate::wire::Seq(1),
             ordering: FIFO,
             payload: Bytes::new(),
         };

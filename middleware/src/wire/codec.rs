@@ -698,6 +698,38 @@ mod tests {
         ClusterKey::from_hex(&hex::encode([byte; 32])).unwrap()
     }
 
+    /// The protocol's numbers are typed in the cores but encode as the bare integers they
+    /// wrap, so frames are the same as before they had types (PROTOCOL_VERSION unchanged).
+    #[test]
+    fn sequence_numbers_and_ranks_encode_as_bare_integers() {
+        use crate::wire::{CutEntry, Rank, Seq};
+        fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+            bincode::serde::encode_to_vec(value, BINCODE_CONFIG).unwrap()
+        }
+        let typed = CutEntry {
+            upto: Seq(300),
+            holder: Rank(7),
+        };
+        assert_eq!(encode(&typed), encode(&(300u64, 7u32)));
+        let nak = Body::Nak {
+            view: crate::id::ViewId {
+                epoch: 1,
+                coordinator: envelope(Body::Probe).sender,
+            },
+            origin: Rank(2),
+            from: Seq(1 << 40),
+            to: Seq(u64::MAX),
+        };
+        let Body::Nak { view, .. } = &nak else {
+            unreachable!()
+        };
+        // The variant's index, then its fields as plain integers.
+        let variant = encode(&nak)[0];
+        let mut bare = vec![variant];
+        bare.extend(encode(&(view, 2u32, 1u64 << 40, u64::MAX)));
+        assert_eq!(encode(&nak), bare);
+    }
+
     fn envelope(body: Body) -> Envelope {
         Envelope {
             version: PROTOCOL_VERSION,
@@ -795,9 +827,9 @@ mod tests {
                 epoch: 1,
                 coordinator: envelope(Body::Probe).sender,
             },
-            origin: 0,
+            origin: crate::wire::Rank(0),
             entries: vec![Entry {
-                seq: 1,
+                seq: crate::wire::Seq(1),
                 ordering: Ordering::Fifo,
                 clock: vec![],
                 item: Item::Payload(payload.clone()),

@@ -26,6 +26,82 @@ impl Round {
     }
 }
 
+/// A position in one member's multicast stream of one view: entries are numbered from 1, and
+/// `Seq(0)` means "none yet" (as in "every entry up to 0 is held"). On the wire it is the bare
+/// integer it wraps (`serde(transparent)`), so the encoding is the same as before it had a type.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// Before the first entry.
+    pub const ZERO: Seq = Seq(0);
+    /// Past every entry (no limit).
+    pub const MAX: Seq = Seq(u64::MAX);
+
+    /// The entry after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+
+    /// `n` entries past this one, at most [`Seq::MAX`].
+    pub fn saturating_add(self, n: u64) -> Seq {
+        Seq(self.0.saturating_add(n))
+    }
+
+    /// How many entries lie after `earlier` up to this one (0 if `earlier` is not earlier).
+    pub fn since(self, earlier: Seq) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl std::ops::Add<u64> for Seq {
+    type Output = Seq;
+
+    /// `n` entries past this one.
+    fn add(self, n: u64) -> Seq {
+        Seq(self.0 + n)
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A member's position in a view's member list: 0 is the oldest member (the coordinator, and
+/// the multicast sequencer). Streams, acks and cuts are indexed by rank. On the wire it is
+/// the bare `u32` it wraps (`serde(transparent)`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Rank(pub u32);
+
+impl Rank {
+    /// The sequencer's rank.
+    pub const SEQUENCER: Rank = Rank(0);
+
+    /// The rank at position `index` of a member list.
+    pub fn of(index: usize) -> Rank {
+        Rank(index as u32)
+    }
+
+    /// The position in a member list (or in anything indexed by rank).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for Rank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A proposal number for deciding a group's next view (one consensus instance per view).
 /// Ordered by round, then by proposer, so two proposers never share a ballot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -158,7 +234,7 @@ pub enum Body {
         /// The view the entries were sent in.
         view: ViewId,
         /// The rank of the original sender in `view`.
-        origin: u32,
+        origin: Rank,
         /// The entries, in sequence order.
         entries: Vec<Entry>,
     },
@@ -169,18 +245,18 @@ pub enum Body {
         /// The view.
         view: ViewId,
         /// Per rank, the highest sequence number up to which the sender holds every entry.
-        received: Vec<u64>,
+        received: Vec<Seq>,
     },
     /// Multicast: retransmit entries `from..=to` of the stream of rank `origin`.
     Nak {
         /// The view.
         view: ViewId,
         /// The stream.
-        origin: u32,
+        origin: Rank,
         /// First missing sequence number.
-        from: u64,
+        from: Seq,
         /// Last sequence number wanted.
-        to: u64,
+        to: Seq,
     },
     /// State transfer: a joiner asks the provider for the state snapshot of `view`, from
     /// `offset` on.
@@ -408,12 +484,12 @@ impl std::fmt::Display for Ordering {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Position in the sender's stream, from 1, per view.
-    pub seq: u64,
+    pub seq: Seq,
     /// How the entry is ordered.
     pub ordering: Ordering,
     /// For causal entries: per rank, how many entries of that stream the sender had delivered
     /// when it sent this one. Empty otherwise.
-    pub clock: Vec<u64>,
+    pub clock: Vec<Seq>,
     /// What it carries.
     pub item: Item,
 }
@@ -425,16 +501,16 @@ pub enum Item {
     Payload(#[serde(deserialize_with = "crate::wire::codec::frame_bytes")] Bytes),
     /// The sequencer's total order for the listed `(rank, seq)` entries; only in the stream of
     /// rank 0.
-    Order(Vec<(u32, u64)>),
+    Order(Vec<(Rank, Seq)>),
 }
 
 /// Per stream of a view, the last entry delivered in that view and a member holding it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CutEntry {
     /// Entries `1..=upto` are delivered in the view; later ones are discarded.
-    pub upto: u64,
+    pub upto: Seq,
     /// Rank (in the base view) of a member that reported holding them.
-    pub holder: u32,
+    pub holder: Rank,
 }
 
 /// The value each view change decides: the next view and how the base view ends.
@@ -453,7 +529,7 @@ pub struct Decision {
 pub struct FlushReport {
     /// Per rank of the base view, the highest sequence number up to which it holds every entry
     /// (empty if it has no multicast state for the base view).
-    pub received: Vec<u64>,
+    pub received: Vec<Seq>,
     /// Whether it holds the service state (a member that joined and has not yet received its
     /// state transfer does not).
     pub ready: bool,

@@ -7,5 +7,5 @@ mod messages;
 pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
 pub use messages::{
     Ballot, Blocked, BlockedReason, Body, CutEntry, Decision, Entry, Envelope, FlushReport, Item,
-    Ordering, Round, PROTOCOL_COUNTER_MAX, PROTOCOL_VERSION,
+    Ordering, Rank, Round, Seq, PROTOCOL_COUNTER_MAX, PROTOCOL_VERSION,
 };

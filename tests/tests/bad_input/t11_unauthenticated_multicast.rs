@@ -19,9 +19,9 @@ fn unauthenticated_multicast_frames_are_refused() {
         Some(GROUP),
         Body::Data {
             view,
-            origin: 1,
+            origin: viewsync::wire::Rank(1),
             entries: vec![Entry {
-                seq: 1,
+                seq: viewsync::wire::Seq(1),
                 ordering: Ordering::Total,
                 clock: vec![],
                 item: Item::Payload(Bytes::from_static(b"forged")),
@@ -53,7 +53,7 @@ fn unauthenticated_multicast_frames_are_refused() {
             Some(GROUP),
             Body::Ack {
                 view,
-                received: vec![u64::MAX, u64::MAX],
+                received: vec![viewsync::wire::Seq::MAX, viewsync::wire::Seq::MAX],
             },
         ))
         .expect("seal");

@@ -43,7 +43,7 @@ fn the_counter_service_sums_its_requests_and_restores_its_snapshot() {
                 epoch: 1,
                 coordinator: sender,
             },
-            seq: 1,
+            seq: viewsync::wire::Seq(1),
             ordering: viewsync::wire::Ordering::Fifo,
             payload,
         })

@@ -6,6 +6,7 @@ use super::output::{MembershipOutput, Status};
 use crate::id::{ProcessId, ViewId};
 use crate::view::{Member, View};
 use crate::wire::{Ballot, Body, Decision};
+use std::net::SocketAddr;
 
 /// What this process installed, as anti-entropy sees it.
 pub(super) struct Installed<'a> {
@@ -81,6 +82,26 @@ impl Installed<'_> {
                 }]
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Replies `Stale` (or the decision) to `to`, which asked in `base`, if this process
+    /// has installed a later view. Returns whether it did.
+    pub(super) fn reply_if_stale(
+        &self,
+        to: SocketAddr,
+        base: ViewId,
+        out: &mut Vec<MembershipOutput>,
+    ) -> bool {
+        match self.member_view() {
+            Some(view) if view.id.epoch > base.epoch => {
+                out.push(MembershipOutput::Send {
+                    to,
+                    body: newer_view_for(self.view, self.last_decision, base),
+                });
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -35,9 +35,11 @@
 //!
 //! The roles are types of their own, owned by [`Membership`], which composes them:
 //! `acceptor` (answers `Prepare`/`Accept`, keeps promises), `proposer` (drives one decision),
-//! `compose` (the pending changes and the next view), `join` (the joiner), `merge`
-//! (concurrent views), `config` and `output`. They import one way: this file uses them,
-//! they use only `config`, `output` and each other downwards.
+//! `compose` (the pending changes and the next view), `join` (the joiner), `requests`
+//! (answering join and leave requests), `merge` (concurrent views), `config` and `output`.
+//! They import one way: this file uses them, they use only `config`, `output` and each other
+//! downwards. `install` holds the core's own install lifecycle (methods of [`Membership`]
+//! that call only into the roles, never back into this file).
 
 mod acceptor;
 mod anti_entropy;
@@ -45,29 +47,32 @@ mod blocked;
 mod compose;
 mod config;
 mod consensus;
+mod install;
 mod join;
 mod merge;
 mod output;
 mod proposer;
+mod requests;
 #[cfg(test)]
 mod tests;
 
 pub use config::MembershipConfig;
 pub use output::{MembershipOutput, Status};
 
-use anti_entropy::{newer_view_for, Installed};
+use anti_entropy::Installed;
 use blocked::Standing;
 use compose::Changes;
 use consensus::{Consensus, Context, Decided};
 use join::Joiner;
 use merge::{Discovery, Verdict};
 use output::emit;
+use requests::Requests;
 
 use super::multicast::{Multicast, MulticastConfig, MulticastOutput};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
-use crate::view::{Member, View, ViewChange};
-use crate::wire::{Ballot, Blocked, Body, Decision, Round};
+use crate::view::{Member, View};
+use crate::wire::{Ballot, Blocked, Body, Decision};
 use std::net::SocketAddr;
 
 /// The membership core of one group at one process.
@@ -226,10 +231,7 @@ impl Membership {
 
     /// The member this process treats as coordinator: the oldest member it does not suspect.
     pub fn acting_coordinator(&self) -> Option<&Member> {
-        let view = self.view()?;
-        view.members
-            .iter()
-            .find(|m| m.id == self.me.id || !self.changes.suspected.contains(&m.id))
+        requests::acting_coordinator(self.view()?, self.me.id, &self.changes)
     }
 
     fn is_acting_coordinator(&self) -> bool {
@@ -426,13 +428,7 @@ impl Membership {
     /// A peer's heartbeat said it has installed `peer_view` of this group. If this process
     /// knows a later view that contains the peer or excludes it, the peer is told.
     pub fn handle_peer_view(&mut self, from: Member, peer_view: ViewId) -> Vec<MembershipOutput> {
-        let installed = Installed {
-            me: self.me.id,
-            status: &self.status,
-            view: self.view.as_ref(),
-            last_decision: &self.last_decision,
-        };
-        installed.answer_peer_view(from, peer_view)
+        self.installed().answer_peer_view(from, peer_view)
     }
 
     /// A group-scoped message from `from`.
@@ -529,6 +525,21 @@ impl Membership {
         out
     }
 
+    /// What answering a join or leave request needs of this core.
+    fn requests(&mut self) -> Requests<'_> {
+        let view = match self.status {
+            Status::Member | Status::Leaving { .. } => self.view.as_ref(),
+            _ => None,
+        };
+        Requests {
+            me: self.me,
+            status: &self.status,
+            view,
+            changes: &mut self.changes,
+            last_decision: &self.last_decision,
+        }
+    }
+
     fn handle_join_request(
         &mut self,
         now: Time,
@@ -537,78 +548,9 @@ impl Membership {
         last_epoch: u64,
         out: &mut Vec<MembershipOutput>,
     ) {
-        let Some(view) = self.view().cloned() else {
-            if from.id == joiner.id && !matches!(self.status, Status::Left) {
-                out.push(MembershipOutput::Send {
-                    to: joiner.addr,
-                    body: Body::DiscoverReply { view: None },
-                });
-            }
-            return;
-        };
-        if from.id == joiner.id {
-            out.push(MembershipOutput::Send {
-                to: joiner.addr,
-                body: Body::DiscoverReply {
-                    view: Some(view.clone()),
-                },
-            });
+        if self.requests().join_request(from, joiner, last_epoch, out) {
+            self.drive(now, out);
         }
-        if view.contains(joiner.id) && joiner.id != self.me.id {
-            let is_coordinator = self.acting_coordinator().is_some_and(|c| c.id == joiner.id);
-            if is_coordinator {
-                // The member this process takes for coordinator is asking to join: it is not
-                // acting as a member of this view, so stop waiting for it to coordinate.
-                self.changes.suspected.insert(joiner.id);
-            }
-        }
-        if !self.is_acting_coordinator() {
-            if let Some(coordinator) = self.acting_coordinator() {
-                if from.id == joiner.id {
-                    out.push(MembershipOutput::Send {
-                        to: coordinator.addr,
-                        body: Body::JoinRequest {
-                            member: joiner,
-                            last_epoch,
-                        },
-                    });
-                }
-            }
-            return;
-        }
-        if view.contains(joiner.id)
-            && last_epoch < view.id.epoch
-            && !self.changes.suspected.contains(&joiner.id)
-        {
-            // The joiner missed the install; send it again (with the decision if it is the
-            // last one, so a joiner learns where its state comes from).
-            let body = match &self.last_decision {
-                Some((base, ballot, decision)) if decision.view == view => Body::Install {
-                    base: Some(*base),
-                    ballot: *ballot,
-                    decision: decision.clone(),
-                },
-                _ => Body::Install {
-                    base: None,
-                    ballot: Ballot {
-                        round: Round::default(),
-                        proposer: self.me.id,
-                    },
-                    decision: Decision {
-                        view,
-                        cut: Vec::new(),
-                        joiners: Vec::new(),
-                    },
-                },
-            };
-            out.push(MembershipOutput::Send {
-                to: joiner.addr,
-                body,
-            });
-            return;
-        }
-        self.changes.joins.insert(joiner.id, (joiner, last_epoch));
-        self.drive(now, out);
     }
 
     fn handle_leave_request(
@@ -618,90 +560,18 @@ impl Membership {
         leaver: ProcessId,
         out: &mut Vec<MembershipOutput>,
     ) {
-        let Some(view) = self.view() else { return };
-        if !view.contains(leaver) {
-            return;
-        }
-        // The member this process takes for coordinator says itself that it is leaving: it
-        // gave up (a leaving coordinator proposes its own leave, it never asks), so stop
-        // waiting for it to coordinate, as for a coordinator asking to join.
-        let coordinator_left = from.id == leaver
-            && leaver != self.me.id
-            && self.acting_coordinator().is_some_and(|c| c.id == leaver);
-        if coordinator_left {
-            self.changes.suspected.insert(leaver);
-        }
-        if self.is_acting_coordinator() {
-            self.changes.leaves.insert(leaver);
+        if self.requests().leave_request(from, leaver, out) {
             self.drive(now, out);
-        } else if let Some(coordinator) = self.acting_coordinator() {
-            out.push(MembershipOutput::Send {
-                to: coordinator.addr,
-                body: Body::LeaveRequest { member: leaver },
-            });
         }
     }
 
-    /// Installs `base` first if it is a decided view this process missed. Returns whether
-    /// `base` is the last view this process installed, so that it votes on its successor.
-    fn catch_up_to(
-        &mut self,
-        now: Time,
-        base: &View,
-        base_decided: Option<(ViewId, Ballot, Decision)>,
-        out: &mut Vec<MembershipOutput>,
-    ) -> bool {
-        if base.id.epoch > self.last_epoch && base.contains(self.me.id) {
-            // With the decision that made `base`, this member ends its previous view at the
-            // decided cut, as if the missed install had arrived.
-            self.handle_decided_view(now, base.clone(), base_decided, out);
-        }
-        // Also while joining again or after leaving: the group may still list this process in
-        // its last view and need its vote.
-        if self.view.as_ref().is_some_and(|v| v.id == base.id) {
-            // After yielding or leaving, its streams are gone: it still holds the cut it
-            // accepts, so give it streams to fetch into (a member keeps its own).
-            self.multicast.shadow(base);
-            return true;
-        }
-        // A bootstrap race can list a joiner in two views of the same epoch; it installs one,
-        // yields it to the other and joins that one. It never installed the other (epochs
-        // must increase), but its vote is needed to move it on: it votes as a member without
-        // state, and the next view lists it as a joiner.
-        let rival_lineage = matches!(self.status, Status::Joining { .. })
-            && base.contains(self.me.id)
-            && base.id.epoch == self.last_epoch;
-        // A process whose leave timed out may be listed in a view decided after it gave up
-        // (a value accepted before the leave was known and adopted by a later proposer):
-        // without its vote that view may never reach a majority again. It votes, and asks
-        // to be removed in the same view change.
-        let left_but_listed = self.status == Status::Left
-            && base.contains(self.me.id)
-            && base.id.epoch >= self.last_epoch;
-        let votes = rival_lineage || left_but_listed;
-        if votes {
-            // It must hold the cut like any acceptor: give it streams to fetch into.
-            self.multicast.shadow(base);
-        }
-        votes
-    }
-
-    /// Replies `Stale` if this process has installed a later view than `base`.
-    fn reply_if_stale(
-        &self,
-        to: SocketAddr,
-        base: ViewId,
-        out: &mut Vec<MembershipOutput>,
-    ) -> bool {
-        match self.view() {
-            Some(view) if view.id.epoch > base.epoch => {
-                out.push(MembershipOutput::Send {
-                    to,
-                    body: newer_view_for(self.view.as_ref(), &self.last_decision, base),
-                });
-                true
-            }
-            _ => false,
+    /// What this process installed, as anti-entropy sees it.
+    fn installed(&self) -> Installed<'_> {
+        Installed {
+            me: self.me.id,
+            status: &self.status,
+            view: self.view.as_ref(),
+            last_decision: &self.last_decision,
         }
     }
 
@@ -740,7 +610,7 @@ impl Membership {
         out: &mut Vec<MembershipOutput>,
     ) {
         self.consensus.proposer.heard(ballot.round);
-        if self.reply_if_stale(from.addr, base.id, out)
+        if self.installed().reply_if_stale(from.addr, base.id, out)
             || self.consensus.acceptor.answered_later_instance(base.id)
             || !self.catch_up_to(now, &base, base_decided, out)
         {
@@ -770,7 +640,7 @@ impl Membership {
         out: &mut Vec<MembershipOutput>,
     ) {
         self.consensus.proposer.heard(ballot.round);
-        if self.reply_if_stale(from.addr, base.id, out)
+        if self.installed().reply_if_stale(from.addr, base.id, out)
             || self.consensus.acceptor.answered_later_instance(base.id)
             || !self.catch_up_to(now, &base, base_decided, out)
         {
@@ -779,50 +649,6 @@ impl Membership {
         let (consensus, mut cx) = self.consensus();
         let decided = consensus.accept(now, from, base.id, ballot, decision, &mut cx, out);
         self.install_decided(now, decided, out);
-    }
-
-    /// A view decided by a majority of its predecessor arrived: with its base, ballot and
-    /// decision (from an `Install`), or alone (the base unknown: no cut).
-    fn handle_decided_view(
-        &mut self,
-        now: Time,
-        view: View,
-        decided: Option<(ViewId, Ballot, Decision)>,
-        out: &mut Vec<MembershipOutput>,
-    ) {
-        if view.group != self.group || view.id.epoch <= self.last_epoch {
-            return;
-        }
-        let decided = decided.filter(|(_, _, d)| d.view == view);
-        if decided.is_none() && self.defers_undecided(now, &view) {
-            return;
-        }
-        match self.status {
-            Status::Left => {}
-            Status::Joining { .. } => {
-                if view.contains(self.me.id) {
-                    self.install(now, view, decided, out);
-                }
-            }
-            Status::Member | Status::Leaving { .. } => {
-                if view.contains(self.me.id) {
-                    self.install(now, view, decided, out);
-                } else if matches!(self.status, Status::Leaving { .. }) {
-                    self.last_epoch = view.id.epoch;
-                    // Kept to pass on: a member that missed this install may hear of it only
-                    // from this process.
-                    self.last_decision = decided;
-                    self.finish_leaving(out);
-                } else {
-                    let by = Some(view.id);
-                    let via = view.coordinator().addr;
-                    self.last_epoch = view.id.epoch;
-                    self.last_decision = decided;
-                    self.begin_joining(now, Some(via));
-                    out.push(MembershipOutput::Excluded { by });
-                }
-            }
-        }
     }
 
     fn handle_discover(
@@ -941,121 +767,6 @@ impl Membership {
         let decided = consensus.propose(now, &view, &mut cx, out);
         self.install_decided(now, decided, out);
     }
-    /// Whether to wait for the decision of `view`, a later view listing this process heard of
-    /// without it (see `undecided_view`).
-    fn defers_undecided(&mut self, now: Time, view: &View) -> bool {
-        let holds_state = self.status == Status::Member
-            && self.multicast.holds_state()
-            && view.contains(self.me.id)
-            && self
-                .view
-                .as_ref()
-                .is_some_and(|v| v.id.epoch < view.id.epoch);
-        if !holds_state {
-            return false;
-        }
-        match &self.undecided_view {
-            Some((waiting, since)) if waiting.id.epoch >= view.id.epoch => {
-                now.saturating_sub(*since) < self.config.view_change_timeout
-            }
-            _ => {
-                self.undecided_view = Some((view.clone(), now));
-                true
-            }
-        }
-    }
-
-    /// Installs `view`; `decided` carries its base, ballot and decision when known (a group's
-    /// first view has none and is created here).
-    fn install(
-        &mut self,
-        now: Time,
-        view: View,
-        decided: Option<(ViewId, Ballot, Decision)>,
-        out: &mut Vec<MembershipOutput>,
-    ) {
-        let change = ViewChange::between(self.view.as_ref(), view.clone());
-        self.last_epoch = view.id.epoch;
-        debug_assert!(
-            view.is_well_formed(),
-            "installing an ill-formed view {view:?}"
-        );
-        debug_assert!(
-            view.contains(self.me.id),
-            "installing a view without this process"
-        );
-        self.changes.settle(&view);
-        self.consensus.proposer.abandon_unless_about(view.id);
-        self.consensus.acceptor.keep_only(view.id);
-        if !matches!(self.status, Status::Leaving { .. }) {
-            self.status = Status::Member;
-        }
-        self.force_change = false;
-        self.consensus.promised_since = None;
-        self.consensus.acceptor.forget_awaiting();
-        self.joiner.saw_group();
-        self.changes.promotions.clear();
-        self.consensus.proposer.installed();
-        self.undecided_view = None;
-        out.push(MembershipOutput::ViewInstalled(change));
-        let mut outputs = Vec::new();
-        match &decided {
-            Some((base, _, decision)) => {
-                self.multicast
-                    .install_decided(now, *base, decision, &mut outputs)
-            }
-            None => self.multicast.install_unverified(&view),
-        }
-        emit(out, outputs);
-        self.last_decision = decided;
-        self.view = Some(view);
-    }
-
-    fn create_group(&mut self, out: &mut Vec<MembershipOutput>) {
-        let view = View::of_voters(
-            self.group.clone(),
-            ViewId {
-                epoch: self.last_epoch + 1,
-                coordinator: self.me.id,
-            },
-            vec![self.me],
-        );
-        let mut outputs = Vec::new();
-        self.multicast.install_created(&view, &mut outputs);
-        let change = ViewChange::between(None, view.clone());
-        self.last_epoch = view.id.epoch;
-        self.consensus.acceptor.reset();
-        self.status = Status::Member;
-        self.view = Some(view);
-        self.joiner.saw_group();
-        self.last_decision = None;
-        out.push(MembershipOutput::ViewInstalled(change));
-        emit(out, outputs);
-    }
-
-    /// Starts (or restarts) joining. The last installed view and the acceptor state are kept:
-    /// while the group still lists this process in that view, its vote may be needed to decide
-    /// the next one, and a vote must never contradict a promise it made before.
-    fn begin_joining(&mut self, now: Time, via: Option<SocketAddr>) {
-        self.status = Status::Joining { since: now, via };
-        self.consensus.proposer.rejoining();
-        self.changes = Changes::default();
-        self.joiner.restart(via);
-        self.last_request = None;
-        self.consensus.acceptor.forget_awaiting();
-        self.force_change = false;
-        self.consensus.promised_since = None;
-        self.multicast.leave_group(false);
-    }
-
-    fn finish_leaving(&mut self, out: &mut Vec<MembershipOutput>) {
-        self.status = Status::Left;
-        self.consensus.proposer.abandon();
-        self.consensus.acceptor.forget_awaiting();
-        self.multicast.leave_group(true);
-        out.push(MembershipOutput::Left);
-    }
-
     fn request_due(&self, now: Time) -> bool {
         self.last_request
             .is_none_or(|t| now.saturating_sub(t) >= self.config.join_retry_interval)

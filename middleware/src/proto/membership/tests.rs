@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::id::{Incarnation, NodeId};
-use crate::wire::{BlockedReason, FlushReport};
+use crate::view::ViewChange;
+use crate::wire::{BlockedReason, FlushReport, Round};
 use std::time::Duration;
 
 fn member(n: u64) -> Member {
@@ -90,7 +91,10 @@ fn decided(view: &View, cut: &[(u64, u32)], joiners: &[u64]) -> Decision {
         view: view.clone(),
         cut: cut
             .iter()
-            .map(|&(upto, holder)| crate::wire::CutEntry { upto, holder })
+            .map(|&(upto, holder)| crate::wire::CutEntry {
+                upto: crate::wire::Seq(upto),
+                holder: crate::wire::Rank(holder),
+            })
             .collect(),
         joiners: joiners.iter().map(|n| member(*n).id).collect(),
     }
@@ -308,7 +312,11 @@ fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
         ballot: ballot(1, 1),
         accepted: None,
         report: FlushReport {
-            received: vec![0, 0, 2],
+            received: vec![
+                crate::wire::Seq(0),
+                crate::wire::Seq(0),
+                crate::wire::Seq(2),
+            ],
             ready: true,
         },
     };
@@ -343,9 +351,9 @@ fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
         o,
         MembershipOutput::Multicast(MulticastOutput::Send {
             body: Body::Nak {
-                origin: 2,
-                from: 1,
-                to: 2,
+                origin: crate::wire::Rank(2),
+                from: crate::wire::Seq(1),
+                to: crate::wire::Seq(2),
                 ..
             },
             ..
@@ -354,7 +362,7 @@ fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
     assert!(!out[2..].is_empty());
     let entries: Vec<crate::wire::Entry> = (1..=2)
         .map(|seq| crate::wire::Entry {
-            seq,
+            seq: crate::wire::Seq(seq),
             ordering: crate::wire::Ordering::Fifo,
             clock: vec![],
             item: crate::wire::Item::Payload(bytes::Bytes::from_static(b"m")),
@@ -363,7 +371,7 @@ fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
     // Multicast traffic goes to the multicast core (the node routes it there).
     let data = Body::Data {
         view: base.id,
-        origin: 2,
+        origin: crate::wire::Rank(2),
         entries,
     };
     let (_, multicast, out) =
@@ -472,7 +480,11 @@ fn an_acceptor_refuses_lower_ballots_and_reports_what_it_accepted() {
                     decided(&proposal, &[(0, 0), (0, 1), (0, 2)], &[])
                 )),
                 report: FlushReport {
-                    received: vec![0, 0, 0],
+                    received: vec![
+                        crate::wire::Seq(0),
+                        crate::wire::Seq(0),
+                        crate::wire::Seq(0)
+                    ],
                     ready: false,
                 },
             }
@@ -510,7 +522,11 @@ fn without_a_holder_of_the_state_no_view_is_decided_and_the_block_is_reported() 
         ballot: ballot(1, 1),
         accepted: None,
         report: FlushReport {
-            received: vec![0, 0, 0],
+            received: vec![
+                crate::wire::Seq(0),
+                crate::wire::Seq(0),
+                crate::wire::Seq(0),
+            ],
             ready: false,
         },
     };
@@ -671,7 +687,11 @@ fn a_proposer_ignores_a_value_no_majority_of_voters_can_have_accepted() {
         ballot: ballot(1, 2),
         accepted,
         report: FlushReport {
-            received: vec![5, 0, 0],
+            received: vec![
+                crate::wire::Seq(5),
+                crate::wire::Seq(0),
+                crate::wire::Seq(0),
+            ],
             ready: true,
         },
     };
@@ -713,7 +733,11 @@ fn a_proposer_adopts_a_value_already_accepted() {
             ballot: ballot(1, 2),
             accepted: Some((ballot(1, 1), earlier.clone())),
             report: FlushReport {
-                received: vec![5, 0, 0],
+                received: vec![
+                    crate::wire::Seq(5),
+                    crate::wire::Seq(0),
+                    crate::wire::Seq(0),
+                ],
                 ready: true,
             },
         },
@@ -868,7 +892,11 @@ fn a_graceful_leave_of_the_coordinator_installs_the_view_without_it() {
                 ballot: ballot(1, 1),
                 accepted: None,
                 report: FlushReport {
-                    received: vec![0, 0, 0],
+                    received: vec![
+                        crate::wire::Seq(0),
+                        crate::wire::Seq(0),
+                        crate::wire::Seq(0),
+                    ],
                     ready: true,
                 },
             },

@@ -65,7 +65,7 @@ fn delivered(core: &NodeCore, seq: u64, payload: &'static [u8]) -> ServiceEvent 
     ServiceEvent::Deliver(Delivered {
         sender: me().id,
         view: view.id,
-        seq,
+        seq: crate::wire::Seq(seq),
         ordering: Ordering::Fifo,
         payload: Bytes::from_static(payload),
     })

@@ -1,0 +1,628 @@
+//! Exact-output tests of the multicast core.
+
+use super::*;
+use crate::id::{GroupName, Incarnation, NodeId};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn member(n: u64) -> Member {
+    Member {
+        id: ProcessId {
+            node: NodeId(n),
+            incarnation: Incarnation(1),
+        },
+        addr: SocketAddr::from(([10, 0, 0, n as u8], 7000)),
+    }
+}
+
+fn view(epoch: u64, members: &[u64]) -> View {
+    View {
+        group: GroupName::new("g").unwrap(),
+        id: ViewId {
+            epoch,
+            coordinator: member(members[0]).id,
+        },
+        members: members.iter().map(|n| member(*n)).collect(),
+        voters: members.len(),
+    }
+}
+
+fn ms(n: u64) -> Time {
+    Duration::from_millis(n)
+}
+
+fn config(ordering: Ordering) -> MulticastConfig {
+    MulticastConfig {
+        ordering,
+        ..MulticastConfig::default()
+    }
+}
+
+/// A core of member `me` already in `view` with the (empty) state.
+fn core_in(me: u64, view: &View, config: MulticastConfig) -> Multicast {
+    let mut core = Multicast::new(member(me).id, config);
+    let mut out = Vec::new();
+    core.install_created(view, &mut out);
+    core
+}
+
+fn payload(text: &'static str) -> Bytes {
+    Bytes::from_static(text.as_bytes())
+}
+
+fn delivered(out: &[MulticastOutput]) -> Vec<(u64, Bytes)> {
+    out.iter()
+        .filter_map(|o| match o {
+            MulticastOutput::Deliver(m) => Some((m.sender.node.0, m.payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `Data` bodies in `out` sent to member `to`.
+fn data_to(out: &[MulticastOutput], to: u64) -> Vec<Body> {
+    out.iter()
+        .filter_map(|o| match o {
+            MulticastOutput::Send { to: addr, body } if *addr == member(to).addr => {
+                matches!(body, Body::Data { .. }).then(|| body.clone())
+            }
+            MulticastOutput::SendAll { to: addrs, body } if addrs.contains(&member(to).addr) => {
+                matches!(body, Body::Data { .. }).then(|| body.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn entry(seq: u64, ordering: Ordering, item: Item) -> Entry {
+    Entry {
+        seq: Seq(seq),
+        ordering,
+        clock: Vec::new(),
+        item,
+    }
+}
+
+#[test]
+fn a_lost_entry_is_asked_for_and_delivery_stays_fifo() {
+    let v = view(1, &[1, 2]);
+    let mut a = core_in(1, &v, config(Ordering::Fifo));
+    let mut b = core_in(2, &v, config(Ordering::Fifo));
+    let mut out = Vec::new();
+    a.multicast(ms(0), None, payload("one"), &mut out).unwrap();
+    a.multicast(ms(0), None, payload("two"), &mut out).unwrap();
+    assert_eq!(
+        delivered(&out),
+        vec![(1, payload("one")), (1, payload("two"))]
+    );
+    let mut out = Vec::new();
+    a.flush(ms(0), &mut out);
+    let one = entry(1, Ordering::Fifo, Item::Payload(payload("one")));
+    let two = entry(2, Ordering::Fifo, Item::Payload(payload("two")));
+    assert_eq!(
+        data_to(&out, 2),
+        vec![Body::Data {
+            view: v.id,
+            origin: Rank(0),
+            entries: vec![one.clone(), two.clone()],
+        }],
+        "both entries in one batch"
+    );
+    // The first is lost: the second is held, not delivered.
+    let mut out = Vec::new();
+    let lossy = Body::Data {
+        view: v.id,
+        origin: Rank(0),
+        entries: vec![two.clone()],
+    };
+    b.handle_message(ms(1), member(1), lossy, &mut out);
+    assert_eq!(delivered(&out), vec![]);
+    // The gap is asked for once the stream made no progress for `nak_interval`.
+    let mut out = Vec::new();
+    b.handle_tick(ms(2), &mut out);
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        MulticastOutput::Send {
+            body: Body::Nak { .. },
+            ..
+        }
+    )));
+    let mut out = Vec::new();
+    b.handle_tick(ms(102), &mut out);
+    let nak = Body::Nak {
+        view: v.id,
+        origin: Rank(0),
+        from: Seq(1),
+        to: Seq(2),
+    };
+    assert!(out.contains(&MulticastOutput::Send {
+        to: member(1).addr,
+        body: nak.clone(),
+    }));
+    let mut out = Vec::new();
+    a.handle_message(ms(3), member(2), nak, &mut out);
+    assert_eq!(
+        out,
+        vec![MulticastOutput::Send {
+            to: member(2).addr,
+            body: Body::Data {
+                view: v.id,
+                origin: Rank(0),
+                entries: vec![one, two.clone()],
+            },
+        }]
+    );
+    let mut out = Vec::new();
+    let retransmitted = Body::Data {
+        view: v.id,
+        origin: Rank(0),
+        entries: vec![entry(1, Ordering::Fifo, Item::Payload(payload("one"))), two],
+    };
+    b.handle_message(ms(4), member(1), retransmitted.clone(), &mut out);
+    assert_eq!(
+        delivered(&out),
+        vec![(1, payload("one")), (1, payload("two"))]
+    );
+    // A duplicate changes nothing.
+    let mut out = Vec::new();
+    b.handle_message(ms(5), member(1), retransmitted, &mut out);
+    assert_eq!(delivered(&out), vec![]);
+    // "two" arrived twice in the retransmission, then both again.
+    assert_eq!(b.stats().duplicates, 3);
+}
+
+#[test]
+fn credit_runs_out_then_the_outbox_fills_then_acks_free_it() {
+    let v = view(1, &[1, 2]);
+    let cfg = MulticastConfig {
+        window_messages: 2,
+        outbox_messages: 1,
+        payload_bytes_max: 8,
+        ..config(Ordering::Fifo)
+    };
+    let mut a = core_in(1, &v, cfg);
+    let mut out = Vec::new();
+    for text in ["m1", "m2", "m3"] {
+        a.multicast(ms(0), None, payload(text), &mut out).unwrap();
+    }
+    assert_eq!(delivered(&out).len(), 2, "two within the window");
+    assert_eq!(a.outbox_len(), 1, "the third waits for credit");
+    assert_eq!(
+        a.multicast(ms(0), None, payload("m4"), &mut out),
+        Err(MulticastError::Full(1))
+    );
+    assert_eq!(
+        a.multicast(ms(0), None, payload("too large"), &mut out),
+        Err(MulticastError::TooLarge { size: 9, max: 8 })
+    );
+    // Member 2 acknowledges both: they are stable, collected, and m3 goes out.
+    let mut out = Vec::new();
+    let ack = Body::Ack {
+        view: v.id,
+        received: vec![Seq(2), Seq(0)],
+    };
+    a.handle_message(ms(1), member(2), ack, &mut out);
+    assert_eq!(delivered(&out), vec![(1, payload("m3"))]);
+    assert_eq!(a.outbox_len(), 0);
+    assert_eq!(
+        a.buffered_entries(),
+        1,
+        "m1 and m2 collected, m3 kept until stable"
+    );
+}
+
+#[test]
+fn total_order_waits_for_the_sequencer() {
+    let v = view(1, &[1, 2, 3]);
+    let mut s = core_in(1, &v, config(Ordering::Total));
+    let mut b = core_in(2, &v, config(Ordering::Total));
+    let mut c = core_in(3, &v, config(Ordering::Total));
+    let mut out = Vec::new();
+    b.multicast(ms(0), None, payload("t"), &mut out).unwrap();
+    assert_eq!(
+        delivered(&out),
+        vec![],
+        "not even at its sender before it is ordered"
+    );
+    b.flush(ms(0), &mut out);
+    let data = data_to(&out, 1).pop().unwrap();
+    let mut c_out = Vec::new();
+    c.handle_message(
+        ms(1),
+        member(2),
+        data_to(&out, 3).pop().unwrap(),
+        &mut c_out,
+    );
+    assert_eq!(delivered(&c_out), vec![]);
+    let mut s_out = Vec::new();
+    s.handle_message(ms(1), member(2), data, &mut s_out);
+    s.flush(ms(1), &mut s_out);
+    assert_eq!(delivered(&s_out), vec![(2, payload("t"))]);
+    let record = Body::Data {
+        view: v.id,
+        origin: Rank(0),
+        entries: vec![entry(
+            1,
+            Ordering::Fifo,
+            Item::Order(vec![(Rank(1), Seq(1))]),
+        )],
+    };
+    assert_eq!(data_to(&s_out, 3), vec![record.clone()]);
+    c.handle_message(ms(2), member(1), record.clone(), &mut c_out);
+    assert_eq!(delivered(&c_out), vec![(2, payload("t"))]);
+    let mut b_out = Vec::new();
+    b.handle_message(ms(2), member(1), record, &mut b_out);
+    assert_eq!(delivered(&b_out), vec![(2, payload("t"))]);
+}
+
+#[test]
+fn a_causal_message_waits_for_what_its_sender_had_delivered() {
+    let v = view(1, &[1, 2, 3]);
+    let mut a = core_in(1, &v, config(Ordering::Causal));
+    let mut b = core_in(2, &v, config(Ordering::Causal));
+    let mut c = core_in(3, &v, config(Ordering::Causal));
+    let mut out = Vec::new();
+    a.multicast(ms(0), None, payload("question"), &mut out)
+        .unwrap();
+    a.flush(ms(0), &mut out);
+    let question = data_to(&out, 2).pop().unwrap();
+    let mut b_out = Vec::new();
+    b.handle_message(ms(1), member(1), question.clone(), &mut b_out);
+    b.multicast(ms(1), None, payload("answer"), &mut b_out)
+        .unwrap();
+    b.flush(ms(1), &mut b_out);
+    let answer = data_to(&b_out, 3).pop().unwrap();
+    let Body::Data { entries, .. } = &answer else {
+        unreachable!()
+    };
+    assert_eq!(
+        entries[0].clock,
+        vec![Seq(1), Seq(0), Seq(0)],
+        "it had delivered the question"
+    );
+    let mut c_out = Vec::new();
+    c.handle_message(ms(2), member(2), answer, &mut c_out);
+    assert_eq!(
+        delivered(&c_out),
+        vec![],
+        "the answer waits for the question"
+    );
+    c.handle_message(ms(3), member(1), question, &mut c_out);
+    assert_eq!(
+        delivered(&c_out),
+        vec![(1, payload("question")), (2, payload("answer"))]
+    );
+}
+
+/// Two survivors that delivered different amounts before the view change deliver the same
+/// sequence in the view once the cut is applied, including a total-order message the
+/// sequencer never ordered and a stream (of a member that crashed) whose tail is cut.
+#[test]
+fn the_cut_ends_a_view_the_same_way_everywhere() {
+    let v = view(1, &[1, 2, 3]);
+    let record = entry(1, Ordering::Fifo, Item::Order(vec![(Rank(2), Seq(1))]));
+    let s_stream = vec![record];
+    let c_stream = [
+        entry(1, Ordering::Total, Item::Payload(payload("c1"))),
+        entry(2, Ordering::Total, Item::Payload(payload("c2"))),
+        entry(3, Ordering::Fifo, Item::Payload(payload("c3"))),
+    ];
+    let feed = |core: &mut Multicast, upto_c: usize, out: &mut Vec<MulticastOutput>| {
+        core.handle_message(
+            ms(1),
+            member(1),
+            Body::Data {
+                view: v.id,
+                origin: Rank(0),
+                entries: s_stream.clone(),
+            },
+            out,
+        );
+        core.handle_message(
+            ms(1),
+            member(3),
+            Body::Data {
+                view: v.id,
+                origin: Rank(2),
+                entries: c_stream[..upto_c].to_vec(),
+            },
+            out,
+        );
+    };
+    let mut b = core_in(2, &v, config(Ordering::Total));
+    let mut b_before = Vec::new();
+    feed(&mut b, 3, &mut b_before);
+    assert_eq!(delivered(&b_before), vec![(3, payload("c1"))]);
+    let mut d = core_in(2, &v, config(Ordering::Total));
+    let mut d_before = Vec::new();
+    b.freeze(v.id, &mut Vec::new());
+    d.freeze(v.id, &mut Vec::new());
+    feed(&mut d, 3, &mut d_before);
+    assert_eq!(
+        delivered(&d_before),
+        vec![],
+        "frozen before anything arrived"
+    );
+    // The cut keeps c1 and c2 of member 3's stream, not c3.
+    let next = view(2, &[2]);
+    let decision = Decision {
+        view: next.clone(),
+        cut: vec![
+            CutEntry {
+                upto: Seq(1),
+                holder: Rank(0),
+            },
+            CutEntry {
+                upto: Seq(0),
+                holder: Rank(1),
+            },
+            CutEntry {
+                upto: Seq(2),
+                holder: Rank(1),
+            },
+        ],
+        joiners: vec![],
+    };
+    let mut b_after = Vec::new();
+    b.install_decided(ms(3), v.id, &decision, &mut b_after);
+    let mut d_after = Vec::new();
+    d.install_decided(ms(3), v.id, &decision, &mut d_after);
+    let b_all = [delivered(&b_before), delivered(&b_after)].concat();
+    let d_all = [delivered(&d_before), delivered(&d_after)].concat();
+    assert_eq!(b_all, vec![(3, payload("c1")), (3, payload("c2"))]);
+    assert_eq!(d_all, b_all);
+    assert!(matches!(
+        b_after.last(),
+        Some(MulticastOutput::View(change)) if change.view == next
+    ));
+    assert!(b.is_ready());
+}
+
+#[test]
+fn a_failed_snapshot_or_a_missing_holder_never_becomes_an_empty_state() {
+    let first = view(1, &[1]);
+    let mut next = view(2, &[1, 2]);
+    next.voters = 1;
+    let cfg = config(Ordering::Total);
+    let decision = Decision {
+        view: next.clone(),
+        cut: vec![CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        }],
+        joiners: vec![member(2).id],
+    };
+    let mut provider = core_in(1, &first, cfg);
+    let mut out = Vec::new();
+    provider.freeze(first.id, &mut out);
+    provider.install_decided(ms(1), first.id, &decision, &mut out);
+    assert_eq!(out.last(), Some(&MulticastOutput::SnapshotWanted(next.id)));
+    // The service could not take it: the provider stops vouching for the state.
+    provider.handle_snapshot_failed(next.id);
+    assert!(!provider.is_ready() && provider.needs_resync());
+    assert_eq!(provider.stats().snapshots_failed, 1);
+    let mut out = Vec::new();
+    let request = Body::StateRequest {
+        view: next.id,
+        offset: 0,
+    };
+    provider.handle_message(ms(2), member(2), request, &mut out);
+    assert_eq!(out, vec![], "no chunk of an invented state");
+
+    // A decision naming no holder (never composed, but arriving anyway) is not followed
+    // from nothing: the joiner restores nothing and waits for a later view change.
+    let orphan = Decision {
+        view: view(2, &[2]),
+        cut: vec![CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        }],
+        joiners: vec![member(2).id],
+    };
+    let mut joiner = Multicast::new(member(2).id, cfg);
+    let mut out = Vec::new();
+    joiner.install_decided(ms(1), first.id, &orphan, &mut out);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, MulticastOutput::Restore { .. })),
+        "{out:?}"
+    );
+    assert!(!joiner.is_ready() && joiner.needs_resync());
+}
+
+#[test]
+fn a_lone_member_is_never_short_of_credit() {
+    // No other member acknowledges: its own entries (and order records) are stable at
+    // once, so a window of two never stops it, in any ordering, safe delivery included.
+    let alone = view(1, &[1]);
+    for ordering in [Ordering::Fifo, Ordering::Causal, Ordering::Total] {
+        for delivery in [Delivery::Agreed, Delivery::Safe] {
+            let cfg = MulticastConfig {
+                ordering,
+                delivery,
+                window_messages: 2,
+                outbox_messages: 4,
+                ..MulticastConfig::default()
+            };
+            let mut core = core_in(1, &alone, cfg);
+            let mut out = Vec::new();
+            for _ in 0..20 {
+                core.multicast(ms(0), None, payload("x"), &mut out).unwrap();
+                // As the shell does after each burst: the sequencer orders what it has.
+                core.flush(ms(0), &mut out);
+            }
+            assert_eq!(core.outbox_len(), 0, "{ordering} {delivery:?}");
+            assert_eq!(delivered(&out).len(), 20, "{ordering} {delivery:?}");
+            assert!(core.buffered_entries() <= 2, "{ordering} {delivery:?}");
+        }
+    }
+}
+
+#[test]
+fn a_base_member_listed_as_a_learner_keeps_the_state_it_holds_by_the_install() {
+    // Member 2 was still fetching the previous cut when it promised, so the decision lists
+    // it as a learner; by the install it holds the state. Member 1, the decision's only
+    // voter, may have lost its copy since (a failed snapshot): 2 keeps its own.
+    let base = view(2, &[1, 2]);
+    let mut next = view(3, &[1, 2]);
+    next.voters = 1;
+    let decision = Decision {
+        view: next.clone(),
+        cut: vec![
+            CutEntry {
+                upto: Seq(0),
+                holder: Rank(0),
+            },
+            CutEntry {
+                upto: Seq(1),
+                holder: Rank(1),
+            },
+        ],
+        joiners: vec![member(2).id],
+    };
+    let cfg = config(Ordering::Fifo);
+    let mut promised = core_in(2, &base, cfg);
+    let mut out = Vec::new();
+    promised
+        .multicast(ms(0), None, payload("mine"), &mut out)
+        .unwrap();
+    promised.freeze(base.id, &mut out);
+    let mut out = Vec::new();
+    promised.install_decided(ms(1), base.id, &decision, &mut out);
+    assert!(promised.is_ready() && !promised.needs_resync());
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, MulticastOutput::View(c) if c.view == next)),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        MulticastOutput::Send {
+            body: Body::StateRequest { .. },
+            ..
+        }
+    )));
+
+    // One that never promised (its delivery was never stopped at what it reported) is a
+    // joiner: it asks for the state, and still answers for what it held of the base,
+    // which the cut may need from it alone.
+    let mut silent = core_in(2, &base, cfg);
+    let mut out = Vec::new();
+    silent
+        .multicast(ms(0), None, payload("mine"), &mut out)
+        .unwrap();
+    let mut out = Vec::new();
+    silent.install_decided(ms(1), base.id, &decision, &mut out);
+    assert!(!silent.is_ready());
+    assert!(out.iter().any(|o| matches!(
+        o,
+        MulticastOutput::Send {
+            body: Body::StateRequest { .. },
+            ..
+        }
+    )));
+    let nak = Body::Nak {
+        view: base.id,
+        origin: Rank(1),
+        from: Seq(1),
+        to: Seq(1),
+    };
+    let mut out = Vec::new();
+    silent.handle_message(ms(2), member(1), nak, &mut out);
+    assert_eq!(
+        data_to(&out, 1),
+        vec![Body::Data {
+            view: base.id,
+            origin: Rank(1),
+            entries: vec![entry(1, Ordering::Fifo, Item::Payload(payload("mine")))],
+        }]
+    );
+}
+
+#[test]
+fn a_joiner_gets_the_state_in_chunks_before_its_first_view() {
+    let first = view(1, &[1]);
+    let next = view(2, &[1, 2]);
+    let cfg = MulticastConfig {
+        state_chunk_bytes: 4,
+        state_window_chunks: 2,
+        ..config(Ordering::Total)
+    };
+    let mut provider = core_in(1, &first, cfg);
+    let decision = Decision {
+        view: next.clone(),
+        cut: vec![CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        }],
+        joiners: vec![member(2).id],
+    };
+    let mut out = Vec::new();
+    provider.freeze(first.id, &mut out);
+    assert_eq!(out, vec![MulticastOutput::Block]);
+    let mut out = Vec::new();
+    provider.install_decided(ms(1), first.id, &decision, &mut out);
+    assert_eq!(
+        out.last(),
+        Some(&MulticastOutput::SnapshotWanted(next.id)),
+        "{out:?}"
+    );
+    provider.handle_snapshot(next.id, payload("0123456789"));
+    let mut joiner = Multicast::new(member(2).id, cfg);
+    let mut out = Vec::new();
+    joiner.install_decided(ms(1), first.id, &decision, &mut out);
+    let request = |offset| MulticastOutput::Send {
+        to: member(1).addr,
+        body: Body::StateRequest {
+            view: next.id,
+            offset,
+        },
+    };
+    assert_eq!(out, vec![request(0)]);
+    assert!(!joiner.is_ready());
+    let chunk = |offset: u64, bytes: &'static str| MulticastOutput::Send {
+        to: member(2).addr,
+        body: Body::StateChunk {
+            view: next.id,
+            offset,
+            total: 10,
+            bytes: payload(bytes),
+        },
+    };
+    let mut out = Vec::new();
+    let Some(MulticastOutput::Send { body, .. }) = [request(0)].into_iter().next() else {
+        unreachable!()
+    };
+    provider.handle_message(ms(2), member(2), body, &mut out);
+    assert_eq!(out, vec![chunk(0, "0123"), chunk(4, "4567")]);
+    let mut joiner_out = Vec::new();
+    for o in out {
+        let MulticastOutput::Send { body, .. } = o else {
+            unreachable!()
+        };
+        joiner.handle_message(ms(3), member(1), body, &mut joiner_out);
+    }
+    assert_eq!(joiner_out, vec![request(8)]);
+    let mut out = Vec::new();
+    let MulticastOutput::Send { body, .. } = request(8) else {
+        unreachable!()
+    };
+    provider.handle_message(ms(4), member(2), body, &mut out);
+    assert_eq!(out, vec![chunk(8, "89")]);
+    let MulticastOutput::Send { body, .. } = out.pop().unwrap() else {
+        unreachable!()
+    };
+    let mut joiner_out = Vec::new();
+    joiner.handle_message(ms(5), member(1), body, &mut joiner_out);
+    assert_eq!(
+        joiner_out,
+        vec![
+            MulticastOutput::Restore {
+                view: next.id,
+                state: payload("0123456789"),
+            },
+            MulticastOutput::View(ViewChange::between(None, next)),
+        ]
+    );
+    assert!(joiner.is_ready());
+}
