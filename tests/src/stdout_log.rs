@@ -109,7 +109,7 @@ pub struct StdoutLog {
     pub orderings: BTreeMap<String, u64>,
     /// Per node, the highest `k` of its numbered payloads delivered.
     pub max_k: BTreeMap<u32, u64>,
-    /// What was wrong with single lines as they arrived (at most [`MAX_PROBLEMS`]).
+    /// What was wrong with single lines as they arrived (at most `MAX_PROBLEMS`).
     pub problems: Vec<String>,
     /// The service view the node is in (epoch, coordinator), per its `service-view` lines.
     current: Option<(u64, u64)>,

@@ -109,7 +109,7 @@ pub struct Summary {
     /// Epochs where at least two members went on to the same next view (so their deliveries
     /// were compared in full), with how many deliveries each made there.
     pub compared_in_full: BTreeMap<u64, usize>,
-    /// Per node, the send plan's multicasts it refused (filled by [`Group::check`]).
+    /// Per node, the send plan's multicasts it refused (filled by [`Group::check`](crate::service::Group::check)).
     pub refused: BTreeMap<u64, Vec<u64>>,
 }
 

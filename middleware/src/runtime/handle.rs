@@ -215,7 +215,7 @@ impl<T: ActorTransport> NodeHandle<T> {
 
     /// Multicasts `payload` to `group` with the group's ordering. Resolves once the multicast
     /// is accepted for sending; waits while flow control withholds credit (up to
-    /// [`PARKED_MULTICASTS`] waiting, then fails with
+    /// [`PARKED_MULTICASTS`](super::PARKED_MULTICASTS) waiting, then fails with
     /// [`MulticastError::Full`](crate::proto::multicast::MulticastError::Full)).
     pub async fn multicast(&self, group: GroupName, payload: Bytes) -> Result<(), NodeError> {
         self.multicast_ordered(group, None, payload).await
