@@ -459,15 +459,19 @@ pub enum ConfigError {
     },
 }
 
+/// The text of the configuration file at `path`, or [`ConfigError::Read`] naming it.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 impl NodeConfig {
     /// Reads and validates a TOML configuration file. A relative `key_file` or `data_dir` is
     /// resolved against the configuration file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_text(path)?, path)
     }
 
     /// Parses and validates configuration text; `path` names it in errors and anchors a

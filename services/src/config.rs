@@ -20,7 +20,7 @@
 
 use serde::Deserialize;
 use std::path::Path;
-use viewsync::config::{parse_table, section, ConfigError, NodeConfig};
+use viewsync::config::{parse_table, read_text, section, ConfigError, NodeConfig};
 
 /// The replication strategy a node runs for its groups.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -54,11 +54,7 @@ impl ServiceFileConfig {
     /// Reads and validates a configuration file; relative paths in it are resolved against
     /// its directory, as [`NodeConfig::load`] does.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_text(path)?, path)
     }
 
     /// Parses and validates configuration text; `path` names it in errors.

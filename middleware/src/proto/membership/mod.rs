@@ -600,6 +600,24 @@ impl Membership {
         }
     }
 
+    /// Whether this process answers a `Prepare` or `Accept` of `ballot` on `base`: not if it
+    /// already installed a later view (the sender is told), answered a later instance, or
+    /// `base` is not (after catching up to it) the last view it installed.
+    fn may_vote(
+        &mut self,
+        now: Time,
+        from: Member,
+        base: &View,
+        ballot: Ballot,
+        base_decided: Option<(ViewId, Ballot, Decision)>,
+        out: &mut Vec<MembershipOutput>,
+    ) -> bool {
+        self.consensus.proposer.heard(ballot.round);
+        !(self.installed().reply_if_stale(from.addr, base.id, out)
+            || self.consensus.acceptor.answered_later_instance(base.id)
+            || !self.catch_up_to(now, base, base_decided, out))
+    }
+
     fn handle_prepare(
         &mut self,
         now: Time,
@@ -609,11 +627,7 @@ impl Membership {
         base_decided: Option<(ViewId, Ballot, Decision)>,
         out: &mut Vec<MembershipOutput>,
     ) {
-        self.consensus.proposer.heard(ballot.round);
-        if self.installed().reply_if_stale(from.addr, base.id, out)
-            || self.consensus.acceptor.answered_later_instance(base.id)
-            || !self.catch_up_to(now, &base, base_decided, out)
-        {
+        if !self.may_vote(now, from, &base, ballot, base_decided, out) {
             return;
         }
         let (consensus, mut cx) = self.consensus();
@@ -639,11 +653,7 @@ impl Membership {
         decision: Decision,
         out: &mut Vec<MembershipOutput>,
     ) {
-        self.consensus.proposer.heard(ballot.round);
-        if self.installed().reply_if_stale(from.addr, base.id, out)
-            || self.consensus.acceptor.answered_later_instance(base.id)
-            || !self.catch_up_to(now, &base, base_decided, out)
-        {
+        if !self.may_vote(now, from, &base, ballot, base_decided, out) {
             return;
         }
         let (consensus, mut cx) = self.consensus();
