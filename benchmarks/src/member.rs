@@ -223,7 +223,7 @@ impl Handler<ServiceEvent> for BenchService {
 
     fn handle(&mut self, event: ServiceEvent, _ctx: &mut Self::Context) {
         match event {
-            ServiceEvent::Deliver(message) => {
+            ServiceEvent::Deliver { message, .. } => {
                 if self.shared.tally.borrow_mut().deliver(&message.payload) {
                     self.shared.own.notify_one();
                 }
@@ -257,6 +257,13 @@ impl Handler<ServiceEvent> for BenchService {
                     }
                 });
             }
+            ServiceEvent::Request(request) => self.node.reply(
+                request.group,
+                request.reply,
+                Err(viewsync::wire::Refusal::Malformed(
+                    "the multicast benchmark serves no requests".into(),
+                )),
+            ),
             ServiceEvent::Restore { .. } | ServiceEvent::Direct { .. } => {}
         }
     }

@@ -16,7 +16,8 @@ use crate::id::{GroupName, ProcessId};
 use crate::view::View;
 use crate::wire::codec::{FrameDecoder, FRAME_BYTES_MAX_DEFAULT};
 use crate::wire::{
-    Blocked, Body, ClusterKey, Envelope, FrameCodec, FrameError, Ordering, PROTOCOL_VERSION,
+    Blocked, Body, ClusterKey, Envelope, FrameCodec, FrameError, Ordering, Outcome,
+    PROTOCOL_VERSION,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -95,6 +96,8 @@ pub struct Client {
     codec: FrameCodec,
     timeout: Duration,
     connection: Option<Connection>,
+    /// The tag of the last [`Client::call`].
+    next_tag: u64,
 }
 
 impl Client {
@@ -108,6 +111,7 @@ impl Client {
             codec: FrameCodec::new(key, FRAME_BYTES_MAX_DEFAULT),
             timeout,
             connection: None,
+            next_tag: 0,
         }
     }
 
@@ -133,6 +137,11 @@ impl Client {
     /// The node the requests go to.
     pub fn node(&self) -> SocketAddr {
         self.node
+    }
+
+    /// How long each request waits for its answer (connecting included).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Whether a connection is open (the next request reuses it).
@@ -196,6 +205,22 @@ impl Client {
                 addr: self.node,
                 reason,
             }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Sends a request for `group`'s service (in the service's encoding) and waits for the
+    /// member's answer: `Ok(Ok(reply))` from the service, `Ok(Err(refusal))` when the member
+    /// did not take it (typed: not the primary, blocked, busy, too large...).
+    ///
+    /// After an `Err` (a timeout, a closed connection) the request may or may not have been
+    /// executed: a front end retransmits it with the same request id, which the service
+    /// answers from its stored response instead of executing it again.
+    pub async fn call(&mut self, group: &GroupName, payload: Bytes) -> Result<Outcome, ClientError> {
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        match self.request(group, Body::Request { tag, payload }).await? {
+            Body::Response { tag: answered, outcome } if answered == tag => Ok(outcome),
             other => Err(self.unexpected(&other)),
         }
     }

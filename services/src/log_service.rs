@@ -69,6 +69,8 @@ pub struct LogService {
     state: LogState,
     print: Box<dyn FnMut(String)>,
     ready: Option<tokio::sync::oneshot::Sender<()>>,
+    /// To refuse client requests (set by [`LogService::start`]).
+    node: Option<NodeHandle>,
 }
 
 impl LogService {
@@ -79,6 +81,7 @@ impl LogService {
             state: LogState::default(),
             print: Box::new(print),
             ready: None,
+            node: None,
         }
     }
 
@@ -93,6 +96,7 @@ impl LogService {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let mut service = LogService::new(group.clone(), print);
         service.ready = Some(ready_tx);
+        service.node = Some(node.clone());
         let addr = service.start();
         node.register_service(group.clone(), addr.clone()).await?;
         if plan.count > 0 {
@@ -154,7 +158,24 @@ impl Handler<ServiceEvent> for LogService {
 
     fn handle(&mut self, event: ServiceEvent, _ctx: &mut Self::Context) {
         let line = match event {
-            ServiceEvent::Deliver(message) => {
+            ServiceEvent::Request(request) => {
+                // The log service multicasts what `viewsync send` hands it; it serves no
+                // requests, and says so instead of leaving the client waiting.
+                if let Some(node) = &self.node {
+                    node.reply(
+                        request.group.clone(),
+                        request.reply,
+                        Err(viewsync::wire::Refusal::Malformed(
+                            "the log service takes no client requests (use `viewsync send`)".into(),
+                        )),
+                    );
+                }
+                format!(
+                    "request group={} from={} refused",
+                    request.group, request.reply.client
+                )
+            }
+            ServiceEvent::Deliver { message, .. } => {
                 self.state.apply(&message.payload);
                 let text = String::from_utf8_lossy(&message.payload);
                 let text = text.trim_end_matches('.');

@@ -8,7 +8,8 @@ use super::multicast::{MulticastConfig, MulticastError, MulticastOutput};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use crate::wire::{Body, Envelope, Ordering, PROTOCOL_VERSION};
+use super::service_edge::{ClientRequest, ReplyTo};
+use crate::wire::{Body, Envelope, Ordering, Outcome, Refusal, PROTOCOL_VERSION};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -81,6 +82,9 @@ pub enum NodeOutput {
         /// The event.
         event: MulticastOutput,
     },
+    /// A client's request for a group's service, which the node takes (it is a member, not
+    /// blocked, and the request is not too large); the service edge hands it to the service.
+    Request(ClientRequest),
     /// A seed refused this process's frames while it was joining.
     RefusedBy {
         /// The group being joined.
@@ -384,7 +388,29 @@ impl NodeCore {
                 }
                 return out;
             }
-            Body::MembersResponse { .. } | Body::GroupSendResult { .. } => return out,
+            Body::MembersResponse { .. } | Body::GroupSendResult { .. } | Body::Response { .. } => {
+                return out
+            }
+            Body::Request { tag, payload } => {
+                let reply = ReplyTo {
+                    connection,
+                    client: from.id,
+                    tag,
+                };
+                let Some(group) = envelope.group else {
+                    out.push(self.response_unscoped(reply, Err(Refusal::NotMember)));
+                    return out;
+                };
+                match self.admit_request(now, &group, payload.len()) {
+                    Ok(()) => out.push(NodeOutput::Request(ClientRequest {
+                        group,
+                        reply,
+                        payload,
+                    })),
+                    Err(refusal) => out.push(self.response(&group, reply, Err(refusal))),
+                }
+                return out;
+            }
             Body::GroupSend { ordering, payload } => {
                 // A process outside the group (or inside) asks this member to multicast for it.
                 let group = envelope.group.clone();
@@ -443,6 +469,56 @@ impl NodeCore {
             }
         }
         out
+    }
+
+    /// Whether this node takes a client's request of `size` bytes for `group` now: it must be
+    /// a member holding the group's state and not blocked (a blocked member answers nothing
+    /// from a view it may have lost).
+    fn admit_request(&self, now: Time, group: &GroupName, size: usize) -> Result<(), Refusal> {
+        let Some(core) = self.groups.get(group) else {
+            return Err(Refusal::NotMember);
+        };
+        if let Some(blocked) = core.blocked(now) {
+            return Err(Refusal::Blocked(blocked));
+        }
+        let limit = core.multicast().config().payload_bytes_max;
+        if size > limit {
+            return Err(Refusal::TooLarge {
+                size: size as u64,
+                limit: limit as u64,
+            });
+        }
+        if core.view().is_none() || core.multicast().service_view().is_none() {
+            return Err(Refusal::Busy(crate::wire::BusyReason::Joining));
+        }
+        Ok(())
+    }
+
+    /// The answer `outcome` to a client's request for `group`, to hand the shell.
+    pub fn response(&self, group: &GroupName, reply: ReplyTo, outcome: Outcome) -> NodeOutput {
+        NodeOutput::Reply {
+            connection: reply.connection,
+            envelope: self.envelope(
+                Some(group.clone()),
+                Body::Response {
+                    tag: reply.tag,
+                    outcome,
+                },
+            ),
+        }
+    }
+
+    fn response_unscoped(&self, reply: ReplyTo, outcome: Outcome) -> NodeOutput {
+        NodeOutput::Reply {
+            connection: reply.connection,
+            envelope: self.envelope(
+                None,
+                Body::Response {
+                    tag: reply.tag,
+                    outcome,
+                },
+            ),
+        }
     }
 
     fn envelope(&self, group: Option<GroupName>, body: Body) -> Envelope {

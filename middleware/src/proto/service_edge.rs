@@ -23,9 +23,9 @@
 use super::multicast::{Message as Delivered, MulticastError, MulticastOutput};
 use super::node::{NodeCore, NodeOutput, SnapshotFailed};
 use super::Time;
-use crate::id::{GroupName, ProcessId, ViewId};
+use crate::id::{ConnectionId, GroupName, ProcessId, ViewId};
 use crate::view::ViewChange;
-use crate::wire::Ordering;
+use crate::wire::{BusyReason, Ordering, Refusal};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -33,7 +33,16 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceEvent {
     /// A multicast delivered in the current view.
-    Deliver(Delivered),
+    Deliver {
+        /// The group.
+        group: GroupName,
+        /// The multicast.
+        message: Delivered,
+    },
+    /// A client's request ([`crate::wire::Body::Request`]), for the service to answer (at
+    /// most once) through its [`ReplyTo`]: `NodeHandle::reply` in the actor. Not ordered
+    /// with the multicasts: a strategy orders it itself (the primary multicasts it).
+    Request(ClientRequest),
     /// A view change has begun: no deliveries until the next `ViewChange`, and multicasts
     /// sent now go out in the next view.
     Block {
@@ -67,6 +76,29 @@ pub enum ServiceEvent {
         /// The snapshot another member's service took.
         state: Bytes,
     },
+}
+
+/// Where the answer to a client's request goes: the connection it came on and the client's
+/// tag. Copyable, so a service may keep it while the request is under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplyTo {
+    /// The inbound connection the request came on.
+    pub connection: ConnectionId,
+    /// The client (its identity and frame counter are its own).
+    pub client: ProcessId,
+    /// The client's tag for the request.
+    pub tag: u64,
+}
+
+/// A client's request for a group's service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// The group.
+    pub group: GroupName,
+    /// Where its answer goes.
+    pub reply: ReplyTo,
+    /// The request, in the service's encoding.
+    pub payload: Bytes,
 }
 
 /// The edge's limits.
@@ -238,9 +270,33 @@ impl<T> ServiceEdge<T> {
         let mut out = Vec::with_capacity(outputs.len());
         let mut work = VecDeque::from(outputs);
         while let Some(output) = work.pop_front() {
-            let NodeOutput::Group { group, event } = output else {
-                out.push(EdgeOutput::Node(output));
-                continue;
+            let (group, event) = match output {
+                NodeOutput::Group { group, event } => (group, event),
+                NodeOutput::Request(request) => {
+                    // Not handed to a service that is not there, or that is so far behind
+                    // that its group's delivery is paused: refused at once, typed.
+                    let refusal = match self.services.get(&request.group) {
+                        None => Some(Refusal::NoService),
+                        Some(backlog) if backlog.paused => Some(Refusal::Busy(BusyReason::Overloaded)),
+                        Some(_) => None,
+                    };
+                    match refusal {
+                        Some(refusal) => out.push(EdgeOutput::Node(core.response(
+                            &request.group,
+                            request.reply,
+                            Err(refusal),
+                        ))),
+                        None => {
+                            let group = request.group.clone();
+                            self.hand(group, ServiceEvent::Request(request), &mut out);
+                        }
+                    }
+                    continue;
+                }
+                output => {
+                    out.push(EdgeOutput::Node(output));
+                    continue;
+                }
             };
             let registered = self.services.contains_key(&group);
             let event = match event {
@@ -262,7 +318,10 @@ impl<T> ServiceEdge<T> {
                     continue;
                 }
                 _ if !registered => continue,
-                MulticastOutput::Deliver(message) => ServiceEvent::Deliver(message),
+                MulticastOutput::Deliver(message) => ServiceEvent::Deliver {
+                    group: group.clone(),
+                    message,
+                },
                 MulticastOutput::Block => ServiceEvent::Block {
                     group: group.clone(),
                 },

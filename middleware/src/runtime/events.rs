@@ -66,6 +66,7 @@ impl GroupEvent {
             NodeOutput::Send { .. }
             | NodeOutput::SendAll { .. }
             | NodeOutput::Reply { .. }
+            | NodeOutput::Request(_)
             | NodeOutput::Group { .. } => return None,
         })
     }

@@ -2,9 +2,11 @@
 
 use super::events::{GroupEvent, NodeStats};
 use super::node::{
-    ActorTransport, DirectRequest, GetStats, GetView, MulticastRequest, NodeActor, RegisterService,
-    Request, Stop, Subscribe,
+    ActorTransport, DirectRequest, GetStats, GetView, LeaveAll, MulticastRequest, NodeActor,
+    RegisterService, ReplyToClient, Request, Stop, Subscribe,
 };
+use crate::proto::service_edge::ReplyTo;
+use crate::wire::Outcome;
 use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
@@ -249,6 +251,42 @@ impl<T: ActorTransport> NodeHandle<T> {
             .send(DirectRequest { group, to, payload })
             .await
             .map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Answers a client's request ([`ServiceEvent::Request`]) with the service's reply bytes
+    /// or a refusal. At most once per request: the client takes the first answer with its
+    /// tag. An answer for a connection that has closed is dropped (the client retransmits).
+    pub fn reply(&self, group: GroupName, reply: ReplyTo, outcome: Outcome) {
+        self.actor.do_send(ReplyToClient {
+            group,
+            reply,
+            outcome,
+        });
+    }
+
+    /// Stops the node gracefully: leaves every group, waits up to `timeout` for the views
+    /// without it (so its peers continue at once, without waiting for failure detection),
+    /// then stops. Returns the groups it did not hear it had left in time.
+    pub async fn stop(&self, timeout: std::time::Duration) -> Result<Vec<GroupName>, NodeError> {
+        let mut events = self.subscribe().await?;
+        let left = self
+            .actor
+            .send(LeaveAll)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        let mut pending: std::collections::BTreeSet<GroupName> = left.into_iter().collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !pending.is_empty() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(GroupEvent::Left { group })) => {
+                    pending.remove(&group);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.crash();
+        Ok(pending.into_iter().collect())
     }
 
     /// Stops the node at once, without leaving its groups: to its peers it looks like a crash.

@@ -25,4 +25,5 @@ pub use node::{
     ActorTransport, NodeActor, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS, SERVICE_BACKLOG_EVENTS,
     TICK_INTERVAL,
 };
+pub use crate::proto::service_edge::{ClientRequest, ReplyTo};
 pub use service::{ServiceEvent, TakeSnapshot};

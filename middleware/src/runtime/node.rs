@@ -6,13 +6,13 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::proto::node::{NodeCore, NodeOutput, SnapshotFailed};
-use crate::proto::service_edge::{Admitted, EdgeLimits, EdgeOutput, ServiceEdge};
+use crate::proto::service_edge::{Admitted, EdgeLimits, EdgeOutput, ReplyTo, ServiceEdge};
 use crate::proto::Time;
 use crate::shell::dispatch;
 use crate::transport::tcp::TcpSender;
 use crate::transport::{Inbound, Transport};
 use crate::view::{View, ViewChange};
-use crate::wire::{FrameCodec, WireStats};
+use crate::wire::{FrameCodec, Outcome, WireStats};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -337,6 +337,7 @@ fn log_event(output: &NodeOutput) {
         NodeOutput::Send { .. }
         | NodeOutput::SendAll { .. }
         | NodeOutput::Reply { .. }
+        | NodeOutput::Request(_)
         | NodeOutput::Group { .. } => {}
     }
 }
@@ -472,6 +473,44 @@ impl<T: ActorTransport> Handler<RegisterService> for NodeActor<T> {
         self.services.insert(msg.group.clone(), msg.recipients);
         let work = self.edge.register(&self.core, msg.group);
         self.carry_out(work, ctx);
+    }
+}
+
+/// A service's answer to a client's request.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct ReplyToClient {
+    pub(super) group: GroupName,
+    pub(super) reply: ReplyTo,
+    pub(super) outcome: Outcome,
+}
+
+impl<T: ActorTransport> Handler<ReplyToClient> for NodeActor<T> {
+    type Result = ();
+    fn handle(&mut self, msg: ReplyToClient, ctx: &mut Self::Context) {
+        let output = self.core.response(&msg.group, msg.reply, msg.outcome);
+        self.execute(vec![output], ctx);
+    }
+}
+
+/// Leaves every group; answers the groups left.
+#[derive(Message)]
+#[rtype(result = "Vec<GroupName>")]
+pub(super) struct LeaveAll;
+
+impl<T: ActorTransport> Handler<LeaveAll> for NodeActor<T> {
+    type Result = MessageResult<LeaveAll>;
+    fn handle(&mut self, _msg: LeaveAll, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let groups: Vec<GroupName> = self.core.groups().map(|g| g.group().clone()).collect();
+        let mut left = Vec::new();
+        for group in groups {
+            if let Ok(outputs) = self.core.handle_leave(now, &group) {
+                self.execute(outputs, ctx);
+                left.push(group);
+            }
+        }
+        MessageResult(left)
     }
 }
 

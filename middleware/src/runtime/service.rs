@@ -26,7 +26,7 @@
 //!     type Result = ();
 //!     fn handle(&mut self, event: ServiceEvent, _ctx: &mut Context<Self>) {
 //!         match event {
-//!             ServiceEvent::Deliver(message) => {
+//!             ServiceEvent::Deliver { message, .. } => {
 //!                 self.delivered += 1;
 //!                 let _ = self.report.send(message.payload);
 //!             }
@@ -35,7 +35,9 @@
 //!                 self.delivered = u64::from_le_bytes(state[..8].try_into().unwrap());
 //!             }
 //!             ServiceEvent::ViewChange { change, .. } => println!("now in {}", change.view),
-//!             ServiceEvent::Block { .. } | ServiceEvent::Direct { .. } => {}
+//!             // A service that serves clients answers each request once, through
+//!             // `NodeHandle::reply` (this one takes only multicasts).
+//!             ServiceEvent::Request(_) | ServiceEvent::Block { .. } | ServiceEvent::Direct { .. } => {}
 //!         }
 //!     }
 //! }

@@ -134,7 +134,7 @@ impl SimulatedService for LogService {
 
     fn handle(&mut self, event: &ServiceEvent) -> Result<(), ServiceFault> {
         match event {
-            ServiceEvent::Deliver(message) => {
+            ServiceEvent::Deliver { message, .. } => {
                 let id = id_of(&message.payload);
                 let fresh = self.delivered.insert(id);
                 if message.ordering == Ordering::Total {
@@ -151,9 +151,11 @@ impl SimulatedService for LogService {
                 self.total_chain = words.next().expect("not empty");
                 self.delivered = words.collect();
             }
+            // The simulator's services have no clients.
             ServiceEvent::Block { .. }
             | ServiceEvent::ViewChange { .. }
-            | ServiceEvent::Direct { .. } => {}
+            | ServiceEvent::Direct { .. }
+            | ServiceEvent::Request(_) => {}
         }
         Ok(())
     }
@@ -211,7 +213,7 @@ impl SimulatedService for CounterService {
 
     fn handle(&mut self, event: &ServiceEvent) -> Result<(), ServiceFault> {
         match event {
-            ServiceEvent::Deliver(message) => {
+            ServiceEvent::Deliver { message, .. } => {
                 let id = id_of(&message.payload);
                 let amount = message
                     .payload
@@ -227,9 +229,11 @@ impl SimulatedService for CounterService {
                 self.sum = words.next().expect("not empty");
                 self.applied = words.collect();
             }
+            // The simulator's services have no clients.
             ServiceEvent::Block { .. }
             | ServiceEvent::ViewChange { .. }
-            | ServiceEvent::Direct { .. } => {}
+            | ServiceEvent::Direct { .. }
+            | ServiceEvent::Request(_) => {}
         }
         Ok(())
     }
@@ -273,7 +277,7 @@ impl Simulation {
         let node = &mut self.nodes[i];
         let handled = node.service.handle(&event);
         match event {
-            ServiceEvent::Deliver(message) => {
+            ServiceEvent::Deliver { message, .. } => {
                 let id = id_of(&message.payload);
                 node.record
                     .last_counter
@@ -313,7 +317,9 @@ impl Simulation {
                 self.deliveries
                     .on_restore(process, state.len(), restored_ids);
             }
-            ServiceEvent::Block { .. } | ServiceEvent::Direct { .. } => {}
+            ServiceEvent::Block { .. }
+            | ServiceEvent::Direct { .. }
+            | ServiceEvent::Request(_) => {}
         }
     }
 }

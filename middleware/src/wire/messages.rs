@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// The protocol version carried in every envelope. A frame of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// A ballot's round. On the wire it is the bare integer it wraps (`serde(transparent)`), so
 /// the encoding is the same as before it had a type.
@@ -317,6 +317,24 @@ pub enum Body {
         /// A member of the view that absorbs this one.
         target: SocketAddr,
     },
+    /// Client: a request for the group's service (its bytes in the service's own encoding).
+    /// The member answers with [`Body::Response`] carrying the same `tag`, at once when it
+    /// refuses, or when the service has answered.
+    Request {
+        /// Chosen by the client to match the answer (a later answer to an earlier request
+        /// cannot be taken for this one's).
+        tag: u64,
+        /// The request.
+        #[serde(deserialize_with = "crate::wire::codec::frame_bytes")]
+        payload: Bytes,
+    },
+    /// Answer to [`Body::Request`]: the service's reply, or why the request was not taken.
+    Response {
+        /// The request's tag.
+        tag: u64,
+        /// The reply or the refusal.
+        outcome: Outcome,
+    },
     /// Client: resolve a group name to its current members (group address expansion).
     MembersRequest,
     /// Answer to [`Body::MembersRequest`].
@@ -407,6 +425,8 @@ impl Body {
             | Body::Direct { .. }
             | Body::GroupSend { .. }
             | Body::GroupSendResult { .. }
+            | Body::Request { .. }
+            | Body::Response { .. }
             | Body::MergeInto { .. }
             | Body::MembersRequest
             | Body::Refused { .. } => 0,
@@ -446,6 +466,8 @@ impl Body {
             Body::Direct { .. } => "direct",
             Body::GroupSend { .. } => "group_send",
             Body::GroupSendResult { .. } => "group_send_result",
+            Body::Request { .. } => "request",
+            Body::Response { .. } => "response",
             Body::Stale { .. } => "stale",
             Body::Discover { .. } => "discover",
             Body::DiscoverReply { .. } => "discover_reply",
@@ -533,6 +555,92 @@ pub struct FlushReport {
     /// Whether it holds the service state (a member that joined and has not yet received its
     /// state transfer does not).
     pub ready: bool,
+}
+
+/// What a member answers a client's [`Body::Request`]: the service's reply bytes, or a
+/// [`Refusal`].
+pub type Outcome = Result<Bytes, Refusal>;
+
+/// Why a member did not take a client's request. Nothing was executed; which refusals are
+/// worth retrying, and where, is [`Refusal::retry`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// This node is not a member of the group (or has not yet joined it).
+    #[error("this node is not a member of the group")]
+    NotMember,
+    /// No service for the group runs on this node.
+    #[error("no service for the group runs on this node")]
+    NoService,
+    /// The strategy serves this request at another member: the primary, whose address is
+    /// given when this member knows it.
+    #[error("not the primary{}", primary.map(|a| format!("; the primary is {a}")).unwrap_or_default())]
+    NotPrimary {
+        /// Where the primary listens, if known.
+        primary: Option<SocketAddr>,
+    },
+    /// The member cannot go on in the group (no majority, no member holding the state): it
+    /// answers nothing rather than answer from a view it may have lost.
+    #[error("blocked: {}", .0.reason)]
+    Blocked(Blocked),
+    /// The request is larger than the member takes.
+    #[error("request of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The request's size in bytes.
+        size: u64,
+        /// The largest taken.
+        limit: u64,
+    },
+    /// The member cannot take the request now; retry later (here or at another member).
+    #[error("busy ({0}); retry later")]
+    Busy(BusyReason),
+    /// The service could not read the request (another service's encoding, a corrupt body).
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+/// Why a member is [`Refusal::Busy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BusyReason {
+    /// A view change is under way; requests are taken again in the next view.
+    ViewChange,
+    /// The service has as many requests in hand as it takes.
+    Overloaded,
+    /// The member is still joining (waiting for its state).
+    Joining,
+}
+
+impl std::fmt::Display for BusyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BusyReason::ViewChange => "a view change is under way",
+            BusyReason::Overloaded => "too many requests in hand",
+            BusyReason::Joining => "still joining the group",
+        })
+    }
+}
+
+/// How a client should go on after a [`Refusal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// At the member named (the primary).
+    At(SocketAddr),
+    /// At another member, or here later.
+    Elsewhere,
+    /// Not at all: the request itself is refused everywhere.
+    Never,
+}
+
+impl Refusal {
+    /// Whether and where the same request may succeed.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Refusal::NotPrimary {
+                primary: Some(addr),
+            } => Retry::At(*addr),
+            Refusal::TooLarge { .. } | Refusal::Malformed(_) => Retry::Never,
+            _ => Retry::Elsewhere,
+        }
+    }
 }
 
 /// Why a process cannot go on in a group: it blocks (delivers and installs nothing) rather

@@ -30,7 +30,7 @@ impl Handler<ServiceEvent> for Recorder {
     type Result = ();
     fn handle(&mut self, event: ServiceEvent, _ctx: &mut Context<Self>) {
         match event {
-            ServiceEvent::Deliver(message) => {
+            ServiceEvent::Deliver { message, .. } => {
                 self.delivered += 1;
                 let _ = self.report.send((self.node, message.payload));
             }

@@ -37,16 +37,19 @@ fn the_counter_service_sums_its_requests_and_restores_its_snapshot() {
         incarnation: Incarnation(1),
     };
     let deliver = |payload: Bytes| {
-        ServiceEvent::Deliver(Message {
-            sender,
-            view: ViewId {
-                epoch: 1,
-                coordinator: sender,
+        ServiceEvent::Deliver {
+            group: GroupName::new("g").unwrap(),
+            message: Message {
+                sender,
+                view: ViewId {
+                    epoch: 1,
+                    coordinator: sender,
+                },
+                seq: viewsync::wire::Seq(1),
+                ordering: viewsync::wire::Ordering::Fifo,
+                payload,
             },
-            seq: viewsync::wire::Seq(1),
-            ordering: viewsync::wire::Ordering::Fifo,
-            payload,
-        })
+        }
     };
     let mut service = CounterService::default();
     let (a, b) = (service.request(7), service.request(9));

@@ -520,6 +520,8 @@ impl Membership {
             | Body::MembersResponse { .. }
             | Body::GroupSend { .. }
             | Body::GroupSendResult { .. }
+            | Body::Request { .. }
+            | Body::Response { .. }
             | Body::Refused { .. } => {}
         }
         out

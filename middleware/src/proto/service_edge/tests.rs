@@ -62,13 +62,16 @@ fn service_events<T>(outputs: &[EdgeOutput<T>]) -> Vec<(&ServiceEvent, Option<u6
 
 fn delivered(core: &NodeCore, seq: u64, payload: &'static [u8]) -> ServiceEvent {
     let view = view_of(core);
-    ServiceEvent::Deliver(Delivered {
-        sender: me().id,
-        view: view.id,
-        seq: crate::wire::Seq(seq),
-        ordering: Ordering::Fifo,
-        payload: Bytes::from_static(payload),
-    })
+    ServiceEvent::Deliver {
+        group: view.group.clone(),
+        message: Delivered {
+            sender: me().id,
+            view: view.id,
+            seq: crate::wire::Seq(seq),
+            ordering: Ordering::Fifo,
+            payload: Bytes::from_static(payload),
+        },
+    }
 }
 
 /// Multicasts `payload` and flushes, returning the edge's outputs.
