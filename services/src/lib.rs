@@ -12,5 +12,6 @@ pub mod config;
 pub mod demo;
 pub mod history;
 pub mod log_service;
+pub mod replication;
 pub mod report;
 pub mod state_machine;

@@ -1,0 +1,171 @@
+//! Replication strategies: how a group of replica managers (RMs) serves one object.
+//!
+//! Every strategy is a sans-IO core that implements [`ReplicaCore`]: it takes the clients'
+//! requests and its group's events in agreed order, and answers with [`Action`]s (multicast an
+//! update, send a member a message, answer a client). One actor shell
+//! ([`crate::replica`]) runs any core on a node, and the simulator runs the same cores, so
+//! what the checkers judge is what runs.
+//!
+//! What crosses the wire between a front end and a replica manager is defined here, once for
+//! every strategy: a [`Request`] (the request's unique [`RequestId`], the state machine it is
+//! for, the operation) and a [`Reply`] (the id and the output), both bincode-encoded inside the
+//! middleware's `Request`/`Response` frames. Refusals are the middleware's typed
+//! [`Refusal`](viewsync::wire::Refusal)s.
+//!
+//! - [`passive`]: primary-backup (the reference notes' sections 10 to 13), linearizable, and
+//!   its `passive-backup-reads` variant (sequentially consistent);
+//! - [`naive`]: each replica applies locally and propagates lazily: the reference notes'
+//!   counter-example, kept as a labelled contrast for tests and benchmarks.
+
+pub mod naive;
+pub mod passive;
+pub mod store;
+
+// Each strategy's module documents itself (see the list above).
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use viewsync::runtime::{ReplyTo, ServiceEvent};
+use viewsync::wire::{Outcome, Refusal};
+use viewsync::ProcessId;
+
+pub use store::{MemoryLog, ReplicaLog, StoreError};
+
+/// A request's unique identity: the front end's client id and its sequence number. A front
+/// end numbers its requests 1, 2, 3... and retransmits a request with the same id, so a
+/// replica manager that executed it answers from the stored response instead of executing it
+/// again.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct RequestId {
+    /// The front end (random, chosen when it starts).
+    pub client: u64,
+    /// Its request number, from 1.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}/{}", self.client, self.seq)
+    }
+}
+
+/// What a front end asks a replica manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request<Op> {
+    /// The request's identity.
+    pub id: RequestId,
+    /// The state machine the front end speaks to (`"kv"`, `"bank"`): a request for another
+    /// machine is refused as malformed instead of being misread.
+    pub machine: String,
+    /// For reads a backup may serve (`passive-backup-reads`): the position of the last update
+    /// this front end saw, which the backup must have applied before it answers (so a client
+    /// always sees its own writes). 0 otherwise.
+    pub after: u64,
+    /// The operation.
+    pub op: Op,
+}
+
+/// What a replica manager answers a front end's [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply<Out> {
+    /// The request answered.
+    pub id: RequestId,
+    /// The position of the update in the replicated sequence (the log index it was applied
+    /// at), or for a read the position of the state it read.
+    pub position: u64,
+    /// The operation's output.
+    pub output: Out,
+}
+
+/// What a core asks its shell to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Multicast `payload` to the group (its delivery comes back as a `Deliver` event).
+    Multicast(Bytes),
+    /// Send `payload` point-to-point to the member `to` (it arrives as a `Direct` event).
+    Send {
+        /// The member.
+        to: ProcessId,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Answer a client's request (once).
+    Reply {
+        /// Where the answer goes.
+        to: ReplyTo,
+        /// The encoded [`Reply`] or a refusal.
+        outcome: Outcome,
+    },
+}
+
+/// A replication strategy's core, sans IO. The shell hands it, in order, every event of its
+/// group (including client requests) and carries out the actions it returns.
+pub trait ReplicaCore {
+    /// Handles one event of the group (a client request, a delivery, a block, a view, a
+    /// point-to-point message, a state to restore). An error is the replica's storage
+    /// failing: the replica manager cannot go on safely, and its shell stops it (fail-stop).
+    fn handle(&mut self, event: &ServiceEvent) -> Result<Vec<Action>, StoreError>;
+
+    /// Called by the shell every [`TICK_INTERVAL`] (and at once when
+    /// [`ReplicaCore::needs_sync`] after an event, in the per-request fsync mode): syncs the
+    /// log if records wait (group commit, so one sync covers every record appended since the
+    /// last), answers what waited for durability, and does the strategy's time-driven work.
+    /// `now` is the time since the shell started (the simulator's clock in simulation).
+    fn tick(&mut self, now: std::time::Duration) -> Result<Vec<Action>, StoreError>;
+
+    /// The state for a member joining (the delivered state, never anything speculative), as
+    /// of every event handled so far.
+    fn snapshot(&self) -> Bytes;
+
+    /// Whether records were appended and not yet synced (the shell syncs them).
+    fn needs_sync(&self) -> bool;
+}
+
+/// How often a shell calls [`ReplicaCore::tick`]: the group-commit interval.
+pub const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Encodes a message of a replication protocol (bincode, standard configuration).
+pub fn encode<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(
+        bincode::serde::encode_to_vec(value, bincode::config::standard())
+            .expect("in-memory encoding of a protocol message does not fail"),
+    )
+}
+
+/// Decodes a message of a replication protocol; every byte must be used.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, used): (T, usize) =
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!("{} trailing bytes", bytes.len() - used));
+    }
+    Ok(value)
+}
+
+/// Decodes a client's request for machine `machine`, or the refusal to answer it with.
+pub fn decode_request<Op: DeserializeOwned>(
+    payload: &[u8],
+    machine: &str,
+) -> Result<Request<Op>, Refusal> {
+    // The header alone first, so a request for another machine is named as such even when
+    // its operation does not decode as one of ours.
+    #[derive(Deserialize)]
+    struct Header {
+        id: RequestId,
+        machine: String,
+    }
+    let (header, _): (Header, usize) =
+        bincode::serde::decode_from_slice(payload, bincode::config::standard())
+            .map_err(|e| Refusal::Malformed(format!("not a viewsync service request: {e}")))?;
+    if header.machine != machine {
+        return Err(Refusal::Malformed(format!(
+            "request {} is for the {:?} state machine; this group runs {machine:?}",
+            header.id, header.machine
+        )));
+    }
+    decode(payload).map_err(|e| Refusal::Malformed(format!("request {}: {e}", header.id)))
+}
