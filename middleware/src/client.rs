@@ -216,11 +216,18 @@ impl Client {
     /// After an `Err` (a timeout, a closed connection) the request may or may not have been
     /// executed: a front end retransmits it with the same request id, which the service
     /// answers from its stored response instead of executing it again.
-    pub async fn call(&mut self, group: &GroupName, payload: Bytes) -> Result<Outcome, ClientError> {
+    pub async fn call(
+        &mut self,
+        group: &GroupName,
+        payload: Bytes,
+    ) -> Result<Outcome, ClientError> {
         self.next_tag += 1;
         let tag = self.next_tag;
         match self.request(group, Body::Request { tag, payload }).await? {
-            Body::Response { tag: answered, outcome } if answered == tag => Ok(outcome),
+            Body::Response {
+                tag: answered,
+                outcome,
+            } if answered == tag => Ok(outcome),
             other => Err(self.unexpected(&other)),
         }
     }

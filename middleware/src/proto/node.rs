@@ -5,10 +5,10 @@
 use super::failure_detector::{FailureDetector, FailureDetectorConfig, FdOutput};
 use super::membership::{Membership, MembershipConfig, MembershipOutput};
 use super::multicast::{MulticastConfig, MulticastError, MulticastOutput};
+use super::service_edge::{ClientRequest, ReplyTo};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View, ViewChange};
-use super::service_edge::{ClientRequest, ReplyTo};
 use crate::wire::{Body, Envelope, Ordering, Outcome, Refusal, PROTOCOL_VERSION};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -896,6 +896,93 @@ mod tests {
                     }
                 ),
             }]
+        );
+    }
+
+    /// Node 1's answer on connection 5 to client 9's request `tag` for `group`.
+    fn refused(core: &NodeCore, group: GroupName, tag: u64, refusal: Refusal) -> NodeOutput {
+        NodeOutput::Reply {
+            connection: ConnectionId(5),
+            envelope: core.envelope(
+                Some(group),
+                Body::Response {
+                    tag,
+                    outcome: Err(refusal),
+                },
+            ),
+        }
+    }
+
+    #[test]
+    fn a_client_request_goes_to_the_service_with_where_to_answer_it() {
+        let (mut core, now) = founder();
+        let request = Body::Request {
+            tag: 41,
+            payload: Bytes::from_static(b"put x 1"),
+        };
+        let out = core.handle_envelope(now, from_peer(9, Some(group()), request), ConnectionId(5));
+        assert_eq!(
+            out,
+            vec![NodeOutput::Request(ClientRequest {
+                group: group(),
+                reply: ReplyTo {
+                    connection: ConnectionId(5),
+                    client: member(9).id,
+                    tag: 41,
+                },
+                payload: Bytes::from_static(b"put x 1"),
+            })]
+        );
+        // A client's request is not a sign of life of a member: nothing is monitored.
+        assert!(core.failure_detector.monitored().next().is_none());
+    }
+
+    #[test]
+    fn a_client_request_the_node_cannot_take_is_refused_typed_at_once() {
+        let (mut core, now) = founder();
+        let other = GroupName::new("other").unwrap();
+        let request = |tag| Body::Request {
+            tag,
+            payload: Bytes::from_static(b"x"),
+        };
+        let out = core.handle_envelope(
+            now,
+            from_peer(9, Some(other.clone()), request(1)),
+            ConnectionId(5),
+        );
+        assert_eq!(out, vec![refused(&core, other, 1, Refusal::NotMember)]);
+
+        let limit = core.groups[&group()].multicast().config().payload_bytes_max;
+        let large = Body::Request {
+            tag: 2,
+            payload: Bytes::from(vec![0u8; limit + 1]),
+        };
+        let out = core.handle_envelope(now, from_peer(9, Some(group()), large), ConnectionId(5));
+        let too_large = Refusal::TooLarge {
+            size: limit as u64 + 1,
+            limit: limit as u64,
+        };
+        assert_eq!(out, vec![refused(&core, group(), 2, too_large)]);
+
+        // The service's answer goes back on the request's connection with its tag.
+        let reply = ReplyTo {
+            connection: ConnectionId(5),
+            client: member(9).id,
+            tag: 3,
+        };
+        let answer = core.response(
+            &group(),
+            reply,
+            Err(Refusal::Busy(crate::wire::BusyReason::ViewChange)),
+        );
+        assert_eq!(
+            answer,
+            refused(
+                &core,
+                group(),
+                3,
+                Refusal::Busy(crate::wire::BusyReason::ViewChange)
+            )
         );
     }
 

@@ -277,7 +277,9 @@ impl<T> ServiceEdge<T> {
                     // that its group's delivery is paused: refused at once, typed.
                     let refusal = match self.services.get(&request.group) {
                         None => Some(Refusal::NoService),
-                        Some(backlog) if backlog.paused => Some(Refusal::Busy(BusyReason::Overloaded)),
+                        Some(backlog) if backlog.paused => {
+                            Some(Refusal::Busy(BusyReason::Overloaded))
+                        }
                         Some(_) => None,
                     };
                     match refusal {

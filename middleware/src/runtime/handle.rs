@@ -5,17 +5,17 @@ use super::node::{
     ActorTransport, DirectRequest, GetStats, GetView, LeaveAll, MulticastRequest, NodeActor,
     RegisterService, ReplyToClient, Request, Stop, Subscribe,
 };
-use crate::proto::service_edge::ReplyTo;
-use crate::wire::Outcome;
 use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
 use crate::id::{GroupName, Incarnation, ProcessId};
 use crate::proto::node::NodeCore;
+use crate::proto::service_edge::ReplyTo;
 use crate::transport::tcp::{TcpSender, TcpTransport};
 use crate::transport::Inbound;
 use crate::view::{Member, View};
 use crate::wire::FrameCodec;
+use crate::wire::Outcome;
 use actix::prelude::*;
 use bytes::Bytes;
 use std::net::SocketAddr;

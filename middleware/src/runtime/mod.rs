@@ -18,6 +18,7 @@ mod memory;
 mod node;
 pub mod service;
 
+pub use crate::proto::service_edge::{ClientRequest, ReplyTo};
 pub use events::{GroupEvent, NodeStats};
 pub use handle::{Node, NodeHandle};
 pub use memory::{MemoryRuntime, PUMP_INTERVAL};
@@ -25,5 +26,4 @@ pub use node::{
     ActorTransport, NodeActor, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS, SERVICE_BACKLOG_EVENTS,
     TICK_INTERVAL,
 };
-pub use crate::proto::service_edge::{ClientRequest, ReplyTo};
 pub use service::{ServiceEvent, TakeSnapshot};

@@ -317,9 +317,8 @@ impl Simulation {
                 self.deliveries
                     .on_restore(process, state.len(), restored_ids);
             }
-            ServiceEvent::Block { .. }
-            | ServiceEvent::Direct { .. }
-            | ServiceEvent::Request(_) => {}
+            ServiceEvent::Block { .. } | ServiceEvent::Direct { .. } | ServiceEvent::Request(_) => {
+            }
         }
     }
 }

@@ -1098,6 +1098,39 @@ mod tests {
                 ".{0,200}".prop_map(|reason| Body::Refused { reason }),
                 Just(Body::Probe),
                 Just(Body::MembersRequest),
+                (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300)).prop_map(
+                    |(tag, payload)| Body::Request {
+                        tag,
+                        payload: Bytes::from(payload),
+                    }
+                ),
+                (
+                    any::<u64>(),
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                    0u8..5
+                )
+                    .prop_map(|(tag, reply, refusal)| Body::Response {
+                        tag,
+                        outcome: match refusal {
+                            0 => Ok(Bytes::from(reply)),
+                            1 => Err(crate::wire::Refusal::NotPrimary {
+                                primary: Some(std::net::SocketAddr::from((
+                                    [127, 0, 0, 1],
+                                    tag as u16
+                                ))),
+                            }),
+                            2 => Err(crate::wire::Refusal::Busy(
+                                crate::wire::BusyReason::ViewChange
+                            )),
+                            3 => Err(crate::wire::Refusal::TooLarge {
+                                size: tag,
+                                limit: 7
+                            }),
+                            _ => Err(crate::wire::Refusal::Malformed(
+                                String::from_utf8_lossy(&reply).into_owned()
+                            )),
+                        },
+                    }),
             ]
         }
 

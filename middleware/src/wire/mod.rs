@@ -6,6 +6,7 @@ mod messages;
 
 pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
 pub use messages::{
-    Ballot, Blocked, BlockedReason, Body, BusyReason, CutEntry, Decision, Entry, Envelope, FlushReport,
-    Item, Ordering, Outcome, Rank, Refusal, Retry, Round, Seq, PROTOCOL_COUNTER_MAX, PROTOCOL_VERSION,
+    Ballot, Blocked, BlockedReason, Body, BusyReason, CutEntry, Decision, Entry, Envelope,
+    FlushReport, Item, Ordering, Outcome, Rank, Refusal, Retry, Round, Seq, PROTOCOL_COUNTER_MAX,
+    PROTOCOL_VERSION,
 };

@@ -36,20 +36,18 @@ fn the_counter_service_sums_its_requests_and_restores_its_snapshot() {
         node: NodeId(1),
         incarnation: Incarnation(1),
     };
-    let deliver = |payload: Bytes| {
-        ServiceEvent::Deliver {
-            group: GroupName::new("g").unwrap(),
-            message: Message {
-                sender,
-                view: ViewId {
-                    epoch: 1,
-                    coordinator: sender,
-                },
-                seq: viewsync::wire::Seq(1),
-                ordering: viewsync::wire::Ordering::Fifo,
-                payload,
+    let deliver = |payload: Bytes| ServiceEvent::Deliver {
+        group: GroupName::new("g").unwrap(),
+        message: Message {
+            sender,
+            view: ViewId {
+                epoch: 1,
+                coordinator: sender,
             },
-        }
+            seq: viewsync::wire::Seq(1),
+            ordering: viewsync::wire::Ordering::Fifo,
+            payload,
+        },
     };
     let mut service = CounterService::default();
     let (a, b) = (service.request(7), service.request(9));

@@ -331,3 +331,48 @@ fn multicasts_park_in_order_when_the_outbox_is_full_and_are_answered_in_order() 
     );
     assert_eq!(edge.parked(), 0);
 }
+
+#[test]
+fn a_client_request_goes_to_the_service_or_is_refused_typed_without_one_or_while_paused() {
+    let client = ProcessId {
+        node: crate::id::CLIENT_NODE_ID,
+        incarnation: Incarnation(7),
+    };
+    let request = |tag| ClientRequest {
+        group: group(),
+        reply: ReplyTo {
+            connection: ConnectionId(4),
+            client,
+            tag,
+        },
+        payload: Bytes::from_static(b"op"),
+    };
+    let refusal = |core: &NodeCore, tag, refusal| {
+        vec![EdgeOutput::Node(core.response(
+            &group(),
+            request(tag).reply,
+            Err(refusal),
+        ))]
+    };
+
+    // No service: refused at once, so the client is not left waiting.
+    let (mut core, mut edge, now, _) = founded(limits(2, 1, 4), fifo(), false);
+    let out = edge.absorb(&mut core, now, vec![NodeOutput::Request(request(1))]);
+    assert_eq!(out, refusal(&core, 1, Refusal::NoService));
+
+    // A service: handed over, counted like any event.
+    let (mut core, mut edge, now, _) = founded(limits(2, 1, 4), fifo(), true);
+    let out = edge.absorb(&mut core, now, vec![NodeOutput::Request(request(2))]);
+    assert_eq!(
+        service_events(&out),
+        vec![(&ServiceEvent::Request(request(2)), Some(2))]
+    );
+    // Two events handed and none handled: paused, and a request now is refused as busy.
+    assert_eq!(edge.refresh(&mut core, now), vec![]);
+    assert!(edge.is_paused(&group()));
+    let out = edge.absorb(&mut core, now, vec![NodeOutput::Request(request(3))]);
+    assert_eq!(
+        out,
+        refusal(&core, 3, Refusal::Busy(BusyReason::Overloaded))
+    );
+}
