@@ -15,8 +15,16 @@
 //! # ... the node's keys and tables (docs/CONFIGURATION.md)
 //!
 //! [service]
-//! strategy = "log"   # the only one so far; "passive", "active", "gossip" will follow
+//! strategy = "passive"      # log | passive | passive-backup-reads | naive
+//! state_machine = "kv"      # kv | bank
+//! durability = "grouped"    # fsync | grouped | memory
+//! data_dir = "data/kv"      # default: the node's data_dir, under service/<group>
 //! ```
+//!
+//! A replicated strategy (`passive`, `passive-backup-reads`, `naive`) needs its group's
+//! multicasts delivered safely (only once every member holds them): the node's setting for
+//! those groups is made `delivery = "safe"` (and an explicit `agreed` is refused), so the one
+//! line that picks the strategy is the only line to change.
 
 use serde::Deserialize;
 use std::path::Path;
@@ -24,12 +32,88 @@ use viewsync::config::{parse_table, read_text, section, ConfigError, NodeConfig}
 
 /// The replication strategy a node runs for its groups.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// The log service: prints every delivery and view change
     /// ([`crate::log_service::LogService`]).
     #[default]
     Log,
+    /// Primary-backup replication, linearizable, reads included
+    /// ([`crate::replication::passive`]).
+    Passive,
+    /// Primary-backup with reads served by any member: sequentially consistent, not
+    /// linearizable.
+    PassiveBackupReads,
+    /// Each replica applies locally and propagates lazily: neither linearizable nor
+    /// sequentially consistent; a labelled contrast for tests and benchmarks
+    /// ([`crate::replication::naive`]).
+    Naive,
+}
+
+impl Strategy {
+    /// Whether the strategy replicates a state machine (and serves clients).
+    pub fn is_replicated(self) -> bool {
+        !matches!(self, Strategy::Log)
+    }
+
+    /// The name used in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Log => "log",
+            Strategy::Passive => "passive",
+            Strategy::PassiveBackupReads => "passive-backup-reads",
+            Strategy::Naive => "naive",
+        }
+    }
+}
+
+/// The state machine a replicated strategy runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineKind {
+    /// The key-value store ([`crate::state_machine::kv`]).
+    #[default]
+    Kv,
+    /// The bank accounts ([`crate::state_machine::bank`]).
+    Bank,
+}
+
+impl MachineKind {
+    /// The name used in configuration files and in requests.
+    pub fn name(self) -> &'static str {
+        match self {
+            MachineKind::Kv => "kv",
+            MachineKind::Bank => "bank",
+        }
+    }
+}
+
+/// How a replica's log reaches the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// fsync after every record: nothing acknowledged is lost even if every member loses
+    /// power at once.
+    Fsync,
+    /// Group commit: records are synced together every couple of milliseconds, and a write is
+    /// acknowledged only once it is synced at a majority: the same guarantee as `fsync`, at a
+    /// fraction of the syncs.
+    #[default]
+    Grouped,
+    /// Never synced: state survives a process crash but not a power loss of every member
+    /// (acknowledged writes may then be lost).
+    Memory,
+}
+
+impl DurabilityMode {
+    /// The name used in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            DurabilityMode::Fsync => "fsync",
+            DurabilityMode::Grouped => "grouped",
+            DurabilityMode::Memory => "memory",
+        }
+    }
 }
 
 /// The `[service]` section. Every key is optional; unknown keys are refused.
@@ -39,6 +123,32 @@ pub struct ServiceConfig {
     /// Which service runs (`strategy = "log"`).
     #[serde(default)]
     pub strategy: Strategy,
+    /// The state machine replicated strategies run (`kv` by default).
+    #[serde(default)]
+    pub state_machine: MachineKind,
+    /// How the replica's log reaches the disk (`grouped` by default).
+    #[serde(default)]
+    pub durability: DurabilityMode,
+    /// Where the replica keeps its state and log; by default `service/<group>` under the
+    /// node's `data_dir`. Relative paths are resolved against the file's directory.
+    #[serde(default)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+impl ServiceConfig {
+    /// The directory of `group`'s replica: `data_dir/<group>` when `[service] data_dir` is
+    /// set, else `<node data_dir>/service/<group>`; `None` when neither is set.
+    pub fn replica_dir(
+        &self,
+        node_data_dir: Option<&Path>,
+        group: &viewsync::GroupName,
+    ) -> Option<std::path::PathBuf> {
+        match (&self.data_dir, node_data_dir) {
+            (Some(dir), _) => Some(dir.join(group.as_str())),
+            (None, Some(node)) => Some(node.join("service").join(group.as_str())),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A whole configuration file: the node's part and the service's.
@@ -60,12 +170,90 @@ impl ServiceFileConfig {
     /// Parses and validates configuration text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut table = parse_table(text, path)?;
-        let service = match table.remove("service") {
+        let mut service: ServiceConfig = match table.remove("service") {
             Some(value) => section(value, path, "service")?,
             None => ServiceConfig::default(),
         };
-        let node = NodeConfig::from_table(table, path)?;
+        if service.strategy.is_replicated() {
+            refuse_agreed_delivery(&table, &service, path)?;
+        }
+        let mut node = NodeConfig::from_table(table, path)?;
+        if let Some(dir) = &service.data_dir {
+            if dir.is_relative() {
+                let base = path.parent().unwrap_or(Path::new("."));
+                service.data_dir = Some(base.join(dir));
+            }
+        }
+        if service.strategy.is_replicated() {
+            require_safe_delivery(&mut node);
+            if service.durability != DurabilityMode::Memory
+                && service.data_dir.is_none()
+                && node.data_dir.is_none()
+            {
+                return Err(ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    key: "service.data_dir",
+                    problem: format!(
+                        "durability {:?} keeps the replica's log on disk, but neither \
+                         `service.data_dir` nor `data_dir` is set (set one, or choose \
+                         durability = \"memory\")",
+                        service.durability.name()
+                    ),
+                });
+            }
+        }
         Ok(ServiceFileConfig { node, service })
+    }
+}
+
+/// Refuses a file that asks for agreed delivery (globally or for a group) with a replicated
+/// strategy, which needs safe delivery: naming the conflict beats overriding it silently.
+fn refuse_agreed_delivery(
+    table: &toml::Table,
+    service: &ServiceConfig,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let agreed = |section: Option<&toml::Value>| {
+        section
+            .and_then(|s| s.get("delivery"))
+            .and_then(|d| d.as_str())
+            == Some("agreed")
+    };
+    let mut places = Vec::new();
+    if agreed(table.get("multicast")) {
+        places.push("multicast.delivery".to_string());
+    }
+    if let Some(groups) = table.get("group").and_then(|g| g.as_table()) {
+        for (name, options) in groups {
+            if agreed(Some(options)) {
+                places.push(format!("group.{name}.delivery"));
+            }
+        }
+    }
+    match places.first() {
+        None => Ok(()),
+        Some(place) => Err(ConfigError::Invalid {
+            path: path.display().to_string(),
+            key: "service.strategy",
+            problem: format!(
+                "{:?} needs safe delivery, but `{place}` is \"agreed\": remove it (the strategy \
+                 makes its groups' delivery safe)",
+                service.strategy.name()
+            ),
+        }),
+    }
+}
+
+/// Makes the node deliver its groups' multicasts safely (only once every member holds them),
+/// as replicated strategies need.
+fn require_safe_delivery(node: &mut NodeConfig) {
+    use viewsync::proto::multicast::Delivery;
+    for group in node.groups.clone() {
+        let multicast = node
+            .group_multicast
+            .entry(group)
+            .or_insert(node.settings.multicast);
+        multicast.delivery = Delivery::Safe;
     }
 }
 
@@ -113,10 +301,64 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_strategy_makes_its_groups_deliver_safely_and_refuses_agreed() {
+        use viewsync::proto::multicast::Delivery;
+        let text = format!(
+            "{NODE}groups = [\"kv\"]\ndata_dir = \"/tmp/x\"\n[service]\nstrategy = \"passive\"\nstate_machine = \"bank\"\ndurability = \"fsync\"\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.service.strategy, Strategy::Passive);
+        assert_eq!(c.service.state_machine, MachineKind::Bank);
+        assert_eq!(c.service.durability, DurabilityMode::Fsync);
+        let kv = viewsync::GroupName::new("kv").unwrap();
+        assert_eq!(c.node.group_multicast[&kv].delivery, Delivery::Safe);
+        assert_eq!(
+            c.service.replica_dir(c.node.data_dir.as_deref(), &kv),
+            Some(std::path::PathBuf::from("/tmp/x/service/kv"))
+        );
+        let e = parse(&format!(
+            "{NODE}groups = [\"kv\"]\n[service]\nstrategy = \"passive\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("service.data_dir") && e.contains("memory"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{NODE}groups = [\"kv\"]\n[group.kv]\ndelivery = \"agreed\"\n[service]\nstrategy = \"passive-backup-reads\"\ndurability = \"memory\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("group.kv.delivery") && e.contains("passive-backup-reads"),
+            "{e}"
+        );
+        // The log service keeps whatever delivery the file asks for.
+        let c = parse(&format!("{NODE}groups = [\"kv\"]\n")).unwrap();
+        assert!(!c.node.group_multicast.contains_key(&kv));
+    }
+
+    #[test]
+    fn unknown_machines_and_durability_modes_are_named_with_the_choices() {
+        let e = parse(&format!("{NODE}[service]\nstate_machine = \"sql\"\n")).unwrap_err();
+        assert!(
+            e.contains("sql") && e.contains("kv") && e.contains("bank"),
+            "{e}"
+        );
+        let e = parse(&format!("{NODE}[service]\ndurability = \"sometimes\"\n")).unwrap_err();
+        assert!(
+            e.contains("fsync") && e.contains("grouped") && e.contains("memory"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn an_unknown_strategy_is_named_with_the_choices() {
         let e = parse(&format!("{NODE}[service]\nstrategy = \"paxos\"\n")).unwrap_err();
         assert!(
-            e.contains("service.strategy") && e.contains("paxos") && e.contains("log"),
+            e.contains("service.strategy")
+                && e.contains("paxos")
+                && e.contains("passive-backup-reads")
+                && e.contains("naive"),
             "{e}"
         );
         let e = parse(&format!("{NODE}service = 3\n")).unwrap_err();
