@@ -240,6 +240,24 @@ impl<T: ActorTransport> NodeHandle<T> {
             .map_err(|_| NodeError::Stopped)?
     }
 
+    /// Like [`NodeHandle::multicast_ordered`], but the multicast is queued to the node at the
+    /// call, not when the returned future is first polled: successive calls keep their order
+    /// however their futures are driven (a service actor issuing its updates in order spawns
+    /// the futures only to learn whether each was accepted).
+    pub fn multicast_enqueued(
+        &self,
+        group: GroupName,
+        ordering: Option<crate::wire::Ordering>,
+        payload: Bytes,
+    ) -> impl std::future::Future<Output = Result<(), NodeError>> + 'static {
+        let request = self.actor.send(MulticastRequest {
+            group,
+            ordering,
+            payload,
+        });
+        async move { request.await.map_err(|_| NodeError::Stopped)? }
+    }
+
     /// Sends `payload` point-to-point to `to`, a member of `group`'s current view.
     pub async fn send_to(
         &self,
