@@ -18,6 +18,7 @@ use viewsync::runtime::{GroupEvent, Node};
 use viewsync::wire::ClusterKey;
 use viewsync::GroupName;
 use viewsync_services::config::{ServiceFileConfig, Strategy};
+use viewsync_services::strategy;
 use viewsync_services::{demo, log_service, report};
 
 #[derive(Parser)]
@@ -161,6 +162,7 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
         }
     };
     let system = actix::System::new();
+    let node_data_dir = config.data_dir.clone();
     let result = system.block_on(async move {
         let groups = config.groups.clone();
         let leave_timeout = config.settings.membership.leave_timeout;
@@ -175,6 +177,18 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
                     })
                     .await
                     .map_err(|e| e.to_string())?;
+                }
+                Strategy::Passive | Strategy::PassiveBackupReads | Strategy::Naive => {
+                    strategy::start_replica(
+                        &node,
+                        group.clone(),
+                        &service,
+                        node_data_dir.as_deref(),
+                        |line| println!("{line}"),
+                        true,
+                    )
+                    .await
+                    .map_err(|e| format!("group {group}: {e}"))?;
                 }
             }
         }

@@ -1,0 +1,204 @@
+//! The replica manager actor: the thin shell that runs a replication core
+//! ([`crate::replication::ReplicaCore`]) on a node.
+//!
+//! It hands the core every event of its group in order (client requests included), carries
+//! out the core's actions (multicasts in order, point-to-point messages, answers to
+//! clients), takes snapshots for joiners from the core, and ticks the core every
+//! [`TICK_INTERVAL`] (group commit). Everything the strategy decides is in the core, which the
+//! simulator runs too.
+//!
+//! **Fail-stop.** When the core's storage fails, or the node refuses one of the core's
+//! multicasts (which its bounds are chosen to make impossible: a primary holds at most
+//! `pending_max` requests, fewer than the node parks), the replica cannot go on safely: its
+//! state may no longer match what the group delivers. It logs why, stops the node (to the
+//! others it looks like a crash, and the group goes on without it) and, in `viewsync node`,
+//! the process exits with [`EXIT_REPLICA_FAILED`]. Restarted, it recovers from its data directory and rejoins.
+
+use crate::replication::{Action, ReplicaCore, StoreError, TICK_INTERVAL};
+use actix::prelude::*;
+use std::time::Instant;
+use viewsync::runtime::{NodeHandle, ServiceEvent, TakeSnapshot};
+use viewsync::GroupName;
+
+/// The exit code of a `viewsync node` whose replica stopped because it could not go on
+/// safely (its storage failed).
+pub const EXIT_REPLICA_FAILED: u8 = 4;
+
+/// The replica manager of one group on one node.
+pub struct ReplicaService {
+    group: GroupName,
+    node: NodeHandle,
+    core: Box<dyn ReplicaCore>,
+    origin: Instant,
+    /// Prints the replica's event lines (views, restores, failures).
+    print: Box<dyn FnMut(String)>,
+    /// Set when the replica stopped (fail-stop): nothing more is handled.
+    failed: bool,
+    /// Whether failing also exits the process (`viewsync node`) or only stops the node (a
+    /// replica embedded in an application, or a test).
+    exit_on_failure: bool,
+}
+
+impl ReplicaService {
+    /// A replica manager running `core` for `group` on `node`.
+    pub fn new(
+        group: GroupName,
+        node: NodeHandle,
+        core: Box<dyn ReplicaCore>,
+        print: impl FnMut(String) + 'static,
+    ) -> Self {
+        ReplicaService {
+            group,
+            node,
+            core,
+            origin: Instant::now(),
+            print: Box::new(print),
+            failed: false,
+            exit_on_failure: false,
+        }
+    }
+
+    /// Makes a failure exit the process with [`EXIT_REPLICA_FAILED`] (as a crash would,
+    /// leaving the data directory to recover from) instead of only stopping the node.
+    pub fn exit_on_failure(mut self) -> Self {
+        self.exit_on_failure = true;
+        self
+    }
+
+    /// Starts the replica manager and registers it with its node (before the node joins the
+    /// group, so it sees the group's first view).
+    pub async fn register(self) -> Result<Addr<ReplicaService>, viewsync::error::NodeError> {
+        let node = self.node.clone();
+        let group = self.group.clone();
+        let addr = Actor::start(self);
+        node.register_service(group, addr.clone()).await?;
+        Ok(addr)
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        for action in actions {
+            match action {
+                Action::Multicast(payload) => {
+                    // Queued now, in order; only the answer is awaited.
+                    let accepted =
+                        self.node
+                            .multicast_enqueued(self.group.clone(), None, payload);
+                    let me = ctx.address();
+                    actix::spawn(async move {
+                        if let Err(error) = accepted.await {
+                            me.do_send(Failed(format!(
+                                "the node refused the replica's multicast ({error}): its \
+                                 speculative state can no longer match the group's"
+                            )));
+                        }
+                    });
+                }
+                Action::Send { to, payload } => {
+                    let (node, group) = (self.node.clone(), self.group.clone());
+                    actix::spawn(async move {
+                        let send = node.send_to(group, to, payload);
+                        // Point-to-point messages are advisory (durability reports are sent
+                        // again at the next sync); a lost one only delays an answer.
+                        if let Err(error) = send.await {
+                            tracing::debug!(%error, "replica message not sent");
+                        }
+                    });
+                }
+                Action::Reply { to, outcome } => {
+                    self.node.reply(self.group.clone(), to, outcome);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        tracing::error!(group = %self.group, %why, "replica stopped: it cannot go on safely");
+        (self.print)(format!("replica-failed group={} reason={why:?}", self.group));
+        self.node.crash();
+        if self.exit_on_failure {
+            std::process::exit(i32::from(EXIT_REPLICA_FAILED));
+        }
+    }
+
+    fn outcome(&mut self, result: Result<Vec<Action>, StoreError>, ctx: &mut Context<Self>) {
+        match result {
+            Ok(actions) => self.carry_out(actions, ctx),
+            Err(error) => self.fail(error.to_string()),
+        }
+    }
+}
+
+impl Actor for ReplicaService {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Events are the group's agreed order and must not be dropped (the node pauses
+        // delivery itself while this mailbox is far behind).
+        ctx.set_mailbox_capacity(usize::MAX);
+        ctx.run_interval(TICK_INTERVAL, |replica, ctx| {
+            if replica.failed {
+                return;
+            }
+            let result = replica.core.tick(replica.origin.elapsed());
+            replica.outcome(result, ctx);
+        });
+    }
+}
+
+impl Handler<ServiceEvent> for ReplicaService {
+    type Result = ();
+
+    fn handle(&mut self, event: ServiceEvent, ctx: &mut Self::Context) {
+        if self.failed {
+            return;
+        }
+        match &event {
+            ServiceEvent::ViewChange { group, change } => (self.print)(format!(
+                "replica-view group={group} epoch={} primary={} members={}",
+                change.view.id.epoch,
+                change.view.coordinator().id.node,
+                change
+                    .view
+                    .members
+                    .iter()
+                    .map(|m| m.id.node.0.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            ServiceEvent::Restore { group, view, state } => (self.print)(format!(
+                "replica-restore group={group} epoch={} bytes={}",
+                view.epoch,
+                state.len()
+            )),
+            _ => {}
+        }
+        let result = self.core.handle(&event);
+        self.outcome(result, ctx);
+        // Per-record fsync has synced already; otherwise the next tick syncs (group commit).
+    }
+}
+
+impl Handler<TakeSnapshot> for ReplicaService {
+    type Result = MessageResult<TakeSnapshot>;
+
+    fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.snapshot())
+    }
+}
+
+/// The replica cannot go on (see the module documentation).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Failed(String);
+
+impl Handler<Failed> for ReplicaService {
+    type Result = ();
+
+    fn handle(&mut self, msg: Failed, _ctx: &mut Self::Context) {
+        self.fail(msg.0);
+    }
+}

@@ -1,0 +1,137 @@
+//! Strategy by configuration: builds the replication core the `[service]` section names, on
+//! the state machine it names, over the storage its durability mode asks for, and starts its
+//! replica manager on a node. Changing `strategy = "..."` is the only change a deployment
+//! makes to switch strategies; the front end and `viewsync client` stay the same.
+
+use crate::config::{DurabilityMode, MachineKind, ServiceConfig, Strategy};
+use crate::replica::ReplicaService;
+use crate::replication::naive::{NaiveConfig, NaiveReplica};
+use crate::replication::passive::{PassiveConfig, PassiveReplica, ReadPolicy};
+use crate::replication::store::{DiskLog, MemoryLog, Recovered};
+use crate::replication::{ReplicaCore, ReplicaLog};
+use crate::state_machine::bank::Bank;
+use crate::state_machine::kv::KvStore;
+use crate::state_machine::StateMachine;
+use crate::storage::Durability;
+use std::path::Path;
+use viewsync::runtime::NodeHandle;
+use viewsync::{GroupName, ProcessId};
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartReplicaError {
+    /// The strategy is not a replicated one (`log`).
+    #[error("strategy {0:?} runs no replica manager")]
+    NotReplicated(&'static str),
+    /// The replica's storage could not be opened or read back whole.
+    #[error("{0}")]
+    Storage(String),
+    /// The node refused the registration.
+    #[error("cannot register the replica with the node: {0}")]
+    Node(#[from] viewsync::error::NodeError),
+}
+
+/// The storage mode of a durability setting.
+pub fn durability(mode: DurabilityMode) -> Durability {
+    match mode {
+        DurabilityMode::Fsync => Durability::EveryRecord,
+        DurabilityMode::Grouped => Durability::grouped(),
+        DurabilityMode::Memory => Durability::MemoryOnly,
+    }
+}
+
+/// Opens a replica's storage: the data directory's log and snapshot, or memory when the
+/// durability mode is `memory` and no directory is configured.
+pub fn open_storage(
+    service: &ServiceConfig,
+    dir: Option<&Path>,
+) -> Result<(Box<dyn ReplicaLog>, Recovered), StartReplicaError> {
+    match dir {
+        Some(dir) => {
+            let (log, recovered) = DiskLog::open(dir, durability(service.durability))
+                .map_err(|e| StartReplicaError::Storage(format!("{}: {e}", dir.display())))?;
+            Ok((Box::new(log), recovered))
+        }
+        None => Ok((Box::new(MemoryLog::new()), Recovered::default())),
+    }
+}
+
+/// Builds the core of `service`'s strategy for `group` on the process `me`, from what its
+/// storage recovered.
+pub fn build_core(
+    service: &ServiceConfig,
+    me: ProcessId,
+    group: GroupName,
+    log: Box<dyn ReplicaLog>,
+    recovered: Recovered,
+) -> Result<Box<dyn ReplicaCore>, StartReplicaError> {
+    match service.state_machine {
+        MachineKind::Kv => build::<KvStore>(service, me, group, log, recovered),
+        MachineKind::Bank => build::<Bank>(service, me, group, log, recovered),
+    }
+}
+
+fn build<S>(
+    service: &ServiceConfig,
+    me: ProcessId,
+    group: GroupName,
+    log: Box<dyn ReplicaLog>,
+    recovered: Recovered,
+) -> Result<Box<dyn ReplicaCore>, StartReplicaError>
+where
+    S: StateMachine + Clone + Default + 'static,
+{
+    let machine = service.state_machine.name().to_string();
+    let storage = |e: crate::replication::StoreError| StartReplicaError::Storage(e.to_string());
+    Ok(match service.strategy {
+        Strategy::Log => return Err(StartReplicaError::NotReplicated("log")),
+        Strategy::Passive | Strategy::PassiveBackupReads => {
+            let mut config = PassiveConfig::new(me, group, machine);
+            config.reads = if service.strategy == Strategy::Passive {
+                ReadPolicy::Primary
+            } else {
+                ReadPolicy::AnyReplica
+            };
+            config.quorum_durability = service.durability != DurabilityMode::Memory;
+            Box::new(PassiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
+        }
+        Strategy::Naive => {
+            let config = NaiveConfig::new(me, group, machine);
+            Box::new(NaiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
+        }
+    })
+}
+
+/// Starts the replica manager of `group` on `node` as `service` says, recovering its state
+/// from its data directory (`node_data_dir`'s `service/<group>`, or `[service] data_dir`).
+/// Call before the node joins the group. With `exit_on_failure`, a replica that cannot go on
+/// exits the process (see [`crate::replica`]).
+pub async fn start_replica(
+    node: &NodeHandle,
+    group: GroupName,
+    service: &ServiceConfig,
+    node_data_dir: Option<&Path>,
+    print: impl FnMut(String) + 'static,
+    exit_on_failure: bool,
+) -> Result<actix::Addr<ReplicaService>, StartReplicaError> {
+    let dir = service.replica_dir(node_data_dir, &group);
+    let (log, recovered) = open_storage(service, dir.as_deref())?;
+    let records = recovered.records.len();
+    let from = recovered.snapshot.as_ref().map(|(index, _)| *index);
+    let core = build_core(service, node.me().id, group.clone(), log, recovered)?;
+    tracing::info!(
+        %group,
+        strategy = service.strategy.name(),
+        machine = service.state_machine.name(),
+        durability = service.durability.name(),
+        dir = ?dir,
+        snapshot_at = ?from,
+        records,
+        "replica recovered its state"
+    );
+    let mut replica = ReplicaService::new(group, node.clone(), core, print);
+    if exit_on_failure {
+        replica = replica.exit_on_failure();
+    }
+    Ok(replica.register().await?)
+}
