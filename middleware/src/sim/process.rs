@@ -462,7 +462,7 @@ impl Simulation {
                         BlockedReason::NoStateHolder => {
                             self.observed.blocked_no_holder.insert(view);
                         }
-                        BlockedReason::NoSeedAnswered => {}
+                        BlockedReason::NoSeedAnswered | BlockedReason::AwaitingLastView { .. } => {}
                     }
                 }
             }

@@ -317,6 +317,17 @@ pub enum Body {
         /// A member of the view that absorbs this one.
         target: SocketAddr,
     },
+    /// Membership, total-failure recovery: a restarted former member that finds no member of
+    /// the group says which view it last installed and how far its durable service state
+    /// goes, so the restarted members of that view can agree which of them re-forms the group
+    /// (see `proto::membership::join`). Only restarted former members with durable state
+    /// send it; the others ignore it.
+    Recovering {
+        /// The sender's claim.
+        claim: RecoveryClaim,
+        /// Whether the receiver, recovering too, should answer with its own claim.
+        answer: bool,
+    },
     /// Client: a request for the group's service (its bytes in the service's own encoding).
     /// The member answers with [`Body::Response`] carrying the same `tag`, at once when it
     /// refuses, or when the service has answered.
@@ -374,6 +385,7 @@ impl Body {
         match self {
             Body::Heartbeat { views } => views.iter().map(|(_, v)| v.epoch).max().unwrap_or(0),
             Body::JoinRequest { last_epoch, .. } => *last_epoch,
+            Body::Recovering { claim, .. } => claim.last_view.id.epoch,
             Body::Prepare {
                 base,
                 ballot,
@@ -467,6 +479,7 @@ impl Body {
             Body::GroupSend { .. } => "group_send",
             Body::GroupSendResult { .. } => "group_send_result",
             Body::Request { .. } => "request",
+            Body::Recovering { .. } => "recovering",
             Body::Response { .. } => "response",
             Body::Stale { .. } => "stale",
             Body::Discover { .. } => "discover",
@@ -555,6 +568,17 @@ pub struct FlushReport {
     /// Whether it holds the service state (a member that joined and has not yet received its
     /// state transfer does not).
     pub ready: bool,
+}
+
+/// What a restarted former member recovers from its data directory: the last view it
+/// installed and the position of its durable service state (the service's own measure, e.g.
+/// the index of the last update in its log; larger is more advanced).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryClaim {
+    /// The last view the member installed.
+    pub last_view: View,
+    /// How far its durable state goes.
+    pub position: u64,
 }
 
 /// What a member answers a client's [`Body::Request`]: the service's reply bytes, or a
@@ -673,6 +697,18 @@ pub enum BlockedReason {
     /// A seed that is a member of the group: none answered, and this process does not found
     /// groups (`bootstrap` is not set), so it keeps asking.
     NoSeedAnswered,
+    /// A majority of the voters of the last view, after a total failure: this restarted
+    /// former member re-forms the group with the others once enough of them are back.
+    AwaitingLastView {
+        /// The latest view any restarted member installed.
+        view: ViewId,
+        /// Its voters, by node.
+        voters: Vec<crate::id::NodeId>,
+        /// Those back (restarted and heard from, this process included).
+        back: Vec<crate::id::NodeId>,
+        /// How many must be back.
+        needed: usize,
+    },
 }
 
 impl std::fmt::Display for BlockedReason {
@@ -700,6 +736,23 @@ impl std::fmt::Display for BlockedReason {
             }
             BlockedReason::NoSeedAnswered => {
                 f.write_str("no seed answered as a member, and this node does not bootstrap")
+            }
+            BlockedReason::AwaitingLastView {
+                view,
+                voters,
+                back,
+                needed,
+            } => {
+                let list = |ids: &[crate::id::NodeId]| {
+                    ids.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+                };
+                write!(
+                    f,
+                    "recovering from a total failure: {} of the last view {view}'s voters {} are back ({}), {needed} needed",
+                    back.len(),
+                    list(voters),
+                    list(back)
+                )
             }
         }
     }

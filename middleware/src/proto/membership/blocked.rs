@@ -24,6 +24,8 @@ pub(super) struct Standing<'a> {
     pub(super) promised_since: Option<Time>,
     /// The last proposal found no promiser holding the state.
     pub(super) waits_for_holder: bool,
+    /// Where total-failure recovery stands, for a restarted former member with a claim.
+    pub(super) recovery: Option<super::join::RecoveryStanding>,
 }
 
 /// Blocked since when and on what: a view change has been under way (the multicast frozen)
@@ -38,10 +40,19 @@ pub(super) fn blocked(now: Time, s: &Standing<'_>) -> Option<Blocked> {
             let may_found = s.config.bootstrap && s.last_epoch == 0;
             let waiting =
                 !(s.group_seen || may_found) && waited >= s.config.bootstrap_timeout.max(patience);
+            let reason = match &s.recovery {
+                Some(recovery) => BlockedReason::AwaitingLastView {
+                    view: recovery.last_view.id,
+                    voters: recovery.voters.clone(),
+                    back: recovery.back.clone(),
+                    needed: recovery.needed,
+                },
+                None => BlockedReason::NoSeedAnswered,
+            };
             waiting.then_some(Blocked {
                 view: None,
                 blocked_ms: waited.as_millis() as u64,
-                reason: BlockedReason::NoSeedAnswered,
+                reason,
             })
         }
         Status::Member | Status::Leaving { .. } => {

@@ -72,7 +72,7 @@ use super::multicast::{Multicast, MulticastConfig, MulticastOutput};
 use super::Time;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::view::{Member, View};
-use crate::wire::{Ballot, Blocked, Body, Decision};
+use crate::wire::{Ballot, Blocked, Body, Decision, RecoveryClaim};
 use std::net::SocketAddr;
 
 /// The membership core of one group at one process.
@@ -104,6 +104,9 @@ pub struct Membership {
     /// without its cut: that would drop the state it holds and wait for a transfer, and if
     /// every holder did so the group's state would be gone.
     undecided_view: Option<(View, Time)>,
+    /// What this process recovered as a restarted former member with durable state, if so
+    /// (see [`Membership::set_recovery`]).
+    recovery: Option<RecoveryClaim>,
 }
 
 impl Membership {
@@ -133,7 +136,16 @@ impl Membership {
             force_change: false,
             last_stall_notice: None,
             undecided_view: None,
+            recovery: None,
         }
+    }
+
+    /// This process restarted as a former member whose service keeps durable state: `claim`
+    /// is what it recovered (its last installed view and its state's position). While joining
+    /// with no member answering, it may re-form the group with the others recovering (see
+    /// [`join`]). `None` (the default) never re-forms: the process waits for a member.
+    pub fn set_recovery(&mut self, claim: Option<RecoveryClaim>) {
+        self.recovery = claim;
     }
 
     /// A one-line account of the view change in progress, for traces.
@@ -225,6 +237,10 @@ impl Membership {
                 suspected: &self.changes.suspected,
                 promised_since: self.consensus.promised_since,
                 waits_for_holder: self.consensus.proposer.waits_for_holder(),
+                recovery: self
+                    .recovery
+                    .as_ref()
+                    .map(|claim| self.joiner.recovery(now, &self.config, self.me.id, claim)),
             },
         )
     }
@@ -300,7 +316,18 @@ impl Membership {
                 let may_create =
                     self.joiner
                         .may_found(now, since, &self.config, self.last_epoch, self.me.id);
+                let recover = match &self.recovery {
+                    Some(claim) if !may_create => {
+                        self.joiner
+                            .may_recover(now, since, &self.config, self.me.id, claim)
+                    }
+                    _ => None,
+                };
                 if may_create {
+                    self.create_group(&mut out);
+                } else if let Some(last_epoch) = recover {
+                    // The view re-formed follows every view any claimant installed.
+                    self.last_epoch = self.last_epoch.max(last_epoch);
                     self.create_group(&mut out);
                 } else if self.request_due(now) {
                     self.send_join_requests(now, &mut out);
@@ -504,6 +531,22 @@ impl Membership {
             }
             Body::Discover { view } => self.handle_discover(now, from, view, &mut out),
             Body::DiscoverReply { view } => self.handle_discover_reply(now, from, view, &mut out),
+            Body::Recovering { claim, answer } => {
+                // Only a recovering joiner listens; members answer the join request that
+                // came with the claim, which tells the claimant the group exists.
+                if let (Status::Joining { .. }, Some(mine)) = (&self.status, &self.recovery) {
+                    if answer {
+                        out.push(MembershipOutput::Send {
+                            to: from.addr,
+                            body: Body::Recovering {
+                                claim: mine.clone(),
+                                answer: false,
+                            },
+                        });
+                    }
+                    self.joiner.heard_claim(from, claim, now);
+                }
+            }
             Body::MergeInto { target } => self.handle_merge_into(now, from, target, &mut out),
             // Multicast traffic goes to the multicast core: the node routes it there itself
             // (`with_multicast`), membership has no use for it.
@@ -790,6 +833,7 @@ impl Membership {
             Status::Joining { via, .. } => via,
             _ => None,
         };
-        self.joiner.requests(self.me, via, self.last_epoch, out);
+        self.joiner
+            .requests(self.me, via, self.last_epoch, self.recovery.as_ref(), out);
     }
 }
