@@ -1,15 +1,22 @@
 //! # viewsync-services
 //!
 //! Services built on the viewsync middleware, and the `viewsync` command-line tool
-//! (`src/bin/viewsync.rs`): `node`, `members`, `send`, `demo`, `keygen`.
+//! (`src/bin/viewsync.rs`): `node`, `members`, `send`, `client`, `demo`, `keygen`.
 //!
 //! - [`state_machine`]: the deterministic state machines replicated services run (the
 //!   key-value store and the bank), with checksummed snapshots;
 //! - [`history`]: recorded client histories (JSON lines) and the linearizability and
-//!   sequential-consistency checkers that judge them.
+//!   sequential-consistency checkers that judge them;
+//! - [`frontend`]: the front end that makes replication transparent (request ids,
+//!   resolution of the group through any node, retransmission to the next candidate, one
+//!   result per call), with its decision logic sans IO ([`frontend::policy`]);
+//! - [`client_cli`]: `viewsync client`, calls to a replicated key-value store or bank
+//!   through a front end.
 
+pub mod client_cli;
 pub mod config;
 pub mod demo;
+pub mod frontend;
 pub mod history;
 pub mod log_service;
 pub mod replication;
