@@ -80,6 +80,8 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// Call a replicated key-value store or bank through a front end.
+    Client(viewsync_services::client_cli::ClientArgs),
     /// Start a local group of three members, then kill one; print every view.
     Demo,
     /// Print a new random cluster key (hex) for a key file.
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
             key_file,
             timeout_ms,
         } => members(group, via, key_file, Duration::from_millis(timeout_ms)),
+        Command::Client(args) => viewsync_services::client_cli::run(args),
         Command::Demo => {
             let system = actix::System::new();
             match system.block_on(demo::run()) {
