@@ -37,6 +37,8 @@ pub struct ReplicaService {
     /// Whether failing also exits the process (`viewsync node`) or only stops the node (a
     /// replica embedded in an application, or a test).
     exit_on_failure: bool,
+    /// The position of the durable state recovered, for a replica with a data directory.
+    durable_position: Option<u64>,
 }
 
 impl ReplicaService {
@@ -55,7 +57,16 @@ impl ReplicaService {
             print: Box::new(print),
             failed: false,
             exit_on_failure: false,
+            durable_position: None,
         }
+    }
+
+    /// Marks the replica's state as durable, recovered up to `position`: registered so, the
+    /// node may re-form the group from it after a total failure (see
+    /// `NodeHandle::register_durable_service`).
+    pub fn durable(mut self, position: u64) -> Self {
+        self.durable_position = Some(position);
+        self
     }
 
     /// Makes a failure exit the process with [`EXIT_REPLICA_FAILED`] (as a crash would,
@@ -70,8 +81,15 @@ impl ReplicaService {
     pub async fn register(self) -> Result<Addr<ReplicaService>, viewsync::error::NodeError> {
         let node = self.node.clone();
         let group = self.group.clone();
+        let durable = self.durable_position;
         let addr = Actor::start(self);
-        node.register_service(group, addr.clone()).await?;
+        match durable {
+            Some(position) => {
+                node.register_durable_service(group, addr.clone(), position)
+                    .await?
+            }
+            None => node.register_service(group, addr.clone()).await?,
+        }
         Ok(addr)
     }
 
@@ -80,9 +98,9 @@ impl ReplicaService {
             match action {
                 Action::Multicast(payload) => {
                     // Queued now, in order; only the answer is awaited.
-                    let accepted =
-                        self.node
-                            .multicast_enqueued(self.group.clone(), None, payload);
+                    let accepted = self
+                        .node
+                        .multicast_enqueued(self.group.clone(), None, payload);
                     let me = ctx.address();
                     actix::spawn(async move {
                         if let Err(error) = accepted.await {
@@ -117,7 +135,10 @@ impl ReplicaService {
         }
         self.failed = true;
         tracing::error!(group = %self.group, %why, "replica stopped: it cannot go on safely");
-        (self.print)(format!("replica-failed group={} reason={why:?}", self.group));
+        (self.print)(format!(
+            "replica-failed group={} reason={why:?}",
+            self.group
+        ));
         self.node.crash();
         if self.exit_on_failure {
             std::process::exit(i32::from(EXIT_REPLICA_FAILED));

@@ -118,6 +118,12 @@ pub async fn start_replica(
     let (log, recovered) = open_storage(service, dir.as_deref())?;
     let records = recovered.records.len();
     let from = recovered.snapshot.as_ref().map(|(index, _)| *index);
+    let position = recovered
+        .records
+        .last()
+        .map(|(index, _)| *index)
+        .or(from)
+        .unwrap_or(0);
     let core = build_core(service, node.me().id, group.clone(), log, recovered)?;
     tracing::info!(
         %group,
@@ -127,11 +133,15 @@ pub async fn start_replica(
         dir = ?dir,
         snapshot_at = ?from,
         records,
+        position,
         "replica recovered its state"
     );
     let mut replica = ReplicaService::new(group, node.clone(), core, print);
     if exit_on_failure {
         replica = replica.exit_on_failure();
+    }
+    if dir.is_some() {
+        replica = replica.durable(position);
     }
     Ok(replica.register().await?)
 }

@@ -471,6 +471,14 @@ impl NodeCore {
         out
     }
 
+    /// This node restarted as a former member of `group` whose service keeps durable state:
+    /// see [`Membership::set_recovery`]. Does nothing for a group it has not joined.
+    pub fn set_recovery(&mut self, group: &GroupName, claim: Option<crate::wire::RecoveryClaim>) {
+        if let Some(core) = self.groups.get_mut(group) {
+            core.set_recovery(claim);
+        }
+    }
+
     /// Whether this node takes a client's request of `size` bytes for `group` now: it must be
     /// a member holding the group's state and not blocked (a blocked member answers nothing
     /// from a view it may have lost).

@@ -50,6 +50,18 @@ pub enum DataDirError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A last-view file does not hold a view of its group.
+    #[error(
+        "{path} is corrupt ({problem}); it records the last view this node installed, which \
+         recovery from a total failure needs. Removing it makes the node wait for a member \
+         instead of re-forming the group"
+    )]
+    CorruptView {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The new incarnation could not be written (directory not writable, disk full).
     #[error("cannot write {path}: {source}")]
     Write {
@@ -132,6 +144,45 @@ pub fn recorded_memberships(dir: &Path) -> Result<BTreeSet<String>, DataDirError
 pub fn record_membership(dir: &Path, groups: &BTreeSet<String>) -> Result<(), DataDirError> {
     let text: String = groups.iter().map(|g| format!("{g}\n")).collect();
     write_atomically(dir, MEMBER_OF_FILE, &text)
+}
+
+/// The prefix of the files holding the last view installed in each group
+/// (`last-view-<group>`), in the data directory.
+pub const LAST_VIEW_PREFIX: &str = "last-view-";
+
+/// Records `view` as the last view this node installed in its group (hex of its bincode
+/// encoding, replaced atomically), so that after a total failure the restarted members know
+/// which view's majority must be back before the group re-forms.
+pub fn record_last_view(dir: &Path, view: &crate::view::View) -> Result<(), DataDirError> {
+    let bytes = bincode::serde::encode_to_vec(view, bincode::config::standard())
+        .expect("in-memory encoding of a view does not fail");
+    let name = format!("{LAST_VIEW_PREFIX}{}", view.group.as_str());
+    write_atomically(dir, &name, &format!("{}\n", hex::encode(bytes)))
+}
+
+/// The last view this node recorded installing in `group`, if any.
+pub fn recorded_last_view(
+    dir: &Path,
+    group: &crate::id::GroupName,
+) -> Result<Option<crate::view::View>, DataDirError> {
+    let path = dir.join(format!("{LAST_VIEW_PREFIX}{}", group.as_str()));
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(DataDirError::Read { path, source }),
+    };
+    let corrupt = |problem: String| DataDirError::CorruptView {
+        path: path.clone(),
+        problem,
+    };
+    let bytes = hex::decode(text.trim()).map_err(|e| corrupt(e.to_string()))?;
+    let (view, _): (crate::view::View, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map_err(|e| corrupt(e.to_string()))?;
+    if &view.group != group || !view.is_well_formed() {
+        return Err(corrupt(format!("not a view of group {group}")));
+    }
+    Ok(Some(view))
 }
 
 /// Replaces `dir/name` with `contents`: temporary file, sync, rename, directory sync.
@@ -222,6 +273,30 @@ mod tests {
         let groups: BTreeSet<String> = ["demo".to_string(), "audit".to_string()].into();
         record_membership(&data, &groups).unwrap();
         assert_eq!(recorded_memberships(&data).unwrap(), groups);
+        let group = crate::id::GroupName::new("kv").unwrap();
+        assert_eq!(recorded_last_view(&data, &group).unwrap(), None);
+        let me = crate::view::Member {
+            id: crate::id::ProcessId {
+                node: crate::id::NodeId(3),
+                incarnation: Incarnation(9),
+            },
+            addr: "127.0.0.1:7003".parse().unwrap(),
+        };
+        let view = crate::view::View::of_voters(
+            group.clone(),
+            crate::id::ViewId {
+                epoch: 12,
+                coordinator: me.id,
+            },
+            vec![me],
+        );
+        record_last_view(&data, &view).unwrap();
+        assert_eq!(recorded_last_view(&data, &group).unwrap(), Some(view));
+        fs::write(data.join("last-view-kv"), "zz\n").unwrap();
+        assert!(matches!(
+            recorded_last_view(&data, &group),
+            Err(DataDirError::CorruptView { .. })
+        ));
     }
 
     #[test]

@@ -210,7 +210,43 @@ impl<T: ActorTransport> NodeHandle<T> {
             snapshot: service.recipient(),
         };
         self.actor
-            .send(RegisterService { group, recipients })
+            .send(RegisterService {
+                group,
+                recipients,
+                durable_position: None,
+            })
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Like [`NodeHandle::register_service`], for a service whose state is durable: it
+    /// recovered its state from disk up to `position` (its own measure: larger is more
+    /// advanced). If this node was a member of `group` before and, restarted, finds no member
+    /// left (a total failure), it re-forms the group with the other restarted members of the
+    /// last view once a majority of its voters are back, from the most advanced state among
+    /// them (see `proto::membership::join`). Needs the node's `data_dir`, where the last view
+    /// installed is recorded.
+    pub async fn register_durable_service<A>(
+        &self,
+        group: GroupName,
+        service: Addr<A>,
+        position: u64,
+    ) -> Result<(), NodeError>
+    where
+        A: Actor + Handler<ServiceEvent> + Handler<TakeSnapshot>,
+        A::Context:
+            actix::dev::ToEnvelope<A, ServiceEvent> + actix::dev::ToEnvelope<A, TakeSnapshot>,
+    {
+        let recipients = ServiceRecipients {
+            events: service.clone().recipient(),
+            snapshot: service.recipient(),
+        };
+        self.actor
+            .send(RegisterService {
+                group,
+                recipients,
+                durable_position: Some(position),
+            })
             .await
             .map_err(|_| NodeError::Stopped)
     }

@@ -156,8 +156,9 @@ impl<T: ActorTransport> NodeActor<T> {
 
     /// Tells subscribers of a node event.
     fn notify(&mut self, output: NodeOutput) {
-        if let NodeOutput::ViewInstalled { group, .. } = &output {
+        if let NodeOutput::ViewInstalled { group, change } = &output {
             self.record_membership(group);
+            self.record_last_view(&change.view);
         }
         log_event(&output);
         let Some(event) = GroupEvent::from_output(output) else {
@@ -244,6 +245,15 @@ impl<T: ActorTransport> NodeActor<T> {
         }
         if let Err(error) = super::data_dir::record_membership(dir, &self.member_of) {
             tracing::error!(%group, %error, "cannot record the membership in data_dir");
+        }
+    }
+
+    /// Records `view` as the last view installed in its group (every install: total-failure
+    /// recovery needs the latest).
+    fn record_last_view(&mut self, view: &View) {
+        let Some(dir) = &self.data_dir else { return };
+        if let Err(error) = super::data_dir::record_last_view(dir, view) {
+            tracing::error!(group = %view.group, %error, "cannot record the last view in data_dir");
         }
     }
 
@@ -465,12 +475,31 @@ impl<T: ActorTransport> Handler<DirectRequest> for NodeActor<T> {
 pub(super) struct RegisterService {
     pub(super) group: GroupName,
     pub(super) recipients: ServiceRecipients,
+    /// For a service with durable state: the position of the state it recovered.
+    pub(super) durable_position: Option<u64>,
 }
 
 impl<T: ActorTransport> Handler<RegisterService> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, msg: RegisterService, ctx: &mut Self::Context) {
         self.services.insert(msg.group.clone(), msg.recipients);
+        if let (Some(position), Some(dir)) = (msg.durable_position, &self.data_dir) {
+            // A former member with durable state may re-form the group after a total failure.
+            match super::data_dir::recorded_last_view(dir, &msg.group) {
+                Ok(Some(last_view)) => {
+                    tracing::info!(group = %msg.group, last_view = %last_view.id, position, "recovered a durable state: may re-form the group with a majority of its last view if no member is left");
+                    let claim = crate::wire::RecoveryClaim {
+                        last_view,
+                        position,
+                    };
+                    self.core.set_recovery(&msg.group, Some(claim));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(group = %msg.group, %error, "cannot read the last view; this node will not re-form the group after a total failure")
+                }
+            }
+        }
         let work = self.edge.register(&self.core, msg.group);
         self.carry_out(work, ctx);
     }

@@ -744,7 +744,10 @@ impl std::fmt::Display for BlockedReason {
                 needed,
             } => {
                 let list = |ids: &[crate::id::NodeId]| {
-                    ids.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+                    ids.iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 };
                 write!(
                     f,

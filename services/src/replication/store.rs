@@ -143,7 +143,8 @@ impl DiskLog {
         let failed = |e: crate::storage::StorageError| StoreError(e.to_string());
         let snapshots = crate::storage::SnapshotStore::new(dir);
         let snapshot = snapshots.load().map_err(failed)?;
-        let (wal, recovery) = crate::storage::Wal::open(&dir.join("log"), durability).map_err(failed)?;
+        let (wal, recovery) =
+            crate::storage::Wal::open(&dir.join("log"), durability).map_err(failed)?;
         if let Some(torn) = &recovery.torn_tail {
             tracing::warn!(
                 segment = %torn.segment.display(),
@@ -229,7 +230,10 @@ mod tests {
         log.append(6, b"r6").unwrap();
         drop(log);
         let (mut log, recovered) = DiskLog::open(dir.path(), Durability::EveryRecord).unwrap();
-        assert_eq!(recovered.snapshot, Some((3, Bytes::from_static(b"state@3"))));
+        assert_eq!(
+            recovered.snapshot,
+            Some((3, Bytes::from_static(b"state@3")))
+        );
         assert_eq!(
             records(&recovered),
             vec![(4, &b"r4"[..]), (5, b"r5"), (6, b"r6")]
@@ -239,7 +243,10 @@ mod tests {
         log.append(41, b"r41").unwrap();
         drop(log);
         let (_, recovered) = DiskLog::open(dir.path(), Durability::EveryRecord).unwrap();
-        assert_eq!(recovered.snapshot, Some((40, Bytes::from_static(b"state@40"))));
+        assert_eq!(
+            recovered.snapshot,
+            Some((40, Bytes::from_static(b"state@40")))
+        );
         assert_eq!(records(&recovered), vec![(41, &b"r41"[..])]);
     }
 

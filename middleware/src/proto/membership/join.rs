@@ -18,9 +18,9 @@
 
 use super::config::MembershipConfig;
 use super::output::MembershipOutput;
+use crate::id::NodeId;
 use crate::id::ProcessId;
 use crate::proto::Time;
-use crate::id::NodeId;
 use crate::view::Member;
 use crate::wire::{Body, RecoveryClaim};
 use std::collections::{BTreeMap, BTreeSet};

@@ -148,6 +148,12 @@ impl Membership {
         self.recovery = claim;
     }
 
+    /// The recovery claim while it applies: only until this process installs a view (a
+    /// member excluded later rejoins the group it knows exists).
+    fn recovery_claim(&self) -> Option<&RecoveryClaim> {
+        self.recovery.as_ref().filter(|_| self.view.is_none())
+    }
+
     /// A one-line account of the view change in progress, for traces.
     pub fn describe(&self) -> String {
         format!(
@@ -238,8 +244,7 @@ impl Membership {
                 promised_since: self.consensus.promised_since,
                 waits_for_holder: self.consensus.proposer.waits_for_holder(),
                 recovery: self
-                    .recovery
-                    .as_ref()
+                    .recovery_claim()
                     .map(|claim| self.joiner.recovery(now, &self.config, self.me.id, claim)),
             },
         )
@@ -316,10 +321,10 @@ impl Membership {
                 let may_create =
                     self.joiner
                         .may_found(now, since, &self.config, self.last_epoch, self.me.id);
-                let recover = match &self.recovery {
+                let recover = match self.recovery_claim().cloned() {
                     Some(claim) if !may_create => {
                         self.joiner
-                            .may_recover(now, since, &self.config, self.me.id, claim)
+                            .may_recover(now, since, &self.config, self.me.id, &claim)
                     }
                     _ => None,
                 };
@@ -534,7 +539,8 @@ impl Membership {
             Body::Recovering { claim, answer } => {
                 // Only a recovering joiner listens; members answer the join request that
                 // came with the claim, which tells the claimant the group exists.
-                if let (Status::Joining { .. }, Some(mine)) = (&self.status, &self.recovery) {
+                if let (Status::Joining { .. }, Some(mine)) = (&self.status, self.recovery_claim())
+                {
                     if answer {
                         out.push(MembershipOutput::Send {
                             to: from.addr,
@@ -833,7 +839,8 @@ impl Membership {
             Status::Joining { via, .. } => via,
             _ => None,
         };
+        let claim = self.recovery_claim().cloned();
         self.joiner
-            .requests(self.me, via, self.last_epoch, self.recovery.as_ref(), out);
+            .requests(self.me, via, self.last_epoch, claim.as_ref(), out);
     }
 }

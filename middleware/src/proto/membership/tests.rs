@@ -913,3 +913,179 @@ fn a_graceful_leave_of_the_coordinator_installs_the_view_without_it() {
     assert_eq!(out.last(), Some(&MembershipOutput::Left));
     assert_eq!(core.status(), &Status::Left);
 }
+
+/// Process `me` restarted (incarnation 2, same address) after a total failure, recovering
+/// `position` with `last` as its last installed view; its seeds are the others of that view.
+fn recovering(me: u64, last: &View, position: u64) -> Membership {
+    recovering_started(me, last, position).0
+}
+
+/// Like [`recovering`], with what the start sent.
+fn recovering_started(me: u64, last: &View, position: u64) -> (Membership, Vec<MembershipOutput>) {
+    let restarted = Member {
+        id: ProcessId {
+            node: NodeId(me),
+            incarnation: Incarnation(2),
+        },
+        addr: member(me).addr,
+    };
+    let seeds = last.members.iter().map(|m| m.addr).collect();
+    let mut core = Membership::new(
+        group(),
+        restarted,
+        seeds,
+        MembershipConfig::default(),
+        MulticastConfig::default(),
+    );
+    core.set_recovery(Some(RecoveryClaim {
+        last_view: last.clone(),
+        position,
+    }));
+    let out = core.handle_start(ms(0));
+    (core, out)
+}
+
+/// The claims `core` sent (to whom, and whether an answer is asked for).
+fn claims_sent(out: &[MembershipOutput]) -> Vec<(SocketAddr, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            MembershipOutput::Send {
+                to,
+                body: Body::Recovering { answer, .. },
+            } => Some((*to, *answer)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn after_a_total_failure_the_most_advanced_of_a_majority_of_the_last_view_re_forms_it() {
+    let last = view(7, &[1, 2, 3]);
+    let (mut a, out) = recovering_started(1, &last, 40);
+    let mut b = recovering(2, &last, 55);
+    // Each asks the others of its last view to let it join, with its claim.
+    assert_eq!(
+        claims_sent(&out),
+        vec![(member(2).addr, true), (member(3).addr, true)]
+    );
+    // Alone for longer than the bootstrap timeout: one of three is no majority, so it waits,
+    // and says for what.
+    assert!(a
+        .handle_tick(ms(3_000))
+        .iter()
+        .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))));
+    match a.blocked(ms(3_000)).map(|b| b.reason) {
+        Some(BlockedReason::AwaitingLastView {
+            view,
+            voters,
+            back,
+            needed,
+        }) => {
+            assert_eq!(view, last.id);
+            assert_eq!(voters, vec![NodeId(1), NodeId(2), NodeId(3)]);
+            assert_eq!((back, needed), (vec![NodeId(1)], 2));
+        }
+        other => panic!("blocked on the last view, not {other:?}"),
+    }
+    // The two exchange claims: b, asked, answers with its own.
+    let claim = |core: &Membership| core.recovery.clone().unwrap();
+    let b_from = Member {
+        id: b.me.id,
+        addr: b.me.addr,
+    };
+    let a_from = Member {
+        id: a.me.id,
+        addr: a.me.addr,
+    };
+    let out = b.handle_message(
+        ms(3_001),
+        a_from,
+        Body::Recovering {
+            claim: claim(&a),
+            answer: true,
+        },
+    );
+    assert_eq!(claims_sent(&out), vec![(member(1).addr, false)]);
+    a.handle_message(
+        ms(3_002),
+        b_from,
+        Body::Recovering {
+            claim: claim(&b),
+            answer: false,
+        },
+    );
+    // Two of three are back. a holds less (40 < 55): it waits for b to re-form the group.
+    let out = a.handle_tick(ms(3_100));
+    assert!(
+        out.iter()
+            .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))),
+        "{out:?}"
+    );
+    // b, the most advanced, re-forms it at the next epoch, alone, from its own state.
+    let out = b.handle_tick(ms(3_100));
+    let installed: Vec<&ViewChange> = out
+        .iter()
+        .filter_map(|o| match o {
+            MembershipOutput::ViewInstalled(change) => Some(change),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(installed.len(), 1, "{out:?}");
+    assert_eq!(installed[0].view.id.epoch, 8);
+    assert_eq!(installed[0].view.members, vec![b_from]);
+}
+
+#[test]
+fn a_recovering_process_never_re_forms_a_group_a_member_answered_for() {
+    let last = view(7, &[1, 2, 3]);
+    let mut a = recovering(1, &last, 90);
+    let mut b = recovering(2, &last, 10);
+    let b_from = Member {
+        id: b.me.id,
+        addr: b.me.addr,
+    };
+    a.handle_message(
+        ms(5),
+        b_from,
+        Body::Recovering {
+            claim: b.recovery.clone().unwrap(),
+            answer: false,
+        },
+    );
+    // A live member answers the join request with its view: the group exists.
+    let live = view(9, &[3]);
+    a.handle_message(
+        ms(6),
+        member(3),
+        Body::DiscoverReply {
+            view: Some(live.clone()),
+        },
+    );
+    for t in [1_000, 3_000, 10_000] {
+        let out = a.handle_tick(ms(t));
+        assert!(
+            out.iter()
+                .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))),
+            "never a second group beside the live one: {out:?}"
+        );
+    }
+    // And a process without a claim never answers claims (it is not recovering).
+    let mut plain = Membership::new(
+        group(),
+        member(4),
+        vec![member(1).addr],
+        MembershipConfig::default(),
+        MulticastConfig::default(),
+    );
+    plain.handle_start(ms(0));
+    let out = plain.handle_message(
+        ms(1),
+        b_from,
+        Body::Recovering {
+            claim: b.recovery.clone().unwrap(),
+            answer: true,
+        },
+    );
+    assert_eq!(out, vec![]);
+    let _ = b.handle_tick(ms(1));
+}
