@@ -1,0 +1,187 @@
+//! What the replication process tests share: clusters of `viewsync node` processes running a
+//! replicated strategy, front ends driving them from a tokio runtime, and recorded histories
+//! judged by the checkers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use viewsync::wire::ClusterKey;
+use viewsync::GroupName;
+use viewsync_services::frontend::{FrontEnd, FrontEndConfig, FrontEndError, Routing};
+use viewsync_services::history::linearizability::{self, Linearizability};
+use viewsync_services::history::model::StateMachineModel;
+use viewsync_services::history::{History, SearchLimits};
+use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
+use viewsync_services::state_machine::StateMachine;
+use viewsync_tests::process::{Cluster, NodeProcess, CONVERGE_TIMEOUT, GROUP};
+
+/// The `[service]` section (and the node's data directory) of a replica.
+pub fn service_config(cluster: &Cluster, id: u64, strategy: &str, machine: &str, durability: &str) -> String {
+    let data = cluster.dir.path().join(format!("data{id}"));
+    format!(
+        "data_dir = {:?}\n[service]\nstrategy = \"{strategy}\"\nstate_machine = \"{machine}\"\ndurability = \"{durability}\"\n",
+        data.display().to_string()
+    )
+}
+
+/// Starts nodes `1..=n` running `strategy` on `machine` and waits until they agree on a view
+/// of all of them.
+pub fn start_cluster(n: u64, strategy: &str, machine: &str, durability: &str) -> Cluster {
+    let mut cluster = Cluster::new();
+    for id in 1..=n {
+        let seeds = cluster.addrs();
+        let extra = service_config(&cluster, id, strategy, machine, durability);
+        cluster.launch(id, &seeds, &extra);
+    }
+    let ids: Vec<u64> = (1..=n).collect();
+    cluster.wait_converged(&ids, CONVERGE_TIMEOUT);
+    cluster
+}
+
+/// Restarts node `id` (killed before) from its data directory, with the live nodes as seeds.
+pub fn restart(cluster: &mut Cluster, id: u64, strategy: &str, machine: &str, durability: &str) {
+    let seeds: Vec<SocketAddr> = cluster
+        .ids()
+        .into_iter()
+        .filter(|n| *n != id)
+        .map(|n| cluster.addr(n))
+        .collect();
+    let extra = service_config(cluster, id, strategy, machine, durability);
+    let key = cluster.key_file.clone();
+    let config = cluster.write_config(id, &seeds, Some(&key), &extra);
+    cluster.add(NodeProcess::start(&config, id));
+}
+
+/// The cluster's key.
+pub fn key(cluster: &Cluster) -> ClusterKey {
+    ClusterKey::load(&cluster.key_file).expect("the cluster key loads")
+}
+
+/// A front end for `machine` through `seeds`.
+pub fn front_end<S: StateMachine>(
+    seeds: Vec<SocketAddr>,
+    key: ClusterKey,
+    machine: &str,
+    routing: Routing,
+) -> FrontEnd<S> {
+    let mut config = FrontEndConfig::new(GroupName::new(GROUP).unwrap(), seeds, machine);
+    config.key = Some(key);
+    config.routing = routing;
+    config.attempt_timeout = Duration::from_millis(1_000);
+    config.deadline = Duration::from_secs(20);
+    FrontEnd::new(config)
+}
+
+/// A history shared by concurrent clients, stamped from one origin.
+#[derive(Clone)]
+pub struct Recorder<O, R> {
+    origin: Instant,
+    history: Arc<Mutex<History<O, R>>>,
+}
+
+impl<O: Clone, R: Clone> Recorder<O, R> {
+    /// An empty history starting now.
+    pub fn new() -> Self {
+        Recorder {
+            origin: Instant::now(),
+            history: Arc::new(Mutex::new(History::new())),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// Calls `op` through `fe`, recording its invocation and outcome (an unknown outcome as
+    /// `info`: it may have taken effect).
+    pub async fn call<S>(&self, fe: &mut FrontEnd<S>, op: O) -> Result<R, FrontEndError>
+    where
+        S: StateMachine<Operation = O, Output = R>,
+    {
+        let id = fe.next_request_id();
+        self.history
+            .lock()
+            .unwrap()
+            .invoke(id.client, id.seq, op.clone(), self.now());
+        let result = fe.call(op).await;
+        let mut history = self.history.lock().unwrap();
+        match &result {
+            Ok(output) => history.ok(id.client, id.seq, output.clone(), self.now()),
+            Err(e) if e.outcome_unknown() => history.info(id.client, id.seq, e.to_string(), self.now()),
+            Err(e) => history.fail(id.client, id.seq, e.to_string(), self.now()),
+        }
+        result
+    }
+
+    /// Like [`Recorder::call`], recorded as request `seq` of the logical client `client`
+    /// (one client of the history that talks to several members through several front ends,
+    /// as the reference notes' bank example does).
+    pub async fn call_as<S>(
+        &self,
+        client: u64,
+        seq: u64,
+        fe: &mut FrontEnd<S>,
+        op: O,
+    ) -> Result<R, FrontEndError>
+    where
+        S: StateMachine<Operation = O, Output = R>,
+    {
+        self.history
+            .lock()
+            .unwrap()
+            .invoke(client, seq, op.clone(), self.now());
+        let result = fe.call(op).await;
+        let mut history = self.history.lock().unwrap();
+        match &result {
+            Ok(output) => history.ok(client, seq, output.clone(), self.now()),
+            Err(e) if e.outcome_unknown() => history.info(client, seq, e.to_string(), self.now()),
+            Err(e) => history.fail(client, seq, e.to_string(), self.now()),
+        }
+        result
+    }
+
+    /// The history so far.
+    pub fn history(&self) -> History<O, R> {
+        self.history.lock().unwrap().clone()
+    }
+}
+
+/// Where a failing test leaves its history: the cluster's directory, kept on panic.
+pub fn save_history<O, R>(cluster: &Cluster, name: &str, history: &History<O, R>) -> PathBuf
+where
+    O: serde::Serialize,
+    R: serde::Serialize,
+{
+    let path = cluster.dir.path().join(name);
+    std::fs::write(&path, history.to_json_lines()).expect("history written");
+    path
+}
+
+/// Asserts that a key-value history is linearizable (an "unknown" answer fails too).
+pub fn assert_linearizable(cluster: &Cluster, history: &History<KvOp, KvOutput>) {
+    let path = save_history(cluster, "history.jsonl", history);
+    let operations = history.operations().expect("a well-formed history");
+    let model = StateMachineModel::new(KvStore::new());
+    match linearizability::check(&model, &operations, SearchLimits::default()) {
+        Linearizability::Linearizable { partitions, steps } => {
+            eprintln!(
+                "history of {} operations linearizable ({partitions} keys, {steps} steps); kept at {}",
+                operations.len(),
+                path.display()
+            );
+        }
+        other => panic!(
+            "the history kept at {} is not shown linearizable: {other:?}",
+            path.display()
+        ),
+    }
+}
+
+/// A runtime for the front ends.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
