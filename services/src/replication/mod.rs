@@ -20,6 +20,8 @@
 pub mod naive;
 pub mod passive;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 // Each strategy's module documents itself (see the list above).
 
@@ -36,9 +38,7 @@ pub use store::{MemoryLog, ReplicaLog, StoreError};
 /// end numbers its requests 1, 2, 3... and retransmits a request with the same id, so a
 /// replica manager that executed it answers from the stored response instead of executing it
 /// again.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId {
     /// The front end (random, chosen when it starts).
     pub client: u64,
