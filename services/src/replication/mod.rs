@@ -20,6 +20,8 @@
 pub mod naive;
 pub mod passive;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 // Each strategy's module documents itself (see the list above).
 
