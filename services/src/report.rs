@@ -543,6 +543,10 @@ pub fn blocked(blocked: &viewsync::wire::Blocked) -> String {
         BlockedReason::NoSeedAnswered => {
             "waiting for the group (no seed answered as a member; bootstrap is not set)".into()
         }
+        BlockedReason::AwaitingLastView { .. } => {
+            // The reason's own wording names the view, who is back and how many are needed.
+            format!("waiting to re-form the group ({})", blocked.reason)
+        }
     };
     format!("blocked: {what} for {} s", blocked.blocked_ms / 1000)
 }

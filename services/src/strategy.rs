@@ -95,9 +95,13 @@ where
             config.quorum_durability = service.durability != DurabilityMode::Memory;
             Box::new(PassiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
         }
+        // The contrast keeps nothing: it starts from the initial state at every start.
         Strategy::Naive => {
-            let config = NaiveConfig::new(me, group, machine);
-            Box::new(NaiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
+            drop((log, recovered));
+            Box::new(NaiveReplica::<S>::new(
+                NaiveConfig::new(me, group, machine),
+                S::default(),
+            ))
         }
     })
 }
@@ -140,7 +144,7 @@ pub async fn start_replica(
     if exit_on_failure {
         replica = replica.exit_on_failure();
     }
-    if dir.is_some() {
+    if dir.is_some() && service.strategy != Strategy::Naive {
         replica = replica.durable(position);
     }
     Ok(replica.register().await?)

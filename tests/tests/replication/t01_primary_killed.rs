@@ -22,13 +22,12 @@ fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
     let key = key(&cluster);
     let recorder = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let runtime = runtime();
     let clients: Vec<_> = (0..5u64)
         .map(|c| {
             let (seeds, key, recorder, stop) =
                 (seeds.clone(), key.clone(), recorder.clone(), stop.clone());
             std::thread::spawn(move || {
-                runtime_for_client().block_on(async move {
+                runtime().block_on(async move {
                     let mut fe = front_end::<KvStore>(seeds, key, "kv", Routing::Primary);
                     let mut rng = rand::rngs::StdRng::seed_from_u64(c);
                     let mut n = 0u64;
@@ -52,7 +51,6 @@ fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
             })
         })
         .collect();
-    drop(runtime);
 
     std::thread::sleep(Duration::from_millis(1500));
     let primary = 1;
@@ -93,8 +91,4 @@ fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
         let log = cluster.node(id).stderr_lines().join("\n");
         assert!(!log.contains("replica stopped"), "node {id}: {log}");
     }
-}
-
-fn runtime_for_client() -> tokio::runtime::Runtime {
-    runtime()
 }
