@@ -22,7 +22,12 @@ fn the_example_cluster_configs_load() {
         let path = dir.join(format!("node{id}.toml"));
         let file = ServiceFileConfig::load(&path)
             .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
-        assert_eq!(file.service.strategy, Strategy::Passive, "{}", path.display());
+        assert_eq!(
+            file.service.strategy,
+            Strategy::Passive,
+            "{}",
+            path.display()
+        );
         let config = file.node;
         assert_eq!(config.node_id.0, id, "{}", path.display());
         assert!(config.listen.ip().is_loopback(), "{}", path.display());

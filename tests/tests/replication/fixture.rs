@@ -17,7 +17,13 @@ use viewsync_services::state_machine::StateMachine;
 use viewsync_tests::process::{Cluster, NodeProcess, CONVERGE_TIMEOUT, GROUP};
 
 /// The `[service]` section (and the node's data directory) of a replica.
-pub fn service_config(cluster: &Cluster, id: u64, strategy: &str, machine: &str, durability: &str) -> String {
+pub fn service_config(
+    cluster: &Cluster,
+    id: u64,
+    strategy: &str,
+    machine: &str,
+    durability: &str,
+) -> String {
     let data = cluster.dir.path().join(format!("data{id}"));
     format!(
         "data_dir = {:?}\n[service]\nstrategy = \"{strategy}\"\nstate_machine = \"{machine}\"\ndurability = \"{durability}\"\n",
@@ -108,7 +114,9 @@ impl<O: Clone, R: Clone> Recorder<O, R> {
         let mut history = self.history.lock().unwrap();
         match &result {
             Ok(output) => history.ok(id.client, id.seq, output.clone(), self.now()),
-            Err(e) if e.outcome_unknown() => history.info(id.client, id.seq, e.to_string(), self.now()),
+            Err(e) if e.outcome_unknown() => {
+                history.info(id.client, id.seq, e.to_string(), self.now())
+            }
             Err(e) => history.fail(id.client, id.seq, e.to_string(), self.now()),
         }
         result

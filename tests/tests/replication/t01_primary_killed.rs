@@ -59,7 +59,10 @@ fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
     let _ = cluster.remove(primary);
     let survivors = [2, 3];
     cluster.wait_converged(&survivors, CONVERGE_TIMEOUT);
-    eprintln!("the survivors installed a view without the primary {:?} after the kill", killed_at.elapsed());
+    eprintln!(
+        "the survivors installed a view without the primary {:?} after the kill",
+        killed_at.elapsed()
+    );
     std::thread::sleep(Duration::from_millis(1500));
     restart(&mut cluster, primary, "passive", "kv", "grouped");
     cluster.wait_converged(&[1, 2, 3], CONVERGE_TIMEOUT);

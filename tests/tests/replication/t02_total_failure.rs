@@ -49,15 +49,13 @@ fn a_group_killed_whole_and_restarted_keeps_every_acknowledged_write() {
                 );
             }
         });
-        let re_formed = [1, 2, 3]
-            .iter()
-            .any(|id| {
-                cluster
-                    .node(*id)
-                    .stderr_lines()
-                    .iter()
-                    .any(|l| l.contains("may re-form the group"))
-            });
+        let re_formed = [1, 2, 3].iter().any(|id| {
+            cluster
+                .node(*id)
+                .stderr_lines()
+                .iter()
+                .any(|l| l.contains("may re-form the group"))
+        });
         assert!(re_formed, "the restarted members recovered their claims");
         std::thread::sleep(Duration::from_millis(10));
     }

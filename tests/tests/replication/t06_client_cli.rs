@@ -14,14 +14,30 @@ fn the_client_command_talks_to_the_group_and_exits_with_clear_codes() {
     // Through a backup: the front end finds the primary itself.
     let via = cluster.addr(3).to_string();
     let client = |args: &[&str]| {
-        let mut all = vec!["client", "--group", GROUP, "--via", &via, "--key-file", &key_file];
+        let mut all = vec![
+            "client",
+            "--group",
+            GROUP,
+            "--via",
+            &via,
+            "--key-file",
+            &key_file,
+        ];
         all.extend_from_slice(args);
         run_viewsync(&all, Duration::from_secs(30))
     };
     let out = client(&["put", "colour", "blue"]);
-    assert_eq!((out.status.code(), out.stdout.trim()), (Some(0), "ok"), "{out:?}");
+    assert_eq!(
+        (out.status.code(), out.stdout.trim()),
+        (Some(0), "ok"),
+        "{out:?}"
+    );
     let out = client(&["get", "colour"]);
-    assert_eq!((out.status.code(), out.stdout.trim()), (Some(0), "value=blue"), "{out:?}");
+    assert_eq!(
+        (out.status.code(), out.stdout.trim()),
+        (Some(0), "value=blue"),
+        "{out:?}"
+    );
     let out = client(&["cas", "colour", "red", "green"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(out.stdout.contains("cas failed"), "{out:?}");
@@ -35,7 +51,19 @@ fn the_client_command_talks_to_the_group_and_exits_with_clear_codes() {
     let dead_addr = dead.local_addr().unwrap().to_string();
     drop(dead);
     let out = run_viewsync(
-        &["client", "--group", GROUP, "--via", &dead_addr, "--key-file", &key_file, "--timeout", "1s", "get", "colour"],
+        &[
+            "client",
+            "--group",
+            GROUP,
+            "--via",
+            &dead_addr,
+            "--key-file",
+            &key_file,
+            "--timeout",
+            "1s",
+            "get",
+            "colour",
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
