@@ -585,8 +585,13 @@ pub struct RecoveryClaim {
 /// [`Refusal`].
 pub type Outcome = Result<Bytes, Refusal>;
 
-/// Why a member did not take a client's request. Nothing was executed; which refusals are
-/// worth retrying, and where, is [`Refusal::retry`].
+/// Why a member did not take a client's request, or gave up on it. Refused on arrival, the
+/// request was not executed; but a member that held a request and then had to let it go (a
+/// deposed primary answering `NotPrimary`, a primary answering `Busy(ViewChange)` for an
+/// update caught in a view change) may have seen it executed elsewhere: a front end
+/// retransmits the same request id, which the group answers from its stored response, and a
+/// history records such an outcome as unknown until then. Which refusals are worth retrying,
+/// and where, is [`Refusal::retry`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
     /// This node is not a member of the group (or has not yet joined it).

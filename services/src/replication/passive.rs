@@ -103,10 +103,10 @@
 //! A snapshot or record that does not decode is a [`StoreError`]: the replica never starts
 //! from, or restores, an invented state. An update delivered at the wrong position (not the
 //! next one) can only be a bug; it is logged, not applied, and the replica marks itself
-//! *diverged*: from then on it applies nothing and answers every request `Busy(Joining)`
-//! (its state is a correct prefix but will never catch up), so it can never answer from a
-//! state that skipped an update. Its shell should restart it, so it rejoins by state
-//! transfer ([`PassiveStats::diverged`]).
+//! *diverged*: it applies nothing more, answers what it held `Busy(Joining)`, and returns
+//! an error, so its shell stops it (fail-stop, `viewsync node` exits with code 4): it can
+//! never answer from a state that skipped an update. Restarted, it recovers its log (a
+//! correct prefix) and rejoins by state transfer ([`PassiveStats::diverged`]).
 //!
 //! # Configuration
 //!
@@ -906,7 +906,12 @@ where
                         "update delivered out of position: not applied; this replica stops serving until it rejoins"
                     );
                     self.diverge(out);
-                    return Ok(());
+                    // Fail-stop: the shell stops this replica; restarted, it recovers its log
+                    // (a correct prefix) and rejoins by state transfer.
+                    return Err(StoreError(format!(
+                        "update {index} delivered after {}: the replica diverged from the group's sequence",
+                        self.committed_index
+                    )));
                 }
                 self.apply_update(index, id, &op, response, &message.payload, out)?;
             }

@@ -118,6 +118,8 @@ pub(crate) struct Harness<C> {
     /// Multicasts handed over now reach the middleware only after the next `Block` (the
     /// shell and the node racing): they go out in the next view.
     pub(crate) late: bool,
+    /// Members whose core returned an error (their shell would stop them), with the error.
+    pub(crate) failed: BTreeMap<u64, crate::replication::StoreError>,
     blocked: bool,
     /// Cut off from the others: nothing they send arrives, nothing reaches them.
     isolated: BTreeSet<u64>,
@@ -144,6 +146,7 @@ impl<C: ReplicaCore> Harness<C> {
             in_flight: VecDeque::new(),
             next_view: Vec::new(),
             late: false,
+            failed: BTreeMap::new(),
             blocked: false,
             isolated: BTreeSet::new(),
             directs: VecDeque::new(),
@@ -165,11 +168,16 @@ impl<C: ReplicaCore> Harness<C> {
         let Some(core) = self.nodes.get_mut(&n) else {
             return;
         };
-        let actions = core
-            .handle(&event)
-            .expect("the replica's storage does not fail");
-        (self.check)(core);
-        self.absorb(n, actions);
+        match core.handle(&event) {
+            Ok(actions) => {
+                (self.check)(core);
+                self.absorb(n, actions);
+            }
+            // The shell stops such a replica (fail-stop); tests look at why.
+            Err(error) => {
+                self.failed.insert(n, error);
+            }
+        }
     }
 
     fn absorb(&mut self, n: u64, actions: Vec<Action>) {

@@ -739,9 +739,14 @@ fn a_wrong_response_is_counted_and_an_update_out_of_position_is_refused() {
     deliver_forged(&mut h, 2, 3, update(2, KvOutput::Written));
     assert_eq!(h.node(2).stats().skipped, 1);
     assert_eq!(h.node(2).committed_index(), 1);
-    // A gap: not applied, and the replica stops serving.
+    // A gap: not applied, the replica stops serving and asks its shell to stop it.
     deliver_forged(&mut h, 3, 1, update(5, KvOutput::Written));
     assert!(h.node(3).stats().diverged);
+    assert!(
+        h.failed.get(&3).is_some_and(|e| e.0.contains("diverged")),
+        "{:?}",
+        h.failed
+    );
     assert_eq!(h.node(3).committed_index(), 0);
     let read = h.request(3, 4, 1, KvOp::get("k"), 0);
     assert_eq!(refusal(&h, read), Refusal::Busy(BusyReason::Joining));
