@@ -572,3 +572,38 @@ impl Simulation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_goes_in_front_of_a_state_and_comes_off_again() {
+        let ledger = Ledger {
+            ids: [3, 1 << 48, 7].into_iter().collect(),
+            total_chain: 99,
+        };
+        for state in [Bytes::new(), Bytes::from_static(b"the service's own state")] {
+            let wrapped = ledger.wrap(state.clone());
+            assert_eq!(Ledger::unwrap(&wrapped), Some((ledger.clone(), state)));
+        }
+        // Not a wrapped state: empty, too short, a count past the end.
+        assert_eq!(Ledger::unwrap(&Bytes::new()), None);
+        assert_eq!(Ledger::unwrap(&Bytes::from_static(&[1, 0, 0])), None);
+        let mut lying = ledger.wrap(Bytes::new()).to_vec();
+        lying[0] = 200;
+        assert_eq!(Ledger::unwrap(&Bytes::from(lying)), None);
+        // The digest covers the ids, the chain and the service's own digest.
+        let service = StateDigest {
+            count: 1,
+            set_hash: 2,
+            total_chain: 3,
+        };
+        let other = StateDigest {
+            total_chain: 4,
+            ..service
+        };
+        assert_ne!(ledger.digest(service), ledger.digest(other));
+        assert_ne!(ledger.digest(service), Ledger::default().digest(service));
+    }
+}
