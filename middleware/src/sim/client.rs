@@ -55,7 +55,7 @@ pub enum ClientStep {
         /// How long to wait for the answer.
         timeout: Duration,
     },
-    /// Nothing for `0` (virtual time); then it is asked again.
+    /// Nothing for this long (virtual time); then it is asked again.
     Wait(Duration),
     /// The client is done for the run.
     Done,
