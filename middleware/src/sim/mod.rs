@@ -18,11 +18,15 @@
 //!   off, a leave that times out) and check the outcome they state. Each keeps a
 //!   [`scenario::Record`] of what it did that may block the group for good; liveness is
 //!   exempted only when that record says so.
+//! - [`service`], [`client`]: the services the processes run (any [`SimulatedService`], which
+//!   may act: multicast its own payloads, send, answer clients, keep a disk across crashes)
+//!   and the simulated clients that send them requests through the network.
 //! - [`checker`], [`delivery_checker`]: the properties, checked after every step.
 //! - [`coverage`]: how often each fault and protocol path was hit.
 
 mod blocking;
 pub mod checker;
+pub mod client;
 pub mod coverage;
 pub mod delivery_checker;
 mod observe;
@@ -41,12 +45,13 @@ use crate::view::View;
 use crate::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 use crate::wire::{ClusterKey, FrameCodec, Ordering};
 use checker::{MembershipChecker, Violation};
+use client::{ClientFactory, ClientStats, SimClient, SimulatedClient};
 use coverage::{Coverage, Hit};
 use delivery_checker::DeliveryChecker;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use scenario::{Record, Scenario, Script};
-use service::{ServiceFactory, ServiceRecord, SimulatedService};
+use service::{Disk, ServiceFactory, ServiceRecord, ServiceStart, SimulatedService};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -85,6 +90,11 @@ pub struct SimConfig {
     /// The service every process runs ([`ServiceFactory::LOG`] from
     /// [`SimConfig::from_seed`]).
     pub service: ServiceFactory,
+    /// Simulated clients of the service (none from [`SimConfig::from_seed`]).
+    pub clients: Option<ClientFactory>,
+    /// Chance that a crash of a process whose service keeps a disk is a power loss (what the
+    /// disk had not synced is gone); drawn only for such crashes.
+    pub power_loss_probability: f64,
     /// A bug planted in the cores for the run (`None` from [`SimConfig::from_seed`]).
     #[cfg(feature = "planted-bugs")]
     pub planted: Option<crate::proto::planted::PlantedBug>,
@@ -104,6 +114,9 @@ pub const SIM_EDGE_LIMITS: EdgeLimits = EdgeLimits {
 /// scenario's, so a seed whose families are all off replays the run it made before they
 /// existed.
 const WORLD_SALT: u64 = 0x0f_a017_5eed;
+
+/// Salt of the generator for what only clients and services with disks draw.
+const AUX_SALT: u64 = 0xa0c5_5eed;
 
 impl SimConfig {
     /// A normal scenario drawn from `seed`: 3 to 7 nodes, a 12 s fault phase with up to 20%
@@ -149,6 +162,8 @@ impl SimConfig {
             trace_deliveries: false,
             dump_at: None,
             service: ServiceFactory::LOG,
+            clients: None,
+            power_loss_probability: 0.5,
             #[cfg(feature = "planted-bugs")]
             planted: None,
         };
@@ -193,6 +208,10 @@ pub struct SimReport {
     pub coverage: Coverage,
     /// The scenario and the views, in order, for a replay.
     pub trace: Vec<String>,
+    /// What the simulated clients did, and the services' fail-stops and disks.
+    pub client_stats: ClientStats,
+    /// The simulated clients as the run left them (for the test to read what they recorded).
+    pub clients: Vec<Box<dyn SimulatedClient>>,
 }
 
 impl SimReport {
@@ -232,12 +251,34 @@ struct SimNode {
     /// multicasts are their ids.
     edge: ServiceEdge<u64>,
     service: Box<dyn SimulatedService>,
+    /// Whether the simulator stamps its service's multicasts ([`SimulatedService::stamped`]).
+    stamped: bool,
     record: ServiceRecord,
+    /// What the node's last process left on disk, and whether its crash lost power.
+    disk: Option<(Disk, bool)>,
     /// Stopped (`SIGSTOP`) until then: no ticks, no inputs.
     paused_until: Option<Time>,
     /// Its service stopped consuming: it handles what it is handed (so the checkers see it)
     /// but reports none of it handled, so the edge pauses delivery.
     service_paused: bool,
+}
+
+impl SimNode {
+    /// The ids its service's state holds: the simulator's ledger for a stamped service.
+    fn ids(&self) -> &BTreeSet<u64> {
+        match self.stamped {
+            true => &self.record.ledger.ids,
+            false => self.service.ids(),
+        }
+    }
+
+    /// Its service's state digest, with the simulator's ledger for a stamped service.
+    fn digest(&self) -> delivery_checker::StateDigest {
+        match self.stamped {
+            true => self.record.ledger.digest(self.service.digest()),
+            false => self.service.digest(),
+        }
+    }
 }
 
 /// A simulation in progress.
@@ -274,6 +315,13 @@ pub struct Simulation {
     coverage: Coverage,
     /// The blocking scenario's script, if the run is one.
     script: Option<Script>,
+    /// Draws for the clients' sides of partitions, power losses and restarts after a
+    /// fail-stop: a stream apart, so runs without clients or disks replay as before.
+    aux_rng: StdRng,
+    clients: Vec<SimClient>,
+    clients_stats: ClientStats,
+    /// Processes whose services stopped (fail-stop) in the step at hand.
+    stopping: Vec<(usize, ProcessId)>,
 }
 
 /// Far enough in the future to never come.
@@ -310,8 +358,22 @@ impl Simulation {
                     next_tick: Time::ZERO,
                     in_group: false,
                     edge: ServiceEdge::new(SIM_EDGE_LIMITS),
-                    service: (config.service.make)(),
+                    // A placeholder until the node starts.
+                    service: config.service.make(ServiceStart {
+                        me: crate::view::Member {
+                            id: ProcessId {
+                                node: crate::id::NodeId(i as u64 + 1),
+                                incarnation: crate::id::Incarnation(0),
+                            },
+                            addr,
+                        },
+                        start: 0,
+                        disk: None,
+                        power_loss: false,
+                    }),
+                    stamped: false,
                     record: ServiceRecord::default(),
+                    disk: None,
                     paused_until: None,
                     service_paused: false,
                 }
@@ -321,7 +383,8 @@ impl Simulation {
             Scenario::Normal => None,
             Scenario::Blocking(kind) => Some(Script::new(kind)),
         };
-        Simulation {
+        let aux_rng = StdRng::seed_from_u64(config.seed ^ AUX_SALT);
+        let mut simulation = Simulation {
             config,
             rng,
             world_rng,
@@ -347,7 +410,13 @@ impl Simulation {
             observed: Observed::default(),
             coverage: Coverage::default(),
             script,
-        }
+            aux_rng,
+            clients: Vec::new(),
+            clients_stats: ClientStats::default(),
+            stopping: Vec::new(),
+        };
+        simulation.make_clients();
+        simulation
     }
 
     /// Runs the whole scenario and reports.
@@ -372,8 +441,14 @@ impl Simulation {
             let next_net = self.network.borrow().next_due();
             let next_tick = self.nodes.iter().map(|n| n.next_tick).min().expect("nodes");
             let next_action = self.agenda.next_due();
+            let next_client = self
+                .clients
+                .iter()
+                .filter(|c| !c.done)
+                .map(|c| c.wake)
+                .min();
             let mut now = next_tick;
-            for t in [next_net, next_action].into_iter().flatten() {
+            for t in [next_net, next_action, next_client].into_iter().flatten() {
                 now = now.min(t);
             }
             if !quiet {
@@ -407,8 +482,13 @@ impl Simulation {
                 self.run_action();
             } else if next_net == Some(now) {
                 self.deliver_one();
+            } else if next_client == Some(now) {
+                self.client_step();
             } else {
                 self.tick_due_node();
+            }
+            if !self.stopping.is_empty() {
+                self.stop_failed();
             }
             self.checker.check_step();
         }
@@ -447,7 +527,7 @@ impl Simulation {
             let finals = self
                 .nodes
                 .iter()
-                .filter_map(|n| Some((n.core.as_ref()?.me().id, n.service.ids().clone())))
+                .filter_map(|n| Some((n.core.as_ref()?.me().id, n.ids().clone())))
                 .collect();
             self.deliveries.check_final_states(&finals);
         }
@@ -465,6 +545,7 @@ impl Simulation {
             }
         }
         self.count_observed();
+        let clients = self.take_clients();
         let mut violations = self.checker.violations().to_vec();
         violations.extend(self.deliveries.violations().iter().cloned());
         violations.append(&mut self.final_violations);
@@ -482,6 +563,8 @@ impl Simulation {
             state_transfers: self.coverage.get(Hit::TransferCompleted),
             coverage: self.coverage,
             trace: self.trace,
+            client_stats: self.clients_stats.clone(),
+            clients,
         }
     }
 
@@ -545,7 +628,7 @@ impl Simulation {
                 Some((
                     core.me().id,
                     n.record.view,
-                    n.service.digest(),
+                    n.digest(),
                     core.groups()
                         .map(|g| g.multicast().outbox_len())
                         .sum::<usize>()
@@ -582,7 +665,7 @@ impl Simulation {
             .flat_map(|&(_, id)| {
                 self.nodes
                     .iter()
-                    .filter(move |n| n.core.is_some() && !n.service.ids().contains(&id))
+                    .filter(move |n| n.core.is_some() && !n.ids().contains(&id))
                     .map(move |n| (n.core.as_ref().expect("live").me().id, id))
             })
             .take(5)

@@ -2,7 +2,8 @@
 //! ticks, multicasts) and carrying out their outputs, as the node actor does.
 
 use super::coverage::Hit;
-use super::service::ServiceRecord;
+use super::service::{ServiceAction, ServiceFault, ServiceRecord, ServiceStart};
+use super::world::Action;
 use super::{Simulation, SIM_EDGE_LIMITS};
 use crate::id::ProcessId;
 use crate::proto::multicast::MulticastError;
@@ -34,7 +35,6 @@ impl Simulation {
         }
         let now = self.now;
         let clock_steps = self.config.world.clock_steps;
-        let make_service = self.config.service.make;
         let group = self.group.clone();
         let node = &mut self.nodes[i];
         let me = Member {
@@ -57,7 +57,17 @@ impl Simulation {
         let registered = node.edge.register(&core, group);
         debug_assert!(registered.is_empty(), "no view before joining");
         node.core = Some(core);
-        node.service = make_service();
+        let (disk, power_loss) = node
+            .disk
+            .take()
+            .map_or((None, false), |(d, p)| (Some(d), p));
+        node.service = self.config.service.make(ServiceStart {
+            me,
+            start: node.incarnations,
+            disk,
+            power_loss,
+        });
+        node.stamped = node.service.stamped();
         node.record = ServiceRecord::default();
         node.paused_until = None;
         node.service_paused = false;
@@ -88,6 +98,12 @@ impl Simulation {
     }
 
     pub(super) fn crash(&mut self, i: usize) {
+        self.crash_process(i, true);
+    }
+
+    /// Crashes node `i`'s process; what its service keeps on disk stays for the next start,
+    /// having lost what it had not synced if `may_lose_power` and the seeded draw says so.
+    fn crash_process(&mut self, i: usize, may_lose_power: bool) {
         let Some(core) = self.nodes[i].core.as_ref() else {
             return;
         };
@@ -109,9 +125,24 @@ impl Simulation {
         if self.observed.transferring(id) {
             self.coverage.hit(Hit::CrashDuringTransfer);
         }
+        if let Some(disk) = self.nodes[i].service.crash() {
+            let power_loss = may_lose_power
+                && self
+                    .aux_rng
+                    .gen_bool(self.config.power_loss_probability.clamp(0.0, 1.0));
+            if power_loss {
+                self.clients_stats.power_losses += 1;
+                self.log(format!(
+                    "{id} loses power: its disk keeps only what it synced"
+                ));
+            }
+            self.clients_stats.disks_kept += 1;
+            self.nodes[i].disk = Some((disk, power_loss));
+        }
         let node = &mut self.nodes[i];
         let core = node.core.take().expect("checked");
-        // Multicasts parked in the process die with it.
+        // Multicasts parked in the process die with it, and so do its service's requests.
+        node.record.actions.clear();
         node.edge = ServiceEdge::new(SIM_EDGE_LIMITS);
         node.paused_until = None;
         self.network.borrow_mut().crash(node.addr);
@@ -203,11 +234,17 @@ impl Simulation {
                 // Taken now, after the events before it, as a service actor takes it in
                 // mailbox order.
                 EdgeOutput::TakeSnapshot { view, .. } => {
-                    snapshots.push((view, self.nodes[i].service.snapshot()));
+                    let node = &self.nodes[i];
+                    let state = node.service.snapshot();
+                    let state = match node.stamped {
+                        true => node.record.ledger.wrap(state),
+                        false => state,
+                    };
+                    snapshots.push((view, state));
                 }
                 EdgeOutput::Answer { token, result } => {
                     let process = process.expect("a live process parks multicasts");
-                    self.answer_parked(process, token, result);
+                    self.answer_parked(i, process, token, result);
                 }
                 EdgeOutput::Flush => flush = true,
                 EdgeOutput::Node(NodeOutput::ViewInstalled { change, .. }) => {
@@ -259,6 +296,7 @@ impl Simulation {
         if flush {
             self.flush(i);
         }
+        self.perform_actions(i);
     }
 
     /// A multicast of `process` accepted by its core: it must reach the group (the checkers
@@ -272,17 +310,164 @@ impl Simulation {
     }
 
     /// The answer to a multicast parked in `process`'s edge.
-    fn answer_parked(&mut self, process: ProcessId, id: u64, result: Result<(), MulticastError>) {
+    fn answer_parked(
+        &mut self,
+        i: usize,
+        process: ProcessId,
+        id: u64,
+        result: Result<(), MulticastError>,
+    ) {
         match result {
             Ok(()) => self.accepted(process, id),
+            Err(error) if self.nodes[i].stamped => self.fail_stop(
+                i,
+                format!("the node refused its multicast {id:#x}: {error}"),
+            ),
             Err(error) => self.log(format!(
                 "{process} parked multicast {id:#x} refused: {error}"
             )),
         }
     }
 
+    /// Carries out what node `i`'s service asked for, in order, through the core and the
+    /// edge as the service actor's shell does; then flushes, as the node actor does after a
+    /// burst. Re-entrant calls (from the outputs carried out meanwhile) leave the queue to
+    /// the outer one, so actions keep their order.
+    pub(super) fn perform_actions(&mut self, i: usize) {
+        if self.nodes[i].record.acting || self.nodes[i].record.actions.is_empty() {
+            return;
+        }
+        self.nodes[i].record.acting = true;
+        let mut sent = false;
+        while let Some(action) = self.nodes[i].record.actions.pop_front() {
+            if self.nodes[i].core.is_none() || self.nodes[i].record.stopped.is_some() {
+                self.nodes[i].record.actions.clear();
+                break;
+            }
+            sent = true;
+            match action {
+                ServiceAction::Multicast(payload) => self.service_multicast(i, payload),
+                ServiceAction::Send { to, payload } => {
+                    let now = self.local_now(i);
+                    let group = self.group.clone();
+                    let core = self.nodes[i].core.as_mut().expect("checked");
+                    let me = core.me().id;
+                    match core.handle_send_direct(now, &group, to, payload) {
+                        Ok(outputs) => self.execute(i, outputs),
+                        // Advisory, as in the replica shell: a lost one only delays an answer.
+                        Err(error) => self.log(format!("{me} could not send to {to}: {error}")),
+                    }
+                }
+                ServiceAction::Reply { to, outcome } => {
+                    let core = self.nodes[i].core.as_ref().expect("checked");
+                    let output = core.response(&self.group, to, outcome);
+                    self.execute(i, vec![output]);
+                }
+            }
+        }
+        self.nodes[i].record.acting = false;
+        if sent {
+            self.flush(i);
+        }
+    }
+
+    /// A stamped service's multicast: the simulator's id in front of its payload, through the
+    /// edge (parked if the outbox is full); refused, the process stops (fail-stop).
+    fn service_multicast(&mut self, i: usize, payload: bytes::Bytes) {
+        let now = self.local_now(i);
+        let group = self.group.clone();
+        let effective = self.config.settings.multicast.ordering;
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let me = core.me().id;
+        let id = (me.node.0 << 48) | (node.incarnations << 32) | (node.record.counter + 1);
+        let deps: Vec<(ProcessId, u64)> = node
+            .record
+            .last_counter
+            .iter()
+            .map(|(p, c)| (*p, *c))
+            .collect();
+        self.deliveries
+            .on_multicast(id, me, effective, deps, node.record.view);
+        let mut stamped = Vec::with_capacity(8 + payload.len());
+        stamped.extend_from_slice(&id.to_le_bytes());
+        stamped.extend_from_slice(&payload);
+        match node
+            .edge
+            .handle_multicast(core, now, &group, None, stamped.into(), || id)
+        {
+            Ok(Admitted::Now(work)) => {
+                node.record.counter += 1;
+                self.accepted(me, id);
+                self.carry_out(i, work);
+            }
+            Ok(Admitted::Parked) => node.record.counter += 1,
+            Err(error) => self.fail_stop(i, format!("the node refused its multicast: {error}")),
+        }
+    }
+
+    /// Node `i`'s service stopped (fail-stop, as the replica shell stops its node): it handles
+    /// nothing more, and its process crashes once the step at hand is done.
+    pub(super) fn fail_stop(&mut self, i: usize, why: String) {
+        let node = &mut self.nodes[i];
+        let Some(process) = node.core.as_ref().map(|c| c.me().id) else {
+            return;
+        };
+        if node.record.stopped.is_some() {
+            return;
+        }
+        node.record.stopped = Some(why.clone());
+        node.record.actions.clear();
+        self.clients_stats.service_stops += 1;
+        self.log(format!("{process} service stops (fail-stop): {why}"));
+        self.stopping.push((i, process));
+    }
+
+    /// Crashes the processes whose services stopped, and restarts their nodes 0.5-2 s later
+    /// (the operator, or a supervisor restarting `viewsync node`). Their disks stay as they
+    /// were: the machine did not lose power.
+    pub(super) fn stop_failed(&mut self) {
+        for (i, process) in std::mem::take(&mut self.stopping) {
+            if self.nodes[i].core.as_ref().map(|c| c.me().id) != Some(process) {
+                continue;
+            }
+            self.crash_process(i, false);
+            let at = self.now + Duration::from_millis(self.aux_rng.gen_range(500..2000));
+            self.agenda.at(at, Action::Restart { node: i });
+        }
+    }
+
+    /// Node `i`'s service's periodic tick, with the process's clock.
+    fn tick_service(&mut self, i: usize) {
+        let now = self.local_now(i);
+        let node = &mut self.nodes[i];
+        if node.core.is_none() || node.record.stopped.is_some() {
+            return;
+        }
+        match node.service.tick(now) {
+            Ok(actions) => {
+                if actions.is_empty() {
+                    return;
+                }
+                node.record.actions.extend(actions);
+                self.perform_actions(i);
+            }
+            Err(ServiceFault::Failed(why)) => self.fail_stop(i, why),
+            Err(fault) => {
+                let process = node.core.as_ref().expect("checked").me().id;
+                self.checker_violation("service", format!("{process} tick: {fault:?}"));
+            }
+        }
+    }
+
     /// Node `i`'s service may multicast a fresh id.
     fn maybe_multicast(&mut self, i: usize) {
+        if self.nodes[i].stamped {
+            // It makes its own payloads: the simulator asks it for none.
+            return;
+        }
         let end = self.config.fault_time + self.config.quiet_time;
         // Traffic stops a while before the end, so everything sent can arrive.
         if self.now + Duration::from_secs(6) > end
@@ -362,7 +547,7 @@ impl Simulation {
             return;
         };
         let Some(i) = self.nodes.iter().position(|n| n.addr == datagram.to) else {
-            return;
+            return self.client_receive(datagram);
         };
         if self.nodes[i].core.is_none() {
             return;
@@ -443,6 +628,7 @@ impl Simulation {
         self.execute(i, outputs);
         self.retry_parked(i);
         self.observe_blocked(i);
+        self.tick_service(i);
         self.maybe_multicast(i);
     }
 

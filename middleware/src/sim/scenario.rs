@@ -307,8 +307,12 @@ impl Simulation {
     }
 
     /// Puts a partition in place, counted by its real number of parts.
-    pub(super) fn apply_partition(&mut self, sides: Vec<Vec<SocketAddr>>, stall: bool) {
+    pub(super) fn apply_partition(&mut self, mut sides: Vec<Vec<SocketAddr>>, stall: bool) {
         let parts = sides.iter().filter(|s| !s.is_empty()).count();
+        // Each client is on one side, cut off from the nodes on the others.
+        for (side, client) in self.client_sides(sides.len()) {
+            sides[side].push(client);
+        }
         match parts {
             0 | 1 => {}
             2 => self.coverage.hit(Hit::Partition2),

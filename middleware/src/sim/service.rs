@@ -8,6 +8,17 @@
 //! little-endian), and a service tells which ids its state holds and digests its state, so
 //! view synchrony, state transfer and final agreement are checked for any service.
 //!
+//! A service may also *act* ([`SimulatedService::act`], [`SimulatedService::tick`]): multicast
+//! payloads of its own, send members point-to-point messages and answer clients
+//! ([`ServiceAction`]), which the simulator carries out through the node core and the edge
+//! as the service actor's shell does. Such a service is *stamped*
+//! ([`SimulatedService::stamped`]): the simulator gives each of its multicasts an id, puts it
+//! in front of the payload and takes it off again before the service sees the delivery, and
+//! keeps the ids each process holds itself (carried to joiners in front of the service's
+//! snapshot), so the checkers work on payloads they know nothing of. A service whose process
+//! keeps something across a crash hands it over as a [`Disk`]
+//! ([`SimulatedService::crash`]) and gets it back at the restart ([`ServiceStart`]).
+//!
 //! - [`LogService`]: the log-like service every run uses by default: its state is the set of
 //!   ids it delivered (or restored) and a hash chain of its total-order deliveries.
 //! - [`CounterService`]: a second, small service (a replicated sum), to show a service core
@@ -16,28 +27,107 @@
 use super::delivery_checker::{self, mix, StateDigest};
 use super::Simulation;
 use crate::id::{ProcessId, ViewId};
-use crate::proto::service_edge::ServiceEvent;
-use crate::wire::Ordering;
+use crate::proto::service_edge::{ReplyTo, ServiceEvent};
+use crate::proto::Time;
+use crate::view::Member;
+use crate::wire::{Ordering, Outcome};
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet};
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
+
+/// What a process keeps across a crash (its data directory), opaque to the simulator: the
+/// service hands it over when its process crashes and the factory gets it back when the node
+/// restarts.
+pub type Disk = Box<dyn Any>;
+
+/// What a service asks its node to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceAction {
+    /// Multicast `payload` to the group, with the group's ordering (a stamped service's
+    /// multicasts get their ids from the simulator). The node refusing it stops the process
+    /// (fail-stop), as the replica shell does.
+    Multicast(Bytes),
+    /// Send `payload` point-to-point to the member `to` (`NodeCore::handle_send_direct`).
+    /// Advisory: one that cannot be sent is dropped.
+    Send {
+        /// The member.
+        to: ProcessId,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Answer a client's request (`NodeCore::response`).
+    Reply {
+        /// Where the answer goes.
+        to: ReplyTo,
+        /// The answer.
+        outcome: Outcome,
+    },
+}
 
 /// A service core under simulation: what a service actor does with its group's events,
 /// without the actor.
 pub trait SimulatedService: fmt::Debug {
     /// The payload of the simulator's multicast `id`: `id`'s 8 bytes (little-endian) first,
-    /// then whatever the service adds.
-    fn request(&mut self, id: u64) -> Bytes;
+    /// then whatever the service adds (by default nothing). The simulator never asks a
+    /// stamped service.
+    fn request(&mut self, id: u64) -> Bytes {
+        Bytes::copy_from_slice(&id.to_le_bytes())
+    }
     /// Handles one event of its group, in agreed order. An error says which of the service's
     /// own invariants an event broke (a message applied twice, a state it cannot restore);
     /// the simulator reports it as a violation.
     fn handle(&mut self, event: &ServiceEvent) -> Result<(), ServiceFault>;
+    /// Handles one event and returns what it asks the node to do, in order. The simulator
+    /// calls this one; by default it is [`SimulatedService::handle`], asking nothing.
+    fn act(&mut self, event: &ServiceEvent) -> Result<Vec<ServiceAction>, ServiceFault> {
+        self.handle(event).map(|()| Vec::new())
+    }
+    /// Called at each of its node's ticks with the process's clock (the replica shell's
+    /// periodic tick: group commit, timeouts). By default nothing.
+    fn tick(&mut self, now: Time) -> Result<Vec<ServiceAction>, ServiceFault> {
+        let _ = now;
+        Ok(Vec::new())
+    }
     /// Its state, for joiners (taken after every event handed to it before).
     fn snapshot(&self) -> Bytes;
-    /// The simulator's message ids its state holds (delivered or restored).
-    fn ids(&self) -> &BTreeSet<u64>;
-    /// What the checkers compare between members entering the same view and at the end.
+    /// The simulator's message ids its state holds (delivered or restored). Not asked of a
+    /// stamped service (the simulator keeps those itself); empty by default.
+    fn ids(&self) -> &BTreeSet<u64> {
+        static NONE: BTreeSet<u64> = BTreeSet::new();
+        &NONE
+    }
+    /// What the checkers compare between members entering the same view and at the end. For
+    /// a stamped service the simulator adds the ids it keeps for it.
     fn digest(&self) -> StateDigest;
+    /// Whether the simulator stamps this service's multicasts with ids and keeps its ids
+    /// (see the [module documentation](self)): a service that makes its own payloads. Such a
+    /// service sees payloads without the ids, and snapshots without the simulator's part.
+    fn stamped(&self) -> bool {
+        false
+    }
+    /// Its process crashes: what stays on the node's disk for the next start (by default
+    /// nothing).
+    fn crash(&mut self) -> Option<Disk> {
+        None
+    }
+}
+
+/// What a factory is told when it makes the service of a process that starts.
+#[derive(Debug)]
+pub struct ServiceStart {
+    /// The process (its node and incarnation) and its address.
+    pub me: Member,
+    /// Starts of the node so far, this one included (0 for the placeholder made before the
+    /// node first starts).
+    pub start: u64,
+    /// What the node's last process left on its disk ([`SimulatedService::crash`]).
+    pub disk: Option<Disk>,
+    /// That crash was a power loss: what the disk had not synced is gone (a seeded choice,
+    /// [`SimConfig::power_loss_probability`](super::SimConfig::power_loss_probability); never
+    /// after a fail-stop, where the machine stays up).
+    pub power_loss: bool,
 }
 
 /// How an event broke a service's invariants.
@@ -47,29 +137,62 @@ pub enum ServiceFault {
     Duplicate(u64),
     /// A restored state could not be used; what it was.
     BadState(String),
+    /// The service cannot go on safely (its storage failed): the simulator stops its process
+    /// (fail-stop) and restarts the node a while later, as an operator would.
+    Failed(String),
 }
 
-/// Makes the service of each process (a fresh one at every start), with a name for traces
-/// and comparisons.
-#[derive(Clone, Copy)]
+/// Makes the service of each process (at every start), with a name for traces and
+/// comparisons.
+#[derive(Clone)]
 pub struct ServiceFactory {
     /// The service's name.
     pub name: &'static str,
-    /// Makes a fresh service.
-    pub make: fn() -> Box<dyn SimulatedService>,
+    make: Make,
+}
+
+/// How a factory makes a service.
+#[derive(Clone)]
+enum Make {
+    /// A fresh service at every start.
+    Fresh(fn() -> Box<dyn SimulatedService>),
+    /// From what the process starts with (its identity, its node's disk).
+    Start(Arc<dyn Fn(ServiceStart) -> Box<dyn SimulatedService> + Send + Sync>),
 }
 
 impl ServiceFactory {
     /// The log-like service ([`LogService`]), the default.
-    pub const LOG: ServiceFactory = ServiceFactory {
-        name: "log",
-        make: LogService::boxed,
-    };
+    pub const LOG: ServiceFactory = ServiceFactory::fresh("log", LogService::boxed);
     /// The replicated sum ([`CounterService`]).
-    pub const COUNTER: ServiceFactory = ServiceFactory {
-        name: "counter",
-        make: CounterService::boxed,
-    };
+    pub const COUNTER: ServiceFactory = ServiceFactory::fresh("counter", CounterService::boxed);
+
+    /// A factory making a fresh service with `make` at every start.
+    pub const fn fresh(name: &'static str, make: fn() -> Box<dyn SimulatedService>) -> Self {
+        ServiceFactory {
+            name,
+            make: Make::Fresh(make),
+        }
+    }
+
+    /// A factory making each process's service from its [`ServiceStart`] (a replica that
+    /// recovers from its node's disk).
+    pub fn with_start(
+        name: &'static str,
+        make: impl Fn(ServiceStart) -> Box<dyn SimulatedService> + Send + Sync + 'static,
+    ) -> Self {
+        ServiceFactory {
+            name,
+            make: Make::Start(Arc::new(make)),
+        }
+    }
+
+    /// The service of a process starting as `start` says.
+    pub fn make(&self, start: ServiceStart) -> Box<dyn SimulatedService> {
+        match &self.make {
+            Make::Fresh(make) => make(),
+            Make::Start(make) => make(start),
+        }
+    }
 }
 
 impl fmt::Debug for ServiceFactory {
@@ -269,16 +392,143 @@ pub(super) struct ServiceRecord {
     /// Per sender, the highest counter delivered in the current view.
     pub(super) last_counter: BTreeMap<ProcessId, u64>,
     pub(super) counter: u64,
+    /// A stamped service's ids, kept by the simulator.
+    pub(super) ledger: Ledger,
+    /// What the service asked for and the simulator has yet to carry out, in order.
+    pub(super) actions: VecDeque<ServiceAction>,
+    /// The simulator is carrying out the actions (those asked meanwhile join the queue).
+    pub(super) acting: bool,
+    /// The service stopped (fail-stop): it handles nothing more, and its process is about to
+    /// stop.
+    pub(super) stopped: Option<String>,
+}
+
+/// The ids a stamped service's process holds (delivered or restored) and the hash chain of
+/// its total-order deliveries: what [`LogService`] keeps for itself, kept by the simulator
+/// for a service that knows nothing of ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Ledger {
+    pub(super) ids: BTreeSet<u64>,
+    pub(super) total_chain: u64,
+}
+
+impl Ledger {
+    /// `state` with the ledger in front: its id count, the ids and the chain (8 bytes each,
+    /// little-endian).
+    pub(super) fn wrap(&self, state: Bytes) -> Bytes {
+        let mut bytes = Vec::with_capacity(16 + 8 * self.ids.len() + state.len());
+        bytes.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
+        for id in &self.ids {
+            bytes.extend_from_slice(&id.to_le_bytes());
+        }
+        bytes.extend_from_slice(&self.total_chain.to_le_bytes());
+        bytes.extend_from_slice(&state);
+        Bytes::from(bytes)
+    }
+
+    /// The ledger in front of a wrapped state, and the service's state after it; `None` if
+    /// `state` is not a wrapped state.
+    pub(super) fn unwrap(state: &Bytes) -> Option<(Ledger, Bytes)> {
+        let word = |k: usize| {
+            state
+                .get(8 * k..8 * k + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        };
+        let n = usize::try_from(word(0)?).ok()?;
+        if n > state.len() / 8 {
+            return None;
+        }
+        let ids = (1..=n).map(word).collect::<Option<BTreeSet<u64>>>()?;
+        let total_chain = word(n + 1)?;
+        Some((Ledger { ids, total_chain }, state.slice(8 * (n + 2)..)))
+    }
+
+    /// The digest of a process holding these ids whose service digests as `service`.
+    pub(super) fn digest(&self, service: StateDigest) -> StateDigest {
+        StateDigest {
+            count: self.ids.len() as u64,
+            set_hash: self
+                .ids
+                .iter()
+                .fold(mix(service.set_hash), |h, id| h ^ mix(*id)),
+            total_chain: mix(self.total_chain ^ mix(service.total_chain ^ service.count)),
+        }
+    }
 }
 
 impl Simulation {
     /// Hands an event from node `i`'s service edge to its service, and tells the checkers.
+    /// A stamped service sees deliveries without their ids and states without the ledger;
+    /// what it asks for is queued, to be carried out once the events at hand are handed over
+    /// (as the node actor takes a service's requests after what its mailbox already holds).
     pub(super) fn hand_to_service(&mut self, i: usize, process: ProcessId, event: ServiceEvent) {
         let node = &mut self.nodes[i];
-        let handled = node.service.handle(&event);
+        if node.record.stopped.is_some() {
+            // Stopped (fail-stop): the process is about to go; nothing more reaches it.
+            return;
+        }
+        let seen = if node.stamped {
+            match &event {
+                ServiceEvent::Deliver { group, message } => {
+                    let mut message = message.clone();
+                    message.payload = message.payload.slice(message.payload.len().min(8)..);
+                    Some(Ok(ServiceEvent::Deliver {
+                        group: group.clone(),
+                        message,
+                    }))
+                }
+                ServiceEvent::Restore { group, view, state } => Some(
+                    Ledger::unwrap(state)
+                        .map(|(ledger, state)| {
+                            node.record.ledger = ledger;
+                            ServiceEvent::Restore {
+                                group: group.clone(),
+                                view: *view,
+                                state,
+                            }
+                        })
+                        .ok_or_else(|| {
+                            node.record.ledger = Ledger::default();
+                            bad_state(state)
+                        }),
+                ),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let handled = match seen {
+            None => node.service.act(&event),
+            Some(Ok(seen)) => node.service.act(&seen),
+            Some(Err(fault)) => Err(fault),
+        };
+        let handled = match handled {
+            Ok(actions) => {
+                node.record.actions.extend(actions);
+                Ok(())
+            }
+            Err(ServiceFault::Failed(why)) => {
+                self.fail_stop(i, why);
+                Ok(())
+            }
+            Err(fault) => Err(fault),
+        };
+        let node = &mut self.nodes[i];
         match event {
             ServiceEvent::Deliver { message, .. } => {
                 let id = id_of(&message.payload);
+                let handled = if node.stamped {
+                    let ledger = &mut node.record.ledger;
+                    if message.ordering == Ordering::Total {
+                        ledger.total_chain = mix(ledger.total_chain ^ id);
+                    }
+                    match ledger.ids.insert(id) {
+                        true => handled,
+                        false => Err(ServiceFault::Duplicate(id)),
+                    }
+                } else {
+                    handled
+                };
                 node.record
                     .last_counter
                     .insert(message.sender, delivery_checker::counter_of(id));
@@ -299,7 +549,7 @@ impl Simulation {
             ServiceEvent::ViewChange { change, .. } => {
                 node.record.view = Some(change.view.id);
                 node.record.last_counter.clear();
-                let digest = node.service.digest();
+                let digest = node.digest();
                 self.log(format!("{process} service enters {}", change.view));
                 self.deliveries.on_view(process, change.view.id, digest);
             }
@@ -313,12 +563,47 @@ impl Simulation {
                     state.len()
                 ));
                 self.observe_restore(process, view);
-                let restored_ids = self.nodes[i].service.ids().iter().copied();
+                let restored_ids = self.nodes[i].ids().iter().copied();
                 self.deliveries
                     .on_restore(process, state.len(), restored_ids);
             }
             ServiceEvent::Block { .. } | ServiceEvent::Direct { .. } | ServiceEvent::Request(_) => {
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_goes_in_front_of_a_state_and_comes_off_again() {
+        let ledger = Ledger {
+            ids: [3, 1 << 48, 7].into_iter().collect(),
+            total_chain: 99,
+        };
+        for state in [Bytes::new(), Bytes::from_static(b"the service's own state")] {
+            let wrapped = ledger.wrap(state.clone());
+            assert_eq!(Ledger::unwrap(&wrapped), Some((ledger.clone(), state)));
+        }
+        // Not a wrapped state: empty, too short, a count past the end.
+        assert_eq!(Ledger::unwrap(&Bytes::new()), None);
+        assert_eq!(Ledger::unwrap(&Bytes::from_static(&[1, 0, 0])), None);
+        let mut lying = ledger.wrap(Bytes::new()).to_vec();
+        lying[0] = 200;
+        assert_eq!(Ledger::unwrap(&Bytes::from(lying)), None);
+        // The digest covers the ids, the chain and the service's own digest.
+        let service = StateDigest {
+            count: 1,
+            set_hash: 2,
+            total_chain: 3,
+        };
+        let other = StateDigest {
+            total_chain: 4,
+            ..service
+        };
+        assert_ne!(ledger.digest(service), ledger.digest(other));
+        assert_ne!(ledger.digest(service), Ledger::default().digest(service));
     }
 }

@@ -145,6 +145,9 @@ pub(super) enum Action {
         state: Bytes,
         fail: Fail,
     },
+    /// A node whose process stopped itself (its service's fail-stop) starts again, unless
+    /// the scenario restarted it first.
+    Restart { node: usize },
 }
 
 /// Whether a snapshot answer is a failure.
@@ -412,6 +415,12 @@ impl Simulation {
                 self.network.borrow_mut().heal_link(*from, *to);
                 return;
             }
+            Action::Restart { node } => {
+                if self.nodes[*node].core.is_none() {
+                    self.start_node(*node);
+                }
+                return;
+            }
             Action::Resume { node, process }
             | Action::ResumeService { node, process }
             | Action::Snapshot { node, process, .. } => (*node, *process),
@@ -465,7 +474,7 @@ impl Simulation {
                 self.carry_out(node, work);
                 self.flush(node);
             }
-            Action::Resume { .. } | Action::HealLink { .. } => {}
+            Action::Resume { .. } | Action::HealLink { .. } | Action::Restart { .. } => {}
         }
     }
 

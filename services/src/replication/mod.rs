@@ -15,10 +15,13 @@
 //! - [`passive`]: primary-backup (the reference notes' sections 10 to 13), linearizable, and
 //!   its `passive-backup-reads` variant (sequentially consistent);
 //! - [`naive`]: each replica applies locally and propagates lazily: the reference notes'
-//!   counter-example, kept as a labelled contrast for tests and benchmarks.
+//!   counter-example, kept as a labelled contrast for tests and benchmarks;
+//! - [`sim`]: any core in the deterministic simulator, with simulated key-value front ends
+//!   whose histories the linearizability checker judges.
 
 pub mod naive;
 pub mod passive;
+pub mod sim;
 pub mod store;
 #[cfg(test)]
 mod tests;

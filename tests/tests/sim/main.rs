@@ -10,3 +10,4 @@ mod t01_group_properties;
 mod t02_blocking_scenarios;
 mod t05_regression_seeds;
 mod t06_any_service;
+mod t07_replicated_services;

@@ -1,0 +1,650 @@
+//! Replicated services judged by their clients: a replication core
+//! (`viewsync_services::replication::ReplicaCore`) runs at every process through
+//! `replication::sim::SimReplica`, simulated key-value front ends
+//! (`replication::sim::KvFrontEnd`) send it requests through the memory network under the
+//! seeded faults, and each seed is checked for the simulator's own properties, every client
+//! history linearizable (`history::linearizability`; an unknown answer fails too), every key
+//! read at the end (so an acknowledged write that was lost shows), and no request executed
+//! twice (a write answered twice with different positions, or two writes at one position).
+//!
+//! The core here is a small sequencer (`sequencer::SequencerCore`); `SIM_SEEDS`/`SIM_SEED`
+//! as in the other sim tests. Plugging another core in is one line: a `replica_factory`.
+
+use crate::sweep::{configure, replaying, seeds};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+use viewsync::proto::multicast::Delivery;
+use viewsync::sim::client::ClientStats;
+use viewsync::sim::service::ServiceFactory;
+use viewsync::sim::{SimConfig, SimReport, Simulation};
+use viewsync::wire::Ordering;
+use viewsync_services::history::linearizability::{self, Linearizability};
+use viewsync_services::history::{History, SearchLimits, StateMachineModel};
+use viewsync_services::replication::sim::{
+    kv_clients, replica_factory, FrontEndConfig, FrontEndStats, KvFrontEnd,
+};
+use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
+use viewsync_services::state_machine::StateMachine;
+
+/// The sequencer core, correct, as every process's service.
+fn sequencer() -> ServiceFactory {
+    replica_factory("sequencer", |start| {
+        Box::new(sequencer::SequencerCore::new(start, sequencer::Flaw::None))
+    })
+}
+
+/// A run of `service` with simulated front ends: the seed's faults and scenario, the group in
+/// total order with safe delivery (what replicated strategies require), 2 to 4 clients
+/// operating until 4 s into the quiet phase and reading every key 10 s into it.
+fn replicated_config(seed: u64, service: ServiceFactory) -> SimConfig {
+    let mut config = SimConfig::from_seed(seed);
+    configure(&mut config);
+    config.settings.multicast.ordering = Ordering::Total;
+    config.settings.multicast.delivery = Delivery::Safe;
+    config.service = service;
+    let clients = 2 + (seed % 3) as usize;
+    let fault_end = config.fault_time;
+    let front_ends = FrontEndConfig::new(
+        fault_end + Duration::from_secs(4),
+        fault_end + Duration::from_secs(10),
+    );
+    config.clients = Some(kv_clients(clients, front_ends));
+    config
+}
+
+/// What one seed showed.
+struct Verdict {
+    seed: u64,
+    /// Why the seed fails (empty: it passes).
+    failures: Vec<String>,
+    /// The linearizability checker's counterexample, if it found one.
+    counterexample: Option<String>,
+    unknown: bool,
+    operations: usize,
+    pending: usize,
+    steps: u64,
+    front_ends: FrontEndStats,
+    clients: ClientStats,
+    liveness_checked: bool,
+    views: u64,
+    multicasts: u64,
+}
+
+fn add_stats(total: &mut FrontEndStats, s: FrontEndStats) {
+    total.invoked += s.invoked;
+    total.ok += s.ok;
+    total.given_up += s.given_up;
+    total.failed += s.failed;
+    total.retransmissions += s.retransmissions;
+    total.redirects += s.redirects;
+    total.members_queries += s.members_queries;
+    total.final_reads_ok += s.final_reads_ok;
+}
+
+/// Runs `config` and judges it.
+fn judge(config: SimConfig) -> Verdict {
+    let mut report: SimReport = Simulation::new(config).run();
+    let mut failures: Vec<String> = report
+        .violations
+        .iter()
+        .map(|v| format!("{}: {}", v.property, v.detail))
+        .collect();
+    let front_ends: Vec<KvFrontEnd> = std::mem::take(&mut report.clients)
+        .into_iter()
+        .map(|c| {
+            *c.into_any()
+                .downcast::<KvFrontEnd>()
+                .expect("kv front ends")
+        })
+        .collect();
+    // One history of every client, in time order (each client's events keep their order).
+    let mut history: History<KvOp, KvOutput> = History::new();
+    let mut stats = FrontEndStats::default();
+    let mut write_positions: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for front_end in &front_ends {
+        history
+            .events
+            .extend(front_end.history().events.iter().cloned());
+        add_stats(&mut stats, front_end.stats());
+        failures.extend(front_end.anomalies().iter().cloned());
+        for (seq, sent) in front_end.replies() {
+            let Some((position, _)) = &sent.reply else {
+                continue;
+            };
+            if KvStore::is_read_only(&sent.op) {
+                continue;
+            }
+            let request = (front_end.session(), *seq);
+            if let Some(other) = write_positions.insert(*position, request) {
+                failures.push(format!(
+                    "writes {other:?} and {request:?} (client, request) both answered at position {position}"
+                ));
+            }
+        }
+        if report.liveness_checked && front_end.final_reads_left() > 0 {
+            failures.push(format!(
+                "client {}: {} final reads unanswered after the faults stopped",
+                front_end.session(),
+                front_end.final_reads_left()
+            ));
+        }
+    }
+    history.events.sort_by_key(|e| e.time_ns);
+    let mut verdict = Verdict {
+        seed: report.seed,
+        failures: Vec::new(),
+        counterexample: None,
+        unknown: false,
+        operations: 0,
+        pending: 0,
+        steps: 0,
+        front_ends: stats,
+        clients: report.client_stats.clone(),
+        liveness_checked: report.liveness_checked,
+        views: report.views_seen as u64,
+        multicasts: report.multicasts,
+    };
+    match history.operations() {
+        Err(e) => failures.push(format!("malformed history: {e}")),
+        Ok(operations) => {
+            verdict.operations = operations.len();
+            verdict.pending = operations.iter().filter(|o| o.result().is_none()).count();
+            let model = StateMachineModel::new(KvStore::new());
+            match linearizability::check(&model, &operations, SearchLimits::default()) {
+                Linearizability::Linearizable { steps, .. } => verdict.steps = steps,
+                Linearizability::NotLinearizable(counterexample) => {
+                    failures.push("client histories not linearizable".into());
+                    verdict.counterexample = Some(counterexample.to_string());
+                }
+                Linearizability::Unknown {
+                    keys,
+                    operations,
+                    steps,
+                } => {
+                    verdict.unknown = true;
+                    failures.push(format!(
+                        "linearizability unknown: keys {keys:?} ({operations} operations) exceeded the search limit after {steps} steps"
+                    ));
+                }
+            }
+        }
+    }
+    if replaying() {
+        for line in &report.trace {
+            println!("{line}");
+        }
+        println!("{}", history.to_json_lines());
+        println!("{}", report.client_stats);
+    }
+    verdict.failures = failures;
+    verdict
+}
+
+/// The command that replays `seed` of test `test`.
+fn replay_command(seed: u64, test: &str) -> String {
+    format!(
+        "SIM_SEED={seed} cargo test --release --locked -p viewsync-tests --test sim {test} -- --include-ignored --nocapture"
+    )
+}
+
+/// A sweep's totals.
+#[derive(Default)]
+struct Summary {
+    runs: u64,
+    failing: Vec<u64>,
+    unknown: u64,
+    exempted: u64,
+    operations: u64,
+    pending: u64,
+    steps: u64,
+    views: u64,
+    multicasts: u64,
+    front_ends: FrontEndStats,
+    clients: ClientStats,
+}
+
+impl Summary {
+    fn add(&mut self, verdict: &Verdict) {
+        self.runs += 1;
+        if !verdict.failures.is_empty() {
+            self.failing.push(verdict.seed);
+        }
+        self.unknown += u64::from(verdict.unknown);
+        self.exempted += u64::from(!verdict.liveness_checked);
+        self.operations += verdict.operations as u64;
+        self.pending += verdict.pending as u64;
+        self.steps += verdict.steps;
+        self.views += verdict.views;
+        self.multicasts += verdict.multicasts;
+        add_stats(&mut self.front_ends, verdict.front_ends);
+        self.clients.add(&verdict.clients);
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.front_ends;
+        writeln!(
+            f,
+            "{} seeds, {} failing, {} unknown to the checker, {} exempt from liveness; {} views, {} service multicasts",
+            self.runs,
+            self.failing.len(),
+            self.unknown,
+            self.exempted,
+            self.views,
+            self.multicasts
+        )?;
+        writeln!(
+            f,
+            "operations: {} invoked, {} ok, {} given up (info), {} failed, {} checked ({} pending), {} search steps; \
+             {} retransmissions, {} redirects to the primary, {} views asked, {} final reads ok",
+            s.invoked,
+            s.ok,
+            s.given_up,
+            s.failed,
+            self.operations,
+            self.pending,
+            self.steps,
+            s.retransmissions,
+            s.redirects,
+            s.members_queries,
+            s.final_reads_ok
+        )?;
+        write!(f, "{}", self.clients)
+    }
+}
+
+/// Runs `service` over `seeds`, printing each failing seed (with its replay command and any
+/// counterexample) and the summary.
+fn sweep(service: &ServiceFactory, seeds: Range<u64>, test: &str, quiet: bool) -> Summary {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    for seed in seeds {
+        let verdict = judge(replicated_config(seed, service.clone()));
+        if !verdict.failures.is_empty() && !quiet {
+            eprintln!("seed {seed} ({}): {:?}", service.name, verdict.failures);
+            if let Some(counterexample) = &verdict.counterexample {
+                eprintln!("{counterexample}");
+            }
+            eprintln!("  replay: {}", replay_command(seed, test));
+        }
+        summary.add(&verdict);
+    }
+    println!(
+        "{} ({:.1} s):\n{summary}",
+        service.name,
+        started.elapsed().as_secs_f64()
+    );
+    summary
+}
+
+#[test]
+fn replicated_kv_is_linearizable_with_simulated_clients() {
+    let summary = sweep(
+        &sequencer(),
+        seeds(0..300),
+        "replicated_kv_is_linearizable",
+        false,
+    );
+    assert!(
+        summary.failing.is_empty(),
+        "failing seeds: {:?}",
+        summary.failing
+    );
+    // The sweep exercised what it claims to: answers, refusals, timeouts, retransmissions.
+    let s = &summary.front_ends;
+    assert!(
+        s.ok > 0 && s.retransmissions > 0 && s.redirects > 0,
+        "{summary}"
+    );
+    assert!(summary.clients.timeouts > 0 && summary.clients.disks_kept > 0);
+}
+
+#[test]
+fn replicated_kv_the_same_seed_replays_the_same_run() {
+    let run = || {
+        let mut report = Simulation::new(replicated_config(7, sequencer())).run();
+        let histories: Vec<String> = std::mem::take(&mut report.clients)
+            .into_iter()
+            .map(|c| {
+                let front_end = c.into_any().downcast::<KvFrontEnd>().expect("kv");
+                front_end.history().to_json_lines()
+            })
+            .collect();
+        (report.trace, report.network, report.client_stats, histories)
+    };
+    let (a, b) = (run(), run());
+    assert!(!a.3.concat().is_empty());
+    assert!(a == b, "seed 7 ran twice differently");
+}
+
+#[test]
+fn replicated_kv_a_replica_whose_storage_fails_stops_and_the_group_goes_on() {
+    // Node 2's first process fails its storage at its 200th tick (4 s in): it stops
+    // (fail-stop), the node restarts from its disk, and the clients see nothing wrong.
+    let failing = replica_factory("sequencer with a failing disk", |start| {
+        let fail_at = (start.me.id.node == viewsync::NodeId(2) && start.start == 1).then_some(200);
+        Box::new(sequencer::FailsOnce {
+            inner: sequencer::SequencerCore::new(start, sequencer::Flaw::None),
+            ticks: 0,
+            fail_at,
+        })
+    });
+    let summary = sweep(&failing, seeds(0..10), "storage_fails", false);
+    assert!(
+        summary.failing.is_empty(),
+        "failing seeds: {:?}",
+        summary.failing
+    );
+    assert!(summary.clients.service_stops > 0, "{summary}");
+}
+
+#[test]
+fn replicated_kv_the_checker_rejects_a_coordinator_that_answers_before_delivery() {
+    let broken = replica_factory("sequencer answering before delivery", |start| {
+        Box::new(sequencer::SequencerCore::new(
+            start,
+            sequencer::Flaw::AnswersBeforeDelivery,
+        ))
+    });
+    let mut rejected = None;
+    for seed in seeds(0..30) {
+        let verdict = judge(replicated_config(seed, broken.clone()));
+        if let Some(counterexample) = verdict.counterexample {
+            println!("seed {seed}: the broken core is caught:\n{counterexample}");
+            println!(
+                "  replay: {}",
+                replay_command(seed, "answers_before_delivery")
+            );
+            rejected = Some(seed);
+            break;
+        }
+    }
+    assert!(
+        rejected.is_some(),
+        "no seed showed the broken core's histories not linearizable"
+    );
+}
+
+#[test]
+fn replicated_kv_the_checker_rejects_a_core_executing_retransmissions_twice() {
+    let broken = replica_factory("sequencer executing retransmissions twice", |start| {
+        Box::new(sequencer::SequencerCore::new(
+            start,
+            sequencer::Flaw::ExecutesRetransmissions,
+        ))
+    });
+    let mut rejected = None;
+    for seed in seeds(0..30) {
+        let verdict = judge(replicated_config(seed, broken.clone()));
+        if !verdict.failures.is_empty() {
+            println!(
+                "seed {seed}: the broken core is caught: {:?}",
+                verdict.failures
+            );
+            if let Some(counterexample) = verdict.counterexample {
+                println!("{counterexample}");
+            }
+            println!(
+                "  replay: {}",
+                replay_command(seed, "retransmissions_twice")
+            );
+            rejected = Some(seed);
+            break;
+        }
+    }
+    assert!(rejected.is_some(), "no seed caught the broken core");
+}
+
+/// A small replication core for the tests, correct unless a [`Flaw`] is planted: the
+/// coordinator (`view.members[0]`) multicasts every request it takes; every replica applies
+/// the key-value store at delivery (total order, safe delivery: one sequence, stable
+/// everywhere when delivered), skipping a request id it executed already; the member that
+/// took the request answers at its own delivery, or from its table of executed requests for
+/// a retransmission. Each applied request is appended to the replica's log (synced at the
+/// ticks); a restarted replica replays its log, then takes the group's state.
+mod sequencer {
+    use std::collections::BTreeMap;
+    use viewsync::runtime::{ReplyTo, ServiceEvent};
+    use viewsync::wire::{BusyReason, Refusal};
+    use viewsync::{ProcessId, View};
+    use viewsync_services::replication::sim::{ReplicaStart, SimLog};
+    use viewsync_services::replication::{
+        decode, decode_request, encode, Action, ReplicaCore, ReplicaLog, Reply, Request, RequestId,
+        StoreError,
+    };
+    use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
+    use viewsync_services::state_machine::StateMachine;
+
+    /// A bug planted in the core.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Flaw {
+        /// None: the core is correct.
+        None,
+        /// The coordinator answers at once, from its own state with the request applied,
+        /// before its multicast is delivered (a write acknowledged that the group may lose).
+        AnswersBeforeDelivery,
+        /// Retransmissions are multicast and applied again (no table of executed requests).
+        ExecutesRetransmissions,
+    }
+
+    /// What every replica agrees on: the store, the position of the last request applied and
+    /// the table of executed requests (for retransmissions).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    struct Replicated {
+        applied: u64,
+        store: KvStore,
+        executed: BTreeMap<RequestId, (u64, KvOutput)>,
+    }
+
+    impl Replicated {
+        fn encode(&self) -> bytes::Bytes {
+            let executed: Vec<(RequestId, u64, KvOutput)> = self
+                .executed
+                .iter()
+                .map(|(id, (p, o))| (*id, *p, o.clone()))
+                .collect();
+            encode(&(self.applied, self.store.snapshot().to_vec(), executed))
+        }
+
+        fn decode(bytes: &[u8]) -> Result<Self, String> {
+            let (applied, store, executed): (u64, Vec<u8>, Vec<(RequestId, u64, KvOutput)>) =
+                decode(bytes)?;
+            Ok(Replicated {
+                applied,
+                store: KvStore::restore(&store).map_err(|e| e.to_string())?,
+                executed: executed.into_iter().map(|(i, p, o)| (i, (p, o))).collect(),
+            })
+        }
+
+        /// Applies `request` unless executed already (or `again`); its position and output.
+        fn apply(&mut self, request: &Request<KvOp>, again: bool) -> Option<(u64, KvOutput)> {
+            if !again && self.executed.contains_key(&request.id) {
+                return None;
+            }
+            self.applied += 1;
+            let output = self.store.apply(&request.op);
+            self.executed
+                .insert(request.id, (self.applied, output.clone()));
+            Some((self.applied, output))
+        }
+    }
+
+    /// The sequencer core (see the module documentation).
+    pub struct SequencerCore {
+        me: ProcessId,
+        flaw: Flaw,
+        log: SimLog,
+        view: Option<View>,
+        blocked: bool,
+        state: Replicated,
+        /// Requests this member took and answers at their delivery.
+        waiting: BTreeMap<RequestId, ReplyTo>,
+        /// [`Flaw::AnswersBeforeDelivery`]: the coordinator's state with what it answered.
+        speculative: Replicated,
+    }
+
+    impl SequencerCore {
+        /// The core of a process starting as `start` says, its log replayed.
+        pub fn new(start: ReplicaStart, flaw: Flaw) -> Self {
+            let mut state = Replicated::default();
+            if let Some((_, snapshot)) = &start.recovered.snapshot {
+                state = Replicated::decode(snapshot).expect("the log's snapshot decodes");
+            }
+            for (_, record) in &start.recovered.records {
+                let request: Request<KvOp> = decode(record).expect("the log's records decode");
+                state.apply(&request, flaw == Flaw::ExecutesRetransmissions);
+            }
+            SequencerCore {
+                me: start.me.id,
+                flaw,
+                log: start.log,
+                view: None,
+                blocked: false,
+                speculative: state.clone(),
+                state,
+                waiting: BTreeMap::new(),
+            }
+        }
+
+        fn reply(to: ReplyTo, id: RequestId, (position, output): (u64, KvOutput)) -> Action {
+            let reply = Reply {
+                id,
+                position,
+                output,
+            };
+            Action::Reply {
+                to,
+                outcome: Ok(encode(&reply)),
+            }
+        }
+
+        fn refuse(to: ReplyTo, refusal: Refusal) -> Vec<Action> {
+            vec![Action::Reply {
+                to,
+                outcome: Err(refusal),
+            }]
+        }
+    }
+
+    impl ReplicaCore for SequencerCore {
+        fn handle(&mut self, event: &ServiceEvent) -> Result<Vec<Action>, StoreError> {
+            match event {
+                ServiceEvent::Request(request) => {
+                    let to = request.reply;
+                    let parsed: Request<KvOp> = match decode_request(&request.payload, "kv") {
+                        Ok(parsed) => parsed,
+                        Err(refusal) => return Ok(Self::refuse(to, refusal)),
+                    };
+                    let Some(view) = &self.view else {
+                        return Ok(Self::refuse(to, Refusal::Busy(BusyReason::Joining)));
+                    };
+                    if view.coordinator().id != self.me {
+                        let primary = Some(view.coordinator().addr);
+                        return Ok(Self::refuse(to, Refusal::NotPrimary { primary }));
+                    }
+                    if self.blocked {
+                        return Ok(Self::refuse(to, Refusal::Busy(BusyReason::ViewChange)));
+                    }
+                    let again = self.flaw == Flaw::ExecutesRetransmissions;
+                    if let (Some(done), false) = (self.state.executed.get(&parsed.id), again) {
+                        return Ok(vec![Self::reply(to, parsed.id, done.clone())]);
+                    }
+                    let multicast = Action::Multicast(request.payload.clone());
+                    if self.flaw == Flaw::AnswersBeforeDelivery {
+                        let done = match self.speculative.executed.get(&parsed.id) {
+                            Some(done) => done.clone(),
+                            None => self.speculative.apply(&parsed, false).expect("new"),
+                        };
+                        return Ok(vec![Self::reply(to, parsed.id, done), multicast]);
+                    }
+                    self.waiting.insert(parsed.id, to);
+                    Ok(vec![multicast])
+                }
+                ServiceEvent::Deliver { message, .. } => {
+                    let request: Request<KvOp> = decode(&message.payload)
+                        .map_err(|e| StoreError(format!("undecodable update: {e}")))?;
+                    let again = self.flaw == Flaw::ExecutesRetransmissions;
+                    let done = match self.state.apply(&request, again) {
+                        Some(done) => {
+                            self.log.append(done.0, &message.payload)?;
+                            done
+                        }
+                        None => self.state.executed[&request.id].clone(),
+                    };
+                    Ok(match self.waiting.remove(&request.id) {
+                        Some(to) if self.flaw != Flaw::AnswersBeforeDelivery => {
+                            vec![Self::reply(to, request.id, done)]
+                        }
+                        _ => Vec::new(),
+                    })
+                }
+                ServiceEvent::Block { .. } => {
+                    self.blocked = true;
+                    Ok(Vec::new())
+                }
+                ServiceEvent::ViewChange { change, .. } => {
+                    self.view = Some(change.view.clone());
+                    self.blocked = false;
+                    self.speculative = self.state.clone();
+                    Ok(Vec::new())
+                }
+                ServiceEvent::Restore { state, .. } => {
+                    self.state = Replicated::decode(state)
+                        .map_err(|e| StoreError(format!("undecodable state: {e}")))?;
+                    self.speculative = self.state.clone();
+                    self.log.reset(self.state.applied, state)?;
+                    Ok(Vec::new())
+                }
+                ServiceEvent::Direct { .. } => Ok(Vec::new()),
+            }
+        }
+
+        fn tick(&mut self, _now: std::time::Duration) -> Result<Vec<Action>, StoreError> {
+            if self.log.needs_sync() {
+                self.log.sync()?;
+            }
+            Ok(Vec::new())
+        }
+
+        fn snapshot(&self) -> bytes::Bytes {
+            self.state.encode()
+        }
+
+        fn needs_sync(&self) -> bool {
+            self.log.needs_sync()
+        }
+    }
+
+    /// A core whose storage fails at its `fail_at`th tick: it reports the error, as a core
+    /// whose log could not be synced does.
+    pub struct FailsOnce {
+        pub inner: SequencerCore,
+        pub ticks: u64,
+        pub fail_at: Option<u64>,
+    }
+
+    impl ReplicaCore for FailsOnce {
+        fn handle(&mut self, event: &ServiceEvent) -> Result<Vec<Action>, StoreError> {
+            self.inner.handle(event)
+        }
+
+        fn tick(&mut self, now: std::time::Duration) -> Result<Vec<Action>, StoreError> {
+            self.ticks += 1;
+            if Some(self.ticks) == self.fail_at {
+                return Err(StoreError("simulated disk failure".into()));
+            }
+            self.inner.tick(now)
+        }
+
+        fn snapshot(&self) -> bytes::Bytes {
+            self.inner.snapshot()
+        }
+
+        fn needs_sync(&self) -> bool {
+            self.inner.needs_sync()
+        }
+    }
+}
