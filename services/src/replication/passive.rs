@@ -130,6 +130,9 @@ use super::{
 };
 use crate::state_machine::{decode_snapshot, encode_snapshot, StateMachine};
 
+/// How often a backup repeats its durable position to the primary (reports may be lost).
+pub const DURABLE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The kind byte of a passive replica's snapshots (the state machine's own snapshot, the
 /// position and the executed table, in the checksummed snapshot envelope).
 pub const PASSIVE_SNAPSHOT_KIND: u8 = 16;
@@ -398,6 +401,8 @@ pub struct PassiveReplica<S: StateMachine> {
     blocked: bool,
     /// This member's log is durable up to here.
     local_durable: u64,
+    /// When this backup last reported its durable position on its tick.
+    last_durable_report: Option<std::time::Duration>,
     /// The highest durable position each other member reported.
     durable: HashMap<ProcessId, u64>,
     /// Reply handles held (the `pending_max` bound).
@@ -488,6 +493,7 @@ where
             view: None,
             blocked: false,
             local_durable: index,
+            last_durable_report: None,
             durable: HashMap::new(),
             in_hand: 0,
             stats,
@@ -1128,12 +1134,22 @@ where
         Ok(out)
     }
 
-    fn tick(&mut self, _now: std::time::Duration) -> Result<Vec<Action>, StoreError> {
+    fn tick(&mut self, now: std::time::Duration) -> Result<Vec<Action>, StoreError> {
         let mut out = Vec::new();
         if self.log.needs_sync() {
             // Group commit: one sync covers every record appended since the last.
             self.log.sync()?;
             self.now_durable(&mut out);
+        }
+        // Reports are point-to-point and may be lost; without a new update none would follow,
+        // and a primary waiting for this one would wait for ever. So a backup repeats its
+        // position every DURABLE_REPORT_INTERVAL.
+        let due = self
+            .last_durable_report
+            .is_none_or(|last| now.saturating_sub(last) >= DURABLE_REPORT_INTERVAL);
+        if due {
+            self.last_durable_report = Some(now);
+            self.report_durable(&mut out);
         }
         Ok(out)
     }

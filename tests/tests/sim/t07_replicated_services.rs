@@ -7,8 +7,11 @@
 //! read at the end (so an acknowledged write that was lost shows), and no request executed
 //! twice (a write answered twice with different positions, or two writes at one position).
 //!
-//! The core here is a small sequencer (`sequencer::SequencerCore`); `SIM_SEEDS`/`SIM_SEED`
-//! as in the other sim tests. Plugging another core in is one line: a `replica_factory`.
+//! The cores: primary-backup (`replication::passive::PassiveReplica`, the production core,
+//! with quorum durability over the simulated disks), and a small sequencer
+//! (`sequencer::SequencerCore`) whose deliberately broken variants show the checks firing.
+//! `SIM_SEEDS`/`SIM_SEED` as in the other sim tests. Plugging another core in is one line: a
+//! `replica_factory`.
 
 use crate::sweep::{configure, replaying, seeds};
 use std::collections::BTreeMap;
@@ -22,11 +25,28 @@ use viewsync::sim::{SimConfig, SimReport, Simulation};
 use viewsync::wire::Ordering;
 use viewsync_services::history::linearizability::{self, Linearizability};
 use viewsync_services::history::{History, SearchLimits, StateMachineModel};
+use viewsync_services::replication::passive::{PassiveConfig, PassiveReplica};
 use viewsync_services::replication::sim::{
     kv_clients, replica_factory, FrontEndConfig, FrontEndStats, KvFrontEnd,
 };
 use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
 use viewsync_services::state_machine::StateMachine;
+
+/// The passive (primary-backup) core, as `viewsync node` runs it with `strategy = "passive"`,
+/// over each node's simulated disk.
+fn passive() -> ServiceFactory {
+    replica_factory("passive", |start| {
+        let config = PassiveConfig::new(
+            start.me.id,
+            viewsync::GroupName::new("sim").expect("valid"),
+            "kv",
+        );
+        Box::new(
+            PassiveReplica::<KvStore>::recover(config, Box::new(start.log), start.recovered)
+                .expect("a simulated disk always reads back"),
+        )
+    })
+}
 
 /// The sequencer core, correct, as every process's service.
 fn sequencer() -> ServiceFactory {
@@ -281,10 +301,31 @@ fn sweep(service: &ServiceFactory, seeds: Range<u64>, test: &str, quiet: bool) -
 }
 
 #[test]
+fn passive_replication_is_linearizable_with_simulated_clients() {
+    let summary = sweep(
+        &passive(),
+        seeds(0..500),
+        "passive_replication_is_linearizable",
+        false,
+    );
+    assert!(
+        summary.failing.is_empty(),
+        "failing seeds: {:?}",
+        summary.failing
+    );
+    let s = &summary.front_ends;
+    assert!(
+        s.ok > 0 && s.retransmissions > 0 && s.redirects > 0,
+        "{summary}"
+    );
+    assert!(summary.clients.timeouts > 0 && summary.clients.disks_kept > 0);
+}
+
+#[test]
 fn replicated_kv_is_linearizable_with_simulated_clients() {
     let summary = sweep(
         &sequencer(),
-        seeds(0..300),
+        seeds(0..100),
         "replicated_kv_is_linearizable",
         false,
     );
