@@ -10,7 +10,7 @@
 //! every strategy: a [`Request`] (the request's unique [`RequestId`], the state machine it is
 //! for, the operation) and a [`Reply`] (the id and the output), both bincode-encoded inside the
 //! middleware's `Request`/`Response` frames. Refusals are the middleware's typed
-//! [`Refusal`](viewsync::wire::Refusal)s.
+//! `Refusal`s ([`viewsync::wire::Refusal`]).
 //!
 //! - [`passive`]: primary-backup (the reference notes' sections 10 to 13), linearizable, and
 //!   its `passive-backup-reads` variant (sequentially consistent);

@@ -143,7 +143,7 @@ impl Membership {
     /// This process restarted as a former member whose service keeps durable state: `claim`
     /// is what it recovered (its last installed view and its state's position). While joining
     /// with no member answering, it may re-form the group with the others recovering (see
-    /// [`join`]). `None` (the default) never re-forms: the process waits for a member.
+    /// `proto::membership::join`). `None` (the default) never re-forms: the process waits for a member.
     pub fn set_recovery(&mut self, claim: Option<RecoveryClaim>) {
         self.recovery = claim;
     }
