@@ -67,6 +67,16 @@ impl Strategy {
     }
 }
 
+/// Parses a strategy by its configuration-file name (`viewsync demo --strategy NAME`); the
+/// error names the valid ones. Goes through serde so the names are `strategy = "..."`'s.
+impl std::str::FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        from_name(name, "strategy")
+    }
+}
+
 /// The state machine a replicated strategy runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,6 +96,30 @@ impl MachineKind {
             MachineKind::Bank => "bank",
         }
     }
+}
+
+/// Parses a state machine by its configuration-file name (`kv`, `bank`).
+impl std::str::FromStr for MachineKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        from_name(name, "state machine")
+    }
+}
+
+/// `name` deserialized as a `T` from its configuration-file spelling, or an error naming
+/// `what` and the valid names (serde's "unknown variant `x`, expected one of ...").
+fn from_name<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> Result<T, String> {
+    use serde::de::IntoDeserializer;
+    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        name.into_deserializer();
+    T::deserialize(deserializer).map_err(|e| {
+        let message = e.to_string();
+        let choices = message
+            .split_once("expected ")
+            .map_or(message.as_str(), |(_, rest)| rest);
+        format!("unknown {what} `{name}`: expected {choices}")
+    })
 }
 
 /// How a replica's log reaches the disk.
@@ -347,6 +381,29 @@ mod tests {
         let e = parse(&format!("{NODE}[service]\ndurability = \"sometimes\"\n")).unwrap_err();
         assert!(
             e.contains("fsync") && e.contains("grouped") && e.contains("memory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn strategies_and_machines_parse_by_their_file_names() {
+        assert_eq!("passive".parse::<Strategy>(), Ok(Strategy::Passive));
+        assert_eq!(
+            "passive-backup-reads".parse::<Strategy>(),
+            Ok(Strategy::PassiveBackupReads)
+        );
+        assert_eq!("naive".parse::<Strategy>(), Ok(Strategy::Naive));
+        assert_eq!("log".parse::<Strategy>(), Ok(Strategy::Log));
+        assert_eq!("bank".parse::<MachineKind>(), Ok(MachineKind::Bank));
+        let e = "paxos".parse::<Strategy>().unwrap_err();
+        assert_eq!(
+            e,
+            "unknown strategy `paxos`: expected one of `log`, `passive`, \
+             `passive-backup-reads`, `naive`"
+        );
+        let e = "sql".parse::<MachineKind>().unwrap_err();
+        assert!(
+            e.contains("`sql`") && e.contains("`kv`") && e.contains("`bank`"),
             "{e}"
         );
     }

@@ -4,6 +4,10 @@
 //! multicasting, one member is killed (stopped without leaving). The demo prints every event
 //! and ends by comparing what the members delivered in each view: the same messages, in the
 //! same order, at every member that went on to the next view.
+//!
+//! `viewsync demo --strategy NAME` runs a replicated service instead: see [`replicated`].
+
+pub mod replicated;
 
 use crate::log_service::{LogService, SendPlan};
 use crate::report;

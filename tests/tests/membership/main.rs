@@ -28,3 +28,4 @@ mod t06_example_cluster_configs_load;
 mod t07_demo_command;
 mod t08_incarnation_from_data_dir;
 mod t09_blocking_is_visible;
+mod t10_demo_passive;
