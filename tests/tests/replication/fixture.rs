@@ -193,3 +193,71 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// Key-value clients running until stopped, each on a thread of its own with its own front
+/// end, recording into one history.
+pub struct Clients {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Clients {
+    /// Starts `n` clients through `seeds`; client `c`'s `k`-th operation is `op(c, k, rng)`
+    /// (its generator seeded with `c`), with `pause` between operations.
+    pub fn start(
+        n: u64,
+        seeds: Vec<SocketAddr>,
+        key: ClusterKey,
+        recorder: &Recorder<KvOp, KvOutput>,
+        pause: Duration,
+        op: fn(u64, u64, &mut rand::rngs::StdRng) -> KvOp,
+    ) -> Clients {
+        use rand::SeedableRng;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|c| {
+                let (seeds, key, recorder, stop) =
+                    (seeds.clone(), key.clone(), recorder.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    runtime().block_on(async move {
+                        let mut fe = front_end::<KvStore>(seeds, key, "kv", Routing::Primary);
+                        let mut rng = rand::rngs::StdRng::seed_from_u64(c);
+                        let (mut k, mut acknowledged) = (0, 0);
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            k += 1;
+                            if recorder.call(&mut fe, op(c, k, &mut rng)).await.is_ok() {
+                                acknowledged += 1;
+                            }
+                            tokio::time::sleep(pause).await;
+                        }
+                        acknowledged
+                    })
+                })
+            })
+            .collect();
+        Clients { stop, threads }
+    }
+
+    /// Stops the clients; returns how many operations each had acknowledged.
+    pub fn stop(self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().expect("a client thread"))
+            .collect()
+    }
+}
+
+/// Reads every key of `keys` through a new front end, into the history (a lost
+/// acknowledged write then makes the history non-linearizable).
+pub fn read_back(cluster: &Cluster, recorder: &Recorder<KvOp, KvOutput>, keys: &[String]) {
+    runtime().block_on(async {
+        let mut fe = front_end::<KvStore>(cluster.addrs(), key(cluster), "kv", Routing::Primary);
+        for k in keys {
+            recorder
+                .call(&mut fe, KvOp::get(k.as_str()))
+                .await
+                .expect("the final reads are answered");
+        }
+    });
+}

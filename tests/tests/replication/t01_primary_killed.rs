@@ -4,12 +4,9 @@
 //! part of the history).
 
 use super::fixture::*;
-use rand::{Rng, SeedableRng};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use rand::Rng;
 use std::time::{Duration, Instant};
-use viewsync_services::frontend::Routing;
-use viewsync_services::state_machine::kv::{KvOp, KvStore};
+use viewsync_services::state_machine::kv::KvOp;
 use viewsync_tests::process::{timing_shared, CONVERGE_TIMEOUT};
 
 const KEYS: [&str; 4] = ["a", "b", "c", "d"];
@@ -18,47 +15,29 @@ const KEYS: [&str; 4] = ["a", "b", "c", "d"];
 fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
     let _shared = timing_shared();
     let mut cluster = start_cluster(3, "passive", "kv", "grouped");
-    let seeds = cluster.addrs();
-    let key = key(&cluster);
     let recorder = Recorder::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..5u64)
-        .map(|c| {
-            let (seeds, key, recorder, stop) =
-                (seeds.clone(), key.clone(), recorder.clone(), stop.clone());
-            std::thread::spawn(move || {
-                runtime().block_on(async move {
-                    let mut fe = front_end::<KvStore>(seeds, key, "kv", Routing::Primary);
-                    let mut rng = rand::rngs::StdRng::seed_from_u64(c);
-                    let mut n = 0u64;
-                    let mut acknowledged = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        n += 1;
-                        let k = KEYS[rng.gen_range(0..KEYS.len())];
-                        let op = match rng.gen_range(0..10) {
-                            0..=3 => KvOp::put(k, format!("c{c}-{n}")),
-                            4..=7 => KvOp::get(k),
-                            8 => KvOp::delete(k),
-                            _ => KvOp::cas(k, None, format!("c{c}-{n}")),
-                        };
-                        if recorder.call(&mut fe, op).await.is_ok() {
-                            acknowledged += 1;
-                        }
-                        tokio::time::sleep(Duration::from_millis(3)).await;
-                    }
-                    acknowledged
-                })
-            })
-        })
-        .collect();
-
+    let clients = Clients::start(
+        5,
+        cluster.addrs(),
+        key(&cluster),
+        &recorder,
+        Duration::from_millis(3),
+        |c, n, rng| {
+            let k = KEYS[rng.gen_range(0..KEYS.len())];
+            match rng.gen_range(0..10) {
+                0..=3 => KvOp::put(k, format!("c{c}-{n}")),
+                4..=7 => KvOp::get(k),
+                8 => KvOp::delete(k),
+                _ => KvOp::cas(k, None, format!("c{c}-{n}")),
+            }
+        },
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let primary = 1;
     let killed_at = Instant::now();
     cluster.node(primary).sigkill();
     let _ = cluster.remove(primary);
-    let survivors = [2, 3];
-    cluster.wait_converged(&survivors, CONVERGE_TIMEOUT);
+    cluster.wait_converged(&[2, 3], CONVERGE_TIMEOUT);
     eprintln!(
         "the survivors installed a view without the primary {:?} after the kill",
         killed_at.elapsed()
@@ -67,26 +46,14 @@ fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
     restart(&mut cluster, primary, "passive", "kv", "grouped");
     cluster.wait_converged(&[1, 2, 3], CONVERGE_TIMEOUT);
     std::thread::sleep(Duration::from_millis(1000));
-    stop.store(true, Ordering::Relaxed);
-    let acknowledged: Vec<u64> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let acknowledged = clients.stop();
     assert!(
         acknowledged.iter().all(|n| *n > 10),
         "every client made progress: {acknowledged:?}"
     );
-
-    // Every key read at the end, through a new front end: part of the history, so a lost
-    // acknowledged write makes it non-linearizable.
-    runtime().block_on(async {
-        let mut fe = front_end::<KvStore>(cluster.addrs(), key, "kv", Routing::Primary);
-        for k in KEYS {
-            recorder
-                .call(&mut fe, KvOp::get(k))
-                .await
-                .expect("the final reads are answered");
-        }
-    });
-    let history = recorder.history();
-    assert_linearizable(&cluster, &history);
+    let keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    read_back(&cluster, &recorder, &keys);
+    assert_linearizable(&cluster, &recorder.history());
     // The restarted member recovered from its data directory, and no replica stopped.
     let log = cluster.node(primary).stderr_lines().join("\n");
     assert!(log.contains("replica recovered its state"), "{log}");

@@ -5,43 +5,30 @@
 
 use super::fixture::*;
 use rand::{Rng, SeedableRng};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use viewsync_services::frontend::Routing;
-use viewsync_services::state_machine::kv::{KvOp, KvStore};
+use viewsync_services::state_machine::kv::KvOp;
 use viewsync_tests::process::{timing_shared, CONVERGE_TIMEOUT};
 
 #[test]
 fn members_killed_at_random_points_recover_a_consistent_state() {
     let _shared = timing_shared();
     let mut cluster = start_cluster(3, "passive", "kv", "fsync");
-    let seeds = cluster.addrs();
-    let key = key(&cluster);
     let recorder = Recorder::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..3u64)
-        .map(|c| {
-            let (seeds, key, recorder, stop) =
-                (seeds.clone(), key.clone(), recorder.clone(), stop.clone());
-            std::thread::spawn(move || {
-                runtime().block_on(async move {
-                    let mut fe = front_end::<KvStore>(seeds, key, "kv", Routing::Primary);
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        n += 1;
-                        let k = format!("k{}", n % 8);
-                        let op = if n % 3 == 0 {
-                            KvOp::get(k)
-                        } else {
-                            KvOp::put(k, format!("c{c}-{n}"))
-                        };
-                        let _ = recorder.call(&mut fe, op).await;
-                    }
-                })
-            })
-        })
-        .collect();
+    let clients = Clients::start(
+        3,
+        cluster.addrs(),
+        key(&cluster),
+        &recorder,
+        Duration::ZERO,
+        |c, n, _| {
+            let k = format!("k{}", n % 8);
+            if n % 3 == 0 {
+                KvOp::get(k)
+            } else {
+                KvOp::put(k, format!("c{c}-{n}"))
+            }
+        },
+    );
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     // Backups and the primary alike; each restart must recover from its own directory.
     for victim in [3, 2, 3, 1, 3] {
@@ -58,19 +45,9 @@ fn members_killed_at_random_points_recover_a_consistent_state() {
             "node {victim} recovered from its data directory:\n{log}"
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    runtime().block_on(async {
-        let mut fe = front_end::<KvStore>(cluster.addrs(), key, "kv", Routing::Primary);
-        for k in 0..8 {
-            recorder
-                .call(&mut fe, KvOp::get(format!("k{k}")))
-                .await
-                .expect("final reads answered");
-        }
-    });
+    clients.stop();
+    let keys: Vec<String> = (0..8).map(|k| format!("k{k}")).collect();
+    read_back(&cluster, &recorder, &keys);
     assert_linearizable(&cluster, &recorder.history());
     for id in [1, 2, 3] {
         let log = cluster.node(id).stderr_lines().join("\n");
