@@ -538,6 +538,7 @@ fn a_corrupt_snapshot_or_record_is_a_store_error() {
             coordinator: pid(1),
         },
         state: Bytes::from(flipped),
+        since: None,
     };
     assert!(fresh.handle(&restore).is_err());
     assert_eq!(fresh.committed_index(), 0);
