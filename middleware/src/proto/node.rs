@@ -503,9 +503,9 @@ impl NodeCore {
         }
     }
 
-    /// The service's answer to [`MulticastOutput::DeltaWanted`](super::multicast::MulticastOutput::DeltaWanted)
-    /// for `group`: the updates after `since` up to its snapshot for the joiners of `view`,
-    /// or `None` (it cannot; the joiner gets the whole snapshot).
+    /// The service's answer to [`MulticastOutput::DeltaWanted`] for `group`: the updates
+    /// after `since` up to its snapshot for the joiners of `view`, or `None` (it cannot; the
+    /// joiner gets the whole snapshot).
     pub fn handle_delta(
         &mut self,
         now: Time,
