@@ -207,7 +207,10 @@ impl Handler<ServiceEvent> for LogService {
                 }
                 .to_string()
             }
-            ServiceEvent::Restore { group, view, state } => {
+            // Registered without a position, it is never handed a delta.
+            ServiceEvent::Restore {
+                group, view, state, ..
+            } => {
                 self.state = LogState::decode(&state);
                 RestoreLine {
                     group: group.to_string(),

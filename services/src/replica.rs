@@ -3,7 +3,8 @@
 //!
 //! It hands the core every event of its group in order (client requests included), carries
 //! out the core's actions (multicasts in order, point-to-point messages, answers to
-//! clients), takes snapshots for joiners from the core, and ticks the core every
+//! clients), takes snapshots for joiners from the core (and deltas, for a restarted member
+//! catching up from its recovered position), and ticks the core every
 //! [`TICK_INTERVAL`] (group commit). Everything the strategy decides is in the core, which the
 //! simulator runs too.
 //!
@@ -17,7 +18,7 @@
 use crate::replication::{Action, ReplicaCore, StoreError, TICK_INTERVAL};
 use actix::prelude::*;
 use std::time::Instant;
-use viewsync::runtime::{NodeHandle, ServiceEvent, TakeSnapshot};
+use viewsync::runtime::{NodeHandle, ServiceEvent, TakeDelta, TakeSnapshot};
 use viewsync::GroupName;
 
 /// The exit code of a `viewsync node` whose replica stopped because it could not go on
@@ -190,14 +191,34 @@ impl Handler<ServiceEvent> for ReplicaService {
                     .collect::<Vec<_>>()
                     .join(",")
             )),
-            ServiceEvent::Restore { group, view, state } => (self.print)(format!(
-                "replica-restore group={group} epoch={} bytes={}",
+            ServiceEvent::Restore {
+                group,
+                view,
+                state,
+                since,
+            } => (self.print)(format!(
+                "replica-restore group={group} epoch={} bytes={} delta_from={}",
                 view.epoch,
-                state.len()
+                state.len(),
+                since.map_or_else(|| "none".to_string(), |p| p.to_string())
             )),
             _ => {}
         }
         let result = self.core.handle(&event);
+        if let (ServiceEvent::Restore { since, .. }, Ok(_)) = (&event, &result) {
+            let position = self.core.position().unwrap_or(0);
+            match since {
+                Some(since) => tracing::info!(
+                    group = %self.group,
+                    "replica caught up from position {since} to {position} by a delta of {} records",
+                    position.saturating_sub(*since)
+                ),
+                None => tracing::info!(
+                    group = %self.group,
+                    "replica restored a full snapshot at {position}"
+                ),
+            }
+        }
         self.outcome(result, ctx);
         // Per-record fsync has synced already; otherwise the next tick syncs (group commit).
     }
@@ -206,8 +227,29 @@ impl Handler<ServiceEvent> for ReplicaService {
 impl Handler<TakeSnapshot> for ReplicaService {
     type Result = MessageResult<TakeSnapshot>;
 
-    fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.core.snapshot())
+    fn handle(&mut self, msg: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.snapshot_for(msg.view))
+    }
+}
+
+impl Handler<TakeDelta> for ReplicaService {
+    type Result = MessageResult<TakeDelta>;
+
+    /// The core's delta; none once this replica has failed (its state is not to be trusted).
+    fn handle(&mut self, msg: TakeDelta, _ctx: &mut Self::Context) -> Self::Result {
+        if self.failed {
+            return MessageResult(None);
+        }
+        let delta = self.core.delta(msg.view, msg.since);
+        match &delta {
+            Some(bytes) => {
+                tracing::info!(group = %self.group, since = msg.since, view = %msg.view, bytes = bytes.len(), "serving a joiner a delta from its position")
+            }
+            None => {
+                tracing::info!(group = %self.group, since = msg.since, view = %msg.view, "no delta from the joiner's position (its records are no longer held): the whole snapshot")
+            }
+        }
+        MessageResult(delta)
     }
 }
 

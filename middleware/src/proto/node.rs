@@ -124,6 +124,8 @@ pub struct NodeCore {
     failure_detector: FailureDetector,
     groups: BTreeMap<GroupName, Membership>,
     group_multicast: BTreeMap<GroupName, MulticastConfig>,
+    /// Recovered positions of groups not joined yet, handed to their cores at the join.
+    catch_up: BTreeMap<GroupName, u64>,
     views_installed: u64,
 }
 
@@ -137,6 +139,7 @@ impl NodeCore {
             failure_detector: FailureDetector::new(settings.failure_detector),
             groups: BTreeMap::new(),
             group_multicast: BTreeMap::new(),
+            catch_up: BTreeMap::new(),
             views_installed: 0,
         }
     }
@@ -184,14 +187,17 @@ impl NodeCore {
             .get(&group)
             .copied()
             .unwrap_or(self.settings.multicast);
+        let catch_up = self.catch_up.remove(&group);
         let core = self.groups.entry(group.clone()).or_insert_with(|| {
-            Membership::new(
+            let mut core = Membership::new(
                 group.clone(),
                 self.me,
                 self.seeds.clone(),
                 self.settings.membership,
                 multicast,
-            )
+            );
+            core.set_catch_up_from(catch_up);
+            core
         });
         let outputs = core.handle_start(now);
         let mut out = Vec::new();
@@ -477,6 +483,46 @@ impl NodeCore {
         if let Some(core) = self.groups.get_mut(group) {
             core.set_recovery(claim);
         }
+    }
+
+    /// `group`'s service recovered a durable state at `position` (this process restarted):
+    /// until this process installs a view of the group, a state transfer to it asks for a
+    /// delta from there (see [`Membership::set_catch_up_from`]). For a group not joined yet,
+    /// kept until it is.
+    pub fn set_catch_up_from(&mut self, group: &GroupName, position: Option<u64>) {
+        match self.groups.get_mut(group) {
+            Some(core) => core.set_catch_up_from(position),
+            None => match position {
+                Some(position) => {
+                    self.catch_up.insert(group.clone(), position);
+                }
+                None => {
+                    self.catch_up.remove(group);
+                }
+            },
+        }
+    }
+
+    /// The service's answer to [`MulticastOutput::DeltaWanted`] for `group`: the updates
+    /// after `since` up to its snapshot for the joiners of `view`, or `None` (it cannot; the
+    /// joiner gets the whole snapshot).
+    pub fn handle_delta(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+        view: ViewId,
+        since: u64,
+        delta: Option<Bytes>,
+    ) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        let Some(core) = self.groups.get_mut(group) else {
+            return out;
+        };
+        let (_, multicast, membership) =
+            core.with_multicast(now, |m, o| m.handle_delta(view, since, delta, o));
+        self.absorb_multicast(group, multicast, &mut out);
+        self.absorb(now, group, membership, &mut out);
+        out
     }
 
     /// Whether this node takes a client's request of `size` bytes for `group` now: it must be

@@ -12,7 +12,10 @@
 //! - **The snapshot round trip.** A joiner's state comes from a service: the edge asks the
 //!   shell for a snapshot ([`EdgeOutput::TakeSnapshot`]) and hands the answer back to the
 //!   core. Without a registered service the core is told at once that there is none, so this
-//!   member stops vouching for the state instead of inventing an empty one.
+//!   member stops vouching for the state instead of inventing an empty one. A joiner that
+//!   recovered a durable state may get a delta instead: the edge asks the shell for it
+//!   ([`EdgeOutput::TakeDelta`]), and without a service the core is told at once there is
+//!   none (the joiner gets the whole snapshot).
 //! - **Parked multicasts.** A multicast that finds the outbox full waits, in order, up to
 //!   `parked_multicasts`, and is retried on every tick and flush; its caller's answer comes
 //!   back as [`EdgeOutput::Answer`] with the token the shell parked it with.
@@ -68,13 +71,20 @@ pub enum ServiceEvent {
     },
     /// Replace the service state: this member joined and `state` is a member's state at the
     /// start of `view`. Always followed by the `ViewChange` into `view`.
+    ///
+    /// With `since: Some(p)`, `state` is instead a *delta* another member's service made
+    /// ([`EdgeOutput::TakeDelta`]): what brings a state at position `p` (the position this
+    /// service registered as recovered, and still at) to the start of `view`. Only a
+    /// service that registered a position and whose group's services answer deltas sees one.
     Restore {
         /// The group.
         group: GroupName,
         /// The view the state is the start of.
         view: ViewId,
-        /// The snapshot another member's service took.
+        /// The snapshot another member's service took (or the delta it made).
         state: Bytes,
+        /// `Some(p)`: `state` is a delta from position `p`; `None`: a whole snapshot.
+        since: Option<u64>,
     },
 }
 
@@ -157,6 +167,17 @@ pub enum EdgeOutput<T> {
         group: GroupName,
         /// The view the joiners start in.
         view: ViewId,
+    },
+    /// Ask `group`'s service for the updates after position `since` up to the snapshot it
+    /// took for the joiners of `view` (a joiner that recovered a state at `since` catches
+    /// up with them); answer with [`ServiceEdge::handle_delta`], `None` when it cannot.
+    TakeDelta {
+        /// The group.
+        group: GroupName,
+        /// The view whose snapshot the delta ends at.
+        view: ViewId,
+        /// The joiner's position.
+        since: u64,
     },
     /// A parked multicast was accepted (`Ok`) or refused: tell its caller.
     Answer {
@@ -319,6 +340,19 @@ impl<T> ServiceEdge<T> {
                     }
                     continue;
                 }
+                MulticastOutput::DeltaWanted { view, since } if registered => {
+                    out.push(EdgeOutput::TakeDelta { group, view, since });
+                    continue;
+                }
+                MulticastOutput::DeltaWanted { view, since } => {
+                    // No service: no delta either; the joiner gets the whole snapshot (if
+                    // this member has one).
+                    let more = core.handle_delta(now, &group, view, since, None);
+                    for (k, output) in more.into_iter().enumerate() {
+                        work.insert(k, output);
+                    }
+                    continue;
+                }
                 _ if !registered => continue,
                 MulticastOutput::Deliver(message) => ServiceEvent::Deliver {
                     group: group.clone(),
@@ -336,10 +370,11 @@ impl<T> ServiceEdge<T> {
                     from,
                     payload,
                 },
-                MulticastOutput::Restore { view, state } => ServiceEvent::Restore {
+                MulticastOutput::Restore { view, state, since } => ServiceEvent::Restore {
                     group: group.clone(),
                     view,
                     state,
+                    since,
                 },
                 // The core sends its own frames; these never reach a service.
                 MulticastOutput::Send { .. } | MulticastOutput::SendAll { .. } => continue,
@@ -408,6 +443,21 @@ impl<T> ServiceEdge<T> {
         state: Result<Bytes, SnapshotFailed>,
     ) -> Vec<EdgeOutput<T>> {
         let outputs = core.handle_snapshot(now, group, view, state);
+        self.absorb(core, now, outputs)
+    }
+
+    /// The service's answer to [`EdgeOutput::TakeDelta`]: the delta, or `None` when it
+    /// cannot make one (the joiner then gets the whole snapshot).
+    pub fn handle_delta(
+        &mut self,
+        core: &mut NodeCore,
+        now: Time,
+        group: &GroupName,
+        view: ViewId,
+        since: u64,
+        delta: Option<Bytes>,
+    ) -> Vec<EdgeOutput<T>> {
+        let outputs = core.handle_delta(now, group, view, since, delta);
         self.absorb(core, now, outputs)
     }
 

@@ -5,7 +5,7 @@ use super::node::{
     ActorTransport, DirectRequest, GetStats, GetView, LeaveAll, MulticastRequest, NodeActor,
     RegisterService, ReplyToClient, Request, Stop, Subscribe,
 };
-use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
+use super::service::{ServiceEvent, ServiceRecipients, TakeDelta, TakeSnapshot};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
 use crate::id::{GroupName, Incarnation, ProcessId};
@@ -208,6 +208,7 @@ impl<T: ActorTransport> NodeHandle<T> {
         let recipients = ServiceRecipients {
             events: service.clone().recipient(),
             snapshot: service.recipient(),
+            delta: None,
         };
         self.actor
             .send(RegisterService {
@@ -226,6 +227,13 @@ impl<T: ActorTransport> NodeHandle<T> {
     /// last view once a majority of its voters are back, from the most advanced state among
     /// them (see `proto::membership::join`). Needs the node's `data_dir`, where the last view
     /// installed is recorded.
+    ///
+    /// **Catch-up.** A joining member restarted with a state at `position` (above 0) asks its
+    /// state transfer for a *delta* from there: the provider's service answers [`TakeDelta`]
+    /// with the updates it missed, which this service gets as a
+    /// [`ServiceEvent::Restore`] with `since: Some(position)`, or with `None` (the whole
+    /// snapshot, as without a position). Position 0 (an empty state) always gets the whole
+    /// snapshot. The service answers [`TakeDelta`] for other joiners itself.
     pub async fn register_durable_service<A>(
         &self,
         group: GroupName,
@@ -233,13 +241,15 @@ impl<T: ActorTransport> NodeHandle<T> {
         position: u64,
     ) -> Result<(), NodeError>
     where
-        A: Actor + Handler<ServiceEvent> + Handler<TakeSnapshot>,
-        A::Context:
-            actix::dev::ToEnvelope<A, ServiceEvent> + actix::dev::ToEnvelope<A, TakeSnapshot>,
+        A: Actor + Handler<ServiceEvent> + Handler<TakeSnapshot> + Handler<TakeDelta>,
+        A::Context: actix::dev::ToEnvelope<A, ServiceEvent>
+            + actix::dev::ToEnvelope<A, TakeSnapshot>
+            + actix::dev::ToEnvelope<A, TakeDelta>,
     {
         let recipients = ServiceRecipients {
             events: service.clone().recipient(),
-            snapshot: service.recipient(),
+            snapshot: service.clone().recipient(),
+            delta: Some(service.recipient()),
         };
         self.actor
             .send(RegisterService {

@@ -26,4 +26,4 @@ pub use node::{
     ActorTransport, NodeActor, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS, SERVICE_BACKLOG_EVENTS,
     TICK_INTERVAL,
 };
-pub use service::{ServiceEvent, TakeSnapshot};
+pub use service::{ServiceEvent, TakeDelta, TakeSnapshot};

@@ -1,7 +1,7 @@
 //! The node actor and the handle applications use.
 
 use super::events::{GroupEvent, NodeStats};
-use super::service::{ServiceEvent, ServiceRecipients, TakeSnapshot};
+use super::service::{ServiceEvent, ServiceRecipients, TakeDelta, TakeSnapshot};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::id::{GroupName, ProcessId, ViewId};
@@ -140,6 +140,9 @@ impl<T: ActorTransport> NodeActor<T> {
                     checkpoint,
                 } => self.hand_to_service(group, event, checkpoint, ctx),
                 EdgeOutput::TakeSnapshot { group, view } => self.request_snapshot(group, view, ctx),
+                EdgeOutput::TakeDelta { group, view, since } => {
+                    self.request_delta(group, view, since, ctx)
+                }
                 EdgeOutput::Answer { token, result } => {
                     let _ = token.send(result.map_err(NodeError::from));
                 }
@@ -231,6 +234,44 @@ impl<T: ActorTransport> NodeActor<T> {
             let work = actor
                 .edge
                 .handle_snapshot(&mut actor.core, now, &group, view, state);
+            actor.carry_out(work, ctx);
+            actor.schedule_flush(ctx);
+        }));
+    }
+
+    /// Asks `group`'s service for a delta from `since` to its snapshot for `view`. A service
+    /// that answers no deltas, or cannot answer (it stopped), counts as `None`: the joiner
+    /// gets the whole snapshot.
+    fn request_delta(
+        &mut self,
+        group: GroupName,
+        view: ViewId,
+        since: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let recipient = self.services.get(&group).and_then(|r| r.delta.clone());
+        let Some(recipient) = recipient else {
+            let now = self.now();
+            let work = self
+                .edge
+                .handle_delta(&mut self.core, now, &group, view, since, None);
+            self.carry_out(work, ctx);
+            return;
+        };
+        let request = recipient.send(TakeDelta {
+            group: group.clone(),
+            view,
+            since,
+        });
+        ctx.spawn(request.into_actor(self).map(move |result, actor, ctx| {
+            let delta = result.unwrap_or_else(|error| {
+                tracing::warn!(%group, %view, since, %error, "the service cannot answer a delta: the joiner gets the whole snapshot");
+                None
+            });
+            let now = actor.now();
+            let work = actor
+                .edge
+                .handle_delta(&mut actor.core, now, &group, view, since, delta);
             actor.carry_out(work, ctx);
             actor.schedule_flush(ctx);
         }));
@@ -483,6 +524,11 @@ impl<T: ActorTransport> Handler<RegisterService> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, msg: RegisterService, ctx: &mut Self::Context) {
         self.services.insert(msg.group.clone(), msg.recipients);
+        // A state at position 0 is the empty state: the whole snapshot is the transfer.
+        if let Some(position) = msg.durable_position.filter(|p| *p > 0) {
+            tracing::info!(group = %msg.group, position, "a state transfer to this member asks for a delta from its recovered position");
+            self.core.set_catch_up_from(&msg.group, Some(position));
+        }
         if let (Some(position), Some(dir)) = (msg.durable_position, &self.data_dir) {
             // A former member with durable state may re-form the group after a total failure.
             match super::data_dir::recorded_last_view(dir, &msg.group) {

@@ -3,7 +3,10 @@
 //! A service is an actix actor that handles [`ServiceEvent`] (deliveries, views, blocks,
 //! point-to-point messages and state restores, in agreed order) and [`TakeSnapshot`] (its
 //! state, for members joining). It registers with [`NodeHandle::register_service`] and sends
-//! with [`NodeHandle::multicast`] and [`NodeHandle::send_to`].
+//! with [`NodeHandle::multicast`] and [`NodeHandle::send_to`]. A service with durable state
+//! registers with [`NodeHandle::register_durable_service`] and also handles [`TakeDelta`]: a
+//! restarted member then catches up from its recovered position by a delta of the updates
+//! it missed, when the provider's service still holds them, instead of the whole state.
 //!
 //! ```
 //! use actix::prelude::*;
@@ -71,6 +74,7 @@
 //! ```
 //!
 //! [`NodeHandle::register_service`]: super::NodeHandle::register_service
+//! [`NodeHandle::register_durable_service`]: super::NodeHandle::register_durable_service
 //! [`NodeHandle::multicast`]: super::NodeHandle::multicast
 //! [`NodeHandle::send_to`]: super::NodeHandle::send_to
 
@@ -97,9 +101,28 @@ pub struct TakeSnapshot {
     pub view: ViewId,
 }
 
+/// Asks a service with durable state for a *delta*: the updates after position `since` up
+/// to the snapshot it took for the joiners of `view` ([`TakeSnapshot`] came first), which a
+/// joiner whose own state is at `since` applies instead of restoring the whole snapshot
+/// ([`ServiceEvent::Restore`] with `since: Some(_)`). `None` when it cannot: it no longer
+/// holds those updates, `since` is not behind that snapshot, or it keeps no such record.
+/// The joiner then gets the whole snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "Option<Bytes>")]
+pub struct TakeDelta {
+    /// The group.
+    pub group: GroupName,
+    /// The view the joiner starts in (whose snapshot the delta ends at).
+    pub view: ViewId,
+    /// The joiner's position.
+    pub since: u64,
+}
+
 /// A registered service's mailboxes.
 #[derive(Clone)]
 pub(crate) struct ServiceRecipients {
     pub(crate) events: Recipient<ServiceEvent>,
     pub(crate) snapshot: Recipient<TakeSnapshot>,
+    /// A service that answers deltas (registered as durable).
+    pub(crate) delta: Option<Recipient<TakeDelta>>,
 }

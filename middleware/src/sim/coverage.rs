@@ -80,6 +80,10 @@ hits! {
     TransferStarted => "state transfer started",
     /// A state transfer completed.
     TransferCompleted => "state transfer completed",
+    /// A completed state transfer that was the whole snapshot.
+    TransferWhole => "  of which the whole snapshot",
+    /// A completed state transfer that was a delta from the joiner's recovered position.
+    TransferDelta => "  of which a delta (catch-up from a position)",
     /// A state transfer that never completed (joiner or provider crashed, view changed).
     TransferInterrupted => "state transfer interrupted",
     /// A retransmission request.

@@ -129,9 +129,14 @@ impl Simulation {
         self.observed.left.push((process, self.now, timed_out));
     }
 
-    /// `process` restored the state for `view`.
-    pub(super) fn observe_restore(&mut self, process: ProcessId, view: ViewId) {
+    /// `process` restored the state for `view` (a delta from its own position if `delta`).
+    pub(super) fn observe_restore(&mut self, process: ProcessId, view: ViewId, delta: bool) {
         self.coverage.hit(Hit::TransferCompleted);
+        self.coverage.hit(if delta {
+            Hit::TransferDelta
+        } else {
+            Hit::TransferWhole
+        });
         self.observed.transfers.insert((process, view), true);
         self.observed.restores.push((process, self.now));
     }

@@ -69,6 +69,12 @@ impl Simulation {
         });
         node.stamped = node.service.stamped();
         node.record = ServiceRecord::default();
+        // A service that recovered a durable state asks its transfer for a delta from there,
+        // as the node actor does when a durable service registers.
+        if let Some(position) = node.service.position().filter(|p| *p > 0) {
+            let core = node.core.as_mut().expect("just started");
+            core.set_catch_up_from(&self.group, Some(position));
+        }
         node.paused_until = None;
         node.service_paused = false;
         if node.next_tick >= super::NEVER {
@@ -215,6 +221,7 @@ impl Simulation {
         let process = node.core.as_ref().map(|c| c.me().id);
         dispatch(work, &node.codec, &mut node.endpoint, |e| events.push(e));
         let mut snapshots = Vec::new();
+        let mut deltas = Vec::new();
         let mut flush = false;
         for event in events {
             match event {
@@ -234,13 +241,28 @@ impl Simulation {
                 // Taken now, after the events before it, as a service actor takes it in
                 // mailbox order.
                 EdgeOutput::TakeSnapshot { view, .. } => {
-                    let node = &self.nodes[i];
-                    let state = node.service.snapshot();
+                    let node = &mut self.nodes[i];
+                    let state = node.service.snapshot_for(view);
                     let state = match node.stamped {
-                        true => node.record.ledger.wrap(state),
+                        true => {
+                            node.record.snapshot_ledger = Some((view, node.record.ledger.clone()));
+                            node.record.ledger.wrap(state)
+                        }
                         false => state,
                     };
                     snapshots.push((view, state));
+                }
+                // Made now, in mailbox order too; a stamped service's delta carries the ids of
+                // the state it ends at (those of the snapshot for that view).
+                EdgeOutput::TakeDelta { view, since, .. } => {
+                    let node = &self.nodes[i];
+                    let delta = node.service.delta(view, since);
+                    let delta = match (node.stamped, &node.record.snapshot_ledger) {
+                        (false, _) => delta,
+                        (true, Some((at, ledger))) if *at == view => delta.map(|d| ledger.wrap(d)),
+                        (true, _) => None,
+                    };
+                    deltas.push((view, since, delta));
                 }
                 EdgeOutput::Answer { token, result } => {
                     let process = process.expect("a live process parks multicasts");
@@ -291,6 +313,29 @@ impl Simulation {
                 break;
             };
             let work = node.edge.handle_snapshot(core, now, &group, view, answer);
+            self.carry_out(i, work);
+        }
+        for (view, since, delta) in deltas {
+            if process.is_none() {
+                break;
+            }
+            self.log(format!(
+                "{} delta from {since} for {view}: {}",
+                process.expect("checked"),
+                match &delta {
+                    Some(d) => format!("{} bytes", d.len()),
+                    None => "none (the whole snapshot)".into(),
+                }
+            ));
+            let now = self.local_now(i);
+            let group = self.group.clone();
+            let node = &mut self.nodes[i];
+            let Some(core) = node.core.as_mut() else {
+                break;
+            };
+            let work = node
+                .edge
+                .handle_delta(core, now, &group, view, since, delta);
             self.carry_out(i, work);
         }
         if flush {

@@ -92,6 +92,27 @@ pub trait SimulatedService: fmt::Debug {
     }
     /// Its state, for joiners (taken after every event handed to it before).
     fn snapshot(&self) -> Bytes;
+    /// Its state for the joiners of `view` (the simulator calls this one when a joiner
+    /// needs it): by default [`SimulatedService::snapshot`]. A service that answers deltas
+    /// remembers where the snapshot of `view` was taken.
+    fn snapshot_for(&mut self, view: ViewId) -> Bytes {
+        let _ = view;
+        self.snapshot()
+    }
+    /// The position of the durable state it started from (recovered from its disk), for a
+    /// service whose state survives a restart: its process then asks a state transfer for a
+    /// delta from there. `None` by default (and from 0: an empty state).
+    fn position(&self) -> Option<u64> {
+        None
+    }
+    /// The updates after `since` up to its snapshot for `view`
+    /// ([`SimulatedService::snapshot_for`]), for a joiner at `since`; `None` (the default)
+    /// when it cannot, and the joiner gets the whole snapshot. A joiner restores it through a
+    /// `Restore` with `since: Some(since)`.
+    fn delta(&self, view: ViewId, since: u64) -> Option<Bytes> {
+        let _ = (view, since);
+        None
+    }
     /// The simulator's message ids its state holds (delivered or restored). Not asked of a
     /// stamped service (the simulator keeps those itself); empty by default.
     fn ids(&self) -> &BTreeSet<u64> {
@@ -394,6 +415,9 @@ pub(super) struct ServiceRecord {
     pub(super) counter: u64,
     /// A stamped service's ids, kept by the simulator.
     pub(super) ledger: Ledger,
+    /// The ledger as it was when the service took its snapshot for the joiners of a view:
+    /// a delta for that view carries it (the ids of the state the delta ends at).
+    pub(super) snapshot_ledger: Option<(ViewId, Ledger)>,
     /// What the service asked for and the simulator has yet to carry out, in order.
     pub(super) actions: VecDeque<ServiceAction>,
     /// The simulator is carrying out the actions (those asked meanwhile join the queue).
@@ -477,7 +501,12 @@ impl Simulation {
                         message,
                     }))
                 }
-                ServiceEvent::Restore { group, view, state } => Some(
+                ServiceEvent::Restore {
+                    group,
+                    view,
+                    state,
+                    since,
+                } => Some(
                     Ledger::unwrap(state)
                         .map(|(ledger, state)| {
                             node.record.ledger = ledger;
@@ -485,6 +514,7 @@ impl Simulation {
                                 group: group.clone(),
                                 view: *view,
                                 state,
+                                since: *since,
                             }
                         })
                         .ok_or_else(|| {
@@ -553,7 +583,9 @@ impl Simulation {
                 self.log(format!("{process} service enters {}", change.view));
                 self.deliveries.on_view(process, change.view.id, digest);
             }
-            ServiceEvent::Restore { view, state, .. } => {
+            ServiceEvent::Restore {
+                view, state, since, ..
+            } => {
                 node.record.view = None;
                 if let Err(ServiceFault::BadState(what)) = handled {
                     self.checker_violation("state transfer", format!("{process} got {what}"));
@@ -562,7 +594,7 @@ impl Simulation {
                     "{process} restores {} bytes for {view}",
                     state.len()
                 ));
-                self.observe_restore(process, view);
+                self.observe_restore(process, view, since.is_some());
                 let restored_ids = self.nodes[i].ids().iter().copied();
                 self.deliveries
                     .on_restore(process, state.len(), restored_ids);

@@ -265,15 +265,22 @@ pub enum Body {
         view: ViewId,
         /// The first byte wanted.
         offset: u64,
+        /// The position of the durable state the joiner recovered and has applied nothing
+        /// to since (a restarted member): the provider may send the updates after it (a
+        /// delta) instead of the whole state. `None`: the whole state.
+        since: Option<u64>,
     },
-    /// State transfer: one chunk of the snapshot.
+    /// State transfer: one chunk of the snapshot, or of a delta.
     StateChunk {
         /// The view at whose start the snapshot was taken.
         view: ViewId,
         /// Where this chunk starts.
         offset: u64,
-        /// The snapshot's total length.
+        /// The snapshot's (or delta's) total length.
         total: u64,
+        /// `Some(p)`: the bytes are a delta from position `p` (what the joiner asked
+        /// `since`) up to the snapshot; `None`: the whole snapshot.
+        since: Option<u64>,
         /// The chunk.
         bytes: Bytes,
     },

@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use viewsync::runtime::{ReplyTo, ServiceEvent};
 use viewsync::wire::{Outcome, Refusal};
-use viewsync::ProcessId;
+use viewsync::{ProcessId, ViewId};
 
 pub use store::{MemoryLog, ReplicaLog, StoreError};
 
@@ -125,6 +125,32 @@ pub trait ReplicaCore {
 
     /// Whether records were appended and not yet synced (the shell syncs them).
     fn needs_sync(&self) -> bool;
+
+    /// The snapshot for the joiners of `view` (the shell's answer to `TakeSnapshot`). By
+    /// default [`ReplicaCore::snapshot`]; a core that answers deltas remembers the position
+    /// it was taken at, where a delta for `view` ends.
+    fn snapshot_for(&mut self, view: ViewId) -> Bytes {
+        let _ = view;
+        self.snapshot()
+    }
+
+    /// A delta for a joiner of `view` whose state is at position `since` (recovered from
+    /// its log): what brings it to the snapshot taken for `view`
+    /// ([`ReplicaCore::snapshot_for`]), which it receives as a `Restore` with
+    /// `since: Some(since)`. `None` (the default) when the core cannot: the joiner then gets
+    /// the whole snapshot.
+    fn delta(&self, view: ViewId, since: u64) -> Option<Bytes> {
+        let _ = (view, since);
+        None
+    }
+
+    /// The position of the committed state (the log index of the last update applied), for
+    /// a core whose updates are numbered; at start, the position of the state it recovered.
+    /// `None` (the default): the core keeps no such position, and never catches up by a
+    /// delta.
+    fn position(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How often a shell calls [`ReplicaCore::tick`]: the group-commit interval.

@@ -137,6 +137,14 @@ pub const DURABLE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::fr
 /// position and the executed table, in the checksummed snapshot envelope).
 pub const PASSIVE_SNAPSHOT_KIND: u8 = 16;
 
+/// The kind byte of a passive replica's deltas (the update records after a position, in the
+/// same checksummed envelope): a delta is never taken for a snapshot, nor the reverse.
+pub const PASSIVE_DELTA_KIND: u8 = 17;
+
+/// Snapshot positions remembered, by view (a delta ends at the snapshot of its view; only
+/// the latest views' joiners still fetch).
+const SNAPSHOT_POSITIONS: usize = 4;
+
 /// Which members answer read-only requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReadPolicy {
@@ -170,6 +178,11 @@ pub struct PassiveConfig {
     pub clients_max: usize,
     /// Save a snapshot (and compact the log) every this many updates; 0: never.
     pub snapshot_every: u64,
+    /// The most recent update records kept in memory to catch a restarted member up by a
+    /// delta (the records after its recovered position) instead of the whole state; a
+    /// member further behind gets the whole snapshot. 0: never serve a delta. About the
+    /// records' size in memory (an update's encoding, tens to hundreds of bytes).
+    pub catch_up_records: usize,
 }
 
 impl PassiveConfig {
@@ -179,6 +192,8 @@ impl PassiveConfig {
     pub const CLIENTS_MAX: usize = 65_536;
     /// The default `snapshot_every`.
     pub const SNAPSHOT_EVERY: u64 = 10_000;
+    /// The default `catch_up_records`.
+    pub const CATCH_UP_RECORDS: usize = 10_000;
 
     /// Linearizable reads at the primary, quorum durability, and the default limits.
     pub fn new(me: ProcessId, group: GroupName, machine: impl Into<String>) -> Self {
@@ -191,6 +206,7 @@ impl PassiveConfig {
             pending_max: Self::PENDING_MAX,
             clients_max: Self::CLIENTS_MAX,
             snapshot_every: Self::SNAPSHOT_EVERY,
+            catch_up_records: Self::CATCH_UP_RECORDS,
         }
     }
 }
@@ -349,6 +365,30 @@ struct SnapshotBody<Out> {
     clients: Vec<Executed<Out>>,
 }
 
+/// The body of a passive delta: the update records `since + 1 ..= upto`, byte for byte as
+/// delivered (and logged).
+#[derive(Serialize, Deserialize)]
+struct DeltaBody {
+    /// The position the delta starts after (the joiner's).
+    since: u64,
+    /// The position it ends at (the provider's snapshot for the joiner's view).
+    upto: u64,
+    /// The record at `since`, when the provider still holds it: a joiner holding its own
+    /// record there checks they are the same (a state from another history is refused).
+    anchor: Option<Bytes>,
+    /// The records, in order.
+    records: Vec<Bytes>,
+}
+
+/// How the last state transfer to this replica went, for its shell's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restored {
+    /// `Some(p)`: a delta from position `p`; `None`: the whole snapshot.
+    pub since: Option<u64>,
+    /// The position it ended at.
+    pub position: u64,
+}
+
 /// An update the primary executed, until its waiters are answered.
 struct PendingUpdate<Out> {
     id: RequestId,
@@ -407,6 +447,12 @@ pub struct PassiveReplica<S: StateMachine> {
     durable: HashMap<ProcessId, u64>,
     /// Reply handles held (the `pending_max` bound).
     in_hand: usize,
+    /// The latest update records, by position (at most `catch_up_records`): what a delta
+    /// to a restarted member is made of.
+    tail: VecDeque<(u64, Bytes)>,
+    /// The position of the snapshot taken for each of the latest views' joiners.
+    snapshot_positions: VecDeque<(ViewId, u64)>,
+    last_restore: Option<Restored>,
     stats: PassiveStats,
 }
 
@@ -443,6 +489,7 @@ where
             None => (0, S::default(), ExecutedTable::new(config.clients_max)),
         };
         let mut stats = PassiveStats::default();
+        let mut tail = VecDeque::new();
         for (at, record) in &recovered.records {
             if *at != index + 1 {
                 return Err(store_error(format_args!(
@@ -474,6 +521,13 @@ where
             }
             stats.evicted_clients += table.record(id, position, response);
             index = position;
+            // Records replayed at recovery serve deltas too (a total failure's re-formed
+            // group catches its other members up from them).
+            push_bounded(
+                &mut tail,
+                config.catch_up_records,
+                (position, record.clone()),
+            );
         }
         if log.needs_sync() {
             log.sync()?;
@@ -496,6 +550,9 @@ where
             last_durable_report: None,
             durable: HashMap::new(),
             in_hand: 0,
+            tail,
+            snapshot_positions: VecDeque::new(),
+            last_restore: None,
             stats,
             config,
             log,
@@ -964,6 +1021,11 @@ where
         self.log.append(index, record)?;
         self.committed_index = index;
         self.stats.updates_applied += 1;
+        push_bounded(
+            &mut self.tail,
+            self.config.catch_up_records,
+            (index, Bytes::copy_from_slice(record)),
+        );
         if self.config.snapshot_every > 0 && index % self.config.snapshot_every == 0 {
             let snapshot = self.snapshot();
             self.log.save_snapshot(index, &snapshot)?;
@@ -1089,9 +1151,98 @@ where
         self.table = table;
         self.local_durable = index;
         self.stats.diverged = false;
+        // The records before the snapshot are not known here.
+        self.tail.clear();
         self.reset_speculation();
+        self.last_restore = Some(Restored {
+            since: None,
+            position: index,
+        });
         tracing::info!(index, "state restored");
         Ok(())
+    }
+
+    /// A delta from `since` (this replica's recovered position, where it must still be):
+    /// every record applied in order exactly as a delivered update (state, executed table,
+    /// log), ending at the delta's `upto`. Anything that does not fit (another position, a
+    /// record out of sequence, another history) is an error, checked before anything is
+    /// applied: the replica never guesses a state.
+    fn on_restore_delta(
+        &mut self,
+        since: u64,
+        delta: &[u8],
+        out: &mut Vec<Action>,
+    ) -> Result<(), StoreError> {
+        let body: DeltaBody = decode_snapshot(PASSIVE_DELTA_KIND, delta)
+            .map_err(|e| store_error(format_args!("passive delta: {e}")))?;
+        if body.since != since || self.committed_index != since {
+            return Err(store_error(format_args!(
+                "a delta from position {} handed to a replica at {} that asked from {since}",
+                body.since, self.committed_index
+            )));
+        }
+        if body.upto < since || body.records.len() as u64 != body.upto - since {
+            return Err(store_error(format_args!(
+                "a delta from {since} to {} holds {} records",
+                body.upto,
+                body.records.len()
+            )));
+        }
+        let mine = self.tail.iter().find(|(at, _)| *at == since);
+        if let (Some(anchor), Some((_, mine))) = (&body.anchor, mine) {
+            if anchor != mine {
+                return Err(store_error(format_args!(
+                    "the delta's record at {since} is not this replica's: its state is of another history"
+                )));
+            }
+        }
+        let mut updates = Vec::with_capacity(body.records.len());
+        for (k, record) in body.records.iter().enumerate() {
+            let at = since + 1 + k as u64;
+            let message: Message<S> = decode(record)
+                .map_err(|e| store_error(format_args!("delta record {at} does not decode: {e}")))?;
+            let PassiveMessage::Update {
+                index,
+                id,
+                op,
+                response,
+                ..
+            } = message
+            else {
+                return Err(store_error(format_args!(
+                    "delta record {at} is not an update"
+                )));
+            };
+            if index != at {
+                return Err(store_error(format_args!(
+                    "delta record {at} holds the update at {index}"
+                )));
+            }
+            updates.push((index, id, op, response, record));
+        }
+        self.drop_everything(&Refusal::Busy(BusyReason::ViewChange), out);
+        for (index, id, op, response, record) in updates {
+            self.apply_update(index, id, &op, response, record, out)?;
+        }
+        self.log.sync()?;
+        self.local_durable = self.committed_index;
+        self.stats.diverged = false;
+        self.reset_speculation();
+        self.last_restore = Some(Restored {
+            since: Some(since),
+            position: self.committed_index,
+        });
+        tracing::info!(
+            since,
+            index = self.committed_index,
+            "state caught up by a delta"
+        );
+        Ok(())
+    }
+
+    /// How the last state transfer to this replica went (`None` before any).
+    pub fn last_restore(&self) -> Option<Restored> {
+        self.last_restore
     }
 
     /// Recounts the held reply handles (tests check the running count against it).
@@ -1126,9 +1277,18 @@ where
                 from,
                 payload,
             } if *group == self.config.group => self.on_direct(*from, payload, &mut out),
-            ServiceEvent::Restore { group, state, .. } if *group == self.config.group => {
-                self.on_restore(state, &mut out)?
-            }
+            ServiceEvent::Restore {
+                group,
+                state,
+                since: None,
+                ..
+            } if *group == self.config.group => self.on_restore(state, &mut out)?,
+            ServiceEvent::Restore {
+                group,
+                state,
+                since: Some(since),
+                ..
+            } if *group == self.config.group => self.on_restore_delta(*since, state, &mut out)?,
             other => tracing::warn!(?other, "event of another group; ignored"),
         }
         Ok(out)
@@ -1167,5 +1327,70 @@ where
 
     fn needs_sync(&self) -> bool {
         self.log.needs_sync()
+    }
+
+    /// The snapshot, its position remembered for `view`: a delta for `view`'s joiners ends
+    /// there, however far this replica has gone on since.
+    fn snapshot_for(&mut self, view: ViewId) -> Bytes {
+        self.snapshot_positions.retain(|(v, _)| *v != view);
+        push_bounded(
+            &mut self.snapshot_positions,
+            SNAPSHOT_POSITIONS,
+            (view, self.committed_index),
+        );
+        self.snapshot()
+    }
+
+    /// The records `since + 1 ..=` the position of the snapshot for `view`, from the
+    /// in-memory tail; `None` without that snapshot, with `since` past it, or once the tail
+    /// no longer reaches back to `since + 1`.
+    fn delta(&self, view: ViewId, since: u64) -> Option<Bytes> {
+        let upto = self
+            .snapshot_positions
+            .iter()
+            .find(|(v, _)| *v == view)
+            .map(|(_, at)| *at)?;
+        if since > upto || self.config.catch_up_records == 0 {
+            return None;
+        }
+        let records: Vec<Bytes> = self
+            .tail
+            .iter()
+            .filter(|(at, _)| *at > since && *at <= upto)
+            .map(|(_, record)| record.clone())
+            .collect();
+        // The tail is consecutive: all of them, or the tail lost the oldest.
+        if records.len() as u64 != upto - since {
+            return None;
+        }
+        let anchor = self
+            .tail
+            .iter()
+            .find(|(at, _)| *at == since)
+            .map(|(_, record)| record.clone());
+        Some(encode_snapshot(
+            PASSIVE_DELTA_KIND,
+            &DeltaBody {
+                since,
+                upto,
+                anchor,
+                records,
+            },
+        ))
+    }
+
+    fn position(&self) -> Option<u64> {
+        Some(self.committed_index)
+    }
+}
+
+/// Appends `item`, dropping the oldest beyond `max`.
+fn push_bounded<T>(queue: &mut VecDeque<T>, max: usize, item: T) {
+    if max == 0 {
+        return;
+    }
+    queue.push_back(item);
+    while queue.len() > max {
+        queue.pop_front();
     }
 }

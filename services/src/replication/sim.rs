@@ -7,7 +7,9 @@
 //!   replica shell does (a refused multicast or a storage failure stops the process:
 //!   fail-stop). Its storage is a [`SimLog`] (a [`MemoryLog`]) that the simulator keeps on the
 //!   node's disk across a crash, minus the records not synced when the crash was a power
-//!   loss; [`replica_factory`] makes each process's core from it.
+//!   loss; [`replica_factory`] makes each process's core from it. A restarted replica's
+//!   process asks its state transfer for a delta from the position its core recovered, and
+//!   providers answer deltas from their cores (see `ReplicaCore::delta`).
 //! - [`KvFrontEnd`]: a simulated front end of the key-value store: random operations on a
 //!   few keys, one request in flight, the same request id retransmitted on a timeout or a
 //!   refusal (to the primary a `NotPrimary` names, else to another node after a backoff, the
@@ -37,7 +39,7 @@ use viewsync::sim::service::{
     ServiceAction, ServiceFactory, ServiceFault, ServiceStart, SimulatedService,
 };
 use viewsync::wire::{Outcome, Refusal};
-use viewsync::Member;
+use viewsync::{Member, ViewId};
 
 pub use super::store::Recovered;
 
@@ -211,6 +213,21 @@ impl SimulatedService for SimReplica {
 
     fn snapshot(&self) -> Bytes {
         self.core.snapshot()
+    }
+
+    fn snapshot_for(&mut self, view: ViewId) -> Bytes {
+        self.core.snapshot_for(view)
+    }
+
+    /// The core's position at the start: what it recovered from the node's disk.
+    fn position(&self) -> Option<u64> {
+        self.core.position()
+    }
+
+    /// The core's delta (a passive core answers from its in-memory tail), so restarted
+    /// replicas catch up from their recovered position as the replica shell lets them.
+    fn delta(&self, view: ViewId, since: u64) -> Option<Bytes> {
+        self.core.delta(view, since)
     }
 
     /// A hash of the core's snapshot: members entering a view, and at the end, hold the same

@@ -62,7 +62,11 @@ fn unauthenticated_multicast_frames_are_refused() {
     let state = plain
         .seal(envelope(
             Some(GROUP),
-            Body::StateRequest { view, offset: 0 },
+            Body::StateRequest {
+                view,
+                offset: 0,
+                since: None,
+            },
         ))
         .expect("seal");
     send_expecting_refusal(

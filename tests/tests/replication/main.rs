@@ -10,3 +10,4 @@ mod t03_naive_anomaly;
 mod t04_backup_reads;
 mod t05_members_killed_repeatedly;
 mod t06_client_cli;
+mod t07_catch_up_by_delta;

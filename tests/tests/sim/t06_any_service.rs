@@ -69,6 +69,7 @@ fn the_counter_service_sums_its_requests_and_restores_its_snapshot() {
             coordinator: sender,
         },
         state,
+        since: None,
     };
     let mut joiner = CounterService::default();
     joiner.handle(&restore(service.snapshot())).unwrap();

@@ -8,7 +8,8 @@
 //! twice (a write answered twice with different positions, or two writes at one position).
 //!
 //! The cores: primary-backup (`replication::passive::PassiveReplica`, the production core,
-//! with quorum durability over the simulated disks), and a small sequencer
+//! with quorum durability over the simulated disks; restarted replicas catch up by a delta
+//! from the position they recovered, and the summary counts those transfers), and a small sequencer
 //! (`sequencer::SequencerCore`) whose deliberately broken variants show the checks firing.
 //! `SIM_SEEDS`/`SIM_SEED` as in the other sim tests. Plugging another core in is one line: a
 //! `replica_factory`.
@@ -20,6 +21,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 use viewsync::proto::multicast::Delivery;
 use viewsync::sim::client::ClientStats;
+use viewsync::sim::coverage::Hit;
 use viewsync::sim::service::ServiceFactory;
 use viewsync::sim::{SimConfig, SimReport, Simulation};
 use viewsync::wire::Ordering;
@@ -90,6 +92,10 @@ struct Verdict {
     liveness_checked: bool,
     views: u64,
     multicasts: u64,
+    /// State transfers completed with the whole snapshot, and by a delta (a restarted
+    /// replica catching up from the position it recovered).
+    transfers_whole: u64,
+    transfers_delta: u64,
 }
 
 fn add_stats(total: &mut FrontEndStats, s: FrontEndStats) {
@@ -165,6 +171,8 @@ fn judge(config: SimConfig) -> Verdict {
         liveness_checked: report.liveness_checked,
         views: report.views_seen as u64,
         multicasts: report.multicasts,
+        transfers_whole: report.coverage.get(Hit::TransferWhole),
+        transfers_delta: report.coverage.get(Hit::TransferDelta),
     };
     match history.operations() {
         Err(e) => failures.push(format!("malformed history: {e}")),
@@ -221,6 +229,10 @@ struct Summary {
     steps: u64,
     views: u64,
     multicasts: u64,
+    transfers_whole: u64,
+    transfers_delta: u64,
+    /// Runs with at least one transfer by a delta.
+    runs_with_delta: u64,
     front_ends: FrontEndStats,
     clients: ClientStats,
 }
@@ -238,6 +250,9 @@ impl Summary {
         self.steps += verdict.steps;
         self.views += verdict.views;
         self.multicasts += verdict.multicasts;
+        self.transfers_whole += verdict.transfers_whole;
+        self.transfers_delta += verdict.transfers_delta;
+        self.runs_with_delta += u64::from(verdict.transfers_delta > 0);
         add_stats(&mut self.front_ends, verdict.front_ends);
         self.clients.add(&verdict.clients);
     }
@@ -271,6 +286,11 @@ impl fmt::Display for Summary {
             s.redirects,
             s.members_queries,
             s.final_reads_ok
+        )?;
+        writeln!(
+            f,
+            "state transfers: {} whole snapshots, {} deltas from a restarted replica's position (in {} runs)",
+            self.transfers_whole, self.transfers_delta, self.runs_with_delta
         )?;
         write!(f, "{}", self.clients)
     }
@@ -319,6 +339,10 @@ fn passive_replication_is_linearizable_with_simulated_clients() {
         "{summary}"
     );
     assert!(summary.clients.timeouts > 0 && summary.clients.disks_kept > 0);
+    // Restarted replicas recover a position from their disks and catch up from it.
+    if !replaying() {
+        assert!(summary.transfers_delta > 0, "{summary}");
+    }
 }
 
 #[test]

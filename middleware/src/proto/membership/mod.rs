@@ -148,6 +148,16 @@ impl Membership {
         self.recovery = claim;
     }
 
+    /// The service recovered a durable state at `position` (a restarted process): until this
+    /// process installs a view, a state transfer to it asks for a delta from there instead
+    /// of the whole state ([`Multicast::set_catch_up_from`]). Ignored once a view was
+    /// installed (the service state has moved since, or will have by the transfer).
+    pub fn set_catch_up_from(&mut self, position: Option<u64>) {
+        if self.view.is_none() {
+            self.multicast.set_catch_up_from(position);
+        }
+    }
+
     /// The recovery claim while it applies: only until this process installs a view (a
     /// member excluded later rejoins the group it knows exists).
     fn recovery_claim(&self) -> Option<&RecoveryClaim> {

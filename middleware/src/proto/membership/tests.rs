@@ -408,7 +408,8 @@ fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
             to: member(2).addr,
             body: Body::StateRequest {
                 view: next.id,
-                offset: 0
+                offset: 0,
+                since: None,
             }
         })]
     );

@@ -96,6 +96,10 @@ pub struct Multicast {
     rejoining: bool,
     /// A cut of the current view this member must hold before it answers `Accepted`.
     fetch_target: Option<(ViewId, Vec<CutEntry>)>,
+    /// The position of the durable state this process's service recovered, until the
+    /// service state first moves (a restore or a view created here): a joiner's requests
+    /// carry it, so the provider may send a delta from it.
+    catch_up_from: Option<u64>,
     stats: MulticastStats,
 }
 
@@ -116,6 +120,7 @@ impl Multicast {
             paused: false,
             fetch_target: None,
             rejoining: false,
+            catch_up_from: None,
             stats: MulticastStats::default(),
         }
     }
@@ -135,6 +140,21 @@ impl Multicast {
             return self.ending.is_none() && !self.paused;
         }
         self.ready && self.ending.is_none() && !self.paused
+    }
+
+    /// The service's recovered durable state is at `position` (a restarted member): until
+    /// its state first moves, a state transfer to this process asks for a delta from there
+    /// instead of the whole state. `None` (the default): always the whole state. Set before
+    /// the first view; ignored once the service state has moved.
+    pub fn set_catch_up_from(&mut self, position: Option<u64>) {
+        if !self.ready {
+            self.catch_up_from = position;
+        }
+    }
+
+    /// The position a state transfer to this process asks a delta from, if any.
+    pub fn catch_up_from(&self) -> Option<u64> {
+        self.catch_up_from
     }
 
     /// The settings.
@@ -267,6 +287,8 @@ impl Multicast {
         self.retired = None;
         self.transfer.cancel_incoming();
         self.ready = true;
+        // The service goes on from its own state: that position is no longer where it is.
+        self.catch_up_from = None;
         self.needs_resync = false;
         self.tell_view(view, out);
     }
@@ -379,8 +401,9 @@ impl Multicast {
         match provider {
             Some(provider) => {
                 self.ready = false;
+                let since = self.catch_up_from;
                 self.transfer
-                    .start(now, view.id, provider, &self.config, out);
+                    .start(now, view.id, provider, since, &self.config, out);
             }
             None => {
                 // A decision naming no holder of the state is never composed; one that
@@ -440,6 +463,23 @@ impl Multicast {
     /// The service's snapshot for the joiners of `view`.
     pub fn handle_snapshot(&mut self, view: ViewId, state: Bytes) {
         self.transfer.handle_snapshot(view, state);
+    }
+
+    /// The service's answer to [`MulticastOutput::DeltaWanted`]: the updates after `since` up
+    /// to its snapshot for `view`, or `None` when it cannot (the joiner then gets the whole
+    /// snapshot).
+    pub fn handle_delta(
+        &mut self,
+        view: ViewId,
+        since: u64,
+        delta: Option<Bytes>,
+        out: &mut Vec<MulticastOutput>,
+    ) {
+        let served = delta.is_some();
+        let config = self.config;
+        if self.transfer.handle_delta(view, since, delta, &config, out) && served {
+            self.stats.deltas_served += 1;
+        }
     }
 
     /// The service could not take the snapshot for the joiners of `view`: this process no
@@ -611,16 +651,22 @@ impl Multicast {
                 from: first,
                 to,
             } => self.handle_nak(from, view, origin, first, to, out),
-            Body::StateRequest { view, offset } => {
+            Body::StateRequest {
+                view,
+                offset,
+                since,
+            } => {
+                let config = self.config;
                 self.transfer
-                    .handle_state_request(from, view, offset, &self.config, out)
+                    .handle_state_request(from, view, offset, since, &config, out)
             }
             Body::StateChunk {
                 view,
                 offset,
                 total,
+                since,
                 bytes,
-            } => self.handle_state_chunk(now, view, offset, total, bytes, out),
+            } => self.handle_state_chunk(now, view, offset, total, since, bytes, out),
             Body::Direct { payload }
                 if self
                     .current
@@ -713,25 +759,36 @@ impl Multicast {
         self.stats.retransmitted += stream.retransmit(from, origin, first, to, &config, out);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle_state_chunk(
         &mut self,
         now: Time,
         view: ViewId,
         offset: u64,
         total: u64,
+        since: Option<u64>,
         bytes: Bytes,
         out: &mut Vec<MulticastOutput>,
     ) {
         let config = self.config;
-        let Some(state) = self
+        let Some(done) = self
             .transfer
-            .handle_state_chunk(now, view, offset, total, bytes, &config, out)
+            .handle_state_chunk(now, view, offset, total, since, bytes, &config, out)
         else {
             return;
         };
         self.ready = true;
+        // The service state moves now: later transfers (after an exclusion) are whole.
+        self.catch_up_from = None;
         self.stats.state_transfers += 1;
-        out.push(MulticastOutput::Restore { view, state });
+        if done.since.is_some() {
+            self.stats.delta_transfers += 1;
+        }
+        out.push(MulticastOutput::Restore {
+            view,
+            state: done.state,
+            since: done.since,
+        });
         let view = self.current.as_ref().map(|v| v.view.clone());
         if let Some(view) = view {
             self.tell_view(&view, out);

@@ -48,13 +48,27 @@ pub enum MulticastOutput {
     /// Take a snapshot of the service state now (after the last delivery of the previous
     /// view) and hand it to [`Multicast::handle_snapshot`](super::Multicast::handle_snapshot); joiners of `view` need it.
     SnapshotWanted(ViewId),
+    /// A joiner of `view` is at position `since` (its recovered durable state): ask the
+    /// service for the updates after `since` up to the snapshot it took for `view`, and hand
+    /// the answer to [`Multicast::handle_delta`](super::Multicast::handle_delta) (`None` when
+    /// it cannot; the joiner then gets the whole snapshot).
+    DeltaWanted {
+        /// The view the joiner starts in (whose snapshot the delta ends at).
+        view: ViewId,
+        /// The joiner's position.
+        since: u64,
+    },
     /// Replace the service state with `state` (a joiner's transfer is complete). Followed by
     /// the `View` it starts in.
     Restore {
         /// The view the state is the start of.
         view: ViewId,
-        /// The state.
+        /// The state: a whole snapshot with `since: None`; with `since: Some(p)`, a delta
+        /// the service applies to its own state at position `p`.
         state: Bytes,
+        /// `Some(p)`: `state` is a delta from position `p` (the position this process
+        /// registered), not a snapshot.
+        since: Option<u64>,
     },
     /// A point-to-point message from a member.
     Direct {
@@ -99,6 +113,10 @@ pub struct MulticastStats {
     pub refused_full: u64,
     /// State transfers completed as a joiner.
     pub state_transfers: u64,
+    /// Of those, the transfers that were deltas from this process's recovered position.
+    pub delta_transfers: u64,
+    /// Deltas this process served as a provider (the service answered one).
+    pub deltas_served: u64,
     /// Snapshots the service could not take (this process then got the state again).
     pub snapshots_failed: u64,
     /// Views this process entered as a joiner with no voter to get the state from (it waits

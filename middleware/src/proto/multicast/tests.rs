@@ -405,6 +405,7 @@ fn a_failed_snapshot_or_a_missing_holder_never_becomes_an_empty_state() {
     let request = Body::StateRequest {
         view: next.id,
         offset: 0,
+        since: None,
     };
     provider.handle_message(ms(2), member(2), request, &mut out);
     assert_eq!(out, vec![], "no chunk of an invented state");
@@ -576,6 +577,7 @@ fn a_joiner_gets_the_state_in_chunks_before_its_first_view() {
         body: Body::StateRequest {
             view: next.id,
             offset,
+            since: None,
         },
     };
     assert_eq!(out, vec![request(0)]);
@@ -586,6 +588,7 @@ fn a_joiner_gets_the_state_in_chunks_before_its_first_view() {
             view: next.id,
             offset,
             total: 10,
+            since: None,
             bytes: payload(bytes),
         },
     };
@@ -620,9 +623,386 @@ fn a_joiner_gets_the_state_in_chunks_before_its_first_view() {
             MulticastOutput::Restore {
                 view: next.id,
                 state: payload("0123456789"),
+                since: None,
             },
             MulticastOutput::View(ViewChange::between(None, next)),
         ]
     );
     assert!(joiner.is_ready());
+}
+
+/// A provider (member 1) of `next`'s state with snapshot `state`, and the decision that has
+/// member 2 join from `first`.
+fn provider_with_snapshot(
+    first: &View,
+    next: &View,
+    cfg: MulticastConfig,
+    state: &'static str,
+) -> (Multicast, Decision) {
+    let mut provider = core_in(1, first, cfg);
+    let decision = Decision {
+        view: next.clone(),
+        cut: vec![CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        }],
+        joiners: vec![member(2).id],
+    };
+    let mut out = Vec::new();
+    provider.freeze(first.id, &mut out);
+    let mut out = Vec::new();
+    provider.install_decided(ms(1), first.id, &decision, &mut out);
+    assert_eq!(out.last(), Some(&MulticastOutput::SnapshotWanted(next.id)));
+    provider.handle_snapshot(next.id, payload(state));
+    (provider, decision)
+}
+
+/// The bodies of the `Send`s in `out`.
+fn bodies(out: Vec<MulticastOutput>) -> Vec<Body> {
+    out.into_iter()
+        .filter_map(|o| match o {
+            MulticastOutput::Send { body, .. } => Some(body),
+            _ => None,
+        })
+        .collect()
+}
+
+fn state_chunk(
+    view: ViewId,
+    offset: u64,
+    total: u64,
+    since: Option<u64>,
+    bytes: &'static str,
+) -> Body {
+    Body::StateChunk {
+        view,
+        offset,
+        total,
+        since,
+        bytes: payload(bytes),
+    }
+}
+
+#[test]
+fn a_joiner_with_a_position_catches_up_by_a_delta_served_in_chunks() {
+    let (first, next) = (view(1, &[1]), view(2, &[1, 2]));
+    let cfg = MulticastConfig {
+        state_chunk_bytes: 4,
+        state_window_chunks: 2,
+        ..config(Ordering::Total)
+    };
+    let (mut provider, decision) = provider_with_snapshot(&first, &next, cfg, "0123456789");
+    let mut joiner = Multicast::new(member(2).id, cfg);
+    joiner.set_catch_up_from(Some(7));
+    let mut out = Vec::new();
+    joiner.install_decided(ms(1), first.id, &decision, &mut out);
+    let request = |offset, since| Body::StateRequest {
+        view: next.id,
+        offset,
+        since,
+    };
+    assert_eq!(
+        bodies(out),
+        vec![request(0, Some(7))],
+        "the joiner says where it is"
+    );
+
+    // The provider asks its service once, and keeps the joiner waiting meanwhile.
+    let mut out = Vec::new();
+    provider.handle_message(ms(2), member(2), request(0, Some(7)), &mut out);
+    assert_eq!(
+        out,
+        vec![MulticastOutput::DeltaWanted {
+            view: next.id,
+            since: 7
+        }]
+    );
+    let mut out = Vec::new();
+    provider.handle_message(ms(3), member(2), request(0, Some(7)), &mut out);
+    assert_eq!(
+        out,
+        vec![],
+        "asked once per (view, position); nothing sent yet"
+    );
+
+    // The answer goes to the joiner at once, in chunks that say it is a delta from 7.
+    let mut out = Vec::new();
+    provider.handle_delta(next.id, 7, Some(payload("abcdef")), &mut out);
+    let window = bodies(out);
+    assert_eq!(
+        window,
+        vec![
+            state_chunk(next.id, 0, 6, Some(7), "abcd"),
+            state_chunk(next.id, 4, 6, Some(7), "ef"),
+        ]
+    );
+    assert_eq!(provider.stats().deltas_served, 1);
+    let mut out = Vec::new();
+    for body in window {
+        joiner.handle_message(ms(4), member(1), body, &mut out);
+    }
+    assert_eq!(
+        out,
+        vec![
+            MulticastOutput::Restore {
+                view: next.id,
+                state: payload("abcdef"),
+                since: Some(7),
+            },
+            MulticastOutput::View(ViewChange::between(None, next.clone())),
+        ]
+    );
+    assert!(joiner.is_ready());
+    assert_eq!(
+        (
+            joiner.stats().state_transfers,
+            joiner.stats().delta_transfers
+        ),
+        (1, 1)
+    );
+    // Its state has moved: the position no longer says where it is.
+    assert_eq!(joiner.catch_up_from(), None);
+    joiner.set_catch_up_from(Some(3));
+    assert_eq!(joiner.catch_up_from(), None, "ignored once the state moved");
+
+    // A later request for the same position is served the same delta (a lost chunk).
+    let mut out = Vec::new();
+    provider.handle_message(ms(5), member(2), request(4, Some(7)), &mut out);
+    assert_eq!(bodies(out), vec![state_chunk(next.id, 4, 6, Some(7), "ef")]);
+}
+
+#[test]
+fn a_provider_whose_service_has_no_delta_serves_the_whole_snapshot() {
+    let (first, next) = (view(1, &[1]), view(2, &[1, 2]));
+    let cfg = MulticastConfig {
+        state_chunk_bytes: 4,
+        state_window_chunks: 4,
+        ..config(Ordering::Fifo)
+    };
+    let (mut provider, decision) = provider_with_snapshot(&first, &next, cfg, "0123456789");
+    let mut joiner = Multicast::new(member(2).id, cfg);
+    joiner.set_catch_up_from(Some(7));
+    let mut out = Vec::new();
+    joiner.install_decided(ms(1), first.id, &decision, &mut out);
+    let Some(request) = bodies(out).pop() else {
+        panic!("a request")
+    };
+    let mut out = Vec::new();
+    provider.handle_message(ms(2), member(2), request.clone(), &mut out);
+    assert!(matches!(
+        out[..],
+        [MulticastOutput::DeltaWanted { since: 7, .. }]
+    ));
+    let mut out = Vec::new();
+    provider.handle_delta(next.id, 7, None, &mut out);
+    let window = bodies(out);
+    assert_eq!(
+        window,
+        vec![
+            state_chunk(next.id, 0, 10, None, "0123"),
+            state_chunk(next.id, 4, 10, None, "4567"),
+            state_chunk(next.id, 8, 10, None, "89"),
+        ]
+    );
+    assert_eq!(provider.stats().deltas_served, 0);
+    // Asked again, it does not ask its service again: the whole snapshot.
+    let mut out = Vec::new();
+    provider.handle_message(ms(3), member(2), request, &mut out);
+    assert_eq!(bodies(out), window);
+    let mut out = Vec::new();
+    for body in window {
+        joiner.handle_message(ms(4), member(1), body, &mut out);
+    }
+    assert_eq!(
+        out[0],
+        MulticastOutput::Restore {
+            view: next.id,
+            state: payload("0123456789"),
+            since: None,
+        }
+    );
+    assert_eq!(
+        (
+            joiner.stats().state_transfers,
+            joiner.stats().delta_transfers
+        ),
+        (1, 0)
+    );
+
+    // A provider without a position asks for nothing and serves the snapshot at once; one
+    // whose snapshot failed asks for no delta either.
+    let mut out = Vec::new();
+    provider.handle_message(
+        ms(5),
+        member(2),
+        Body::StateRequest {
+            view: next.id,
+            offset: 8,
+            since: None,
+        },
+        &mut out,
+    );
+    assert_eq!(bodies(out), vec![state_chunk(next.id, 8, 10, None, "89")]);
+    provider.handle_snapshot_failed(next.id);
+    let mut out = Vec::new();
+    provider.handle_message(
+        ms(6),
+        member(2),
+        Body::StateRequest {
+            view: next.id,
+            offset: 0,
+            since: Some(3),
+        },
+        &mut out,
+    );
+    assert_eq!(out, vec![]);
+}
+
+#[test]
+fn chunks_of_a_delta_and_of_a_snapshot_are_never_mixed() {
+    let (first, next) = (view(1, &[1]), view(2, &[1, 2]));
+    let cfg = MulticastConfig {
+        state_chunk_bytes: 4,
+        state_window_chunks: 1,
+        ..config(Ordering::Fifo)
+    };
+    let (_, decision) = provider_with_snapshot(&first, &next, cfg, "0123456789");
+    let mut joiner = Multicast::new(member(2).id, cfg);
+    joiner.set_catch_up_from(Some(7));
+    let mut out = Vec::new();
+    joiner.install_decided(ms(1), first.id, &decision, &mut out);
+    let mut out = Vec::new();
+    joiner.handle_message(
+        ms(2),
+        member(1),
+        state_chunk(next.id, 0, 6, Some(7), "abcd"),
+        &mut out,
+    );
+    assert_eq!(
+        bodies(out),
+        vec![Body::StateRequest {
+            view: next.id,
+            offset: 4,
+            since: Some(7),
+        }]
+    );
+    // A snapshot's chunk at the next offset, and a delta's from another position: ignored.
+    for stray in [
+        state_chunk(next.id, 4, 10, None, "4567"),
+        state_chunk(next.id, 4, 6, Some(3), "ef"),
+        state_chunk(next.id, 4, 6, None, "ef"),
+    ] {
+        let mut out = Vec::new();
+        joiner.handle_message(ms(3), member(1), stray, &mut out);
+        assert_eq!(out, vec![]);
+        assert!(!joiner.is_ready());
+    }
+    let mut out = Vec::new();
+    joiner.handle_message(
+        ms(4),
+        member(1),
+        state_chunk(next.id, 4, 6, Some(7), "ef"),
+        &mut out,
+    );
+    assert!(matches!(
+        &out[0],
+        MulticastOutput::Restore { since: Some(7), state, .. } if *state == payload("abcdef")
+    ));
+
+    // A joiner without a position takes no delta at all.
+    let mut plain = Multicast::new(member(2).id, cfg);
+    let mut out = Vec::new();
+    plain.install_decided(ms(1), first.id, &decision, &mut out);
+    let mut out = Vec::new();
+    plain.handle_message(
+        ms(2),
+        member(1),
+        state_chunk(next.id, 0, 4, Some(7), "abcd"),
+        &mut out,
+    );
+    assert_eq!(out, vec![]);
+    plain.handle_message(
+        ms(2),
+        member(1),
+        state_chunk(next.id, 0, 4, None, "0123"),
+        &mut out,
+    );
+    assert!(matches!(
+        &out[0],
+        MulticastOutput::Restore { since: None, .. }
+    ));
+}
+
+#[test]
+fn a_delta_larger_than_the_joiner_takes_falls_back_to_the_snapshot() {
+    let (first, next) = (view(1, &[1]), view(2, &[1, 2]));
+    let cfg = MulticastConfig {
+        state_bytes_max: 8,
+        ..config(Ordering::Fifo)
+    };
+    let (_, decision) = provider_with_snapshot(&first, &next, cfg, "0123");
+    let mut joiner = Multicast::new(member(2).id, cfg);
+    joiner.set_catch_up_from(Some(7));
+    let mut out = Vec::new();
+    joiner.install_decided(ms(1), first.id, &decision, &mut out);
+    let mut out = Vec::new();
+    joiner.handle_message(
+        ms(2),
+        member(1),
+        state_chunk(next.id, 0, 9, Some(7), "abcd"),
+        &mut out,
+    );
+    assert_eq!(
+        bodies(out),
+        vec![Body::StateRequest {
+            view: next.id,
+            offset: 0,
+            since: None,
+        }]
+    );
+}
+
+#[test]
+fn a_provider_asks_for_a_bounded_number_of_deltas_per_view() {
+    let (first, next) = (view(1, &[1]), view(2, &[1, 2]));
+    let cfg = config(Ordering::Fifo);
+    let (mut provider, _) = provider_with_snapshot(&first, &next, cfg, "0123");
+    let mut asked = 0;
+    for since in 1..=(transfer::DELTAS_PER_VIEW as u64 + 3) {
+        let mut out = Vec::new();
+        let request = Body::StateRequest {
+            view: next.id,
+            offset: 0,
+            since: Some(since),
+        };
+        provider.handle_message(ms(2), member(2), request, &mut out);
+        match &out[..] {
+            [MulticastOutput::DeltaWanted { .. }] => asked += 1,
+            other => assert_eq!(
+                bodies(other.to_vec()),
+                vec![state_chunk(next.id, 0, 4, None, "0123")]
+            ),
+        }
+    }
+    assert_eq!(asked, transfer::DELTAS_PER_VIEW);
+    // An answer goes to the joiner that asked.
+    let mut out = Vec::new();
+    provider.handle_delta(next.id, 1, Some(payload("d1")), &mut out);
+    assert_eq!(bodies(out), vec![state_chunk(next.id, 0, 2, Some(1), "d1")]);
+    // They are forgotten with the snapshot: a late answer is dropped.
+    provider.handle_snapshot_failed(next.id);
+    let mut out = Vec::new();
+    provider.handle_delta(next.id, 2, Some(payload("d2")), &mut out);
+    assert_eq!(out, vec![]);
+}
+
+#[test]
+fn a_created_view_or_a_restore_ends_the_catch_up() {
+    let alone = view(1, &[1]);
+    let mut core = Multicast::new(member(1).id, config(Ordering::Fifo));
+    core.set_catch_up_from(Some(5));
+    assert_eq!(core.catch_up_from(), Some(5));
+    let mut out = Vec::new();
+    core.install_created(&alone, &mut out);
+    assert_eq!(core.catch_up_from(), None);
 }

@@ -230,6 +230,31 @@ fn a_snapshot_request_goes_to_the_service_or_fails_at_once_without_one() {
     );
 }
 
+#[test]
+fn a_delta_request_goes_to_the_service_or_is_answered_none_at_once_without_one() {
+    let (mut core, mut edge, now, _) = founded(limits(100, 1, 4), fifo(), true);
+    let view = view_of(&core).id;
+    let wanted = |group: GroupName| NodeOutput::Group {
+        group,
+        event: MulticastOutput::DeltaWanted { view, since: 4 },
+    };
+    assert_eq!(
+        edge.absorb(&mut core, now, vec![wanted(group())]),
+        vec![EdgeOutput::TakeDelta {
+            group: group(),
+            view,
+            since: 4
+        }]
+    );
+    // Nothing registered: answered `None` to the core (which asked for nothing here).
+    let other = GroupName::new("other").unwrap();
+    assert_eq!(edge.absorb(&mut core, now, vec![wanted(other)]), vec![]);
+    assert_eq!(
+        edge.handle_delta(&mut core, now, &group(), view, 4, None),
+        vec![]
+    );
+}
+
 /// A core listed in a two-member view it learnt without its decision: it waits for a state
 /// transfer and sends nothing meanwhile, so its outbox fills.
 fn listed_without_state(

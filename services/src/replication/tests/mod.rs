@@ -411,6 +411,7 @@ impl<C: ReplicaCore> Harness<C> {
                             group: group(),
                             view: view.id,
                             state: state.clone(),
+                            since: None,
                         },
                     );
                 }

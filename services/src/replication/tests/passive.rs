@@ -538,6 +538,7 @@ fn a_corrupt_snapshot_or_record_is_a_store_error() {
             coordinator: pid(1),
         },
         state: Bytes::from(flipped),
+        since: None,
     };
     assert!(fresh.handle(&restore).is_err());
     assert_eq!(fresh.committed_index(), 0);
@@ -772,4 +773,215 @@ fn a_read_marker_of_an_earlier_view_answers_nothing() {
     );
     h.settle();
     assert_eq!(h.ok::<KvOutput>(again).output, KvOutput::value("1"));
+}
+
+// ---- catch-up by a delta --------------------------------------------------------------
+
+/// The view a restarted member joins, after the harness's views.
+fn joiners_view(epoch: u64) -> ViewId {
+    ViewId {
+        epoch,
+        coordinator: pid(1),
+    }
+}
+
+/// `count` writes by clients `first_client..`, each answered (so delivered everywhere).
+fn writes(h: &mut Harness<PassiveReplica<KvStore>>, first_client: u64, count: u64) {
+    for k in 0..count {
+        let client = first_client + k % 3;
+        let key = format!("k{}", k % 4);
+        let w = h.request(
+            1,
+            client,
+            100 + k,
+            KvOp::put(key, format!("v{first_client}.{k}")),
+            0,
+        );
+        h.settle();
+        assert!(h.reply(w).is_some());
+    }
+}
+
+/// A replica restarting from `log` (a copy of it), with `tweak`ed configuration.
+fn restarted(
+    n: u64,
+    log: &SharedLog,
+    tweak: impl Fn(&mut PassiveConfig),
+) -> (PassiveReplica<KvStore>, SharedLog) {
+    let disk = SharedLog(
+        std::sync::Arc::new(std::sync::Mutex::new(log.memory())),
+        false,
+    );
+    let core = PassiveReplica::recover(
+        config(n, "kv", &tweak),
+        Box::new(disk.clone()),
+        disk.recover(false),
+    )
+    .expect("its log recovers");
+    (core, disk)
+}
+
+fn restore(view: ViewId, state: Bytes, since: Option<u64>) -> ServiceEvent {
+    ServiceEvent::Restore {
+        group: group(),
+        view,
+        state,
+        since,
+    }
+}
+
+#[test]
+fn a_restarted_replica_caught_up_by_a_delta_is_exactly_one_that_never_stopped() {
+    // Few clients in the table, so the delta's updates evict some: the table must follow.
+    let tweak = |c: &mut PassiveConfig| c.clients_max = 2;
+    let (mut h, logs) = cluster::<KvStore>("kv", &[1, 2, 3], tweak);
+    writes(&mut h, 10, 5);
+    drop(h.crash(3));
+    h.change_view(&[1, 2], None);
+    writes(&mut h, 20, 7);
+    let (mut joiner, disk) = restarted(3, &logs[&3], tweak);
+    let since = joiner.committed_index();
+    assert_eq!(since, 5, "it recovered what it had applied");
+    assert_eq!(joiner.position(), Some(5));
+
+    // The provider takes the snapshot for the joiner's view, and goes on delivering.
+    let view = joiners_view(3);
+    let snapshot = h.nodes.get_mut(&1).unwrap().snapshot_for(view);
+    let upto = h.node(1).committed_index();
+    assert_eq!(upto, 12);
+    writes(&mut h, 30, 2);
+    assert_eq!(h.node(1).committed_index(), 14);
+    let delta = h.node(1).delta(view, since).expect("the tail holds 6..=12");
+    assert_ne!(delta, snapshot);
+
+    joiner
+        .handle(&restore(view, delta, Some(since)))
+        .expect("a delta from its own position");
+    assert_eq!(joiner.committed_index(), upto, "it ends at the snapshot");
+    assert_eq!(
+        joiner.snapshot(),
+        snapshot,
+        "state, executed table and position of the provider at the snapshot"
+    );
+    assert_eq!(
+        joiner.last_restore(),
+        Some(crate::replication::passive::Restored {
+            since: Some(5),
+            position: 12
+        })
+    );
+    // Its log holds the records as delivered: restarted again, it recovers the same state.
+    let (again, _) = restarted(3, &disk, tweak);
+    assert_eq!(again.snapshot(), snapshot);
+    // And it serves deltas from what it applied.
+    let mut joiner = joiner;
+    let later = joiners_view(4);
+    joiner.snapshot_for(later);
+    assert!(joiner.delta(later, 5).is_some());
+}
+
+#[test]
+fn a_delta_is_refused_by_a_replica_not_at_its_position_and_never_taken_for_a_snapshot() {
+    let (mut h, logs) = cluster::<KvStore>("kv", &[1, 2, 3], |_| {});
+    writes(&mut h, 10, 3);
+    drop(h.crash(3));
+    h.change_view(&[1, 2], None);
+    writes(&mut h, 20, 4);
+    let view = joiners_view(3);
+    let snapshot = h.nodes.get_mut(&1).unwrap().snapshot_for(view);
+    let from_two = h.node(1).delta(view, 2).expect("held");
+    let from_three = h.node(1).delta(view, 3).expect("held");
+
+    // At 3, handed a delta from 2 (or told it is at 2): an error, nothing applied.
+    let (mut joiner, _) = restarted(3, &logs[&3], |_| {});
+    assert_eq!(joiner.committed_index(), 3);
+    let before = joiner.snapshot();
+    assert!(joiner
+        .handle(&restore(view, from_two.clone(), Some(2)))
+        .is_err());
+    assert!(joiner
+        .handle(&restore(view, from_three.clone(), Some(2)))
+        .is_err());
+    assert_eq!(joiner.snapshot(), before, "nothing applied");
+    // A delta is never restored as a snapshot, nor a snapshot as a delta.
+    assert!(joiner
+        .handle(&restore(view, from_three.clone(), None))
+        .is_err());
+    assert!(joiner.handle(&restore(view, snapshot, Some(3))).is_err());
+    assert_eq!(joiner.snapshot(), before);
+    // A corrupted delta is refused.
+    let mut flipped = from_three.to_vec();
+    flipped[12] ^= 1;
+    assert!(joiner
+        .handle(&restore(view, Bytes::from(flipped), Some(3)))
+        .is_err());
+    assert_eq!(joiner.snapshot(), before);
+    joiner
+        .handle(&restore(view, from_three, Some(3)))
+        .expect("the right one");
+    assert_eq!(joiner.committed_index(), 7);
+}
+
+#[test]
+fn a_replica_of_another_history_refuses_the_delta() {
+    // Two groups that each applied three different updates: a replica of the second, at
+    // position 3, is handed a delta of the first from 3. The record at 3 tells them apart.
+    let (mut first, _) = cluster::<KvStore>("kv", &[1, 2], |_| {});
+    writes(&mut first, 10, 5);
+    let (mut second, logs) = cluster::<KvStore>("kv", &[1, 2], |_| {});
+    writes(&mut second, 40, 3);
+    let view = joiners_view(2);
+    first.nodes.get_mut(&1).unwrap().snapshot_for(view);
+    let delta = first.node(1).delta(view, 3).expect("held");
+    let (mut stranger, _) = restarted(2, &logs[&2], |_| {});
+    assert_eq!(stranger.committed_index(), 3);
+    let before = stranger.snapshot();
+    let error = stranger
+        .handle(&restore(view, delta, Some(3)))
+        .expect_err("another history");
+    assert!(error.to_string().contains("another history"), "{error}");
+    assert_eq!(stranger.snapshot(), before);
+}
+
+#[test]
+fn a_provider_answers_no_delta_once_its_tail_no_longer_holds_the_records() {
+    let (mut h, _) = cluster::<KvStore>("kv", &[1, 2], |c| c.catch_up_records = 4);
+    writes(&mut h, 10, 10);
+    let view = joiners_view(2);
+    let provider = h.nodes.get_mut(&1).unwrap();
+    assert_eq!(
+        provider.delta(view, 8),
+        None,
+        "no snapshot taken for that view"
+    );
+    provider.snapshot_for(view);
+    assert_eq!(provider.delta(view, 5), None, "record 6 is no longer held");
+    assert!(provider.delta(view, 6).is_some(), "7..=10 are");
+    assert!(provider.delta(view, 10).is_some(), "nothing to apply");
+    assert_eq!(provider.delta(view, 11), None, "not behind the snapshot");
+    assert_eq!(provider.delta(joiners_view(3), 8), None, "another view");
+
+    let (mut off, _) = cluster::<KvStore>("kv", &[1, 2], |c| c.catch_up_records = 0);
+    writes(&mut off, 10, 2);
+    let provider = off.nodes.get_mut(&1).unwrap();
+    provider.snapshot_for(view);
+    assert_eq!(provider.delta(view, 1), None, "catch-up turned off");
+
+    // A full restore forgets the tail: the records before the snapshot are not known.
+    let (mut h, logs) = cluster::<KvStore>("kv", &[1, 2, 3], |_| {});
+    writes(&mut h, 10, 3);
+    drop(h.crash(3));
+    h.change_view(&[1, 2], None);
+    writes(&mut h, 20, 2);
+    let snapshot = h.nodes.get_mut(&1).unwrap().snapshot_for(view);
+    let (mut joiner, _) = restarted(3, &logs[&3], |_| {});
+    joiner.handle(&restore(view, snapshot, None)).unwrap();
+    assert_eq!(
+        joiner.last_restore().map(|r| (r.since, r.position)),
+        Some((None, 5))
+    );
+    let later = joiners_view(9);
+    joiner.snapshot_for(later);
+    assert_eq!(joiner.delta(later, 4), None);
+    assert!(joiner.delta(later, 5).is_some());
 }
