@@ -210,14 +210,7 @@ impl<T: ActorTransport> NodeHandle<T> {
             snapshot: service.recipient(),
             delta: None,
         };
-        self.actor
-            .send(RegisterService {
-                group,
-                recipients,
-                durable_position: None,
-            })
-            .await
-            .map_err(|_| NodeError::Stopped)
+        self.register(group, recipients, None).await
     }
 
     /// Like [`NodeHandle::register_service`], for a service whose state is durable: it
@@ -251,11 +244,20 @@ impl<T: ActorTransport> NodeHandle<T> {
             snapshot: service.clone().recipient(),
             delta: Some(service.recipient()),
         };
+        self.register(group, recipients, Some(position)).await
+    }
+
+    async fn register(
+        &self,
+        group: GroupName,
+        recipients: ServiceRecipients,
+        durable_position: Option<u64>,
+    ) -> Result<(), NodeError> {
         self.actor
             .send(RegisterService {
                 group,
                 recipients,
-                durable_position: Some(position),
+                durable_position,
             })
             .await
             .map_err(|_| NodeError::Stopped)

@@ -328,17 +328,7 @@ fn passive_replication_is_linearizable_with_simulated_clients() {
         "passive_replication_is_linearizable",
         false,
     );
-    assert!(
-        summary.failing.is_empty(),
-        "failing seeds: {:?}",
-        summary.failing
-    );
-    let s = &summary.front_ends;
-    assert!(
-        s.ok > 0 && s.retransmissions > 0 && s.redirects > 0,
-        "{summary}"
-    );
-    assert!(summary.clients.timeouts > 0 && summary.clients.disks_kept > 0);
+    assert_clean_and_exercised(&summary);
     // Restarted replicas recover a position from their disks and catch up from it.
     if !replaying() {
         assert!(summary.transfers_delta > 0, "{summary}");
@@ -353,12 +343,17 @@ fn replicated_kv_is_linearizable_with_simulated_clients() {
         "replicated_kv_is_linearizable",
         false,
     );
+    assert_clean_and_exercised(&summary);
+}
+
+/// No seed failed, and the sweep exercised what it claims to: answers, refusals, timeouts,
+/// retransmissions, disks kept across crashes.
+fn assert_clean_and_exercised(summary: &Summary) {
     assert!(
         summary.failing.is_empty(),
         "failing seeds: {:?}",
         summary.failing
     );
-    // The sweep exercised what it claims to: answers, refusals, timeouts, retransmissions.
     let s = &summary.front_ends;
     assert!(
         s.ok > 0 && s.retransmissions > 0 && s.redirects > 0,
