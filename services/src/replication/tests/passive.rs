@@ -985,3 +985,40 @@ fn a_provider_answers_no_delta_once_its_tail_no_longer_holds_the_records() {
     assert_eq!(joiner.delta(later, 4), None);
     assert!(joiner.delta(later, 5).is_some());
 }
+
+#[test]
+fn backup_reads_are_sequentially_consistent_but_not_linearizable() {
+    use crate::history::{linearizability, sequential, History, SearchLimits, StateMachineModel};
+    let (mut h, _) = cluster::<KvStore>("kv", &[1, 2, 3], |c| c.reads = ReadPolicy::AnyReplica);
+    // Member 3 holds the update but has not applied it yet (here: it is slow to receive it).
+    h.isolate(3);
+    let mut history: History<KvOp, KvOutput> = History::new();
+    let mut t = 0;
+    let mut tick = || {
+        t += 1;
+        t
+    };
+    let put = KvOp::put("k", "1");
+    history.invoke(1, 1, put.clone(), tick());
+    let write = h.request(1, 1, 1, put, 0);
+    h.settle();
+    // Acknowledged: delivered at the primary and durable at a majority (members 1 and 2).
+    history.ok(1, 1, h.ok::<KvOutput>(write).output, tick());
+    // Afterwards, another client reads at member 3: the old value.
+    let get = KvOp::get("k");
+    history.invoke(2, 1, get.clone(), tick());
+    let read = h.request(3, 2, 1, get, 0);
+    let stale = h.ok::<KvOutput>(read).output;
+    assert_eq!(stale, KvOutput::Value(None));
+    history.ok(2, 1, stale, tick());
+    let operations = history.operations().unwrap();
+    let model = StateMachineModel::new(KvStore::new());
+    assert!(
+        linearizability::check(&model, &operations, SearchLimits::default()).is_violation(),
+        "a read after an acknowledged write returned the old value: not linearizable"
+    );
+    assert!(
+        sequential::check(&model, &operations, SearchLimits::default()).is_consistent(),
+        "but the read can be ordered before the write: sequentially consistent"
+    );
+}
