@@ -535,7 +535,7 @@ impl NodeCore {
         if let Some(blocked) = core.blocked(now) {
             return Err(Refusal::Blocked(blocked));
         }
-        let limit = core.multicast().config().payload_bytes_max;
+        let limit = request_bytes_max(core.multicast().config().payload_bytes_max);
         if size > limit {
             return Err(Refusal::TooLarge {
                 size: size as u64,
@@ -546,6 +546,13 @@ impl NodeCore {
             return Err(Refusal::Busy(crate::wire::BusyReason::Joining));
         }
         Ok(())
+    }
+
+    /// The largest client request this node takes for `group` (see [`request_bytes_max`]).
+    pub fn request_bytes_max(&self, group: &GroupName) -> Option<usize> {
+        self.groups
+            .get(group)
+            .map(|core| request_bytes_max(core.multicast().config().payload_bytes_max))
     }
 
     /// The answer `outcome` to a client's request for `group`, to hand the shell.
@@ -726,6 +733,18 @@ impl NodeCore {
 
 /// Whether `body` belongs to a group's multicast core (streams, retransmission, state
 /// transfer, point-to-point messages) rather than to its membership.
+/// The largest client request a group with multicast payloads of at most `payload_bytes_max`
+/// takes: under half of it, so that a strategy can always carry a request and its response
+/// (a compare-and-swap's current value, say, itself at most a request's size) in one
+/// multicast, with room for its own header. A request the group could take but its strategy
+/// could not multicast would otherwise stop the replica that executed it.
+pub fn request_bytes_max(payload_bytes_max: usize) -> usize {
+    payload_bytes_max.saturating_sub(REQUEST_HEADROOM_BYTES) / 2
+}
+
+/// Room left in a multicast for a strategy's own fields around a request and its response.
+pub const REQUEST_HEADROOM_BYTES: usize = 4096;
+
 fn is_multicast_traffic(body: &Body) -> bool {
     matches!(
         body,
@@ -1006,7 +1025,7 @@ mod tests {
         );
         assert_eq!(out, vec![refused(&core, other, 1, Refusal::NotMember)]);
 
-        let limit = core.groups[&group()].multicast().config().payload_bytes_max;
+        let limit = core.request_bytes_max(&group()).unwrap();
         let large = Body::Request {
             tag: 2,
             payload: Bytes::from(vec![0u8; limit + 1]),
