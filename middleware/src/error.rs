@@ -35,4 +35,13 @@ pub enum NodeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// `NodeHandle::multicast_until` cannot wait: this many multicasts are waited for already
+    /// ([`PARKED_MULTICASTS`](crate::runtime::PARKED_MULTICASTS)); nothing was sent.
+    #[error("{0} multicasts are waited for already; retry later")]
+    TooManyWaiters(usize),
+    /// The multicast `NodeHandle::multicast_until` waits for will never be delivered here, or
+    /// its stability can no longer be learnt (this node was excluded from or left the group,
+    /// or the group has no registered service to deliver to).
+    #[error("multicast abandoned: {0}")]
+    Abandoned(&'static str),
 }

@@ -2,8 +2,8 @@
 
 use super::events::{GroupEvent, NodeStats};
 use super::node::{
-    ActorTransport, DirectRequest, GetStats, GetView, LeaveAll, MulticastRequest, NodeActor,
-    RegisterService, ReplyToClient, Request, Stop, Subscribe,
+    ActorTransport, Delivery, DirectRequest, GetStats, GetView, LeaveAll, MulticastRequest,
+    NodeActor, RegisterService, ReplyToClient, Request, Stop, Subscribe, Until,
 };
 use super::service::{ServiceEvent, ServiceRecipients, TakeDelta, TakeSnapshot};
 use crate::config::NodeConfig;
@@ -278,11 +278,60 @@ impl<T: ActorTransport> NodeHandle<T> {
         ordering: Option<crate::wire::Ordering>,
         payload: Bytes,
     ) -> Result<(), NodeError> {
+        self.multicast_until(group, ordering, payload, Until::Accepted)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like [`NodeHandle::multicast_ordered`], but resolves when `until` says:
+    ///
+    /// - [`Until::Accepted`]: once the multicast is accepted for sending (as `multicast`
+    ///   does); `Ok(None)`.
+    /// - [`Until::Delivered`]: once this node delivered it to `group`'s service, in the
+    ///   group's agreed order, *and the service handled that delivery* (its effects are in the
+    ///   service when this resolves); `Ok(Some(delivery))` says where: the view it was
+    ///   delivered in and its sequence number in this node's stream of that view.
+    /// - [`Until::Stable`]: once it is delivered here (as above) and *stable*: every member of
+    ///   the view it was delivered in holds it (the multicast core's stability, from their
+    ///   acknowledgements), so each of them delivers it unless it fails; or that view ended
+    ///   and this node moved on to the next one. In the latter case, by view synchrony,
+    ///   every member that moved on with this node delivered the same multicasts of the old
+    ///   view, this one among them: it is stable among the survivors, while a member that
+    ///   failed or was excluded in that change may never have delivered it. Stability says
+    ///   the others *hold* it, not that their services have handled it yet.
+    ///
+    /// **Matching.** The node counts its own multicasts per group as the core accepts them
+    /// (every `multicast*` call, waited for or not, parked ones when they leave the queue)
+    /// and as its own deliveries reach the service: a sender's multicasts are delivered in
+    /// the order they were accepted (FIFO per sender; those still in the outbox at a view
+    /// change go out, in order, in the next view), so the `n`th own delivery is the `n`th
+    /// accepted multicast. When this node is excluded or leaves, the own multicasts that had
+    /// left the outbox undelivered are lost; those count as settled and their callers fail.
+    ///
+    /// **Failures.** Fails with [`NodeError::Abandoned`] when the multicast will never be
+    /// delivered here (this node was excluded from or left the group before it was
+    /// delivered; after an exclusion, those still in the outbox wait for the next view and
+    /// resolve there), when its stability can no longer be learnt (excluded or left after
+    /// delivering it), when the service stops, or at once when `group` has no registered
+    /// service (nothing would be delivered to wait for); with [`NodeError::Stopped`] when
+    /// the node stops. Refusals are as for `multicast` (nothing sent).
+    ///
+    /// **Bound.** At most [`PARKED_MULTICASTS`](super::PARKED_MULTICASTS) callers wait for a
+    /// delivery or stability at once (all groups); past that a `Delivered` or `Stable` call
+    /// fails at once with [`NodeError::TooManyWaiters`] and nothing is sent.
+    pub async fn multicast_until(
+        &self,
+        group: GroupName,
+        ordering: Option<crate::wire::Ordering>,
+        payload: Bytes,
+        until: Until,
+    ) -> Result<Option<Delivery>, NodeError> {
         self.actor
             .send(MulticastRequest {
                 group,
                 ordering,
                 payload,
+                until,
             })
             .await
             .map_err(|_| NodeError::Stopped)?
@@ -302,8 +351,9 @@ impl<T: ActorTransport> NodeHandle<T> {
             group,
             ordering,
             payload,
+            until: Until::Accepted,
         });
-        async move { request.await.map_err(|_| NodeError::Stopped)? }
+        async move { request.await.map_err(|_| NodeError::Stopped)?.map(|_| ()) }
     }
 
     /// Sends `payload` point-to-point to `to`, a member of `group`'s current view.
@@ -432,6 +482,188 @@ mod tests {
         })
         .await
         .expect("view in time")
+    }
+
+    /// Records the deliveries its node hands it: sender, view, seq, payload.
+    type Records =
+        std::sync::Arc<std::sync::Mutex<Vec<(ProcessId, crate::id::ViewId, u64, Bytes)>>>;
+
+    struct Recorder(Records);
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ServiceEvent> for Recorder {
+        type Result = ();
+        fn handle(&mut self, event: ServiceEvent, _ctx: &mut Self::Context) {
+            if let ServiceEvent::Deliver { message, .. } = event {
+                self.0.lock().unwrap().push((
+                    message.sender,
+                    message.view,
+                    message.seq.0,
+                    message.payload,
+                ));
+            }
+        }
+    }
+
+    impl Handler<TakeSnapshot> for Recorder {
+        type Result = MessageResult<TakeSnapshot>;
+        fn handle(&mut self, _: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+            MessageResult(Bytes::new())
+        }
+    }
+
+    fn has(records: &Records, sender: ProcessId, at: Delivery, payload: &[u8]) -> bool {
+        records
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.0 == sender && r.1 == at.view && r.2 == at.seq.0 && r.3 == payload)
+    }
+
+    /// Three members over TCP, each with a recording service registered before it joins.
+    async fn three_recording_members() -> (Vec<NodeHandle>, Vec<Records>, View) {
+        let group = GroupName::new("g").unwrap();
+        let mut nodes: Vec<NodeHandle> = Vec::new();
+        let mut records = Vec::new();
+        for node in 1..=3u64 {
+            let seeds = nodes.last().map(|n| vec![n.me().addr]).unwrap_or_default();
+            let mut config = config(node, seeds);
+            config.groups = Vec::new();
+            let handle = Node::spawn(config).await.unwrap();
+            let record = Records::default();
+            handle
+                .register_service(group.clone(), Recorder(record.clone()).start())
+                .await
+                .unwrap();
+            handle.join(group.clone()).await.unwrap();
+            nodes.push(handle);
+            records.push(record);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut views = Vec::new();
+            for node in &nodes {
+                views.push(node.view(group.clone()).await.unwrap());
+            }
+            let full = views[0].clone().filter(|v| v.members.len() == 3);
+            if let Some(full) = full {
+                if views
+                    .iter()
+                    .all(|v| v.as_ref().map(|v| v.id) == Some(full.id))
+                {
+                    return (nodes, records, full);
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "three members in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn multicast_until_delivered_and_stable_over_tcp() {
+        let group = GroupName::new("g").unwrap();
+        let (nodes, records, view) = three_recording_members().await;
+        let sender = &nodes[1];
+        let me = sender.me().id;
+        // A plain multicast first: the waiter must be matched with its own delivery, not
+        // with the one before it.
+        sender
+            .multicast(group.clone(), Bytes::from_static(b"plain"))
+            .await
+            .unwrap();
+        let delivered = tokio::time::timeout(
+            Duration::from_secs(10),
+            sender.multicast_until(
+                group.clone(),
+                None,
+                Bytes::from_static(b"d"),
+                Until::Delivered,
+            ),
+        )
+        .await
+        .expect("delivered in time")
+        .unwrap()
+        .expect("a delivery");
+        assert_eq!(delivered.view, view.id);
+        assert!(
+            has(&records[1], me, delivered, b"d"),
+            "the sender's service handled the delivery when the future resolved: {:?}",
+            records[1].lock().unwrap()
+        );
+
+        let stable = tokio::time::timeout(
+            Duration::from_secs(10),
+            sender.multicast_until(group.clone(), None, Bytes::from_static(b"s"), Until::Stable),
+        )
+        .await
+        .expect("stable in time")
+        .unwrap()
+        .expect("a delivery");
+        assert_eq!(stable.view, view.id);
+        assert!(stable.seq > delivered.seq);
+        assert!(has(&records[1], me, stable, b"s"));
+        // Stable: every member holds it, so every member's service gets it (their mailboxes
+        // may still be handling it).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !records.iter().all(|r| has(r, me, stable, b"s")) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "every member delivers a stable multicast"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // Accepted: the existing behaviour, no delivery reported.
+        assert_eq!(
+            sender
+                .multicast_until(
+                    group.clone(),
+                    None,
+                    Bytes::from_static(b"a"),
+                    Until::Accepted
+                )
+                .await
+                .unwrap(),
+            None
+        );
+
+        // A member that stops right after multicasting never sees it stable: the caller
+        // fails instead of waiting forever.
+        let third = &nodes[2];
+        let waiting = third.actor.send(MulticastRequest {
+            group: group.clone(),
+            ordering: None,
+            payload: Bytes::from_static(b"lost"),
+            until: Until::Stable,
+        });
+        third.crash();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiter is answered, not left hanging");
+        assert!(
+            matches!(outcome, Err(_) | Ok(Err(_))),
+            "a stopped node's waiter fails: {outcome:?}"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn multicast_until_without_a_service_fails_at_once() {
+        let node = Node::spawn(config(1, vec![])).await.unwrap();
+        let group = GroupName::new("g").unwrap();
+        let outcome = node
+            .multicast_until(group, None, Bytes::from_static(b"x"), Until::Delivered)
+            .await;
+        assert!(
+            matches!(outcome, Err(NodeError::Abandoned(_))),
+            "{outcome:?}"
+        );
+        node.crash();
     }
 
     #[actix_rt::test]

@@ -23,7 +23,7 @@ pub use events::{GroupEvent, NodeStats};
 pub use handle::{Node, NodeHandle};
 pub use memory::{MemoryRuntime, PUMP_INTERVAL};
 pub use node::{
-    ActorTransport, NodeActor, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS, SERVICE_BACKLOG_EVENTS,
-    TICK_INTERVAL,
+    ActorTransport, Delivery, NodeActor, Until, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS,
+    SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
 };
 pub use service::{ServiceEvent, TakeDelta, TakeSnapshot};

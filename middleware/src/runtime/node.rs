@@ -12,10 +12,11 @@ use crate::shell::dispatch;
 use crate::transport::tcp::TcpSender;
 use crate::transport::{Inbound, Transport};
 use crate::view::{View, ViewChange};
+use crate::wire::Seq;
 use crate::wire::{FrameCodec, Outcome, WireStats};
 use actix::prelude::*;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -37,8 +38,63 @@ pub trait ActorTransport: Transport + Unpin + 'static {}
 
 impl<T: Transport + Unpin + 'static> ActorTransport for T {}
 
-/// How a parked multicast's caller is answered.
-type Reply = tokio::sync::oneshot::Sender<Result<(), NodeError>>;
+/// How long [`NodeHandle::multicast_until`](super::NodeHandle::multicast_until) waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Until {
+    /// Until the node accepted the multicast for sending (what `multicast` waits for).
+    Accepted,
+    /// Until this node delivered it to its own service, in the group's agreed order, and
+    /// the service handled that delivery.
+    Delivered,
+    /// Until it is delivered here (as with `Delivered`) and *stable*: every member of the
+    /// view it was delivered in holds it, or that view ended (see `multicast_until`).
+    Stable,
+}
+
+/// Where this node delivered one of its own multicasts: the view it was sent and delivered
+/// in, and its place in this node's stream of that view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Delivery {
+    /// The view.
+    pub view: ViewId,
+    /// Its sequence number in this node's stream of `view`.
+    pub seq: Seq,
+}
+
+/// How a caller of `multicast_until` learns of the delivery (or stability).
+type WaitReply = tokio::sync::oneshot::Sender<Result<Delivery, NodeError>>;
+
+/// How a parked multicast's caller is answered: its acceptance, and what it waits for after.
+#[derive(Debug)]
+pub(super) struct Reply {
+    answer: tokio::sync::oneshot::Sender<Result<(), NodeError>>,
+    group: GroupName,
+    wait: Option<(Until, WaitReply)>,
+}
+
+/// A caller waiting for the delivery of this node's `index`th accepted multicast in a group.
+#[derive(Debug)]
+struct Waiter {
+    index: u64,
+    until: Until,
+    reply: WaitReply,
+}
+
+/// This node's own multicasts in one group, counted to match callers with deliveries: own
+/// multicasts are delivered here in the order they were accepted (FIFO per sender, also the
+/// outbox's across a view change), so the `n`th own delivery is the `n`th accepted one,
+/// except those lost when this node was excluded or left, reconciled then.
+#[derive(Debug, Default)]
+struct OwnMulticasts {
+    /// Own multicasts accepted by the core (every `multicast*` call, waited for or not).
+    accepted: u64,
+    /// Own multicasts delivered to the service, or known lost.
+    settled: u64,
+    /// Callers waiting for a delivery, by index.
+    waiting: VecDeque<Waiter>,
+    /// Callers whose multicast was delivered, waiting for it to be stable.
+    stable: Vec<(Delivery, WaitReply)>,
+}
 
 /// How often a node blocked in a group logs it again.
 pub const BLOCKED_REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -63,6 +119,8 @@ pub struct NodeActor<T: ActorTransport = TcpSender> {
     data_dir: Option<std::path::PathBuf>,
     /// The groups recorded there.
     member_of: std::collections::BTreeSet<String>,
+    /// Own multicasts per group, and the callers waiting for their delivery or stability.
+    own: BTreeMap<GroupName, OwnMulticasts>,
 }
 
 /// Where events go: a channel, or an actor's mailbox.
@@ -112,6 +170,7 @@ impl<T: ActorTransport> NodeActor<T> {
             blocked_logged: BTreeMap::new(),
             data_dir: config.data_dir.clone(),
             member_of,
+            own: BTreeMap::new(),
         }
     }
 
@@ -144,7 +203,10 @@ impl<T: ActorTransport> NodeActor<T> {
                     self.request_delta(group, view, since, ctx)
                 }
                 EdgeOutput::Answer { token, result } => {
-                    let _ = token.send(result.map_err(NodeError::from));
+                    if result.is_ok() {
+                        self.accepted(&token.group, token.wait);
+                    }
+                    let _ = token.answer.send(result.map_err(NodeError::from));
                 }
                 EdgeOutput::Flush => self.schedule_flush(ctx),
                 EdgeOutput::Node(output) => self.notify(output),
@@ -155,6 +217,99 @@ impl<T: ActorTransport> NodeActor<T> {
         if !more.is_empty() {
             self.carry_out(more, ctx);
         }
+        let stable_awaited: Vec<GroupName> = self
+            .own
+            .iter()
+            .filter(|(_, own)| !own.stable.is_empty())
+            .map(|(group, _)| group.clone())
+            .collect();
+        for group in stable_awaited {
+            self.check_stable(&group);
+        }
+    }
+
+    /// Callers waiting for deliveries or stability, in all groups.
+    fn waiters(&self) -> usize {
+        self.own
+            .values()
+            .map(|own| own.waiting.len() + own.stable.len())
+            .sum()
+    }
+
+    /// The core accepted an own multicast in `group`; `wait` is its caller's, if it waits.
+    fn accepted(&mut self, group: &GroupName, wait: Option<(Until, WaitReply)>) {
+        let own = self.own.entry(group.clone()).or_default();
+        let index = own.accepted;
+        own.accepted += 1;
+        if let Some((until, reply)) = wait {
+            own.waiting.push_back(Waiter {
+                index,
+                until,
+                reply,
+            });
+        }
+    }
+
+    /// Answers the callers waiting for stability in `group` whose multicast is now stable
+    /// (or whose view ended), or can no longer be learnt to be (this node is no member).
+    fn check_stable(&mut self, group: &GroupName) {
+        let Some(own) = self.own.get_mut(group) else {
+            return;
+        };
+        let multicast = self
+            .core
+            .groups()
+            .find(|g| g.group() == group)
+            .map(|g| g.multicast());
+        let service_view = multicast.and_then(|m| m.service_view()).map(|v| v.id);
+        for (delivery, reply) in std::mem::take(&mut own.stable) {
+            let outcome = match service_view {
+                None => Some(Err(NodeError::Abandoned(
+                    "no longer a member of the group: the multicast's stability is unknown",
+                ))),
+                // The view ended and this node moved on: every member that moved on with it
+                // delivered the same multicasts of that view.
+                Some(current) if current > delivery.view => Some(Ok(delivery)),
+                Some(_) => multicast
+                    .and_then(|m| m.own_stable(delivery.view))
+                    .filter(|stable| *stable >= delivery.seq)
+                    .map(|_| Ok(delivery)),
+            };
+            match outcome {
+                Some(result) => {
+                    let _ = reply.send(result);
+                }
+                None => own.stable.push((delivery, reply)),
+            }
+        }
+    }
+
+    /// This node was excluded from or left `group`: its own multicasts that had left the
+    /// outbox and were not delivered are lost (the outbox's wait for the next view, unless it
+    /// left), and stability can no longer be learnt. Their callers are told.
+    fn own_lost(&mut self, group: &GroupName) {
+        let outbox = self
+            .core
+            .groups()
+            .find(|g| g.group() == group)
+            .map_or(0, |g| g.multicast().outbox_len() as u64);
+        let Some(own) = self.own.get_mut(group) else {
+            return;
+        };
+        let pending = own.accepted - own.settled;
+        let upto = own.settled + pending.saturating_sub(outbox);
+        while own.waiting.front().is_some_and(|w| w.index < upto) {
+            let waiter = own.waiting.pop_front().expect("checked");
+            let _ = waiter.reply.send(Err(NodeError::Abandoned(
+                "this node was excluded from or left the group before the multicast was delivered",
+            )));
+        }
+        own.settled = upto;
+        for (_, reply) in own.stable.drain(..) {
+            let _ = reply.send(Err(NodeError::Abandoned(
+                "this node was excluded from or left the group: the multicast's stability is unknown",
+            )));
+        }
     }
 
     /// Tells subscribers of a node event.
@@ -162,6 +317,9 @@ impl<T: ActorTransport> NodeActor<T> {
         if let NodeOutput::ViewInstalled { group, change } = &output {
             self.record_membership(group);
             self.record_last_view(&change.view);
+        }
+        if let NodeOutput::Excluded { group, .. } | NodeOutput::Left { group } = &output {
+            self.own_lost(group);
         }
         log_event(&output);
         let Some(event) = GroupEvent::from_output(output) else {
@@ -197,17 +355,52 @@ impl<T: ActorTransport> NodeActor<T> {
         if let ServiceEvent::ViewChange { change, .. } = &event {
             tracing::info!(view = %change.view, "service view");
         }
-        let Some(upto) = checkpoint else {
+        // An own delivery settles the oldest own multicast not yet settled.
+        let mut resolves = None;
+        if let ServiceEvent::Deliver { message, .. } = &event {
+            if message.sender == self.core.me().id {
+                let own = self.own.entry(group.clone()).or_default();
+                let index = own.settled;
+                own.settled += 1;
+                if own.waiting.front().is_some_and(|w| w.index == index) {
+                    let delivery = Delivery {
+                        view: message.view,
+                        seq: message.seq,
+                    };
+                    resolves = own.waiting.pop_front().map(|w| (w, delivery));
+                }
+            }
+        }
+        if checkpoint.is_none() && resolves.is_none() {
             recipients.events.do_send(event);
             return;
-        };
+        }
         // Mailboxes are FIFO: once this one is handled, so is everything before it.
         let request = recipients.events.send(event);
-        ctx.spawn(request.into_actor(self).map(move |_, actor, ctx| {
-            actor.edge.handle_handled(&group, upto);
-            let now = actor.now();
-            let more = actor.edge.refresh(&mut actor.core, now);
-            actor.carry_out(more, ctx);
+        ctx.spawn(request.into_actor(self).map(move |handled, actor, ctx| {
+            if let Some((waiter, delivery)) = resolves {
+                match (handled, waiter.until) {
+                    (Err(_), _) => {
+                        let _ = waiter.reply.send(Err(NodeError::Abandoned(
+                            "the service stopped before it handled the delivery",
+                        )));
+                    }
+                    (Ok(()), Until::Stable) => {
+                        let own = actor.own.entry(group.clone()).or_default();
+                        own.stable.push((delivery, waiter.reply));
+                        actor.check_stable(&group);
+                    }
+                    (Ok(()), _) => {
+                        let _ = waiter.reply.send(Ok(delivery));
+                    }
+                }
+            }
+            if let Some(upto) = checkpoint {
+                actor.edge.handle_handled(&group, upto);
+                let now = actor.now();
+                let more = actor.edge.refresh(&mut actor.core, now);
+                actor.carry_out(more, ctx);
+            }
         }));
     }
 
@@ -453,18 +646,38 @@ impl<T: ActorTransport> Handler<FlushNow> for NodeActor<T> {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<(), NodeError>")]
+#[rtype(result = "Result<Option<Delivery>, NodeError>")]
 pub(super) struct MulticastRequest {
     pub(super) group: GroupName,
     pub(super) ordering: Option<crate::wire::Ordering>,
     pub(super) payload: Bytes,
+    pub(super) until: Until,
 }
 
 impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
-    type Result = ResponseFuture<Result<(), NodeError>>;
+    type Result = ResponseFuture<Result<Option<Delivery>, NodeError>>;
     fn handle(&mut self, msg: MulticastRequest, ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
-        let mut waiter = None;
+        let mut wait = None;
+        let mut delivered = None;
+        if msg.until != Until::Accepted {
+            if !self.edge.is_registered(&msg.group) {
+                return Box::pin(async {
+                    Err(NodeError::Abandoned(
+                        "no service registered for the group: nothing is delivered to wait for",
+                    ))
+                });
+            }
+            let waiters = self.waiters();
+            if waiters >= PARKED_MULTICASTS {
+                return Box::pin(async move { Err(NodeError::TooManyWaiters(waiters)) });
+            }
+            let (reply, receiver) = tokio::sync::oneshot::channel();
+            wait = Some((msg.until, reply));
+            delivered = Some(receiver);
+        }
+        let mut answered = None;
+        let group = msg.group.clone();
         let admitted = self.edge.handle_multicast(
             &mut self.core,
             now,
@@ -472,20 +685,35 @@ impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
             msg.ordering,
             msg.payload,
             || {
-                let (reply, receiver) = tokio::sync::oneshot::channel();
-                waiter = Some(receiver);
-                reply
+                let (answer, receiver) = tokio::sync::oneshot::channel();
+                answered = Some(receiver);
+                Reply {
+                    answer,
+                    group,
+                    wait: wait.take(),
+                }
             },
         );
+        let delivered = async move {
+            match delivered {
+                None => Ok(None),
+                Some(receiver) => receiver.await.unwrap_or(Err(NodeError::Stopped)).map(Some),
+            }
+        };
         match admitted {
             Ok(Admitted::Now(work)) => {
+                // Counted before the outputs are carried out: they may hold its delivery.
+                self.accepted(&msg.group, wait.take());
                 self.carry_out(work, ctx);
                 self.schedule_flush(ctx);
-                Box::pin(async { Ok(()) })
+                Box::pin(delivered)
             }
             Ok(Admitted::Parked) => {
-                let waiter = waiter.expect("a parked multicast has a waiter");
-                Box::pin(async move { waiter.await.unwrap_or(Err(NodeError::Stopped)) })
+                let answered = answered.expect("a parked multicast has a waiter");
+                Box::pin(async move {
+                    answered.await.unwrap_or(Err(NodeError::Stopped))?;
+                    delivered.await
+                })
             }
             Err(error) => Box::pin(async move { Err(error.into()) }),
         }

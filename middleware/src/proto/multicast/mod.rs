@@ -493,6 +493,23 @@ impl Multicast {
         }
     }
 
+    /// How far this process's own stream in `view` is *stable*: every member of `view` holds
+    /// its entries up to the returned one (from their acks), so each delivers them unless it
+    /// fails, and every member that moves on to the next view delivers them first (they are
+    /// inside the cut). `None` once this process no longer keeps that view's streams.
+    pub fn own_stable(&self, view: ViewId) -> Option<Seq> {
+        let streams = [
+            self.current.as_ref(),
+            self.ending.as_ref().map(|e| &e.stream),
+            self.retired.as_ref(),
+        ];
+        streams
+            .into_iter()
+            .flatten()
+            .find(|s| s.id() == view)
+            .map(|s| s.streams[s.my_rank.index()].stable)
+    }
+
     /// The service multicasts `payload`.
     pub fn multicast(
         &mut self,
