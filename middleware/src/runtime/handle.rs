@@ -307,6 +307,11 @@ impl<T: ActorTransport> NodeHandle<T> {
     /// change go out, in order, in the next view), so the `n`th own delivery is the `n`th
     /// accepted multicast. When this node is excluded or leaves, the own multicasts that had
     /// left the outbox undelivered are lost; those count as settled and their callers fail.
+    /// Known limit: two rarer paths also drop own multicasts without an exclusion (a survivor
+    /// that cannot fetch the cut of a view in time and takes a state transfer instead, and a
+    /// view installed without its decision); they are not reconciled yet, so after one of
+    /// them a waiter of that group may be matched with a later delivery. The fix is for the
+    /// core to report the `(view, seq)` it assigns at send time.
     ///
     /// **Failures.** Fails with [`NodeError::Abandoned`] when the multicast will never be
     /// delivered here (this node was excluded from or left the group before it was
