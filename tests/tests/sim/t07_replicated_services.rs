@@ -731,9 +731,10 @@ fn judge_total_failure(
 
 /// Seeds of the total-failure sweep (`0..250`) in which two restarted claimants each re-form
 /// the group (*one group* violated), a known flaw of the recovery rule in
-/// `proto::membership::join`: claims are not promises, so under one-way cuts or late frames
-/// two claimants can each count a majority of the last view's voters (the same voters, who
-/// do not know they were counted) with itself the most advanced, and re-form twice; on the
+/// `proto::membership::join`: claims are not promises, so under one-way cuts two claimants
+/// can each count a majority of the last view's voters (the same voters, who do not know they
+/// were counted, or have joined the first re-formed group since) with itself the most
+/// advanced, and re-form twice; on the
 /// merge one group's acknowledged writes are lost (seeds 166 and 208 also fail
 /// linearizability). docs/TESTING.md describes it and the fix (agreeing on the re-former
 /// with ballots, as a view change does). The sweep fails if any other seed fails, or if one of
