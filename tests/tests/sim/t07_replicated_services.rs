@@ -729,50 +729,21 @@ fn judge_total_failure(
     (verdict, total_failure)
 }
 
-/// Seeds of the total-failure sweep (`0..250`) in which two restarted claimants each re-form
-/// the group (*one group* violated), a known flaw of the recovery rule in
-/// `proto::membership::join`: claims are not promises, so under one-way cuts two claimants
-/// can each count a majority of the last view's voters (the same voters, who do not know they
-/// were counted, or have joined the first re-formed group since) with itself the most
-/// advanced, and re-form twice; on the
-/// merge one group's acknowledged writes are lost (seeds 166 and 208 also fail
-/// linearizability). docs/TESTING.md describes it and the fix (agreeing on the re-former
-/// with ballots, as a view change does). The sweep fails if any other seed fails, or if one of
-/// these stops showing it (then the list goes).
-const KNOWN_SECOND_GROUP: &[u64] = &[72, 109, 166, 208, 232];
-
 /// The passive core through the total-failure scenario: every seed re-forms its group once a
 /// majority of the last view's voters is back, from a state at least what a majority of them
 /// made durable, and the clients' histories, which span the failure, are linearizable with
-/// every key read back at the end (but for [`KNOWN_SECOND_GROUP`]).
+/// every key read back at the end.
 #[test]
 fn passive_replication_recovers_from_a_total_failure() {
     let test = "passive_replication_recovers_from_a_total_failure";
     let started = Instant::now();
     let mut summary = Summary::default();
-    let mut known_failing: Vec<u64> = Vec::new();
     // Members back at the re-formation, of how many voters: runs.
     let mut back: BTreeMap<(usize, usize), u64> = BTreeMap::new();
     let (mut reformed, mut below_best, mut all_back, mut power_losses) = (0, 0, 0, 0);
     let mut positions: Vec<u64> = Vec::new();
     for seed in seeds(0..250) {
-        let (mut verdict, total_failure) =
-            judge_total_failure(total_failure_config(seed, passive()));
-        if KNOWN_SECOND_GROUP.contains(&seed) {
-            if verdict.failures.iter().any(|f| f.starts_with("one group")) {
-                println!(
-                    "seed {seed}: known flaw, a second group ({} failures)",
-                    verdict.failures.len()
-                );
-                known_failing.push(seed);
-                verdict.failures.clear();
-            } else {
-                verdict.failures.push(
-                    "listed in KNOWN_SECOND_GROUP but re-formed one group: drop it from the list"
-                        .into(),
-                );
-            }
-        }
+        let (verdict, total_failure) = judge_total_failure(total_failure_config(seed, passive()));
         if let Some(first) = total_failure.reformations.first() {
             reformed += 1;
             let voters = total_failure.last_voters().len();
@@ -801,8 +772,7 @@ fn passive_replication_recovers_from_a_total_failure() {
         .collect();
     println!(
         "passive, total failure ({:.1} s):\n{summary}\nre-formed: {reformed} of {} seeds (voters of the last view back at the re-formation: {}; all back: {all_back}); \
-         from positions {} to {} (median {}); {below_best} below a restarted voter's position; {power_losses} power losses; \
-         known second group: {known_failing:?}",
+         from positions {} to {} (median {}); {below_best} below a restarted voter's position; {power_losses} power losses",
         started.elapsed().as_secs_f64(),
         summary.runs,
         shown.join(", "),
@@ -865,4 +835,21 @@ fn passive_total_failure_the_checks_catch_a_recovery_from_the_least_advanced() {
         "seed {seed} with honest claims: {:?}",
         verdict.failures
     );
+}
+
+/// Seeds in which two claimants each re-formed the group before claimants backed one bid at a
+/// time (`proto::membership::join`, *Backing*): under one-way cuts a claimant counted a
+/// majority that never heard it (72, 166, 208, 232, 662, 756), or one that had just joined the
+/// first re-formed group (109); 166 and 208 lost acknowledged writes on the merge.
+#[test]
+fn passive_total_failure_seeds_that_once_made_two_groups() {
+    for seed in [72, 109, 166, 208, 232, 662, 756] {
+        let (verdict, total_failure) = judge_total_failure(total_failure_config(seed, passive()));
+        assert!(
+            verdict.failures.is_empty() && total_failure.reformations.len() == 1,
+            "seed {seed}: {:?}\n  replay: {}",
+            verdict.failures,
+            replay_command(seed, "seeds_that_once_made_two_groups")
+        );
+    }
 }
