@@ -401,6 +401,15 @@ impl DeliveryChecker {
         }
     }
 
+    /// Every process crashed at once (a total failure): what was delivered so far lived in
+    /// the processes and is no longer expected in the final states (*uniform delivery*). What
+    /// survives is what the services made durable, which only they can tell (a replicated
+    /// service's clients judge it: every acknowledged write read back). The senders are gone,
+    /// so *durability* no longer applies to their multicasts either.
+    pub fn total_failure(&mut self) {
+        self.delivered_in.clear();
+    }
+
     /// Ids multicast by `sender` (accepted or not), with their orderings.
     pub fn sent_by(&self, sender: ProcessId) -> BTreeMap<u64, Ordering> {
         self.sent

@@ -15,9 +15,10 @@
 //!   with a new incarnation, graceful leaves, rejoins, partitions and heals) and a quiet phase
 //!   (the network heals, crashed nodes restart, left nodes rejoin); the blocking scenarios
 //!   do what the normal one avoids (joiners cut off, a majority of voters crashed or cut
-//!   off, a leave that times out) and check the outcome they state. Each keeps a
-//!   [`scenario::Record`] of what it did that may block the group for good; liveness is
-//!   exempted only when that record says so.
+//!   off, a leave that times out) and check the outcome they state; the total-failure
+//!   scenario ([`total_failure`]) crashes every node at once and restarts them one by one.
+//!   Each keeps a [`scenario::Record`] of what it did that may block the group for good;
+//!   liveness is exempted only when that record says so.
 //! - [`service`], [`client`]: the services the processes run (any [`SimulatedService`], which
 //!   may act: multicast its own payloads, send, answer clients, keep a disk across crashes)
 //!   and the simulated clients that send them requests through the network.
@@ -33,6 +34,7 @@ mod observe;
 mod process;
 pub mod scenario;
 pub mod service;
+pub mod total_failure;
 pub mod world;
 
 use crate::id::{GroupName, ProcessId, ViewId};
@@ -98,6 +100,9 @@ pub struct SimConfig {
     /// A bug planted in the cores for the run (`None` from [`SimConfig::from_seed`]).
     #[cfg(feature = "planted-bugs")]
     pub planted: Option<crate::proto::planted::PlantedBug>,
+    /// A deliberately broken total-failure recovery: the simulated data directories make
+    /// wrong claims (`None` from [`SimConfig::from_seed`]; checker self-tests only).
+    pub claim_fault: Option<total_failure::ClaimFault>,
 }
 
 /// The simulated service edge's limits. The simulated service handles every event as it is
@@ -166,6 +171,7 @@ impl SimConfig {
             power_loss_probability: 0.5,
             #[cfg(feature = "planted-bugs")]
             planted: None,
+            claim_fault: None,
         };
         let mut world_rng = StdRng::seed_from_u64(seed ^ WORLD_SALT);
         config.world = WorldFaults::draw(&mut world_rng);
@@ -212,6 +218,8 @@ pub struct SimReport {
     pub client_stats: ClientStats,
     /// The simulated clients as the run left them (for the test to read what they recorded).
     pub clients: Vec<Box<dyn SimulatedClient>>,
+    /// What the total-failure scenario did and saw, if the run is one.
+    pub total_failure: Option<total_failure::TotalFailureReport>,
 }
 
 impl SimReport {
@@ -223,6 +231,7 @@ impl SimReport {
                 "departed_voter"
             }
             Scenario::Blocking(_) => "blocking",
+            Scenario::TotalFailure => "total_failure_without_durable_state",
         };
         format!(
             "SIM_SEED={} cargo test --release --locked -p viewsync-tests --test sim {test} -- --include-ignored --nocapture",
@@ -256,6 +265,12 @@ struct SimNode {
     record: ServiceRecord,
     /// What the node's last process left on disk, and whether its crash lost power.
     disk: Option<(Disk, bool)>,
+    /// The last view it installed in each group, as its data directory keeps it across
+    /// crashes (`runtime::data_dir::record_last_view`).
+    last_views: BTreeMap<GroupName, View>,
+    /// The durable position its service recovered at this start, if the node claimed it for
+    /// total-failure recovery ([`NodeCore::set_recovery`]).
+    claimed: Option<u64>,
     /// Stopped (`SIGSTOP`) until then: no ticks, no inputs.
     paused_until: Option<Time>,
     /// Its service stopped consuming: it handles what it is handed (so the checkers see it)
@@ -322,6 +337,8 @@ pub struct Simulation {
     clients_stats: ClientStats,
     /// Processes whose services stopped (fail-stop) in the step at hand.
     stopping: Vec<(usize, ProcessId)>,
+    /// The total-failure scenario in progress, if the run is one.
+    total_failure: Option<total_failure::TotalFailure>,
 }
 
 /// Far enough in the future to never come.
@@ -374,15 +391,19 @@ impl Simulation {
                     stamped: false,
                     record: ServiceRecord::default(),
                     disk: None,
+                    last_views: BTreeMap::new(),
+                    claimed: None,
                     paused_until: None,
                     service_paused: false,
                 }
             })
             .collect();
         let script = match config.scenario {
-            Scenario::Normal => None,
+            Scenario::Normal | Scenario::TotalFailure => None,
             Scenario::Blocking(kind) => Some(Script::new(kind)),
         };
+        let total_failure = (config.scenario == Scenario::TotalFailure)
+            .then(|| total_failure::TotalFailure::new(config.seed));
         let aux_rng = StdRng::seed_from_u64(config.seed ^ AUX_SALT);
         let mut simulation = Simulation {
             config,
@@ -414,6 +435,7 @@ impl Simulation {
             clients: Vec::new(),
             clients_stats: ClientStats::default(),
             stopping: Vec::new(),
+            total_failure,
         };
         simulation.make_clients();
         simulation
@@ -469,6 +491,8 @@ impl Simulation {
                 if self.script.is_some() {
                     self.script_step();
                     self.next_scenario_event = now + Duration::from_millis(50);
+                } else if self.total_failure.is_some() {
+                    self.next_scenario_event = self.total_failure_step();
                 } else {
                     self.scenario_event();
                     self.next_scenario_event =
@@ -500,6 +524,7 @@ impl Simulation {
         let exemption = self.record.exemption().map(|e| e.to_string());
         let liveness_checked = self.check_final_agreement();
         self.script_final_checks();
+        let total_failure = self.total_failure_final_checks();
         let duplicated = self.network.borrow().stats().duplicated;
         if self.replays_refused > duplicated {
             let detail = format!(
@@ -565,6 +590,7 @@ impl Simulation {
             trace: self.trace,
             client_stats: self.clients_stats.clone(),
             clients,
+            total_failure,
         }
     }
 

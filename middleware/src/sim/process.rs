@@ -90,6 +90,7 @@ impl Simulation {
         self.network.borrow_mut().restart(node.addr);
         self.log(format!("start {}", me.id));
         self.join(i);
+        self.claim_recovery(i);
     }
 
     pub(super) fn join(&mut self, i: usize) {
@@ -269,8 +270,10 @@ impl Simulation {
                     self.answer_parked(i, process, token, result);
                 }
                 EdgeOutput::Flush => flush = true,
-                EdgeOutput::Node(NodeOutput::ViewInstalled { change, .. }) => {
+                EdgeOutput::Node(NodeOutput::ViewInstalled { group, change }) => {
                     let process = process.expect("a live process installs views");
+                    self.nodes[i].last_views.insert(group, change.view.clone());
+                    self.saw_install_recovering(i, process, &change.view);
                     self.group_formed = true;
                     self.checker.observe_install(process, &change.view);
                     self.log(format!("{process} installs {}", change.view));

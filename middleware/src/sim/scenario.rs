@@ -37,6 +37,11 @@ pub enum Scenario {
     Normal,
     /// One thing the normal scenario avoids, with the outcome it states.
     Blocking(BlockingKind),
+    /// Every node crashes at once, then they restart one after another, under the seed's
+    /// faults: the group re-forms from the most advanced durable state of a majority of its
+    /// last view, or stays blocked for good without durable state (see
+    /// [`total_failure`](super::total_failure)).
+    TotalFailure,
 }
 
 /// What the scenario did that blocks the group for good.

@@ -133,6 +133,14 @@ pub trait SimulatedService: fmt::Debug {
     fn crash(&mut self) -> Option<Disk> {
         None
     }
+    /// How far the durable state it recovered at this start goes (its own measure, larger is
+    /// more advanced: a replica's last log index), if its state is durable. Asked once, right
+    /// after the start. With it, a node whose data directory records a last view claims it
+    /// for total-failure recovery (`NodeCore::set_recovery`), as the replica shell registers a
+    /// durable service; `None` (the default: no durable state) never re-forms a group.
+    fn durable_position(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What a factory is told when it makes the service of a process that starts.

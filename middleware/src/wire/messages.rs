@@ -334,6 +334,8 @@ pub enum Body {
         claim: RecoveryClaim,
         /// Whether the receiver, recovering too, should answer with its own claim.
         answer: bool,
+        /// Whose bid to re-form the group the sender backs, and its own bid.
+        vote: RecoveryVote,
     },
     /// Client: a request for the group's service (its bytes in the service's own encoding).
     /// The member answers with [`Body::Response`] carrying the same `tag`, at once when it
@@ -586,6 +588,21 @@ pub struct RecoveryClaim {
     pub last_view: View,
     /// How far its durable state goes.
     pub position: u64,
+}
+
+/// Where a recovering former member stands on who re-forms the group after a total failure
+/// (see `proto::membership::join`): its own bid, and the one bid it backs. A member backs at
+/// most one bid at a time and keeps backing it until that bid ends (its bidder says so, or a
+/// later incarnation of the bidder's node shows it died): a bidder that counted a majority of
+/// backers has them to itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryVote {
+    /// The round of its latest bid (0: it never bid).
+    pub round: u64,
+    /// Whether it bids now (in `round`): it holds the best claim it knows of.
+    pub bidding: bool,
+    /// The bid it backs: the bidder and its round (its own while it bids).
+    pub backs: Option<(ProcessId, u64)>,
 }
 
 /// What a member answers a client's [`Body::Request`]: the service's reply bytes, or a

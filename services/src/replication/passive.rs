@@ -432,7 +432,7 @@ pub struct PassiveReplica<S: StateMachine> {
     /// yet durable at a majority.
     pending: BTreeMap<u64, PendingUpdate<S::Output>>,
     pending_ids: HashMap<RequestId, u64>,
-    reads: HashMap<RequestId, PendingRead<S::Output>>,
+    reads: BTreeMap<RequestId, PendingRead<S::Output>>,
     /// Reads whose marker was delivered, in delivery order (positions non-decreasing).
     ready_reads: VecDeque<RequestId>,
     /// Reads under `AnyReplica`, by the position they wait for.
@@ -541,7 +541,7 @@ where
             spec_latest: HashMap::new(),
             pending: BTreeMap::new(),
             pending_ids: HashMap::new(),
-            reads: HashMap::new(),
+            reads: BTreeMap::new(),
             ready_reads: VecDeque::new(),
             queued_reads: BTreeMap::new(),
             view: None,

@@ -250,6 +250,12 @@ impl SimulatedService for SimReplica {
     fn crash(&mut self) -> Option<viewsync::sim::service::Disk> {
         Some(Box::new(self.log.clone()))
     }
+
+    /// The last index its [`SimLog`] recovered (the last record's, or the snapshot's), as the
+    /// replica shell registers a durable replica; none from a disk it could not read.
+    fn durable_position(&self) -> Option<u64> {
+        self.broken_disk.is_none().then(|| self.log.last_index())
+    }
 }
 
 /// How the key-value front ends behave.

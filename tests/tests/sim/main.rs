@@ -11,3 +11,4 @@ mod t02_blocking_scenarios;
 mod t05_regression_seeds;
 mod t06_any_service;
 mod t07_replicated_services;
+mod t08_total_failure;

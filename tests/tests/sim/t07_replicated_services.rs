@@ -111,7 +111,11 @@ fn add_stats(total: &mut FrontEndStats, s: FrontEndStats) {
 
 /// Runs `config` and judges it.
 fn judge(config: SimConfig) -> Verdict {
-    let mut report: SimReport = Simulation::new(config).run();
+    judge_report(Simulation::new(config).run())
+}
+
+/// Judges a run's report.
+fn judge_report(mut report: SimReport) -> Verdict {
     let mut failures: Vec<String> = report
         .violations
         .iter()
@@ -706,5 +710,189 @@ mod sequencer {
         fn needs_sync(&self) -> bool {
             self.inner.needs_sync()
         }
+    }
+}
+
+/// A run of `service` with simulated front ends (as [`replicated_config`]) through the
+/// total-failure scenario: every node crashes at once 3–6 s in, and they restart one after
+/// another (see `viewsync::sim::total_failure`).
+fn total_failure_config(seed: u64, service: ServiceFactory) -> SimConfig {
+    let mut config = replicated_config(seed, service);
+    config.scenario = viewsync::sim::scenario::Scenario::TotalFailure;
+    config
+}
+
+/// Runs `config` through the total-failure scenario and judges it: the simulator's checks,
+/// the scenario's stated outcome, and the clients' (every history linearizable across the
+/// failure, every key read back at the end: an acknowledged write the re-formed group lost
+/// shows as a read that cannot be linearized). Also returns what the scenario saw.
+fn judge_total_failure(
+    config: SimConfig,
+) -> (Verdict, viewsync::sim::total_failure::TotalFailureReport) {
+    let mut report = Simulation::new(config).run();
+    let total_failure = report
+        .total_failure
+        .take()
+        .expect("a total-failure run reports");
+    let mut verdict = judge_report(report);
+    if total_failure.reformations.is_empty() {
+        verdict
+            .failures
+            .push("the group never re-formed after the total failure".into());
+    }
+    if !verdict.liveness_checked {
+        verdict
+            .failures
+            .push("liveness not checked: the final reads were not required".into());
+    }
+    (verdict, total_failure)
+}
+
+/// The passive core through the total-failure scenario: every seed re-forms its group once a
+/// majority of the last view's voters is back, from a state at least what a majority of them
+/// made durable, and the clients' histories, which span the failure, are linearizable with
+/// every key read back at the end.
+#[test]
+fn passive_replication_recovers_from_a_total_failure() {
+    let test = "passive_replication_recovers_from_a_total_failure";
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    // Members back at the re-formation, of how many voters: runs.
+    let mut back: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+    let (mut reformed, mut below_best, mut all_back, mut power_losses) = (0, 0, 0, 0);
+    let mut positions: Vec<u64> = Vec::new();
+    for seed in seeds(0..250) {
+        let (verdict, total_failure) = judge_total_failure(total_failure_config(seed, passive()));
+        if let Some(first) = total_failure.reformations.first() {
+            reformed += 1;
+            let voters = total_failure.last_voters().len();
+            *back.entry((first.back.len(), voters)).or_default() += 1;
+            all_back += u64::from(first.back.len() == voters);
+            positions.push(first.position);
+            // Some restarted voter held more than the re-former (an unacknowledged tail, or a
+            // claimant not yet back): the choice among the claimants mattered.
+            let best = total_failure.positions().values().flatten().copied().max();
+            below_best += u64::from(best.is_some_and(|b| b > first.position));
+        }
+        power_losses += verdict.clients.power_losses;
+        if !verdict.failures.is_empty() {
+            eprintln!("seed {seed} (total failure): {:?}", verdict.failures);
+            if let Some(counterexample) = &verdict.counterexample {
+                eprintln!("{counterexample}");
+            }
+            eprintln!("  replay: {}", replay_command(seed, test));
+        }
+        summary.add(&verdict);
+    }
+    positions.sort_unstable();
+    let shown: Vec<String> = back
+        .iter()
+        .map(|((b, v), n)| format!("{b} of {v}: {n}"))
+        .collect();
+    println!(
+        "passive, total failure ({:.1} s):\n{summary}\nre-formed: {reformed} of {} seeds (voters of the last view back at the re-formation: {}; all back: {all_back}); \
+         from positions {} to {} (median {}); {below_best} below a restarted voter's position; {power_losses} power losses",
+        started.elapsed().as_secs_f64(),
+        summary.runs,
+        shown.join(", "),
+        positions.first().copied().unwrap_or(0),
+        positions.last().copied().unwrap_or(0),
+        positions.get(positions.len() / 2).copied().unwrap_or(0),
+    );
+    assert!(
+        summary.failing.is_empty(),
+        "failing seeds: {:?}",
+        summary.failing
+    );
+    if summary.runs >= 50 {
+        // The sweep exercised what it claims: re-formations before every voter was back,
+        // from a state past nothing, with power losses.
+        assert!(reformed == summary.runs && all_back < reformed && power_losses > 0);
+        assert!(positions.last().is_some_and(|p| *p > 0));
+    }
+}
+
+/// A deliberately broken recovery is caught: with the claims' positions inverted (the least
+/// advanced claimant re-forms) some seed loses acknowledged writes, and the simulator's
+/// check (a re-formation from below what a majority made durable) and the clients' (a
+/// history that cannot be linearized) both say so; the same seed passes with honest claims.
+#[test]
+fn passive_total_failure_the_checks_catch_a_recovery_from_the_least_advanced() {
+    let test = "the_checks_catch_a_recovery_from_the_least_advanced";
+    let mut caught = None;
+    for seed in seeds(0..40) {
+        let mut config = total_failure_config(seed, passive());
+        config.claim_fault = Some(viewsync::sim::total_failure::ClaimFault::Inverted);
+        let (verdict, total_failure) = judge_total_failure(config);
+        let lost = verdict.counterexample.is_some()
+            && verdict
+                .failures
+                .iter()
+                .any(|f| f.contains("durable at a majority are lost"));
+        if lost {
+            let first = total_failure.reformations.first().expect("re-formed");
+            println!(
+                "seed {seed}: {} re-formed from position {} (a majority held {:?}): {:?}",
+                first.process,
+                first.position,
+                total_failure.majority_position(),
+                verdict.failures
+            );
+            println!("{}", verdict.counterexample.as_deref().unwrap_or_default());
+            println!(
+                "  replay: SIM_SEED={seed} ... (broken claims) {}",
+                replay_command(seed, test)
+            );
+            caught = Some(seed);
+            break;
+        }
+    }
+    let seed = caught.expect("no seed caught the least advanced claimant re-forming");
+    let (verdict, _) = judge_total_failure(total_failure_config(seed, passive()));
+    assert!(
+        verdict.failures.is_empty(),
+        "seed {seed} with honest claims: {:?}",
+        verdict.failures
+    );
+}
+
+/// Seeds in which two claimants each re-formed the group before claimants backed one bid at a
+/// time (`proto::membership::join`, *Backing*): under one-way cuts a claimant counted a
+/// majority that never heard it (72, 166, 208, 232, 662, 756), or one that had just joined the
+/// first re-formed group (109); 166 and 208 lost acknowledged writes on the merge.
+#[test]
+fn passive_total_failure_seeds_that_once_made_two_groups() {
+    for seed in [72, 109, 166, 208, 232, 662, 756] {
+        let (verdict, total_failure) = judge_total_failure(total_failure_config(seed, passive()));
+        assert!(
+            verdict.failures.is_empty() && total_failure.reformations.len() == 1,
+            "seed {seed}: {:?}\n  replay: {}",
+            verdict.failures,
+            replay_command(seed, "seeds_that_once_made_two_groups")
+        );
+    }
+}
+
+/// Open: seeds of `SIM_SEEDS=1000..4000` (none below 1000) in which the group re-forms from
+/// claims naming an older view than the last one installed, before a majority of that last
+/// view's voters is back. A claim names the last view its maker *installed*; a voter that
+/// accepted (or proposed) the next view and crashed before installing it claims the older
+/// one, so the claimants count a majority of a view the group had already left (seed 2949:
+/// node 1 proposes view 7 with its outgoing links cut, node 2 accepts and installs it, node 1
+/// never learns it was decided; nodes 1 and 3 re-form from view 6 while node 2, holding
+/// position 5, is still down). No acknowledged write was lost in these seeds (an update
+/// acknowledged in the unknown view needs a majority of its voters to have installed it), but
+/// the rule's argument does not hold there; see docs/TESTING.md.
+#[test]
+#[ignore = "open: a claim names the last view installed, not the last accepted (docs/TESTING.md)"]
+fn passive_total_failure_a_view_its_proposer_never_installed() {
+    for seed in [1298, 2949, 3710, 3834] {
+        let (verdict, _) = judge_total_failure(total_failure_config(seed, passive()));
+        assert!(
+            verdict.failures.is_empty(),
+            "seed {seed}: {:?}\n  replay: {}",
+            verdict.failures,
+            replay_command(seed, "a_view_its_proposer_never_installed")
+        );
     }
 }

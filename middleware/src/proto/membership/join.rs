@@ -15,6 +15,19 @@
 //! service is durable at a majority of the voters of the view it was acknowledged in, so the
 //! most advanced state among a majority holds all of them; and because a live group can only
 //! have moved past that view with a majority of its voters, which are here, restarted.
+//!
+//! **Backing.** Hearing a claim does not make its maker a party to a re-formation: under
+//! one-way cuts two claimants could each hear the same majority (who never heard them, or
+//! have joined the first one's group since) and re-form twice. So a claimant that finds its
+//! own claim the best *bids* (a numbered round), every claimant backs at most one bid at a
+//! time (the best claimant it knows of, while it bids, or its own), and a bidder re-forms
+//! only with the backing of a majority of the last view's voters, itself included. A claimant
+//! keeps backing a bid until that bid ends: its bidder says so (it heard a better claim) or a
+//! later incarnation of the bidder's node shows the bidder died. A bidder that re-forms never
+//! ends its bid, so its backers never back another: two re-formations would need a voter
+//! backing both ([`RecoveryVote`]). A claimant that saw a member (the group exists) neither
+//! bids nor backs. The backing is kept in memory: a claimant restarted again during the
+//! recovery forgets whom it backed (as a crashed acceptor forgets its votes).
 
 use super::config::MembershipConfig;
 use super::output::MembershipOutput;
@@ -22,7 +35,7 @@ use crate::id::NodeId;
 use crate::id::ProcessId;
 use crate::proto::Time;
 use crate::view::Member;
-use crate::wire::{Body, RecoveryClaim};
+use crate::wire::{Body, RecoveryClaim, RecoveryVote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -35,8 +48,14 @@ pub(super) struct Joiner {
     joining_peers: BTreeMap<ProcessId, Time>,
     /// A seed answered as a member, or refused us: do not create the group.
     group_seen: bool,
-    /// Claims heard from other recovering former members: their claim, address and when.
-    claims: BTreeMap<ProcessId, (RecoveryClaim, SocketAddr, Time)>,
+    /// Claims heard from other recovering former members: their claim, address, when, and
+    /// their vote.
+    claims: BTreeMap<ProcessId, (RecoveryClaim, SocketAddr, Time, RecoveryVote)>,
+    /// This process's own vote, while it recovers: its bid and the bid it backs.
+    vote: RecoveryVote,
+    /// Where the bidder it backs listens: its claims keep going there (the bidder must be
+    /// able to tell it the bid ended), even once the bidder's claim is no longer fresh.
+    backed_addr: Option<SocketAddr>,
 }
 
 /// Where total-failure recovery stands, for a joiner with a claim.
@@ -52,6 +71,8 @@ pub(super) struct RecoveryStanding {
     pub(super) needed: usize,
     /// Whether this process is the claimant that re-forms the group.
     pub(super) mine_is_best: bool,
+    /// The claimant with the most advanced state.
+    pub(super) best: ProcessId,
 }
 
 impl Joiner {
@@ -62,12 +83,76 @@ impl Joiner {
             joining_peers: BTreeMap::new(),
             group_seen: false,
             claims: BTreeMap::new(),
+            vote: RecoveryVote::default(),
+            backed_addr: None,
         }
     }
 
-    /// A recovering former member `peer` made `claim` at `now`.
-    pub(super) fn heard_claim(&mut self, peer: Member, claim: RecoveryClaim, now: Time) {
-        self.claims.insert(peer.id, (claim, peer.addr, now));
+    /// A recovering former member `peer` made `claim` with `vote` at `now`. A later
+    /// incarnation of the node whose bid this process backs, or that bidder ending the bid,
+    /// ends the backing.
+    pub(super) fn heard_claim(
+        &mut self,
+        peer: Member,
+        claim: RecoveryClaim,
+        vote: RecoveryVote,
+        now: Time,
+    ) {
+        let node = peer.id.node;
+        if self
+            .claims
+            .keys()
+            .any(|p| p.node == node && p.incarnation > peer.id.incarnation)
+        {
+            // A message of a process its node has restarted since.
+            return;
+        }
+        self.claims
+            .retain(|p, _| p.node != node || p.incarnation == peer.id.incarnation);
+        if let Some((bidder, round)) = self.vote.backs {
+            let died = bidder.node == node && bidder.incarnation < peer.id.incarnation;
+            let ended =
+                bidder == peer.id && (vote.round > round || (vote.round == round && !vote.bidding));
+            if died || ended {
+                self.vote.backs = None;
+            }
+        }
+        self.claims.insert(peer.id, (claim, peer.addr, now, vote));
+    }
+
+    /// This process's vote, for its claims.
+    pub(super) fn vote(&self) -> RecoveryVote {
+        self.vote
+    }
+
+    /// Updates this process's vote, recovering with `mine`: its bid ends when it hears a
+    /// better claim or a member; unless it backs a bid, it bids when its claim is the best it
+    /// knows of, or else backs the best claimant if that one bids.
+    pub(super) fn update_vote(
+        &mut self,
+        now: Time,
+        config: &MembershipConfig,
+        me: ProcessId,
+        mine: &RecoveryClaim,
+    ) {
+        let best = self.recovery(now, config, me, mine).best;
+        if self.vote.bidding && (best != me || self.group_seen) {
+            self.vote.bidding = false;
+            self.vote.backs = None;
+        }
+        if self.vote.backs.is_some() || self.group_seen {
+            return;
+        }
+        if best == me {
+            self.vote.round += 1;
+            self.vote.bidding = true;
+            self.vote.backs = Some((me, self.vote.round));
+        } else if let Some((_, addr, _, vote)) = self.claims.get(&best) {
+            if vote.bidding {
+                self.vote.backs = Some((best, vote.round));
+                self.backed_addr = Some(*addr);
+            }
+        }
     }
 
     /// Where recovery stands for this process, recovering with `mine`: claims older than the
@@ -82,8 +167,8 @@ impl Joiner {
         let fresh = self
             .claims
             .iter()
-            .filter(|(_, (_, _, heard))| now.saturating_sub(*heard) < config.bootstrap_timeout)
-            .map(|(p, (c, _, _))| (*p, c));
+            .filter(|(_, (_, _, heard, _))| now.saturating_sub(*heard) < config.bootstrap_timeout)
+            .map(|(p, (c, _, _, _))| (*p, c));
         let claims: Vec<(ProcessId, &RecoveryClaim)> =
             std::iter::once((me, mine)).chain(fresh).collect();
         let last_view = claims
@@ -110,13 +195,15 @@ impl Joiner {
             voters,
             back: back.into_iter().collect(),
             mine_is_best: best == me,
+            best,
         }
     }
 
     /// Whether this process re-forms the group now, recovering with `mine` since `since`:
-    /// no member answered for the bootstrap timeout, a majority of the last view's voters is
-    /// back, and this process holds the most advanced state among them. Returns the epoch of
-    /// the latest view known, which the new view follows.
+    /// no member answered for the bootstrap timeout, this process bids (it holds the most
+    /// advanced state among the claimants it heard), and a majority of the last view's voters
+    /// back its bid, itself included. Returns the epoch of the latest view known, which the
+    /// new view follows.
     pub(super) fn may_recover(
         &mut self,
         now: Time,
@@ -126,19 +213,33 @@ impl Joiner {
         mine: &RecoveryClaim,
     ) -> Option<u64> {
         self.claims
-            .retain(|_, (_, _, heard)| now.saturating_sub(*heard) < config.bootstrap_timeout);
-        if self.group_seen || now.saturating_sub(since) < config.bootstrap_timeout {
+            .retain(|_, (_, _, heard, _)| now.saturating_sub(*heard) < config.bootstrap_timeout);
+        self.update_vote(now, config, me, mine);
+        if self.group_seen
+            || now.saturating_sub(since) < config.bootstrap_timeout
+            || !self.vote.bidding
+        {
             return None;
         }
         let standing = self.recovery(now, config, me, mine);
-        (standing.back.len() >= standing.needed && standing.mine_is_best)
+        let bid = Some((me, self.vote.round));
+        let backers: BTreeSet<NodeId> = std::iter::once(me.node)
+            .chain(
+                self.claims
+                    .iter()
+                    .filter(|(_, (_, _, _, vote))| vote.backs == bid)
+                    .map(|(p, _)| p.node),
+            )
+            .filter(|n| standing.voters.contains(n))
+            .collect();
+        (standing.back.len() >= standing.needed && backers.len() >= standing.needed)
             .then_some(standing.last_view.id.epoch)
     }
 
     /// The addresses of recovering peers heard from, which join requests also go to (after a
     /// total failure they may listen on new addresses that no seed list names).
     pub(super) fn claimant_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.claims.values().map(|(_, addr, _)| *addr)
+        self.claims.values().map(|(_, addr, _, _)| *addr)
     }
 
     /// The seeds.
@@ -210,6 +311,7 @@ impl Joiner {
                 .iter()
                 .map(|m| m.addr)
                 .chain(self.claimant_addresses())
+                .chain(self.vote.backs.and(self.backed_addr))
                 .collect(),
             None => Vec::new(),
         };
@@ -230,6 +332,7 @@ impl Joiner {
                         body: Body::Recovering {
                             claim: claim.clone(),
                             answer: true,
+                            vote: self.vote,
                         },
                     });
                 }

@@ -546,21 +546,29 @@ impl Membership {
             }
             Body::Discover { view } => self.handle_discover(now, from, view, &mut out),
             Body::DiscoverReply { view } => self.handle_discover_reply(now, from, view, &mut out),
-            Body::Recovering { claim, answer } => {
+            Body::Recovering {
+                claim,
+                answer,
+                vote,
+            } => {
                 // Only a recovering joiner listens; members answer the join request that
                 // came with the claim, which tells the claimant the group exists.
-                if let (Status::Joining { .. }, Some(mine)) = (&self.status, self.recovery_claim())
+                if let (Status::Joining { .. }, Some(mine)) =
+                    (&self.status, self.recovery_claim().cloned())
                 {
+                    self.joiner.heard_claim(from, claim, vote, now);
+                    self.joiner
+                        .update_vote(now, &self.config, self.me.id, &mine);
                     if answer {
                         out.push(MembershipOutput::Send {
                             to: from.addr,
                             body: Body::Recovering {
-                                claim: mine.clone(),
+                                claim: mine,
                                 answer: false,
+                                vote: self.joiner.vote(),
                             },
                         });
                     }
-                    self.joiner.heard_claim(from, claim, now);
                 }
             }
             Body::MergeInto { target } => self.handle_merge_into(now, from, target, &mut out),

@@ -3,7 +3,7 @@
 use super::*;
 use crate::id::{Incarnation, NodeId};
 use crate::view::ViewChange;
-use crate::wire::{BlockedReason, FlushReport, Round};
+use crate::wire::{BlockedReason, FlushReport, RecoveryVote, Round};
 use std::time::Duration;
 
 fn member(n: u64) -> Member {
@@ -998,23 +998,40 @@ fn after_a_total_failure_the_most_advanced_of_a_majority_of_the_last_view_re_for
         id: a.me.id,
         addr: a.me.addr,
     };
+    // a, alone, bid: its claim was the best it knew of.
+    assert_eq!(
+        a.joiner.vote(),
+        RecoveryVote {
+            round: 1,
+            bidding: true,
+            backs: Some((a.me.id, 1))
+        }
+    );
     let out = b.handle_message(
         ms(3_001),
         a_from,
         Body::Recovering {
             claim: claim(&a),
             answer: true,
+            vote: a.joiner.vote(),
         },
     );
     assert_eq!(claims_sent(&out), vec![(member(1).addr, false)]);
+    // b holds more (55 > 40): it bids.
+    let b_vote = b.joiner.vote();
+    assert!(b_vote.bidding && b_vote.backs == Some((b.me.id, b_vote.round)));
     a.handle_message(
         ms(3_002),
         b_from,
         Body::Recovering {
             claim: claim(&b),
             answer: false,
+            vote: b_vote,
         },
     );
+    // a's bid ends, and a backs b's.
+    assert_eq!(a.joiner.vote().backs, Some((b.me.id, b_vote.round)));
+    assert!(!a.joiner.vote().bidding);
     // Two of three are back. a holds less (40 < 55): it waits for b to re-form the group.
     let out = a.handle_tick(ms(3_100));
     assert!(
@@ -1022,7 +1039,24 @@ fn after_a_total_failure_the_most_advanced_of_a_majority_of_the_last_view_re_for
             .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))),
         "{out:?}"
     );
-    // b, the most advanced, re-forms it at the next epoch, alone, from its own state.
+    // b has heard a's claim but not yet that a backs it: not yet.
+    let out = b.handle_tick(ms(3_050));
+    assert!(
+        out.iter()
+            .all(|o| !matches!(o, MembershipOutput::ViewInstalled(_))),
+        "{out:?}"
+    );
+    b.handle_message(
+        ms(3_060),
+        a_from,
+        Body::Recovering {
+            claim: claim(&a),
+            answer: false,
+            vote: a.joiner.vote(),
+        },
+    );
+    // b, the most advanced and backed by a majority, re-forms it at the next epoch, alone,
+    // from its own state.
     let out = b.handle_tick(ms(3_100));
     let installed: Vec<&ViewChange> = out
         .iter()
@@ -1051,6 +1085,7 @@ fn a_recovering_process_never_re_forms_a_group_a_member_answered_for() {
         Body::Recovering {
             claim: b.recovery.clone().unwrap(),
             answer: false,
+            vote: RecoveryVote::default(),
         },
     );
     // A live member answers the join request with its view: the group exists.
@@ -1085,8 +1120,76 @@ fn a_recovering_process_never_re_forms_a_group_a_member_answered_for() {
         Body::Recovering {
             claim: b.recovery.clone().unwrap(),
             answer: true,
+            vote: RecoveryVote::default(),
         },
     );
     assert_eq!(out, vec![]);
     let _ = b.handle_tick(ms(1));
+}
+
+/// `from`'s claim and vote, as it sends them, handed to `to` at `t`.
+fn hear_claim(to: &mut Membership, from: &Membership, t: u64) {
+    let member = Member {
+        id: from.me.id,
+        addr: from.me.addr,
+    };
+    let body = Body::Recovering {
+        claim: from.recovery.clone().unwrap(),
+        answer: false,
+        vote: from.joiner.vote(),
+    };
+    to.handle_message(ms(t), member, body);
+}
+
+fn re_formed(out: &[MembershipOutput]) -> bool {
+    out.iter()
+        .any(|o| matches!(o, MembershipOutput::ViewInstalled(_)))
+}
+
+/// Seed 72 of the total-failure sweep, reduced: a claimant whose outgoing links are cut hears
+/// a majority of the last view's voters and holds the best claim among them, but they never
+/// heard it, so none backs it and it does not re-form; the next best, heard by them, re-forms
+/// with their backing. (Counting claims alone, both re-formed: two groups.)
+#[test]
+fn a_claimant_the_others_never_heard_does_not_re_form_beside_the_one_they_back() {
+    let last = view(7, &[1, 2, 3, 4]);
+    let mut c = recovering(3, &last, 50);
+    let mut d = recovering(4, &last, 50);
+    let mut b = recovering(2, &last, 30);
+    // Alone past the bootstrap timeout, each bids.
+    for core in [&mut c, &mut d, &mut b] {
+        assert!(!re_formed(&core.handle_tick(ms(1_500))));
+        assert!(core.joiner.vote().bidding);
+    }
+    // d and b hear each other: b's bid ends and it backs d's; d is backed by two of four.
+    hear_claim(&mut b, &d, 1_600);
+    assert_eq!(b.joiner.vote().backs, Some((d.me.id, 1)));
+    hear_claim(&mut d, &b, 1_610);
+    assert!(!re_formed(&d.handle_tick(ms(1_700))));
+    // c hears both (three of four voters back) and holds the best claim (50, then node 3
+    // before node 4), but nobody backs it.
+    hear_claim(&mut c, &d, 1_620);
+    hear_claim(&mut c, &b, 1_630);
+    assert!(c.joiner.vote().bidding);
+    assert!(!re_formed(&c.handle_tick(ms(1_700))));
+    // Node 1 restarts with the best claim; d and b hear it.
+    let mut a = recovering(1, &last, 50);
+    assert!(!re_formed(&a.handle_tick(ms(1_700))));
+    hear_claim(&mut d, &a, 1_710);
+    // d's bid ends: it backs a's. b still backs d's bid until it hears that bid ended.
+    assert_eq!(d.joiner.vote().backs, Some((a.me.id, 1)));
+    hear_claim(&mut b, &a, 1_720);
+    assert_eq!(b.joiner.vote().backs, Some((d.me.id, 1)));
+    hear_claim(&mut b, &d, 1_730);
+    assert_eq!(b.joiner.vote().backs, Some((a.me.id, 1)));
+    hear_claim(&mut a, &d, 1_740);
+    assert!(!re_formed(&a.handle_tick(ms(1_750))), "two of four");
+    hear_claim(&mut a, &b, 1_760);
+    assert!(re_formed(&a.handle_tick(ms(1_800))));
+    // c, still cut off and bidding, never gets a backer.
+    for t in [2_000, 2_500, 3_000] {
+        hear_claim(&mut c, &d, t - 10);
+        hear_claim(&mut c, &b, t - 5);
+        assert!(!re_formed(&c.handle_tick(ms(t))));
+    }
 }
