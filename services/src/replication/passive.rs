@@ -1191,8 +1191,24 @@ where
         let mine = self.tail.iter().find(|(at, _)| *at == since);
         if let (Some(anchor), Some((_, mine))) = (&body.anchor, mine) {
             if anchor != mine {
+                // This replica's records from there on were never acknowledged (the group,
+                // re-formed after a total failure from a majority's state, wrote others at
+                // those positions; it is live, since it provides this delta). Its own copy is
+                // not the group's data: discard it durably, so the restart after this
+                // fail-stop starts empty and receives the whole state instead of asking for a
+                // delta from a position of another history for ever.
+                let empty = encode_snapshot(
+                    PASSIVE_SNAPSHOT_KIND,
+                    &SnapshotBody::<S::Output> {
+                        index: 0,
+                        machine: S::default().snapshot(),
+                        clients: Vec::new(),
+                    },
+                );
+                self.log.reset(0, &empty)?;
+                self.log.sync()?;
                 return Err(store_error(format_args!(
-                    "the delta's record at {since} is not this replica's: its state is of another history"
+                    "the delta's record at {since} is not this replica's: its state is of another history (discarded: the restart receives the whole state)"
                 )));
             }
         }

@@ -933,14 +933,20 @@ fn a_replica_of_another_history_refuses_the_delta() {
     let view = joiners_view(2);
     first.nodes.get_mut(&1).unwrap().snapshot_for(view);
     let delta = first.node(1).delta(view, 3).expect("held");
-    let (mut stranger, _) = restarted(2, &logs[&2], |_| {});
+    let (mut stranger, disk) = restarted(2, &logs[&2], |_| {});
     assert_eq!(stranger.committed_index(), 3);
     let before = stranger.snapshot();
     let error = stranger
         .handle(&restore(view, delta, Some(3)))
         .expect_err("another history");
     assert!(error.to_string().contains("another history"), "{error}");
+    // Nothing of the delta was applied.
     assert_eq!(stranger.snapshot(), before);
+    // Its own copy (never acknowledged: the live group wrote others) is discarded on disk, so
+    // the restart after this fail-stop starts empty and gets the whole state, instead of
+    // asking for a delta from a position of another history for ever.
+    let (again, _) = restarted(2, &disk, |_| {});
+    assert_eq!(again.committed_index(), 0);
 }
 
 #[test]
