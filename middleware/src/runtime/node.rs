@@ -238,7 +238,7 @@ impl<T: ActorTransport> NodeActor<T> {
 
     /// The core accepted an own multicast in `group`; `wait` is its caller's, if it waits.
     fn accepted(&mut self, group: &GroupName, wait: Option<(Until, WaitReply)>) {
-        let own = self.own.entry(group.clone()).or_default();
+        let own = own_of(&mut self.own, group);
         let index = own.accepted;
         own.accepted += 1;
         if let Some((until, reply)) = wait {
@@ -359,7 +359,7 @@ impl<T: ActorTransport> NodeActor<T> {
         let mut resolves = None;
         if let ServiceEvent::Deliver { message, .. } = &event {
             if message.sender == self.core.me().id {
-                let own = self.own.entry(group.clone()).or_default();
+                let own = own_of(&mut self.own, &group);
                 let index = own.settled;
                 own.settled += 1;
                 if own.waiting.front().is_some_and(|w| w.index == index) {
@@ -560,6 +560,18 @@ impl<T: ActorTransport> NodeActor<T> {
         }
         .with_multicast(self.core.groups().map(|g| g.multicast()))
     }
+}
+
+/// `group`'s own-multicast counts, created at first use. Every own multicast and own delivery
+/// comes here, so the group name is cloned only the first time, not on the hot path.
+fn own_of<'a>(
+    own: &'a mut BTreeMap<GroupName, OwnMulticasts>,
+    group: &GroupName,
+) -> &'a mut OwnMulticasts {
+    if !own.contains_key(group) {
+        own.insert(group.clone(), OwnMulticasts::default());
+    }
+    own.get_mut(group).expect("just made")
 }
 
 fn log_event(output: &NodeOutput) {

@@ -419,17 +419,13 @@ impl Simulation {
         }
     }
 
-    /// A stamped service's multicast: the simulator's id in front of its payload, through the
-    /// edge (parked if the outbox is full); refused, the process stops (fail-stop).
-    fn service_multicast(&mut self, i: usize, payload: bytes::Bytes) {
-        let now = self.local_now(i);
-        let group = self.group.clone();
-        let effective = self.config.settings.multicast.ordering;
-        let node = &mut self.nodes[i];
-        let Some(core) = node.core.as_mut() else {
-            return;
-        };
-        let me = core.me().id;
+    /// Names node `i`'s next multicast and tells the delivery checker of it, with what the
+    /// sender had delivered of each stream; `None` while the node is down. The id names the
+    /// node, its start (not its incarnation, which may be a clock reading) and the service's
+    /// counter, which the caller advances once the multicast is accepted.
+    fn announce_multicast(&mut self, i: usize, effective: Ordering) -> Option<(ProcessId, u64)> {
+        let node = &self.nodes[i];
+        let me = node.core.as_ref()?.me().id;
         let id = (me.node.0 << 48) | (node.incarnations << 32) | (node.record.counter + 1);
         let deps: Vec<(ProcessId, u64)> = node
             .record
@@ -439,6 +435,20 @@ impl Simulation {
             .collect();
         self.deliveries
             .on_multicast(id, me, effective, deps, node.record.view);
+        Some((me, id))
+    }
+
+    /// A stamped service's multicast: the simulator's id in front of its payload, through the
+    /// edge (parked if the outbox is full); refused, the process stops (fail-stop).
+    fn service_multicast(&mut self, i: usize, payload: bytes::Bytes) {
+        let now = self.local_now(i);
+        let group = self.group.clone();
+        let effective = self.config.settings.multicast.ordering;
+        let Some((me, id)) = self.announce_multicast(i, effective) else {
+            return;
+        };
+        let node = &mut self.nodes[i];
+        let core = node.core.as_mut().expect("announced: the node is up");
         let mut stamped = Vec::with_capacity(8 + payload.len());
         stamped.extend_from_slice(&id.to_le_bytes());
         stamped.extend_from_slice(&payload);
@@ -531,23 +541,12 @@ impl Simulation {
         };
         let now = self.local_now(i);
         let group = self.group.clone();
-        let node = &mut self.nodes[i];
-        let Some(core) = node.core.as_mut() else {
+        let effective = ordering.unwrap_or(self.config.settings.multicast.ordering);
+        let Some((me, id)) = self.announce_multicast(i, effective) else {
             return;
         };
-        let me = core.me().id;
-        // The id names the node, its start (not its incarnation, which may be a clock
-        // reading) and the service's counter.
-        let id = (me.node.0 << 48) | (node.incarnations << 32) | (node.record.counter + 1);
-        let deps: Vec<(ProcessId, u64)> = node
-            .record
-            .last_counter
-            .iter()
-            .map(|(p, c)| (*p, *c))
-            .collect();
-        let effective = ordering.unwrap_or(self.config.settings.multicast.ordering);
-        self.deliveries
-            .on_multicast(id, me, effective, deps, node.record.view);
+        let node = &mut self.nodes[i];
+        let core = node.core.as_mut().expect("announced: the node is up");
         let payload = node.service.request(id);
         match node
             .edge
