@@ -59,6 +59,15 @@ pub enum NodeOutput {
         /// The view and what changed.
         change: ViewChange,
     },
+    /// This process accepted a view in a group's view change: a shell with a data directory
+    /// records it durably before it carries out the outputs that follow (see
+    /// [`MembershipOutput::ViewAccepted`]).
+    ViewAccepted {
+        /// The group.
+        group: GroupName,
+        /// The view and the view it succeeds.
+        accepted: crate::wire::AcceptedView,
+    },
     /// This process was removed from a group and is joining it again.
     Excluded {
         /// The group.
@@ -661,6 +670,10 @@ impl NodeCore {
                         change,
                     });
                 }
+                MembershipOutput::ViewAccepted(accepted) => out.push(NodeOutput::ViewAccepted {
+                    group: group.clone(),
+                    accepted,
+                }),
                 MembershipOutput::Excluded { by } => {
                     membership_changed = true;
                     out.push(NodeOutput::Excluded {
@@ -833,6 +846,9 @@ mod tests {
                 NodeOutput::ViewInstalled { group, change } => {
                     format!("view {group} {}", change.view)
                 }
+                NodeOutput::ViewAccepted { group, accepted } => {
+                    format!("accepted {group} {}", accepted.view)
+                }
                 NodeOutput::Group { group, event } => {
                     let event = format!("{event:?}");
                     format!("{group} {}", event.split([' ', '(']).next().unwrap())
@@ -858,6 +874,7 @@ mod tests {
             vec![
                 "send 10.0.0.2:7000 DiscoverReply",
                 "g Block",
+                "accepted g g view 2@1.1 [1, 2~]",
                 "send 10.0.0.2:7000 Install",
                 "view g g view 2@1.1 [1, 2~]",
                 "g View",

@@ -1,10 +1,13 @@
 //! A node's data directory (`data_dir` in the configuration): what a node keeps across
-//! restarts. Today that is its last incarnation, so that a restart gets a larger one even if
-//! the clock was stepped back (see [`next_incarnation`]), and the groups it has been a member
-//! of, so that a restarted node never founds one of them again (see [`record_membership`]).
+//! restarts. That is its last incarnation, so that a restart gets a larger one even if the
+//! clock was stepped back (see [`next_incarnation`]); the groups it has been a member of, so
+//! that a restarted node never founds one of them again (see [`record_membership`]); and, per
+//! group, the last view it installed and the latest view it accepted in a view change, which
+//! recovery from a total failure needs (see [`record_last_view`], [`record_accepted_view`]).
 //!
 //! The file `incarnation` holds the decimal incarnation and a newline; `member-of` holds one
-//! group name per line. Each is replaced atomically: written to a `.tmp` file, synced, renamed
+//! group name per line; `last-view-<group>` and `accepted-view-<group>` hold the hex of a
+//! bincode encoding. Each is replaced atomically: written to a `.tmp` file, synced, renamed
 //! over the old one, and the directory synced; a crash at any point leaves the old or the new
 //! contents, never a torn file.
 
@@ -154,10 +157,8 @@ pub const LAST_VIEW_PREFIX: &str = "last-view-";
 /// encoding, replaced atomically), so that after a total failure the restarted members know
 /// which view's majority must be back before the group re-forms.
 pub fn record_last_view(dir: &Path, view: &crate::view::View) -> Result<(), DataDirError> {
-    let bytes = bincode::serde::encode_to_vec(view, bincode::config::standard())
-        .expect("in-memory encoding of a view does not fail");
     let name = format!("{LAST_VIEW_PREFIX}{}", view.group.as_str());
-    write_atomically(dir, &name, &format!("{}\n", hex::encode(bytes)))
+    write_atomically(dir, &name, &encode_hex(view))
 }
 
 /// The last view this node recorded installing in `group`, if any.
@@ -166,23 +167,78 @@ pub fn recorded_last_view(
     group: &crate::id::GroupName,
 ) -> Result<Option<crate::view::View>, DataDirError> {
     let path = dir.join(format!("{LAST_VIEW_PREFIX}{}", group.as_str()));
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(DataDirError::Read { path, source }),
+    let Some(view) = read_hex::<crate::view::View>(&path)? else {
+        return Ok(None);
     };
-    let corrupt = |problem: String| DataDirError::CorruptView {
-        path: path.clone(),
-        problem,
-    };
-    let bytes = hex::decode(text.trim()).map_err(|e| corrupt(e.to_string()))?;
-    let (view, _): (crate::view::View, usize) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map_err(|e| corrupt(e.to_string()))?;
     if &view.group != group || !view.is_well_formed() {
-        return Err(corrupt(format!("not a view of group {group}")));
+        return Err(corrupt_view(&path, format!("not a view of group {group}")));
     }
     Ok(Some(view))
+}
+
+/// The prefix of the files holding the latest view this node accepted in a view change of
+/// each group (`accepted-view-<group>`), in the data directory.
+pub const ACCEPTED_VIEW_PREFIX: &str = "accepted-view-";
+
+/// Records `accepted` as the latest view this node accepted in its group's view changes
+/// (hex of its bincode encoding, replaced atomically). The node writes it before its
+/// `Accepted` leaves: a view may be decided by the acceptances of members that all crash
+/// before installing it, and only these records tell the restarted members that it may
+/// have been the last view (see `proto::membership::join`).
+pub fn record_accepted_view(
+    dir: &Path,
+    accepted: &crate::wire::AcceptedView,
+) -> Result<(), DataDirError> {
+    let name = format!("{ACCEPTED_VIEW_PREFIX}{}", accepted.view.group.as_str());
+    write_atomically(dir, &name, &encode_hex(accepted))
+}
+
+/// The latest view this node recorded accepting in `group`, if any.
+pub fn recorded_accepted_view(
+    dir: &Path,
+    group: &crate::id::GroupName,
+) -> Result<Option<crate::wire::AcceptedView>, DataDirError> {
+    let path = dir.join(format!("{ACCEPTED_VIEW_PREFIX}{}", group.as_str()));
+    let Some(accepted) = read_hex::<crate::wire::AcceptedView>(&path)? else {
+        return Ok(None);
+    };
+    if &accepted.view.group != group || !accepted.view.is_well_formed() {
+        return Err(corrupt_view(&path, format!("not a view of group {group}")));
+    }
+    Ok(Some(accepted))
+}
+
+fn corrupt_view(path: &Path, problem: String) -> DataDirError {
+    DataDirError::CorruptView {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+/// Hex of the bincode encoding of `value`, and a newline.
+fn encode_hex(value: &impl serde::Serialize) -> String {
+    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("in-memory encoding of a view does not fail");
+    format!("{}\n", hex::encode(bytes))
+}
+
+/// The value `encode_hex` wrote at `path`, if the file exists.
+fn read_hex<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, DataDirError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(DataDirError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let bytes = hex::decode(text.trim()).map_err(|e| corrupt_view(path, e.to_string()))?;
+    let (value, _): (T, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map_err(|e| corrupt_view(path, e.to_string()))?;
+    Ok(Some(value))
 }
 
 /// Replaces `dir/name` with `contents`: temporary file, sync, rename, directory sync.
@@ -291,10 +347,46 @@ mod tests {
             vec![me],
         );
         record_last_view(&data, &view).unwrap();
-        assert_eq!(recorded_last_view(&data, &group).unwrap(), Some(view));
+        assert_eq!(
+            recorded_last_view(&data, &group).unwrap(),
+            Some(view.clone())
+        );
         fs::write(data.join("last-view-kv"), "zz\n").unwrap();
         assert!(matches!(
             recorded_last_view(&data, &group),
+            Err(DataDirError::CorruptView { .. })
+        ));
+        assert_eq!(recorded_accepted_view(&data, &group).unwrap(), None);
+        let accepted = crate::wire::AcceptedView {
+            base: view.id,
+            view: crate::view::View::of_voters(
+                group.clone(),
+                crate::id::ViewId {
+                    epoch: 13,
+                    coordinator: me.id,
+                },
+                vec![me],
+            ),
+        };
+        record_accepted_view(&data, &accepted).unwrap();
+        assert_eq!(
+            recorded_accepted_view(&data, &group).unwrap(),
+            Some(accepted)
+        );
+        // A view of another group in the file is refused, as is a truncated one.
+        let other = crate::id::GroupName::new("other").unwrap();
+        fs::copy(
+            data.join("accepted-view-kv"),
+            data.join("accepted-view-other"),
+        )
+        .unwrap();
+        assert!(matches!(
+            recorded_accepted_view(&data, &other),
+            Err(DataDirError::CorruptView { .. })
+        ));
+        fs::write(data.join("accepted-view-kv"), "0a0b\n").unwrap();
+        assert!(matches!(
+            recorded_accepted_view(&data, &group),
             Err(DataDirError::CorruptView { .. })
         ));
     }

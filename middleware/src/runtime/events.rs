@@ -64,6 +64,7 @@ impl GroupEvent {
                 reason,
             },
             NodeOutput::Send { .. }
+            | NodeOutput::ViewAccepted { .. }
             | NodeOutput::SendAll { .. }
             | NodeOutput::Reply { .. }
             | NodeOutput::Request(_)

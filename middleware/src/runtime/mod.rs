@@ -9,7 +9,8 @@
 //!   connections, in production. [`MemoryRuntime`] runs node actors over the in-memory
 //!   network instead, for multi-node tests.
 //!
-//! [`data_dir`] keeps what a node needs across restarts (its last incarnation).
+//! [`data_dir`] keeps what a node needs across restarts (its last incarnation, its groups,
+//! the last view it installed and the latest it accepted in each).
 
 pub mod data_dir;
 mod events;
@@ -27,3 +28,8 @@ pub use node::{
     SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
 };
 pub use service::{ServiceEvent, TakeDelta, TakeSnapshot};
+
+/// The exit code of a node process that could not write a view it accepted to its data
+/// directory (a full or failing disk). It stops rather than answer the view change without
+/// the record (fail-stop): see [`data_dir::record_accepted_view`].
+pub const EXIT_DATA_DIR_FAILED: i32 = 5;

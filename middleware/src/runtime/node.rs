@@ -189,6 +189,12 @@ impl<T: ActorTransport> NodeActor<T> {
     /// services, answers to parked callers; then lets the edge pause or resume delivery for
     /// what the services now hold.
     fn carry_out(&mut self, work: Vec<EdgeOutput<Reply>>, ctx: &mut Context<Self>) {
+        // A view accepted is on disk before any frame of this step leaves (its `Accepted`).
+        for output in &work {
+            if let EdgeOutput::Node(NodeOutput::ViewAccepted { accepted, .. }) = output {
+                self.record_accepted_view(accepted);
+            }
+        }
         let mut events = Vec::new();
         dispatch(work, &self.codec, &mut self.transport, |e| events.push(e));
         for output in events {
@@ -491,6 +497,17 @@ impl<T: ActorTransport> NodeActor<T> {
         }
     }
 
+    /// Records `accepted` as the latest view accepted in its group. A node that cannot record
+    /// it stops: answering `Accepted` without the record could let a total failure hide a
+    /// decided view (see `proto::membership::join`).
+    fn record_accepted_view(&mut self, accepted: &crate::wire::AcceptedView) {
+        let Some(dir) = &self.data_dir else { return };
+        if let Err(error) = super::data_dir::record_accepted_view(dir, accepted) {
+            tracing::error!(group = %accepted.view.group, %error, "cannot record an accepted view in data_dir; stopping rather than answer without it");
+            std::process::exit(crate::runtime::EXIT_DATA_DIR_FAILED);
+        }
+    }
+
     /// Logs, at WARN and again every [`BLOCKED_REPORT_INTERVAL`], each group this node is
     /// blocked in and what it waits for; and once it goes on again.
     fn report_blocked(&mut self) {
@@ -590,6 +607,9 @@ fn log_event(output: &NodeOutput) {
             seed,
             reason,
         } => tracing::error!(%group, %seed, %reason, "seed refused this node"),
+        NodeOutput::ViewAccepted { group, accepted } => {
+            tracing::debug!(%group, view = %accepted.view.id, base = %accepted.base, "view accepted")
+        }
         NodeOutput::Send { .. }
         | NodeOutput::SendAll { .. }
         | NodeOutput::Reply { .. }
@@ -771,11 +791,18 @@ impl<T: ActorTransport> Handler<RegisterService> for NodeActor<T> {
         }
         if let (Some(position), Some(dir)) = (msg.durable_position, &self.data_dir) {
             // A former member with durable state may re-form the group after a total failure.
-            match super::data_dir::recorded_last_view(dir, &msg.group) {
-                Ok(Some(last_view)) => {
-                    tracing::info!(group = %msg.group, last_view = %last_view.id, position, "recovered a durable state: may re-form the group with a majority of its last view if no member is left");
+            let recorded = super::data_dir::recorded_last_view(dir, &msg.group).and_then(|last| {
+                Ok(last.zip(Some(super::data_dir::recorded_accepted_view(
+                    dir, &msg.group,
+                )?)))
+            });
+            match recorded {
+                Ok(Some((last_view, accepted))) => {
+                    let accepted = accepted.filter(|a| a.view.id.epoch > last_view.id.epoch);
+                    tracing::info!(group = %msg.group, last_view = %last_view.id, accepted = ?accepted.as_ref().map(|a| a.view.id), position, "recovered a durable state: may re-form the group with a majority of its last view (and of any later view it accepted) if no member is left");
                     let claim = crate::wire::RecoveryClaim {
                         last_view,
+                        accepted,
                         position,
                     };
                     self.core.set_recovery(&msg.group, Some(claim));

@@ -268,6 +268,9 @@ struct SimNode {
     /// The last view it installed in each group, as its data directory keeps it across
     /// crashes (`runtime::data_dir::record_last_view`).
     last_views: BTreeMap<GroupName, View>,
+    /// The latest view it accepted in each group's view changes, as its data directory keeps
+    /// it across crashes (`runtime::data_dir::record_accepted_view`).
+    accepted_views: BTreeMap<GroupName, crate::wire::AcceptedView>,
     /// The durable position its service recovered at this start, if the node claimed it for
     /// total-failure recovery ([`NodeCore::set_recovery`]).
     claimed: Option<u64>,
@@ -392,6 +395,7 @@ impl Simulation {
                     record: ServiceRecord::default(),
                     disk: None,
                     last_views: BTreeMap::new(),
+                    accepted_views: BTreeMap::new(),
                     claimed: None,
                     paused_until: None,
                     service_paused: false,

@@ -279,6 +279,9 @@ impl Simulation {
                     self.log(format!("{process} installs {}", change.view));
                     self.observe_install(process, &change.view);
                 }
+                EdgeOutput::Node(NodeOutput::ViewAccepted { group, accepted }) => {
+                    self.nodes[i].accepted_views.insert(group, accepted);
+                }
                 EdgeOutput::Node(NodeOutput::Excluded { by, .. }) => {
                     self.coverage.hit(Hit::Excluded);
                     self.log(format!("{} excluded by {by:?}", process.expect("live")));

@@ -91,6 +91,9 @@ pub struct Restart {
     pub position: Option<u64>,
     /// The last view its data directory recorded, if it claimed it (with `position`).
     pub claimed: Option<View>,
+    /// The later view it recorded accepting, if its claim named one (it had accepted a view
+    /// that it crashed before installing).
+    pub accepted: Option<View>,
 }
 
 /// A restarted claimant re-forming the group (founding it again, alone).
@@ -259,6 +262,11 @@ impl Simulation {
         let node = &mut self.nodes[i];
         let position = node.service.durable_position();
         let last_view = node.last_views.get(&group).cloned();
+        let accepted = node.accepted_views.get(&group).cloned().filter(|a| {
+            last_view
+                .as_ref()
+                .is_some_and(|last| a.view.id.epoch > last.id.epoch)
+        });
         node.claimed = None;
         let Some(core) = node.core.as_mut() else {
             return;
@@ -268,6 +276,7 @@ impl Simulation {
             (Some(position), Some(last_view)) => {
                 let claim = RecoveryClaim {
                     last_view: last_view.clone(),
+                    accepted: accepted.clone(),
                     position: fault.map_or(position, |f| f.claimed(position)),
                 };
                 core.set_recovery(&group, Some(claim));
@@ -291,6 +300,7 @@ impl Simulation {
                 process,
                 at: now,
                 position,
+                accepted: claimed.as_ref().and(accepted).map(|a| a.view),
                 claimed,
             });
         }

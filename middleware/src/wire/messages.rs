@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// The protocol version carried in every envelope. A frame of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// A ballot's round. On the wire it is the bare integer it wraps (`serde(transparent)`), so
 /// the encoding is the same as before it had a type.
@@ -394,7 +394,12 @@ impl Body {
         match self {
             Body::Heartbeat { views } => views.iter().map(|(_, v)| v.epoch).max().unwrap_or(0),
             Body::JoinRequest { last_epoch, .. } => *last_epoch,
-            Body::Recovering { claim, .. } => claim.last_view.id.epoch,
+            Body::Recovering { claim, vote, .. } => claim
+                .last_view
+                .id
+                .epoch
+                .max(claim.accepted.as_ref().map_or(0, |a| a.view.id.epoch))
+                .max(vote.round),
             Body::Prepare {
                 base,
                 ballot,
@@ -580,14 +585,29 @@ pub struct FlushReport {
 }
 
 /// What a restarted former member recovers from its data directory: the last view it
-/// installed and the position of its durable service state (the service's own measure, e.g.
-/// the index of the last update in its log; larger is more advanced).
+/// installed, the latest view it accepted in a view change (which may have been decided and
+/// installed by others after it crashed), and the position of its durable service state (the
+/// service's own measure, e.g. the index of the last update in its log; larger is more
+/// advanced).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryClaim {
     /// The last view the member installed.
     pub last_view: View,
+    /// The latest view it accepted as the successor of a view it had installed, if that is
+    /// later than `last_view`.
+    pub accepted: Option<AcceptedView>,
     /// How far its durable state goes.
     pub position: u64,
+}
+
+/// A view an acceptor accepted as the successor of `base` (recorded durably before its
+/// `Accepted` left, so that a total failure cannot hide a view that may have been decided).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedView {
+    /// The view it succeeds.
+    pub base: ViewId,
+    /// The view accepted.
+    pub view: View,
 }
 
 /// Where a recovering former member stands on who re-forms the group after a total failure
@@ -726,8 +746,10 @@ pub enum BlockedReason {
     /// A seed that is a member of the group: none answered, and this process does not found
     /// groups (`bootstrap` is not set), so it keeps asking.
     NoSeedAnswered,
-    /// A majority of the voters of the last view, after a total failure: this restarted
-    /// former member re-forms the group with the others once enough of them are back.
+    /// A majority of the voters of a view that may have been the last (the last view any
+    /// claimant installed, or a later one a claimant accepted), after a total failure: this
+    /// restarted former member re-forms the group with the others once enough of them are
+    /// back.
     AwaitingLastView {
         /// The latest view any restarted member installed.
         view: ViewId,
@@ -780,7 +802,7 @@ impl std::fmt::Display for BlockedReason {
                 };
                 write!(
                     f,
-                    "recovering from a total failure: {} of the last view {view}'s voters {} are back ({}), {needed} needed",
+                    "recovering from a total failure: {} of the voters {} of view {view} (which may have been the last) are back ({}), {needed} needed",
                     back.len(),
                     list(voters),
                     list(back)

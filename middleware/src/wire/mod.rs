@@ -6,7 +6,7 @@ mod messages;
 
 pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
 pub use messages::{
-    Ballot, Blocked, BlockedReason, Body, BusyReason, CutEntry, Decision, Entry, Envelope,
-    FlushReport, Item, Ordering, Outcome, Rank, RecoveryClaim, RecoveryVote, Refusal, Retry, Round,
-    Seq, PROTOCOL_COUNTER_MAX, PROTOCOL_VERSION,
+    AcceptedView, Ballot, Blocked, BlockedReason, Body, BusyReason, CutEntry, Decision, Entry,
+    Envelope, FlushReport, Item, Ordering, Outcome, Rank, RecoveryClaim, RecoveryVote, Refusal,
+    Retry, Round, Seq, PROTOCOL_COUNTER_MAX, PROTOCOL_VERSION,
 };

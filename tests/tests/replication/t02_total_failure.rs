@@ -4,9 +4,10 @@
 
 use super::fixture::*;
 use std::time::Duration;
+use viewsync::runtime::data_dir;
 use viewsync_services::frontend::Routing;
 use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
-use viewsync_tests::process::{timing_shared, CONVERGE_TIMEOUT};
+use viewsync_tests::process::{timing_shared, CONVERGE_TIMEOUT, GROUP};
 
 #[test]
 fn a_group_killed_whole_and_restarted_keeps_every_acknowledged_write() {
@@ -23,6 +24,16 @@ fn a_group_killed_whole_and_restarted_keeps_every_acknowledged_write() {
                     .unwrap_or_else(|e| panic!("write {i} ({durability}): {e}"));
             }
         });
+        // The coordinator accepted every view it proposed, and recorded the last one before
+        // anything of the view change left (the record a total failure must not lose).
+        let group = viewsync::GroupName::new(GROUP).unwrap();
+        let data1 = cluster.dir.path().join("data1");
+        let last = data_dir::recorded_last_view(&data1, &group).expect("readable");
+        let accepted = data_dir::recorded_accepted_view(&data1, &group).expect("readable");
+        assert!(
+            last.is_some() && accepted.as_ref().map(|a| &a.view) == last.as_ref(),
+            "node 1 recorded accepting its last view: {accepted:?} vs {last:?}"
+        );
         // Every member at once.
         for id in [1, 2, 3] {
             cluster.node(id).sigkill();

@@ -6,7 +6,7 @@ use crate::id::ViewId;
 #[cfg(feature = "planted-bugs")]
 use crate::proto::planted::{self, PlantedBug};
 use crate::view::Member;
-use crate::wire::{Ballot, Body, CutEntry, Decision};
+use crate::wire::{AcceptedView, Ballot, Body, CutEntry, Decision};
 
 /// A proposal this member will accept once it holds the cut. Until then it has only
 /// promised: an acceptor that cannot get the cut (its holders crashed) never accepts it, so
@@ -108,12 +108,13 @@ impl Acceptor {
     }
 
     /// Phase 2b, second half: accepts the proposal waiting for its cut once `holds` says
-    /// this member holds it, and returns the `Accepted` to send its proposer. A proposal
-    /// outbid meanwhile is dropped.
+    /// this member holds it, and returns the `Accepted` to send its proposer, with the view
+    /// accepted (for the shell to record durably first). A proposal outbid meanwhile is
+    /// dropped.
     pub(super) fn answer_once_held(
         &mut self,
         holds: impl FnOnce(ViewId, &[CutEntry]) -> bool,
-    ) -> Option<(Member, Body)> {
+    ) -> Option<(Member, Body, AcceptedView)> {
         let awaiting = self.awaiting_cut.as_ref()?;
         let still_promised =
             self.base == Some(awaiting.base) && self.promised.is_some_and(|p| p <= awaiting.ballot);
@@ -125,13 +126,17 @@ impl Acceptor {
             return None;
         }
         let awaiting = self.awaiting_cut.take().expect("checked");
+        let accepted = AcceptedView {
+            base: awaiting.base,
+            view: awaiting.decision.view.clone(),
+        };
         self.promised = Some(awaiting.ballot);
         self.accepted = Some((awaiting.ballot, awaiting.decision));
         let reply = Body::Accepted {
             base: awaiting.base,
             ballot: awaiting.ballot,
         };
-        Some((awaiting.proposer, reply))
+        Some((awaiting.proposer, reply, accepted))
     }
 
     /// Whether this acceptor already answered for the successor of a later view than

@@ -41,12 +41,15 @@ pub(super) fn blocked(now: Time, s: &Standing<'_>) -> Option<Blocked> {
             let waiting =
                 !(s.group_seen || may_found) && waited >= s.config.bootstrap_timeout.max(patience);
             let reason = match &s.recovery {
-                Some(recovery) => BlockedReason::AwaitingLastView {
-                    view: recovery.last_view.id,
-                    voters: recovery.voters.clone(),
-                    back: recovery.back.clone(),
-                    needed: recovery.needed,
-                },
+                Some(recovery) => {
+                    let waiting = recovery.waiting_for();
+                    BlockedReason::AwaitingLastView {
+                        view: waiting.view,
+                        voters: waiting.voters.clone(),
+                        back: waiting.back.clone(),
+                        needed: waiting.needed,
+                    }
+                }
                 None => BlockedReason::NoSeedAnswered,
             };
             waiting.then_some(Blocked {

@@ -149,9 +149,10 @@ impl Consensus {
         out: &mut Vec<MembershipOutput>,
     ) -> Option<Decided> {
         let multicast = &*cx.multicast;
-        let (proposer, reply) = self
+        let (proposer, reply, accepted) = self
             .acceptor
             .answer_once_held(|base, cut| multicast.holds(base, cut))?;
+        out.push(MembershipOutput::ViewAccepted(accepted));
         self.reply(now, proposer, reply, cx, out)
     }
 

@@ -6,15 +6,22 @@
 //! (that could start a second group beside the real one, or continue from nothing). But when
 //! every member crashed at once (a power loss), no member is left to join. A restarted former
 //! member whose service keeps durable state then carries a [`RecoveryClaim`]: the last view
-//! it installed and how far its durable state goes. Joiners exchange claims
+//! it installed, the latest view it accepted in a view change (recorded before its
+//! `Accepted` left), and how far its durable state goes. Joiners exchange claims
 //! ([`Body::Recovering`]). Once, for `bootstrap_timeout`, no member has answered and the
-//! claimants include a majority of the voters of the latest view any of them installed, the
-//! claimant with the most advanced state (then the latest view, then the lowest node id)
-//! re-forms the group from its own state, at the next epoch; the others join it and receive
-//! its state. A majority is required because every acknowledged update of a replicated
-//! service is durable at a majority of the voters of the view it was acknowledged in, so the
-//! most advanced state among a majority holds all of them; and because a live group can only
-//! have moved past that view with a majority of its voters, which are here, restarted.
+//! claimants include a majority of the voters of every view that may have been the group's
+//! last (the latest view any of them installed, and each later view one of them accepted
+//! unless the claims show it was not decided: [`Joiner::recovery`]), the claimant with the
+//! most advanced state (then the latest view, then the lowest node id) re-forms the group
+//! from its own state, after every epoch known; the others join it and receive its state. A
+//! majority is required because every acknowledged update of a replicated service is durable
+//! at a majority of the voters of the view it was acknowledged in, so the most advanced state
+//! among a majority holds all of them; and because a live group can only have moved past
+//! that view with a majority of its voters, which are here, restarted. The accepted views
+//! matter when the members that installed the last view are not back: a view is decided by
+//! the acceptances of a majority of its base's voters, which may all crash before installing
+//! it, so the latest view installed by a claimant is not always the last one; but a majority
+//! of the base's voters is back, and one of them recorded accepting it.
 //!
 //! **Backing.** Hearing a claim does not make its maker a party to a re-formation: under
 //! one-way cuts two claimants could each hear the same majority (who never heard them, or
@@ -35,7 +42,7 @@ use crate::id::NodeId;
 use crate::id::ProcessId;
 use crate::proto::Time;
 use crate::view::Member;
-use crate::wire::{Body, RecoveryClaim, RecoveryVote};
+use crate::wire::{AcceptedView, Body, RecoveryClaim, RecoveryVote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -63,16 +70,47 @@ pub(super) struct Joiner {
 pub(super) struct RecoveryStanding {
     /// The latest view any claimant installed.
     pub(super) last_view: crate::view::View,
+    /// The views whose voters must be back by a majority before the group re-forms: the last
+    /// view installed, then each later view a claimant accepted that may have been decided.
+    pub(super) required: Vec<Requirement>,
+    /// The latest epoch of any view a claimant installed or accepted, which the re-formed
+    /// view follows.
+    pub(super) latest_epoch: u64,
+    /// Whether this process is the claimant that re-forms the group.
+    pub(super) mine_is_best: bool,
+    /// The claimant with the most advanced state.
+    pub(super) best: ProcessId,
+}
+
+/// A view that may have been the group's last before the total failure, and how many of its
+/// voters are back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Requirement {
+    /// The view.
+    pub(super) view: crate::id::ViewId,
     /// Its voters (by node: restarted processes have new incarnations).
     pub(super) voters: Vec<NodeId>,
     /// Those of them heard from recently, this process included.
     pub(super) back: Vec<NodeId>,
     /// How many must be back.
     pub(super) needed: usize,
-    /// Whether this process is the claimant that re-forms the group.
-    pub(super) mine_is_best: bool,
-    /// The claimant with the most advanced state.
-    pub(super) best: ProcessId,
+}
+
+impl Requirement {
+    fn met(&self) -> bool {
+        self.back.len() >= self.needed
+    }
+}
+
+impl RecoveryStanding {
+    /// The first view whose majority is not back yet (the last view once all are), for the
+    /// blocked report.
+    pub(super) fn waiting_for(&self) -> &Requirement {
+        self.required
+            .iter()
+            .find(|r| !r.met())
+            .unwrap_or(&self.required[0])
+    }
 }
 
 impl Joiner {
@@ -157,6 +195,15 @@ impl Joiner {
 
     /// Where recovery stands for this process, recovering with `mine`: claims older than the
     /// bootstrap timeout are forgotten (their makers may have joined or stopped).
+    ///
+    /// The views that may have been the group's last: the latest view any claimant installed
+    /// (`L`), and each later view a claimant accepted as the successor of `L` unless the
+    /// claims show it was not decided. A view is decided once a majority of its base's voters
+    /// accepted it, and an acceptor's record names the latest view it accepted (a later
+    /// ballot of a decided instance carries the same view). So a view accepted after `L` may
+    /// have been decided unless fewer than a majority of `L`'s voters are either unheard
+    /// from or claimants whose record names it. A view accepted after another base is
+    /// counted as possibly decided.
     pub(super) fn recovery(
         &self,
         now: Time,
@@ -177,12 +224,52 @@ impl Joiner {
             .max_by_key(|v| v.id.epoch)
             .expect("at least this process's claim")
             .clone();
-        let voters: Vec<NodeId> = last_view.voters().iter().map(|m| m.id.node).collect();
-        let back: BTreeSet<NodeId> = claims
+        let claimants: BTreeSet<NodeId> = claims.iter().map(|(p, _)| p.node).collect();
+        let requirement = |view: &crate::view::View| {
+            let voters: Vec<NodeId> = view.voters().iter().map(|m| m.id.node).collect();
+            let back = voters
+                .iter()
+                .copied()
+                .filter(|n| claimants.contains(n))
+                .collect();
+            Requirement {
+                view: view.id,
+                needed: voters.len() / 2 + 1,
+                voters,
+                back,
+            }
+        };
+        let mut required = vec![requirement(&last_view)];
+        let mut later: Vec<&AcceptedView> = claims
             .iter()
-            .map(|(p, _)| p.node)
-            .filter(|n| voters.contains(n))
+            .filter_map(|(_, c)| c.accepted.as_ref())
+            .filter(|a| a.view.id.epoch > last_view.id.epoch)
             .collect();
+        later.sort_by_key(|a| (a.view.id, a.base));
+        later.dedup();
+        let latest_epoch = later
+            .iter()
+            .map(|a| a.view.id.epoch)
+            .fold(last_view.id.epoch, u64::max);
+        for accepted in later {
+            let may_be_decided = accepted.base != last_view.id || {
+                let acceptors_or_unheard = last_view
+                    .voters()
+                    .iter()
+                    .map(|m| m.id.node)
+                    .filter(|node| {
+                        !claimants.contains(node)
+                            || claims.iter().any(|(p, c)| {
+                                p.node == *node && c.accepted.as_ref() == Some(accepted)
+                            })
+                    })
+                    .count();
+                acceptors_or_unheard >= last_view.majority()
+            };
+            if may_be_decided {
+                required.push(requirement(&accepted.view));
+            }
+        }
         // The most advanced state, then the latest view, then the lowest node.
         let best = claims
             .iter()
@@ -190,10 +277,9 @@ impl Joiner {
             .map(|(p, _)| *p)
             .expect("at least this process's claim");
         RecoveryStanding {
-            needed: voters.len() / 2 + 1,
             last_view,
-            voters,
-            back: back.into_iter().collect(),
+            required,
+            latest_epoch,
             mine_is_best: best == me,
             best,
         }
@@ -201,9 +287,10 @@ impl Joiner {
 
     /// Whether this process re-forms the group now, recovering with `mine` since `since`:
     /// no member answered for the bootstrap timeout, this process bids (it holds the most
-    /// advanced state among the claimants it heard), and a majority of the last view's voters
-    /// back its bid, itself included. Returns the epoch of the latest view known, which the
-    /// new view follows.
+    /// advanced state among the claimants it heard), and a majority of the voters of every
+    /// view that may have been the last ([`Joiner::recovery`]) are back and back its bid,
+    /// itself included. Returns the epoch of the latest view known, which the new view
+    /// follows.
     pub(super) fn may_recover(
         &mut self,
         now: Time,
@@ -230,10 +317,14 @@ impl Joiner {
                     .filter(|(_, (_, _, _, vote))| vote.backs == bid)
                     .map(|(p, _)| p.node),
             )
-            .filter(|n| standing.voters.contains(n))
             .collect();
-        (standing.back.len() >= standing.needed && backers.len() >= standing.needed)
-            .then_some(standing.last_view.id.epoch)
+        let backed =
+            |r: &Requirement| r.voters.iter().filter(|n| backers.contains(n)).count() >= r.needed;
+        standing
+            .required
+            .iter()
+            .all(|r| r.met() && backed(r))
+            .then_some(standing.latest_epoch)
     }
 
     /// The addresses of recovering peers heard from, which join requests also go to (after a

@@ -4,7 +4,7 @@ use crate::id::ViewId;
 use crate::proto::multicast::MulticastOutput;
 use crate::proto::Time;
 use crate::view::ViewChange;
-use crate::wire::Body;
+use crate::wire::{AcceptedView, Body};
 use std::net::SocketAddr;
 
 /// What the membership core asks its shell to do or tell.
@@ -26,6 +26,11 @@ pub enum MembershipOutput {
     },
     /// A new view is installed.
     ViewInstalled(ViewChange),
+    /// This process accepted `view` as the successor of `base` in a view change. A shell with
+    /// a data directory records it durably before it sends any later output of the same
+    /// step (the `Accepted` among them): after a total failure, the restarted members must
+    /// know of every view that may have been decided (see `join`).
+    ViewAccepted(AcceptedView),
     /// This process was removed from the group (suspected, or its view yielded in a merge);
     /// it is joining again.
     Excluded {

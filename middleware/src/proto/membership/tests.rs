@@ -3,7 +3,7 @@
 use super::*;
 use crate::id::{Incarnation, NodeId};
 use crate::view::ViewChange;
-use crate::wire::{BlockedReason, FlushReport, RecoveryVote, Round};
+use crate::wire::{AcceptedView, BlockedReason, FlushReport, RecoveryVote, Round};
 use std::time::Duration;
 
 fn member(n: u64) -> Member {
@@ -261,6 +261,11 @@ fn a_single_member_admits_a_joiner_alone() {
             ),
             // Promising blocks its own service until the next view.
             MembershipOutput::Multicast(MulticastOutput::Block),
+            // Accepting its own proposal: recorded before anything else of the step leaves.
+            MembershipOutput::ViewAccepted(AcceptedView {
+                base: view(1, &[1]).id,
+                view: next.clone(),
+            }),
             send(
                 2,
                 Body::Install {
@@ -376,9 +381,15 @@ fn a_suspicion_runs_both_phases_with_a_majority_of_the_base() {
     };
     let (_, multicast, out) =
         core.with_multicast(ms(11), |m, o| m.handle_message(ms(11), member(2), data, o));
-    // Holding the cut, it accepts its own proposal.
+    // Holding the cut, it accepts its own proposal (its shell records that first).
     assert_eq!(multicast, vec![]);
-    assert_eq!(out, vec![]);
+    assert_eq!(
+        out,
+        vec![MembershipOutput::ViewAccepted(AcceptedView {
+            base: base.id,
+            view: next.clone(),
+        })]
+    );
     let accepted = Body::Accepted {
         base: base.id,
         ballot: ballot(1, 1),
@@ -452,13 +463,20 @@ fn an_acceptor_refuses_lower_ballots_and_reports_what_it_accepted() {
                 decision: decided(&proposal, &[(0, 0), (0, 1), (0, 2)], &[]),
             }
         ),
-        vec![send(
-            1,
-            Body::Accepted {
+        vec![
+            // Recorded (by a shell with a data directory) before the `Accepted` leaves.
+            MembershipOutput::ViewAccepted(AcceptedView {
                 base: base.id,
-                ballot: ballot(1, 1)
-            }
-        )]
+                view: proposal.clone(),
+            }),
+            send(
+                1,
+                Body::Accepted {
+                    base: base.id,
+                    ballot: ballot(1, 1)
+                }
+            )
+        ]
     );
     // The next-oldest member, suspecting the coordinator, learns of the accepted value.
     assert_eq!(
@@ -923,6 +941,17 @@ fn recovering(me: u64, last: &View, position: u64) -> Membership {
 
 /// Like [`recovering`], with what the start sent.
 fn recovering_started(me: u64, last: &View, position: u64) -> (Membership, Vec<MembershipOutput>) {
+    recovering_with(me, last, None, position)
+}
+
+/// Like [`recovering_started`], having also recorded accepting `accepted` (a view after
+/// `last`) before the failure.
+fn recovering_with(
+    me: u64,
+    last: &View,
+    accepted: Option<AcceptedView>,
+    position: u64,
+) -> (Membership, Vec<MembershipOutput>) {
     let restarted = Member {
         id: ProcessId {
             node: NodeId(me),
@@ -940,6 +969,7 @@ fn recovering_started(me: u64, last: &View, position: u64) -> (Membership, Vec<M
     );
     core.set_recovery(Some(RecoveryClaim {
         last_view: last.clone(),
+        accepted,
         position,
     }));
     let out = core.handle_start(ms(0));
@@ -1192,4 +1222,100 @@ fn a_claimant_the_others_never_heard_does_not_re_form_beside_the_one_they_back()
         hear_claim(&mut c, &b, t - 5);
         assert!(!re_formed(&c.handle_tick(ms(t))));
     }
+}
+
+/// Every claimant hears every other's claim and vote (twice, so that backing settles), then
+/// each ticks at `t`; returns which re-formed, with the view.
+fn exchange_and_tick(cores: &mut [&mut Membership], t: u64) -> Vec<(NodeId, View)> {
+    for round in 0..2 {
+        for i in 0..cores.len() {
+            for j in 0..cores.len() {
+                if i != j {
+                    let (from, to) = if i < j {
+                        let (left, right) = cores.split_at_mut(j);
+                        (&*left[i], &mut *right[0])
+                    } else {
+                        let (left, right) = cores.split_at_mut(i);
+                        (&*right[0], &mut *left[j])
+                    };
+                    hear_claim(to, from, t - 10 + round);
+                }
+            }
+        }
+    }
+    let mut re_formed = Vec::new();
+    for core in cores.iter_mut() {
+        for output in core.handle_tick(ms(t)) {
+            if let MembershipOutput::ViewInstalled(change) = output {
+                re_formed.push((core.me.id.node, change.view));
+            }
+        }
+    }
+    re_formed
+}
+
+/// Seeds 1298, 2949, 3710 and 3834 of the total-failure sweep, reduced: view 8 (nodes 1 to 5)
+/// was decided by the acceptances of nodes 1 and 2 of view 7 (nodes 1 to 3), which crashed
+/// before installing it; nodes 3, 4 and 5 installed it and acknowledged updates there. After
+/// the total failure, nodes 1 and 2 are a majority of the last view they installed, but
+/// view 8 may be the last: they wait for a majority of its voters.
+#[test]
+fn a_view_accepted_after_the_last_installed_one_needs_its_own_majority() {
+    let last = view(7, &[1, 2, 3]);
+    let next = view(8, &[1, 2, 3, 4, 5]);
+    let accepted = Some(AcceptedView {
+        base: last.id,
+        view: next.clone(),
+    });
+    let mut a = recovering_with(1, &last, accepted.clone(), 40).0;
+    let mut b = recovering_with(2, &last, accepted, 30).0;
+    for core in [&mut a, &mut b] {
+        assert!(!re_formed(&core.handle_tick(ms(1_500))));
+    }
+    assert_eq!(exchange_and_tick(&mut [&mut a, &mut b], 1_600), vec![]);
+    match a.blocked(ms(1_650)).map(|b| b.reason) {
+        Some(BlockedReason::AwaitingLastView {
+            view, back, needed, ..
+        }) => {
+            assert_eq!(view, next.id);
+            assert_eq!((back, needed), (vec![NodeId(1), NodeId(2)], 3));
+        }
+        other => panic!("blocked on the view accepted, not {other:?}"),
+    }
+    // Node 4 comes back: it installed view 8, which is now the last view; three of its five
+    // voters are back, and node 4 (which holds the most) re-forms after it.
+    let mut d = recovering_with(4, &next, None, 50).0;
+    assert!(!re_formed(&d.handle_tick(ms(1_600))));
+    let re_formed = exchange_and_tick(&mut [&mut a, &mut b, &mut d], 1_700);
+    assert_eq!(re_formed.len(), 1, "{re_formed:?}");
+    assert_eq!(re_formed[0].0, NodeId(4));
+    assert_eq!(re_formed[0].1.id.epoch, 9);
+}
+
+/// The filter of views accepted after the last installed one: a view that a majority of the
+/// last view's voters says they did not accept was never decided, and is not waited for; the
+/// group re-forms after its epoch all the same.
+#[test]
+fn a_view_accepted_by_a_minority_is_not_waited_for() {
+    let last = view(7, &[1, 2, 3]);
+    let next = view(8, &[1, 2, 3, 4, 5]);
+    let accepted = Some(AcceptedView {
+        base: last.id,
+        view: next.clone(),
+    });
+    let mut a = recovering_with(1, &last, accepted, 40).0;
+    let mut b = recovering_with(2, &last, None, 30).0;
+    for core in [&mut a, &mut b] {
+        assert!(!re_formed(&core.handle_tick(ms(1_500))));
+    }
+    // With node 3 unheard from, view 8 may have been decided (nodes 1 and 3 could have
+    // accepted it): wait.
+    assert_eq!(exchange_and_tick(&mut [&mut a, &mut b], 1_600), vec![]);
+    // Node 3 says it did not: only node 1 accepted view 8, which was never decided.
+    let mut c = recovering_with(3, &last, None, 20).0;
+    assert!(!re_formed(&c.handle_tick(ms(1_600))));
+    let re_formed = exchange_and_tick(&mut [&mut a, &mut b, &mut c], 1_700);
+    assert_eq!(re_formed.len(), 1, "{re_formed:?}");
+    assert_eq!(re_formed[0].0, NodeId(1));
+    assert_eq!(re_formed[0].1.id.epoch, 9, "after every epoch known");
 }
