@@ -51,6 +51,7 @@
 //! ```
 
 pub mod policy;
+mod quorum;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +67,7 @@ use viewsync::GroupName;
 use crate::replication::{decode, encode, Reply, Request, RequestId};
 use crate::state_machine::StateMachine;
 
+pub use quorum::SignedReplies;
 pub use policy::{
     Event, GiveUp, Policy, PolicyConfig, Routing, Step, ATTEMPT_TIMEOUT_DEFAULT, BACKOFF_MAX,
     BACKOFF_MIN, DEADLINE_DEFAULT,
@@ -90,6 +92,10 @@ pub struct FrontEndConfig {
     /// How long a call tries before it gives up with [`FrontEndError::Unavailable`]
     /// (default 30 s).
     pub deadline: Duration,
+    /// Under the Byzantine strategy: send every request to every replica manager and take
+    /// the reply `f + 1` of them signed (see [`SignedReplies`]); `routing` is then unused.
+    /// `None` (the default): one replica manager's reply is the result.
+    pub signed_replies: Option<SignedReplies>,
 }
 
 impl FrontEndConfig {
@@ -104,6 +110,7 @@ impl FrontEndConfig {
             routing: Routing::Primary,
             attempt_timeout: ATTEMPT_TIMEOUT_DEFAULT,
             deadline: DEADLINE_DEFAULT,
+            signed_replies: None,
         }
     }
 }
@@ -118,6 +125,7 @@ impl std::fmt::Debug for FrontEndConfig {
             .field("routing", &self.routing)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("deadline", &self.deadline)
+            .field("signed_replies", &self.signed_replies)
             .finish()
     }
 }
@@ -204,6 +212,8 @@ pub struct FrontEnd<S: StateMachine> {
     /// The last call's sequence number (0 before the first).
     seq: u64,
     last_position: u64,
+    /// The members of the last view learnt (for calls to every replica manager).
+    members: Vec<viewsync::Member>,
     epoch: tokio::time::Instant,
     machine: PhantomData<fn() -> S>,
 }
@@ -228,6 +238,7 @@ impl<S: StateMachine> FrontEnd<S> {
             client_id: rand::random(),
             seq: 0,
             last_position: 0,
+            members: Vec::new(),
             epoch: tokio::time::Instant::now(),
             machine: PhantomData,
         }
@@ -279,6 +290,9 @@ impl<S: StateMachine> FrontEnd<S> {
             after: self.last_position,
             op,
         });
+        if let Some(signed) = self.config.signed_replies.clone() {
+            return self.call_signed(&signed, id, payload).await;
+        }
         let group = self.config.group.clone();
         let mut step = self.policy.begin(self.now(), read_only);
         loop {

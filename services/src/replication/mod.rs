@@ -16,11 +16,14 @@
 //!   its `passive-backup-reads` variant (sequentially consistent);
 //! - [`naive`]: each replica applies locally and propagates lazily: the reference notes'
 //!   counter-example, kept as a labelled contrast for tests and benchmarks;
+//! - [`signed`]: replies signed by each replica manager's own key, and the front end's quorum
+//!   of `f + 1` matching signed replies (the Byzantine strategy);
 //! - [`sim`]: any core in the deterministic simulator, with simulated key-value front ends
 //!   whose histories the linearizability checker judges.
 
 pub mod naive;
 pub mod passive;
+pub mod signed;
 pub mod sim;
 pub mod store;
 #[cfg(test)]
