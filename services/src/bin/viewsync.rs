@@ -9,7 +9,8 @@
 //!   `--strategy passive|passive-backup-reads|naive` (and `--state-machine kv|bank`) runs a
 //!   replicated service there instead, crashes its primary and reads every acknowledged write
 //!   back;
-//! - `viewsync keygen`: print a new cluster key.
+//! - `viewsync keygen`: print a new cluster key; `viewsync keygen --replica-key PATH` writes a
+//!   replica manager's signing key (the Byzantine strategy) and prints its public key.
 
 use clap::{Parser, Subcommand};
 use rand::RngCore;
@@ -98,8 +99,15 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         state_machine: Option<MachineKind>,
     },
-    /// Print a new random cluster key (hex) for a key file.
-    Keygen,
+    /// Print a new random cluster key (hex) for a key file; with `--replica-key`, make a
+    /// replica manager's signing key instead.
+    Keygen {
+        /// Write a new Ed25519 signing key for a replica manager of the Byzantine strategy to
+        /// PATH (readable by its owner only; an existing file is never overwritten) and
+        /// print its public key, for `[service.replica_keys]`.
+        #[arg(long, value_name = "PATH")]
+        replica_key: Option<PathBuf>,
+    },
 }
 
 fn init_tracing() {
@@ -175,11 +183,27 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Keygen => {
+        Command::Keygen { replica_key: None } => {
             let mut key = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut key);
             println!("{}", hex::encode(key));
             ExitCode::SUCCESS
+        }
+        Command::Keygen {
+            replica_key: Some(path),
+        } => {
+            use viewsync_services::replication::signed;
+            let key = signed::generate_signing_key();
+            match signed::write_signing_key(&path, &key) {
+                Ok(()) => {
+                    println!("{}", signed::public_key_hex(&key.verifying_key()));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
