@@ -19,6 +19,8 @@
 //! - [`sim`]: any core in the deterministic simulator, with simulated key-value front ends
 //!   whose histories the linearizability checker judges.
 
+pub mod active;
+mod committed;
 pub mod naive;
 pub mod passive;
 pub mod sim;
