@@ -616,7 +616,12 @@ impl HeldReplies {
     }
 
     /// Refuses held handles (they leave the count).
-    pub(crate) fn refuse(&mut self, waiters: Vec<ReplyTo>, refusal: &Refusal, out: &mut Vec<Action>) {
+    pub(crate) fn refuse(
+        &mut self,
+        waiters: Vec<ReplyTo>,
+        refusal: &Refusal,
+        out: &mut Vec<Action>,
+    ) {
         self.held -= waiters.len();
         for to in waiters {
             refuse(to, refusal.clone(), out);

@@ -129,8 +129,7 @@ use super::committed::{
 };
 use super::store::Recovered;
 use super::{
-    decode, decode_request, encode, Action, ReplicaCore, ReplicaLog, Request, RequestId,
-    StoreError,
+    decode, decode_request, encode, Action, ReplicaCore, ReplicaLog, Request, RequestId, StoreError,
 };
 use crate::state_machine::StateMachine;
 
@@ -470,7 +469,8 @@ where
             }
             let (index, update) = entry.remove_entry();
             self.pending_ids.remove(&update.id);
-            self.in_hand.answer(update.waiters, update.id, index, &update.response, out);
+            self.in_hand
+                .answer(update.waiters, update.id, index, &update.response, out);
         }
         while let Some(id) = self.ready_reads.front() {
             let position = self.reads.get(id).map_or(0, |r| r.position);
@@ -480,7 +480,8 @@ where
             let id = self.ready_reads.pop_front().expect("front exists");
             if let Some(read) = self.reads.remove(&id) {
                 self.stats.reads += read.waiters.len() as u64;
-                self.in_hand.answer(read.waiters, id, read.position, &read.output, out);
+                self.in_hand
+                    .answer(read.waiters, id, read.position, &read.output, out);
             }
         }
     }
@@ -631,7 +632,12 @@ where
     /// A retransmission of the client's latest executed update: the stored response, at
     /// once if durable, else once it is.
     fn answer_from_table(&mut self, to: ReplyTo, id: RequestId, out: &mut Vec<Action>) {
-        let done = self.committed.table.get(id.client).expect("looked up").clone();
+        let done = self
+            .committed
+            .table
+            .get(id.client)
+            .expect("looked up")
+            .clone();
         if done.index <= self.answerable() {
             self.stats.duplicates += 1;
             return reply(to, id, done.index, done.response, out);
@@ -659,13 +665,9 @@ where
         request: Request<S::Operation>,
         out: &mut Vec<Action>,
     ) {
-        self.stats.reads += self.committed.read_local(
-            &mut self.queued_reads,
-            &mut self.in_hand,
-            to,
-            request,
-            out,
-        );
+        self.stats.reads +=
+            self.committed
+                .read_local(&mut self.queued_reads, &mut self.in_hand, to, request, out);
     }
 
     // ---- group events -----------------------------------------------------------------
