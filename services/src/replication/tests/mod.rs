@@ -6,6 +6,7 @@
 //! the way view synchrony does: `Block`, the old view's messages delivered (those of crashed
 //! or cut-off senders dropped), state transfer to joiners, `ViewChange`.
 
+mod active;
 mod naive;
 mod passive;
 
