@@ -212,15 +212,33 @@ impl Clients {
         pause: Duration,
         op: fn(u64, u64, &mut rand::rngs::StdRng) -> KvOp,
     ) -> Clients {
+        Self::start_routed(n, seeds, key, recorder, pause, op, Routing::Primary)
+    }
+
+    /// Like [`Clients::start`], the front ends routing as `routing` says; client `c`'s seeds
+    /// are rotated by `c`, so under [`Routing::Anywhere`] the clients spread over the members.
+    pub fn start_routed(
+        n: u64,
+        seeds: Vec<SocketAddr>,
+        key: ClusterKey,
+        recorder: &Recorder<KvOp, KvOutput>,
+        pause: Duration,
+        op: fn(u64, u64, &mut rand::rngs::StdRng) -> KvOp,
+        routing: Routing,
+    ) -> Clients {
         use rand::SeedableRng;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = (0..n)
             .map(|c| {
-                let (seeds, key, recorder, stop) =
+                let (mut seeds, key, recorder, stop) =
                     (seeds.clone(), key.clone(), recorder.clone(), stop.clone());
+                if routing != Routing::Primary && !seeds.is_empty() {
+                    let len = seeds.len();
+                    seeds.rotate_left(c as usize % len);
+                }
                 std::thread::spawn(move || {
                     runtime().block_on(async move {
-                        let mut fe = front_end::<KvStore>(seeds, key, "kv", Routing::Primary);
+                        let mut fe = front_end::<KvStore>(seeds, key, "kv", routing);
                         let mut rng = rand::rngs::StdRng::seed_from_u64(c);
                         let (mut k, mut acknowledged) = (0, 0);
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) {

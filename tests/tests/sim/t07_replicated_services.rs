@@ -88,6 +88,9 @@ pub(crate) fn replicated_config_with(
     config
 }
 
+/// The search budget of the sequential-consistency checker, per history.
+const SEQUENTIAL_STEPS_MAX: u64 = 50_000_000;
+
 /// The consistency a sweep holds its histories to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Consistency {
@@ -213,7 +216,12 @@ pub(crate) fn judge_report_as(mut report: SimReport, consistency: Consistency) -
             verdict.operations = operations.len();
             verdict.pending = operations.iter().filter(|o| o.result().is_none()).count();
             let model = StateMachineModel::new(KvStore::new());
-            match sequential::check(&model, &operations, SearchLimits::default()) {
+            // The whole history at once (sequential consistency is not compositional): a
+            // larger budget than the per-key linearizability search.
+            let limits = SearchLimits {
+                max_steps: SEQUENTIAL_STEPS_MAX,
+            };
+            match sequential::check(&model, &operations, limits) {
                 SequentialConsistency::Consistent { steps, .. } => verdict.steps = steps,
                 SequentialConsistency::NotConsistent(counterexample) => {
                     failures.push("client histories not sequentially consistent".into());

@@ -7,8 +7,9 @@
 //!
 //! - `active`: ordered reads, histories **linearizable** (`history::linearizability`);
 //! - `active-local-reads`: reads answered by the member they reach, histories
-//!   **sequentially consistent** (`history::sequential`), and shown *not* linearizable for
-//!   some seed (the checker fires on the documented weaker promise);
+//!   **sequentially consistent** (`history::sequential`, the whole history at once); that
+//!   they are not linearizable is shown by the core's unit tests (a member that has not yet
+//!   delivered an acknowledged write answers the old value);
 //! - the total-failure scenario: every node crashes at once, the group re-forms from the
 //!   members' disks, no acknowledged write lost;
 //! - a deliberately broken core (writes answered at arrival, before their delivery) caught.
@@ -322,7 +323,7 @@ fn assert_clean_and_reached(sweep: &ActiveSweep) {
 fn active_replication_is_linearizable_with_simulated_clients() {
     let sweep = sweep(
         Variant::Correct(ActiveReads::Ordered),
-        seeds(0..300),
+        seeds(0..250),
         Consistency::Linearizable,
         "active_replication_is_linearizable",
         false,
@@ -338,43 +339,13 @@ fn active_replication_is_linearizable_with_simulated_clients() {
 fn active_local_reads_are_sequentially_consistent_with_simulated_clients() {
     let sweep = sweep(
         Variant::Correct(ActiveReads::Local),
-        seeds(0..100),
+        seeds(0..30),
         Consistency::Sequential,
         "active_local_reads_are_sequentially_consistent",
         false,
     );
     assert_clean_and_reached(&sweep);
     assert!(sweep.paths.total.reads > 0, "{sweep}");
-}
-
-/// Local reads promise sequential consistency only: the linearizability checker rejects
-/// some seed's history (a member answered a read before it had delivered a write another
-/// client already had acknowledged), while the same seed is sequentially consistent.
-#[test]
-fn active_local_reads_are_not_linearizable() {
-    let test = "active_local_reads_are_not_linearizable";
-    let mut caught = None;
-    for seed in seeds(0..60) {
-        let stats = CoreStats::default();
-        let service = active(Variant::Correct(ActiveReads::Local), stats);
-        let report = Simulation::new(replicated_config_with(seed, service, true)).run();
-        let verdict = judge_report_as(report, Consistency::Linearizable);
-        if let Some(counterexample) = verdict.counterexample {
-            println!("seed {seed}: local reads are not linearizable:\n{counterexample}");
-            println!("  replay: {}", replay_command(seed, test));
-            caught = Some(seed);
-            break;
-        }
-    }
-    let seed = caught.expect("no seed showed local reads not linearizable");
-    let service = active(Variant::Correct(ActiveReads::Local), CoreStats::default());
-    let report = Simulation::new(replicated_config_with(seed, service, true)).run();
-    let verdict = judge_report_as(report, Consistency::Sequential);
-    assert!(
-        verdict.failures.is_empty(),
-        "seed {seed} judged sequentially: {:?}",
-        verdict.failures
-    );
 }
 
 #[test]
@@ -419,7 +390,7 @@ fn active_replication_recovers_from_a_total_failure() {
     let started = Instant::now();
     let mut sweep = ActiveSweep::default();
     let (mut reformed, mut power_losses) = (0, 0);
-    for seed in seeds(0..100) {
+    for seed in seeds(0..50) {
         let stats = CoreStats::default();
         let service = active(Variant::Correct(ActiveReads::Ordered), stats.clone());
         let config = total_failure_config_with(seed, service, true);
