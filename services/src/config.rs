@@ -225,11 +225,14 @@ impl ServiceFileConfig {
             Some(value) => section(value, path, "service")?,
             None => ServiceConfig::default(),
         };
+        // Naming a conflict beats overriding it silently.
         if service.strategy.is_replicated() {
-            refuse_agreed_delivery(&table, &service, path)?;
+            let agreed = &["agreed"];
+            refuse_setting(&table, &service, path, "delivery", agreed, "safe delivery")?;
         }
         if service.strategy.needs_total_order() {
-            refuse_partial_order(&table, &service, path)?;
+            let partial = &["fifo", "causal"];
+            refuse_setting(&table, &service, path, "ordering", partial, "total order")?;
         }
         let mut node = NodeConfig::from_table(table, path)?;
         if let Some(dir) = &service.data_dir {
@@ -258,40 +261,6 @@ impl ServiceFileConfig {
         }
         Ok(ServiceFileConfig { node, service })
     }
-}
-
-/// Refuses a file that asks for agreed delivery (globally or for a group) with a replicated
-/// strategy, which needs safe delivery: naming the conflict beats overriding it silently.
-fn refuse_agreed_delivery(
-    table: &toml::Table,
-    service: &ServiceConfig,
-    path: &Path,
-) -> Result<(), ConfigError> {
-    refuse_setting(
-        table,
-        service,
-        path,
-        "delivery",
-        &["agreed"],
-        "safe delivery",
-    )
-}
-
-/// Refuses a file that asks for FIFO or causal order (globally or for a group) with a
-/// strategy that needs total order.
-fn refuse_partial_order(
-    table: &toml::Table,
-    service: &ServiceConfig,
-    path: &Path,
-) -> Result<(), ConfigError> {
-    refuse_setting(
-        table,
-        service,
-        path,
-        "ordering",
-        &["fifo", "causal"],
-        "total order",
-    )
 }
 
 /// Refuses a file whose `[multicast]` or `[group.NAME]` sets `key` to one of `refused`,

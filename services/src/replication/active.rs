@@ -102,10 +102,9 @@ use viewsync::wire::{BusyReason, Refusal};
 use viewsync::{GroupName, ProcessId, View, ViewId};
 
 use super::committed::{
-    refuse, store_error, Committed, DurableReports, Formats, HeldReplies, Limits, QueuedReads,
-    UpdateRecord,
+    group_commit_tick, handle_event, refuse, store_error, Committed, CommittedCore, DurableReports,
+    Formats, HeldReplies, Limits, QueuedReads, UpdateRecord,
 };
-use super::passive::DURABLE_REPORT_INTERVAL;
 use super::store::Recovered;
 use super::{
     decode, decode_request, encode, Action, ReplicaCore, ReplicaLog, Request, RequestId, StoreError,
@@ -425,36 +424,87 @@ where
         self.try_answer(out);
     }
 
-    /// Tells the other members how far this member's log is durable (quorum mode).
-    fn report_durable(&self, out: &mut Vec<Action>) {
-        if !self.config.quorum_durability {
-            return;
-        }
-        let Some(view) = &self.view else { return };
-        let payload = encode(&ActiveMessage::<S::Operation>::Durable {
-            index: self.committed.local_durable,
+    /// Executes an update at `index` (the next position) and records it: executed table,
+    /// log, tail. Returns its output.
+    fn execute(
+        &mut self,
+        index: u64,
+        id: RequestId,
+        op: S::Operation,
+    ) -> Result<S::Output, StoreError> {
+        let output = self.committed.state.apply(&op);
+        let record = encode(&ActiveRecord {
+            index,
+            id,
+            op,
+            response: output.clone(),
         });
-        for member in &view.members {
-            if member.id != self.config.me {
-                out.push(Action::Send {
-                    to: member.id,
-                    payload: payload.clone(),
-                });
-            }
-        }
+        self.stats.evicted_clients += self.committed.commit(index, id, output.clone(), &record)?;
+        self.stats.updates_applied += 1;
+        Ok(output)
     }
 
-    /// The log was synced (or needs no sync): everything executed is durable here.
-    fn now_durable(&mut self, out: &mut Vec<Action>) {
-        if self.committed.local_durable == self.committed.index {
-            return;
-        }
-        self.committed.local_durable = self.committed.index;
-        self.report_durable(out);
-        self.try_answer(out);
+    fn serve_queued_reads(&mut self, out: &mut Vec<Action>) {
+        self.stats.reads +=
+            self.committed
+                .serve_reached_reads(&mut self.queued_reads, &mut self.in_hand, out);
     }
 
-    // ---- requests ---------------------------------------------------------------------
+    /// Refuses every held request with `refusal`.
+    fn drop_everything(&mut self, refusal: &Refusal, out: &mut Vec<Action>) {
+        let mut in_flight: Vec<(RequestId, InFlight)> = self.in_flight.drain().collect();
+        // In id order: the refusals go out in the same order at every run.
+        in_flight.sort_unstable_by_key(|(id, _)| *id);
+        for (_, request) in in_flight {
+            self.in_hand.refuse(request.waiters, refusal, out);
+        }
+        for answer in std::mem::take(&mut self.answers) {
+            self.in_hand.refuse(answer.waiters, refusal, out);
+        }
+        let queued = self.queued_reads.take_all();
+        self.in_hand.refuse(queued, refusal, out);
+    }
+
+    /// Recounts the held reply handles (tests check the running count against it).
+    #[cfg(test)]
+    pub(crate) fn recount_waiters(&self) -> usize {
+        self.in_flight
+            .values()
+            .map(|f| f.waiters.len())
+            .sum::<usize>()
+            + self.answers.iter().map(|a| a.waiters.len()).sum::<usize>()
+            + self.queued_reads.len()
+    }
+}
+
+/// The refusal of a request whose client has had a later one executed.
+fn superseded(id: RequestId, latest: u64) -> Refusal {
+    Refusal::Malformed(format!(
+        "superseded request {id}: this client's request {latest} was executed since"
+    ))
+}
+
+impl<S> CommittedCore for ActiveReplica<S>
+where
+    S: StateMachine + Clone + Default,
+{
+    type Machine = S;
+
+    fn group(&self) -> &GroupName {
+        &self.config.group
+    }
+
+    fn log(&mut self) -> &mut dyn ReplicaLog {
+        &mut *self.committed.log
+    }
+
+    fn last_durable_report(&mut self) -> &mut Option<std::time::Duration> {
+        &mut self.last_durable_report
+    }
+
+    fn on_block(&mut self) {
+        self.blocked = true;
+    }
 
     fn on_request(&mut self, request: &ClientRequest, out: &mut Vec<Action>) {
         let to = request.reply;
@@ -524,8 +574,6 @@ where
         );
     }
 
-    // ---- group events -----------------------------------------------------------------
-
     fn on_deliver(&mut self, message: &Delivered, out: &mut Vec<Action>) -> Result<(), StoreError> {
         let (id, op) = match decode::<ActiveMessage<S::Operation>>(&message.payload) {
             Ok(ActiveMessage::Request { id, op }) => (id, op),
@@ -580,47 +628,6 @@ where
         }
         self.serve_queued_reads(out);
         Ok(())
-    }
-
-    /// Executes an update at `index` (the next position) and records it: executed table,
-    /// log, tail. Returns its output.
-    fn execute(
-        &mut self,
-        index: u64,
-        id: RequestId,
-        op: S::Operation,
-    ) -> Result<S::Output, StoreError> {
-        let output = self.committed.state.apply(&op);
-        let record = encode(&ActiveRecord {
-            index,
-            id,
-            op,
-            response: output.clone(),
-        });
-        self.stats.evicted_clients += self.committed.commit(index, id, output.clone(), &record)?;
-        self.stats.updates_applied += 1;
-        Ok(output)
-    }
-
-    fn serve_queued_reads(&mut self, out: &mut Vec<Action>) {
-        self.stats.reads +=
-            self.committed
-                .serve_reached_reads(&mut self.queued_reads, &mut self.in_hand, out);
-    }
-
-    /// Refuses every held request with `refusal`.
-    fn drop_everything(&mut self, refusal: &Refusal, out: &mut Vec<Action>) {
-        let mut in_flight: Vec<(RequestId, InFlight)> = self.in_flight.drain().collect();
-        // In id order: the refusals go out in the same order at every run.
-        in_flight.sort_unstable_by_key(|(id, _)| *id);
-        for (_, request) in in_flight {
-            self.in_hand.refuse(request.waiters, refusal, out);
-        }
-        for answer in std::mem::take(&mut self.answers) {
-            self.in_hand.refuse(answer.waiters, refusal, out);
-        }
-        let queued = self.queued_reads.take_all();
-        self.in_hand.refuse(queued, refusal, out);
     }
 
     fn on_view(&mut self, view: &View, out: &mut Vec<Action>) -> Result<(), StoreError> {
@@ -696,23 +703,34 @@ where
         self.committed.finish_delta(since)
     }
 
-    /// Recounts the held reply handles (tests check the running count against it).
-    #[cfg(test)]
-    pub(crate) fn recount_waiters(&self) -> usize {
-        self.in_flight
-            .values()
-            .map(|f| f.waiters.len())
-            .sum::<usize>()
-            + self.answers.iter().map(|a| a.waiters.len()).sum::<usize>()
-            + self.queued_reads.len()
+    /// The log was synced (or needs no sync): everything executed is durable here.
+    fn now_durable(&mut self, out: &mut Vec<Action>) {
+        if self.committed.local_durable == self.committed.index {
+            return;
+        }
+        self.committed.local_durable = self.committed.index;
+        self.report_durable(out);
+        self.try_answer(out);
     }
-}
 
-/// The refusal of a request whose client has had a later one executed.
-fn superseded(id: RequestId, latest: u64) -> Refusal {
-    Refusal::Malformed(format!(
-        "superseded request {id}: this client's request {latest} was executed since"
-    ))
+    /// Tells the other members how far this member's log is durable (quorum mode).
+    fn report_durable(&self, out: &mut Vec<Action>) {
+        if !self.config.quorum_durability {
+            return;
+        }
+        let Some(view) = &self.view else { return };
+        let payload = encode(&ActiveMessage::<S::Operation>::Durable {
+            index: self.committed.local_durable,
+        });
+        for member in &view.members {
+            if member.id != self.config.me {
+                out.push(Action::Send {
+                    to: member.id,
+                    payload: payload.clone(),
+                });
+            }
+        }
+    }
 }
 
 impl<S> ReplicaCore for ActiveReplica<S>
@@ -720,55 +738,11 @@ where
     S: StateMachine + Clone + Default,
 {
     fn handle(&mut self, event: &ServiceEvent) -> Result<Vec<Action>, StoreError> {
-        let mut out = Vec::new();
-        match event {
-            ServiceEvent::Request(request) => self.on_request(request, &mut out),
-            ServiceEvent::Deliver { group, message } if *group == self.config.group => {
-                self.on_deliver(message, &mut out)?
-            }
-            ServiceEvent::Block { group } if *group == self.config.group => self.blocked = true,
-            ServiceEvent::ViewChange { group, change } if *group == self.config.group => {
-                self.on_view(&change.view, &mut out)?
-            }
-            ServiceEvent::Direct {
-                group,
-                from,
-                payload,
-            } if *group == self.config.group => self.on_direct(*from, payload, &mut out),
-            ServiceEvent::Restore {
-                group,
-                state,
-                since: None,
-                ..
-            } if *group == self.config.group => self.on_restore(state, &mut out)?,
-            ServiceEvent::Restore {
-                group,
-                state,
-                since: Some(since),
-                ..
-            } if *group == self.config.group => self.on_restore_delta(*since, state, &mut out)?,
-            other => tracing::warn!(?other, "event of another group; ignored"),
-        }
-        Ok(out)
+        handle_event(self, event)
     }
 
     fn tick(&mut self, now: std::time::Duration) -> Result<Vec<Action>, StoreError> {
-        let mut out = Vec::new();
-        if self.committed.log.needs_sync() {
-            // Group commit: one sync covers every record appended since the last.
-            self.committed.log.sync()?;
-            self.now_durable(&mut out);
-        }
-        // Reports are point-to-point and may be lost; a member waiting on this one's would
-        // wait for ever without a repeat.
-        let due = self
-            .last_durable_report
-            .is_none_or(|last| now.saturating_sub(last) >= DURABLE_REPORT_INTERVAL);
-        if due {
-            self.last_durable_report = Some(now);
-            self.report_durable(&mut out);
-        }
-        Ok(out)
+        group_commit_tick(self, now)
     }
 
     fn snapshot(&self) -> Bytes {

@@ -14,9 +14,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use viewsync::runtime::ReplyTo;
+use viewsync::proto::multicast::Message as Delivered;
+use viewsync::runtime::{ClientRequest, ReplyTo, ServiceEvent};
 use viewsync::wire::{BusyReason, Refusal};
-use viewsync::{ProcessId, View, ViewId};
+use viewsync::{GroupName, ProcessId, View, ViewId};
 
 use super::store::Recovered;
 use super::{encode, Action, ReplicaLog, Reply, RequestId, StoreError};
@@ -184,6 +185,12 @@ pub(crate) struct UpdateRecord<Op, Out> {
     pub(crate) op: Op,
     pub(crate) response: Out,
 }
+
+/// An update of a delta and its record, byte for byte.
+pub(crate) type DeltaUpdate<S> = (
+    UpdateRecord<<S as StateMachine>::Operation, <S as StateMachine>::Output>,
+    Bytes,
+);
 
 /// Reads a strategy's log record: the update, or why it is not one (`at`: its position in
 /// the log, `what`: "log record" or "delta record", for the message).
@@ -418,7 +425,7 @@ where
         since: u64,
         delta: &[u8],
         decode_record: RecordDecoder<S::Operation, S::Output>,
-    ) -> Result<Vec<(UpdateRecord<S::Operation, S::Output>, Bytes)>, StoreError> {
+    ) -> Result<Vec<DeltaUpdate<S>>, StoreError> {
         let name = self.formats.name;
         let body: DeltaBody = decode_snapshot(self.formats.delta_kind, delta)
             .map_err(|e| store_error(format_args!("{name} delta: {e}")))?;
@@ -532,6 +539,106 @@ impl<S: StateMachine> Committed<S> {
         let output = self.state.apply(op);
         reply(to, id, self.index, output, out);
     }
+}
+
+/// How often a member repeats its durable position to the members waiting on it (reports
+/// are point-to-point and may be lost).
+pub const DURABLE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A strategy's core built on [`Committed`], one handler per event of its group:
+/// [`handle_event`] dispatches a [`ServiceEvent`] to them and [`group_commit_tick`] runs the
+/// tick every such core runs, so the strategies differ only in their handlers.
+pub(crate) trait CommittedCore {
+    /// The state machine replicated.
+    type Machine: StateMachine;
+    /// The group served (events of another group are logged and ignored).
+    fn group(&self) -> &GroupName;
+    /// The replica's log.
+    fn log(&mut self) -> &mut dyn ReplicaLog;
+    /// When the durable position was last reported on a tick.
+    fn last_durable_report(&mut self) -> &mut Option<std::time::Duration>;
+    /// A front end's request.
+    fn on_request(&mut self, request: &ClientRequest, out: &mut Vec<Action>);
+    /// A delivery of the group.
+    fn on_deliver(&mut self, message: &Delivered, out: &mut Vec<Action>) -> Result<(), StoreError>;
+    /// The group's `Block`: a view change begins.
+    fn on_block(&mut self);
+    /// A view installed.
+    fn on_view(&mut self, view: &View, out: &mut Vec<Action>) -> Result<(), StoreError>;
+    /// A point-to-point message of another member.
+    fn on_direct(&mut self, from: ProcessId, payload: &[u8], out: &mut Vec<Action>);
+    /// A whole state to restore (state transfer).
+    fn on_restore(&mut self, state: &[u8], out: &mut Vec<Action>) -> Result<(), StoreError>;
+    /// A delta from position `since` to apply (state transfer to a restarted member).
+    fn on_restore_delta(
+        &mut self,
+        since: u64,
+        delta: &[u8],
+        out: &mut Vec<Action>,
+    ) -> Result<(), StoreError>;
+    /// The log was synced: everything applied is durable here.
+    fn now_durable(&mut self, out: &mut Vec<Action>);
+    /// Tells the members waiting on it how far this member's log is durable.
+    fn report_durable(&self, out: &mut Vec<Action>);
+}
+
+/// [`super::ReplicaCore::handle`] for a [`CommittedCore`]: the event to its handler.
+pub(crate) fn handle_event<C: CommittedCore>(
+    core: &mut C,
+    event: &ServiceEvent,
+) -> Result<Vec<Action>, StoreError> {
+    let mut out = Vec::new();
+    let ours = |group: &GroupName| group == core.group();
+    match event {
+        ServiceEvent::Request(request) => core.on_request(request, &mut out),
+        ServiceEvent::Deliver { group, message } if ours(group) => {
+            core.on_deliver(message, &mut out)?
+        }
+        ServiceEvent::Block { group } if ours(group) => core.on_block(),
+        ServiceEvent::ViewChange { group, change } if ours(group) => {
+            core.on_view(&change.view, &mut out)?
+        }
+        ServiceEvent::Direct {
+            group,
+            from,
+            payload,
+        } if ours(group) => core.on_direct(*from, payload, &mut out),
+        ServiceEvent::Restore {
+            group,
+            state,
+            since: None,
+            ..
+        } if ours(group) => core.on_restore(state, &mut out)?,
+        ServiceEvent::Restore {
+            group,
+            state,
+            since: Some(since),
+            ..
+        } if ours(group) => core.on_restore_delta(*since, state, &mut out)?,
+        other => tracing::warn!(?other, "event of another group; ignored"),
+    }
+    Ok(out)
+}
+
+/// [`super::ReplicaCore::tick`] for a [`CommittedCore`]: group commit (one sync covers
+/// every record appended since the last), then the durable position repeated every
+/// [`DURABLE_REPORT_INTERVAL`]: reports may be lost, and without a new update none would
+/// follow, so a member waiting on this one would wait for ever.
+pub(crate) fn group_commit_tick<C: CommittedCore>(
+    core: &mut C,
+    now: std::time::Duration,
+) -> Result<Vec<Action>, StoreError> {
+    let mut out = Vec::new();
+    if core.log().needs_sync() {
+        core.log().sync()?;
+        core.now_durable(&mut out);
+    }
+    let last = core.last_durable_report();
+    if last.is_none_or(|last| now.saturating_sub(last) >= DURABLE_REPORT_INTERVAL) {
+        *last = Some(now);
+        core.report_durable(&mut out);
+    }
+    Ok(out)
 }
 
 /// The durable positions the other members of the view reported ([`quorum_position`]'s

@@ -124,8 +124,8 @@ use viewsync::wire::{BusyReason, Refusal};
 use viewsync::{GroupName, Member, ProcessId, View, ViewId};
 
 use super::committed::{
-    refuse, reply, store_error, Committed, DurableReports, Formats, HeldReplies, Limits,
-    QueuedReads, UpdateRecord,
+    group_commit_tick, handle_event, refuse, reply, store_error, Committed, CommittedCore,
+    DurableReports, Formats, HeldReplies, Limits, QueuedReads, UpdateRecord,
 };
 use super::store::Recovered;
 use super::{
@@ -134,7 +134,7 @@ use super::{
 use crate::state_machine::StateMachine;
 
 /// How often a backup repeats its durable position to the primary (reports may be lost).
-pub const DURABLE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+pub use super::committed::DURABLE_REPORT_INTERVAL;
 
 /// The kind byte of a passive replica's snapshots (the state machine's own snapshot, the
 /// position and the executed table, in the checksummed snapshot envelope).
@@ -493,36 +493,148 @@ where
                 .serve_reached_reads(&mut self.queued_reads, &mut self.in_hand, out);
     }
 
-    /// Tells the primary how far this member's log is durable (backups, quorum mode).
-    fn report_durable(&self, out: &mut Vec<Action>) {
-        if !self.config.quorum_durability || self.is_primary() {
+    /// A retransmission of the client's latest executed update: the stored response, at
+    /// once if durable, else once it is.
+    fn answer_from_table(&mut self, to: ReplyTo, id: RequestId, out: &mut Vec<Action>) {
+        let done = self
+            .committed
+            .table
+            .get(id.client)
+            .expect("looked up")
+            .clone();
+        if done.index <= self.answerable() {
+            self.stats.duplicates += 1;
+            return reply(to, id, done.index, done.response, out);
+        }
+        if !self.in_hand.hold(to, out) {
             return;
         }
-        let Some(primary) = self.primary() else {
-            return;
-        };
-        out.push(Action::Send {
-            to: primary.id,
-            payload: encode(&Message::<S>::Durable {
-                index: self.committed.local_durable,
-            }),
-        });
+        self.stats.duplicates += 1;
+        self.pending_ids.insert(id, done.index);
+        self.pending
+            .entry(done.index)
+            .or_insert_with(|| PendingUpdate {
+                id,
+                response: done.response,
+                waiters: Vec::new(),
+            })
+            .waiters
+            .push(to);
     }
 
-    /// The log was synced (or needs no sync): everything applied is durable here.
-    fn now_durable(&mut self, out: &mut Vec<Action>) {
-        if self.committed.local_durable == self.committed.index {
-            return;
+    /// A read under `AnyReplica`: from the committed state, once at the `after` position.
+    fn read_committed(
+        &mut self,
+        to: ReplyTo,
+        request: Request<S::Operation>,
+        out: &mut Vec<Action>,
+    ) {
+        self.stats.reads +=
+            self.committed
+                .read_local(&mut self.queued_reads, &mut self.in_hand, to, request, out);
+    }
+
+    /// Phase 4 at every member: apply a delivered update to the committed state.
+    fn apply_update(
+        &mut self,
+        index: u64,
+        id: RequestId,
+        op: &S::Operation,
+        response: S::Output,
+        record: &[u8],
+        out: &mut Vec<Action>,
+    ) -> Result<(), StoreError> {
+        let output = self.committed.state.apply(op);
+        if output != response {
+            tracing::error!(index, %id, ours = ?output, primary = ?response, "update output differs from the primary's: nondeterministic state machine");
+            self.stats.output_mismatches += 1;
         }
-        self.committed.local_durable = self.committed.index;
+        // The primary's response is what its front end gets, so every member stores it.
+        self.stats.evicted_clients += self.committed.commit(index, id, response, record)?;
+        self.stats.updates_applied += 1;
         if self.is_primary() {
-            self.try_answer(out);
-        } else {
-            self.report_durable(out);
+            if self.spec_latest.get(&id.client) == Some(&id.seq) {
+                self.spec_latest.remove(&id.client);
+            }
+            if self.pending.get(&index).is_some_and(|p| p.id != id) {
+                tracing::error!(index, %id, "the primary's update at this position was another request");
+            }
         }
+        if !self.committed.log.needs_sync() {
+            // Per-record fsync (or a snapshot just covered it): durable already. Otherwise
+            // (group commit) it is at the next tick.
+            self.now_durable(out);
+        }
+        self.try_answer(out);
+        self.serve_queued_reads(out);
+        Ok(())
     }
 
-    // ---- requests ---------------------------------------------------------------------
+    /// An update arrived out of position: stop applying and serving (module documentation).
+    fn diverge(&mut self, out: &mut Vec<Action>) {
+        self.stats.diverged = true;
+        self.drop_everything(&Refusal::Busy(BusyReason::Joining), out);
+    }
+
+    /// Refuses every held request with `refusal` and forgets the speculative work.
+    fn drop_everything(&mut self, refusal: &Refusal, out: &mut Vec<Action>) {
+        for (_, update) in std::mem::take(&mut self.pending) {
+            self.in_hand.refuse(update.waiters, refusal, out);
+        }
+        self.pending_ids.clear();
+        for (_, read) in std::mem::take(&mut self.reads) {
+            self.in_hand.refuse(read.waiters, refusal, out);
+        }
+        self.ready_reads.clear();
+        let queued = self.queued_reads.take_all();
+        self.in_hand.refuse(queued, refusal, out);
+        self.reset_speculation();
+    }
+
+    fn reset_speculation(&mut self) {
+        self.speculative = self.is_primary().then(|| self.committed.state.clone());
+        self.spec_index = self.committed.index;
+        self.spec_latest.clear();
+    }
+
+    /// How the last state transfer to this replica went (`None` before any).
+    pub fn last_restore(&self) -> Option<Restored> {
+        self.committed.last_restore
+    }
+
+    /// Recounts the held reply handles (tests check the running count against it).
+    #[cfg(test)]
+    pub(crate) fn recount_waiters(&self) -> usize {
+        self.pending
+            .values()
+            .map(|u| u.waiters.len())
+            .sum::<usize>()
+            + self.reads.values().map(|r| r.waiters.len()).sum::<usize>()
+            + self.queued_reads.len()
+    }
+}
+
+impl<S> CommittedCore for PassiveReplica<S>
+where
+    S: StateMachine + Clone + Default,
+{
+    type Machine = S;
+
+    fn group(&self) -> &GroupName {
+        &self.config.group
+    }
+
+    fn log(&mut self) -> &mut dyn ReplicaLog {
+        &mut *self.committed.log
+    }
+
+    fn last_durable_report(&mut self) -> &mut Option<std::time::Duration> {
+        &mut self.last_durable_report
+    }
+
+    fn on_block(&mut self) {
+        self.blocked = true;
+    }
 
     fn on_request(&mut self, request: &ClientRequest, out: &mut Vec<Action>) {
         let to = request.reply;
@@ -629,49 +741,6 @@ where
         );
     }
 
-    /// A retransmission of the client's latest executed update: the stored response, at
-    /// once if durable, else once it is.
-    fn answer_from_table(&mut self, to: ReplyTo, id: RequestId, out: &mut Vec<Action>) {
-        let done = self
-            .committed
-            .table
-            .get(id.client)
-            .expect("looked up")
-            .clone();
-        if done.index <= self.answerable() {
-            self.stats.duplicates += 1;
-            return reply(to, id, done.index, done.response, out);
-        }
-        if !self.in_hand.hold(to, out) {
-            return;
-        }
-        self.stats.duplicates += 1;
-        self.pending_ids.insert(id, done.index);
-        self.pending
-            .entry(done.index)
-            .or_insert_with(|| PendingUpdate {
-                id,
-                response: done.response,
-                waiters: Vec::new(),
-            })
-            .waiters
-            .push(to);
-    }
-
-    /// A read under `AnyReplica`: from the committed state, once at the `after` position.
-    fn read_committed(
-        &mut self,
-        to: ReplyTo,
-        request: Request<S::Operation>,
-        out: &mut Vec<Action>,
-    ) {
-        self.stats.reads +=
-            self.committed
-                .read_local(&mut self.queued_reads, &mut self.in_hand, to, request, out);
-    }
-
-    // ---- group events -----------------------------------------------------------------
-
     fn on_deliver(&mut self, message: &Delivered, out: &mut Vec<Action>) -> Result<(), StoreError> {
         let decoded: Message<S> = match decode(&message.payload) {
             Ok(decoded) => decoded,
@@ -739,69 +808,6 @@ where
             }
         }
         Ok(())
-    }
-
-    /// Phase 4 at every member: apply a delivered update to the committed state.
-    fn apply_update(
-        &mut self,
-        index: u64,
-        id: RequestId,
-        op: &S::Operation,
-        response: S::Output,
-        record: &[u8],
-        out: &mut Vec<Action>,
-    ) -> Result<(), StoreError> {
-        let output = self.committed.state.apply(op);
-        if output != response {
-            tracing::error!(index, %id, ours = ?output, primary = ?response, "update output differs from the primary's: nondeterministic state machine");
-            self.stats.output_mismatches += 1;
-        }
-        // The primary's response is what its front end gets, so every member stores it.
-        self.stats.evicted_clients += self.committed.commit(index, id, response, record)?;
-        self.stats.updates_applied += 1;
-        if self.is_primary() {
-            if self.spec_latest.get(&id.client) == Some(&id.seq) {
-                self.spec_latest.remove(&id.client);
-            }
-            if self.pending.get(&index).is_some_and(|p| p.id != id) {
-                tracing::error!(index, %id, "the primary's update at this position was another request");
-            }
-        }
-        if !self.committed.log.needs_sync() {
-            // Per-record fsync (or a snapshot just covered it): durable already. Otherwise
-            // (group commit) it is at the next tick.
-            self.now_durable(out);
-        }
-        self.try_answer(out);
-        self.serve_queued_reads(out);
-        Ok(())
-    }
-
-    /// An update arrived out of position: stop applying and serving (module documentation).
-    fn diverge(&mut self, out: &mut Vec<Action>) {
-        self.stats.diverged = true;
-        self.drop_everything(&Refusal::Busy(BusyReason::Joining), out);
-    }
-
-    /// Refuses every held request with `refusal` and forgets the speculative work.
-    fn drop_everything(&mut self, refusal: &Refusal, out: &mut Vec<Action>) {
-        for (_, update) in std::mem::take(&mut self.pending) {
-            self.in_hand.refuse(update.waiters, refusal, out);
-        }
-        self.pending_ids.clear();
-        for (_, read) in std::mem::take(&mut self.reads) {
-            self.in_hand.refuse(read.waiters, refusal, out);
-        }
-        self.ready_reads.clear();
-        let queued = self.queued_reads.take_all();
-        self.in_hand.refuse(queued, refusal, out);
-        self.reset_speculation();
-    }
-
-    fn reset_speculation(&mut self) {
-        self.speculative = self.is_primary().then(|| self.committed.state.clone());
-        self.spec_index = self.committed.index;
-        self.spec_latest.clear();
     }
 
     fn on_view(&mut self, view: &View, out: &mut Vec<Action>) -> Result<(), StoreError> {
@@ -905,20 +911,33 @@ where
         Ok(())
     }
 
-    /// How the last state transfer to this replica went (`None` before any).
-    pub fn last_restore(&self) -> Option<Restored> {
-        self.committed.last_restore
+    /// The log was synced (or needs no sync): everything applied is durable here.
+    fn now_durable(&mut self, out: &mut Vec<Action>) {
+        if self.committed.local_durable == self.committed.index {
+            return;
+        }
+        self.committed.local_durable = self.committed.index;
+        if self.is_primary() {
+            self.try_answer(out);
+        } else {
+            self.report_durable(out);
+        }
     }
 
-    /// Recounts the held reply handles (tests check the running count against it).
-    #[cfg(test)]
-    pub(crate) fn recount_waiters(&self) -> usize {
-        self.pending
-            .values()
-            .map(|u| u.waiters.len())
-            .sum::<usize>()
-            + self.reads.values().map(|r| r.waiters.len()).sum::<usize>()
-            + self.queued_reads.len()
+    /// Tells the primary how far this member's log is durable (backups, quorum mode).
+    fn report_durable(&self, out: &mut Vec<Action>) {
+        if !self.config.quorum_durability || self.is_primary() {
+            return;
+        }
+        let Some(primary) = self.primary() else {
+            return;
+        };
+        out.push(Action::Send {
+            to: primary.id,
+            payload: encode(&Message::<S>::Durable {
+                index: self.committed.local_durable,
+            }),
+        });
     }
 }
 
@@ -927,56 +946,11 @@ where
     S: StateMachine + Clone + Default,
 {
     fn handle(&mut self, event: &ServiceEvent) -> Result<Vec<Action>, StoreError> {
-        let mut out = Vec::new();
-        match event {
-            ServiceEvent::Request(request) => self.on_request(request, &mut out),
-            ServiceEvent::Deliver { group, message } if *group == self.config.group => {
-                self.on_deliver(message, &mut out)?
-            }
-            ServiceEvent::Block { group } if *group == self.config.group => self.blocked = true,
-            ServiceEvent::ViewChange { group, change } if *group == self.config.group => {
-                self.on_view(&change.view, &mut out)?
-            }
-            ServiceEvent::Direct {
-                group,
-                from,
-                payload,
-            } if *group == self.config.group => self.on_direct(*from, payload, &mut out),
-            ServiceEvent::Restore {
-                group,
-                state,
-                since: None,
-                ..
-            } if *group == self.config.group => self.on_restore(state, &mut out)?,
-            ServiceEvent::Restore {
-                group,
-                state,
-                since: Some(since),
-                ..
-            } if *group == self.config.group => self.on_restore_delta(*since, state, &mut out)?,
-            other => tracing::warn!(?other, "event of another group; ignored"),
-        }
-        Ok(out)
+        handle_event(self, event)
     }
 
     fn tick(&mut self, now: std::time::Duration) -> Result<Vec<Action>, StoreError> {
-        let mut out = Vec::new();
-        if self.committed.log.needs_sync() {
-            // Group commit: one sync covers every record appended since the last.
-            self.committed.log.sync()?;
-            self.now_durable(&mut out);
-        }
-        // Reports are point-to-point and may be lost; without a new update none would follow,
-        // and a primary waiting for this one would wait for ever. So a backup repeats its
-        // position every DURABLE_REPORT_INTERVAL.
-        let due = self
-            .last_durable_report
-            .is_none_or(|last| now.saturating_sub(last) >= DURABLE_REPORT_INTERVAL);
-        if due {
-            self.last_durable_report = Some(now);
-            self.report_durable(&mut out);
-        }
-        Ok(out)
+        group_commit_tick(self, now)
     }
 
     fn snapshot(&self) -> Bytes {

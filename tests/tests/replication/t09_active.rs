@@ -13,22 +13,8 @@ use super::fixture::*;
 use rand::Rng;
 use std::time::{Duration, Instant};
 use viewsync_services::frontend::Routing;
-use viewsync_services::history::model::StateMachineModel;
-use viewsync_services::history::{sequential, SearchLimits};
-use viewsync_services::state_machine::kv::{KvOp, KvStore};
-use viewsync_tests::process::{run_viewsync, timing_shared, CONVERGE_TIMEOUT, GROUP};
-
-const KEYS: [&str; 4] = ["a", "b", "c", "d"];
-
-fn mixed(c: u64, n: u64, rng: &mut rand::rngs::StdRng) -> KvOp {
-    let k = KEYS[rng.gen_range(0..KEYS.len())];
-    match rng.gen_range(0..10) {
-        0..=3 => KvOp::put(k, format!("c{c}-{n}")),
-        4..=7 => KvOp::get(k),
-        8 => KvOp::delete(k),
-        _ => KvOp::cas(k, None, format!("c{c}-{n}")),
-    }
-}
+use viewsync_services::state_machine::kv::KvOp;
+use viewsync_tests::process::{timing_shared, CONVERGE_TIMEOUT};
 
 /// Kills `victim` with SIGKILL mid-load, waits for the others' view, restarts it from its
 /// data directory and waits until all three are in one view again.
@@ -62,13 +48,13 @@ fn kill_the_sequencer_under_load_lose_nothing_stay_linearizable() {
     let _shared = timing_shared();
     let mut cluster = start_cluster(3, "active", "kv", "grouped");
     let recorder = Recorder::new();
-    let clients = Clients::start_routed(
+    let clients = Clients::start(
         6,
         cluster.addrs(),
         key(&cluster),
         &recorder,
         Duration::from_millis(3),
-        mixed,
+        mixed_op,
         Routing::Anywhere,
     );
     std::thread::sleep(Duration::from_millis(1500));
@@ -81,7 +67,7 @@ fn kill_the_sequencer_under_load_lose_nothing_stay_linearizable() {
         acknowledged.iter().all(|n| *n > 10),
         "every client made progress: {acknowledged:?}"
     );
-    let keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    let keys: Vec<String> = MIXED_KEYS.iter().map(|k| k.to_string()).collect();
     read_back(&cluster, &recorder, &keys);
     assert_linearizable(&cluster, &recorder.history());
     assert_recovered(&mut cluster, 1);
@@ -93,7 +79,7 @@ fn local_reads_stay_sequentially_consistent_while_a_member_is_killed() {
     let mut cluster = start_cluster(3, "active-local-reads", "kv", "grouped");
     let recorder = Recorder::new();
     // Few clients and keys: the sequential-consistency search covers the whole history.
-    let clients = Clients::start_routed(
+    let clients = Clients::start(
         3,
         cluster.addrs(),
         key(&cluster),
@@ -117,23 +103,7 @@ fn local_reads_stay_sequentially_consistent_while_a_member_is_killed() {
         acknowledged.iter().all(|n| *n > 5),
         "every client made progress: {acknowledged:?}"
     );
-    let history = recorder.history();
-    let path = save_history(&cluster, "local-reads-history.jsonl", &history);
-    let operations = history.operations().unwrap();
-    let model = StateMachineModel::new(KvStore::new());
-    let sc = sequential::check(
-        &model,
-        &operations,
-        SearchLimits {
-            max_steps: 50_000_000,
-        },
-    );
-    assert!(
-        sc.is_consistent(),
-        "history of {} operations at {} not shown sequentially consistent: {sc:?}",
-        operations.len(),
-        path.display()
-    );
+    assert_sequentially_consistent(&cluster, "local-reads-history.jsonl", &recorder.history());
     assert_recovered(&mut cluster, 2);
 }
 
@@ -141,21 +111,7 @@ fn local_reads_stay_sequentially_consistent_while_a_member_is_killed() {
 fn the_client_command_talks_to_an_active_group_through_any_member() {
     let _shared = timing_shared();
     let cluster = start_cluster(3, "active", "kv", "grouped");
-    let key_file = cluster.key_file.display().to_string();
-    let client = |via: u64, args: &[&str]| {
-        let via = cluster.addr(via).to_string();
-        let mut all = vec![
-            "client",
-            "--group",
-            GROUP,
-            "--via",
-            &via,
-            "--key-file",
-            &key_file,
-        ];
-        all.extend_from_slice(args);
-        run_viewsync(&all, Duration::from_secs(30))
-    };
+    let client = |via: u64, args: &[&str]| viewsync_client(&cluster, cluster.addr(via), args);
     let out = client(3, &["put", "colour", "blue"]);
     assert_eq!(
         (out.status.code(), out.stdout.trim()),

@@ -362,7 +362,7 @@ fn sweep(service: &ServiceFactory, seeds: Range<u64>, test: &str, quiet: bool) -
     let mut summary = Summary::default();
     for seed in seeds {
         let verdict = judge(replicated_config(seed, service.clone()));
-        report_failure(&verdict, &service.name, test, quiet);
+        report_failure(&verdict, service.name, test, quiet);
         summary.add(&verdict);
     }
     println!(

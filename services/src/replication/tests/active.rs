@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use viewsync::runtime::{ReplyTo, ServiceEvent};
+use viewsync::runtime::ServiceEvent;
 use viewsync::wire::{BusyReason, Refusal};
 use viewsync::ViewId;
 
-use super::{group, pid, Harness, SharedLog};
+use super::{assert_same_snapshots, group, pid, refusal, Harness, SharedLog};
 use crate::replication::active::{ActiveConfig, ActiveReads, ActiveReplica};
 use crate::replication::store::Recovered;
 use crate::replication::{ReplicaCore, Reply, RequestId};
@@ -46,24 +46,9 @@ fn cluster(
     (h, logs)
 }
 
-fn refusal<C: ReplicaCore>(h: &Harness<C>, to: ReplyTo) -> Refusal {
-    match h.reply(to) {
-        Some(Err(refusal)) => refusal.clone(),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
 /// Every live replica in a view holds the same state, position and executed table.
 fn assert_same_state(h: &Harness<ActiveReplica<KvStore>>) {
-    let mut snapshots = h
-        .nodes
-        .iter()
-        .filter(|(_, r)| r.view().is_some())
-        .map(|(n, r)| (n, r.snapshot()));
-    let (first, expected) = snapshots.next().expect("a replica");
-    for (n, snapshot) in snapshots {
-        assert_eq!(snapshot, expected, "replicas {first} and {n} differ");
-    }
+    assert_same_snapshots(h, |r| r.view().is_some());
 }
 
 #[test]
