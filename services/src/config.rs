@@ -53,6 +53,10 @@ pub enum Strategy {
     /// Active replication with reads answered by the member they reach, from its state:
     /// sequentially consistent, not linearizable.
     ActiveLocalReads,
+    /// Active replication tolerating `f` lying replica managers among `2f + 1`: every member
+    /// signs its replies with its own key and front ends take the reply `f + 1` of them
+    /// signed ([`crate::replication::signed`]); reads ordered like writes.
+    ActiveByzantine,
     /// Each replica applies locally and propagates lazily: neither linearizable nor
     /// sequentially consistent; a labelled contrast for tests and benchmarks
     /// ([`crate::replication::naive`]).
@@ -68,7 +72,10 @@ impl Strategy {
     /// Whether the strategy needs its groups' multicasts in total order (every member
     /// executes every request in one order).
     pub fn needs_total_order(self) -> bool {
-        matches!(self, Strategy::Active | Strategy::ActiveLocalReads)
+        matches!(
+            self,
+            Strategy::Active | Strategy::ActiveLocalReads | Strategy::ActiveByzantine
+        )
     }
 
     /// The name used in configuration files.
@@ -79,6 +86,7 @@ impl Strategy {
             Strategy::PassiveBackupReads => "passive-backup-reads",
             Strategy::Active => "active",
             Strategy::ActiveLocalReads => "active-local-reads",
+            Strategy::ActiveByzantine => "active-byzantine",
             Strategy::Naive => "naive",
         }
     }
@@ -184,9 +192,110 @@ pub struct ServiceConfig {
     /// node's `data_dir`. Relative paths are resolved against the file's directory.
     #[serde(default)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// `active-byzantine` only: how many replica managers may lie (at least 1; the group
+    /// lists at least `2f + 1` in `replica_keys`).
+    #[serde(default)]
+    pub f: Option<usize>,
+    /// `active-byzantine` only: this replica manager's signing key (`viewsync keygen
+    /// --replica-key PATH` makes one). Relative paths are resolved against the file's
+    /// directory.
+    #[serde(default)]
+    pub signing_key_file: Option<std::path::PathBuf>,
+    /// `active-byzantine` only: every replica manager's public key (64 hex digits), by node
+    /// id (`[service.replica_keys]`, `1 = "..."`); front ends trust replies signed by these.
+    #[serde(default)]
+    pub replica_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl ServiceConfig {
+    /// What a front end of an `active-byzantine` group trusts: `f` and the listed public
+    /// keys (`None` for the other strategies). The error names the key at fault.
+    pub fn signed_replies(
+        &self,
+    ) -> Result<Option<crate::frontend::SignedReplies>, (&'static str, String)> {
+        if self.strategy != Strategy::ActiveByzantine {
+            return Ok(None);
+        }
+        let f = match self.f {
+            Some(f) if f >= 1 => f,
+            Some(_) => return Err(("service.f", "must be at least 1".into())),
+            None => {
+                return Err((
+                    "service.f",
+                    "active-byzantine needs f, the number of replica managers that may lie"
+                        .into(),
+                ))
+            }
+        };
+        let mut keys = std::collections::BTreeMap::new();
+        for (node, key) in &self.replica_keys {
+            let id = node
+                .parse::<u64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| {
+                    (
+                        "service.replica_keys",
+                        format!("{node:?} is not a node id (a positive integer)"),
+                    )
+                })?;
+            let key = crate::replication::signed::parse_public_key(key, &format!("node {id}"))
+                .map_err(|e| ("service.replica_keys", e.to_string()))?;
+            keys.insert(viewsync::NodeId(id), key);
+        }
+        if keys.len() < 2 * f + 1 {
+            return Err((
+                "service.replica_keys",
+                format!(
+                    "f = {f} needs at least {} replica managers, {} listed",
+                    2 * f + 1,
+                    keys.len()
+                ),
+            ));
+        }
+        Ok(Some(crate::frontend::SignedReplies {
+            f,
+            keys: crate::replication::signed::ReplicaKeys::new(keys),
+        }))
+    }
+
+    /// This replica manager's signer under `active-byzantine`: its key file loaded and
+    /// checked against the public key listed for `node` (`None` for the other strategies).
+    pub fn signer(
+        &self,
+        node: viewsync::NodeId,
+        group: viewsync::GroupName,
+    ) -> Result<Option<crate::replication::signed::ReplicaSigner>, (&'static str, String)> {
+        use crate::replication::signed;
+        let Some(trusted) = self.signed_replies()? else {
+            return Ok(None);
+        };
+        let Some(path) = &self.signing_key_file else {
+            return Err((
+                "service.signing_key_file",
+                "active-byzantine needs this replica manager's signing key (`viewsync keygen \
+                 --replica-key PATH` makes one)"
+                    .into(),
+            ));
+        };
+        let key = signed::load_signing_key(path)
+            .map_err(|e| ("service.signing_key_file", e.to_string()))?;
+        let listed = trusted.keys.replicas().any(|n| n == node);
+        let signer = signed::ReplicaSigner::new(node, group, key);
+        let verifies = trusted.keys.verify_key(node) == Some(signer.public_key());
+        if !listed || !verifies {
+            return Err((
+                "service.replica_keys",
+                format!(
+                    "node {node}'s signing key has public key {}, which replica_keys does not \
+                     list for node {node}",
+                    signed::public_key_hex(&signer.public_key())
+                ),
+            ));
+        }
+        Ok(Some(signer))
+    }
+
     /// The directory of `group`'s replica: `data_dir/<group>` when `[service] data_dir` is
     /// set, else `<node data_dir>/service/<group>`; `None` when neither is set.
     pub fn replica_dir(
@@ -235,11 +344,36 @@ impl ServiceFileConfig {
             refuse_setting(&table, &service, path, "ordering", partial, "total order")?;
         }
         let mut node = NodeConfig::from_table(table, path)?;
-        if let Some(dir) = &service.data_dir {
-            if dir.is_relative() {
-                let base = path.parent().unwrap_or(Path::new("."));
-                service.data_dir = Some(base.join(dir));
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut service.data_dir, &mut service.signing_key_file]
+            .into_iter()
+            .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
             }
+        }
+        let invalid = |(key, problem): (&'static str, String)| ConfigError::Invalid {
+            path: path.display().to_string(),
+            key,
+            problem,
+        };
+        if service.strategy == Strategy::ActiveByzantine {
+            // Checked at load, so a wrong key or list stops the node before it starts.
+            let group = viewsync::GroupName::new("check").expect("a valid name");
+            service.signer(node.node_id, group).map_err(invalid)?;
+        } else if service.f.is_some()
+            || service.signing_key_file.is_some()
+            || !service.replica_keys.is_empty()
+        {
+            return Err(invalid((
+                "service.f",
+                format!(
+                    "f, signing_key_file and replica_keys are for strategy \"active-byzantine\", \
+                     not {:?}",
+                    service.strategy.name()
+                ),
+            )));
         }
         if service.strategy.is_replicated() {
             require_safe_delivery(&mut node, service.strategy.needs_total_order());

@@ -7,6 +7,7 @@ use crate::config::{DurabilityMode, MachineKind, ServiceConfig, Strategy};
 use crate::frontend::Routing;
 use crate::replica::ReplicaService;
 use crate::replication::active::{ActiveConfig, ActiveReads, ActiveReplica};
+use crate::replication::signed::SigningCore;
 use crate::replication::naive::{NaiveConfig, NaiveReplica};
 use crate::replication::passive::{PassiveConfig, PassiveReplica, ReadPolicy};
 use crate::replication::store::{DiskLog, MemoryLog, Recovered};
@@ -28,6 +29,10 @@ pub enum StartReplicaError {
     /// The replica's storage could not be opened or read back whole.
     #[error("{0}")]
     Storage(String),
+    /// The Byzantine strategy's signing key cannot be used (missing, unreadable, or not
+    /// the one `replica_keys` lists for this node).
+    #[error("cannot sign replies: {0}")]
+    Signing(String),
     /// The node refused the registration.
     #[error("cannot register the replica with the node: {0}")]
     Node(#[from] viewsync::error::NodeError),
@@ -42,7 +47,11 @@ pub fn routing(strategy: Strategy) -> Option<Routing> {
         Strategy::Log => return None,
         Strategy::Passive => Routing::Primary,
         Strategy::PassiveBackupReads => Routing::ReadsAnywhere,
-        Strategy::Active | Strategy::ActiveLocalReads | Strategy::Naive => Routing::Anywhere,
+        // The Byzantine strategy's front ends send to every member (`SignedReplies`).
+        Strategy::Active
+        | Strategy::ActiveLocalReads
+        | Strategy::ActiveByzantine
+        | Strategy::Naive => Routing::Anywhere,
     })
 }
 
@@ -110,15 +119,22 @@ where
             config.quorum_durability = service.durability != DurabilityMode::Memory;
             Box::new(PassiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
         }
-        Strategy::Active | Strategy::ActiveLocalReads => {
+        Strategy::Active | Strategy::ActiveLocalReads | Strategy::ActiveByzantine => {
+            let signer = service
+                .signer(me.node, group.clone())
+                .map_err(|(key, problem)| StartReplicaError::Signing(format!("{key}: {problem}")))?;
             let mut config = ActiveConfig::new(me, group, machine);
-            config.reads = if service.strategy == Strategy::Active {
-                ActiveReads::Ordered
-            } else {
+            config.reads = if service.strategy == Strategy::ActiveLocalReads {
                 ActiveReads::Local
+            } else {
+                ActiveReads::Ordered
             };
             config.quorum_durability = service.durability != DurabilityMode::Memory;
-            Box::new(ActiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
+            let core = Box::new(ActiveReplica::<S>::recover(config, log, recovered).map_err(storage)?);
+            match signer {
+                Some(signer) => Box::new(SigningCore::new(core, signer)),
+                None => core,
+            }
         }
         // The contrast keeps nothing: it starts from the initial state at every start.
         Strategy::Naive => {

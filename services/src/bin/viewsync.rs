@@ -240,6 +240,7 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
                 | Strategy::PassiveBackupReads
                 | Strategy::Active
                 | Strategy::ActiveLocalReads
+                | Strategy::ActiveByzantine
                 | Strategy::Naive => {
                     strategy::start_replica(
                         &node,

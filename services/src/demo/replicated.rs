@@ -13,6 +13,7 @@
 use super::STEP_TIMEOUT;
 use crate::config::{MachineKind, ServiceConfig, Strategy};
 use crate::frontend::{FrontEnd, FrontEndConfig, FrontEndError, Routing};
+use crate::replication::signed;
 use crate::report;
 use crate::state_machine::bank::{Bank, BankOp, BankOutput};
 use crate::state_machine::kv::{KvOp, KvOutput, KvStore};
@@ -53,6 +54,9 @@ pub enum ReplicatedDemoError {
     /// The members' data directories could not be created.
     #[error("cannot create the members' data directories: {0}")]
     DataDir(std::io::Error),
+    /// A member's signing key could not be written (the Byzantine strategy).
+    #[error("cannot write a signing key: {0}")]
+    Signing(crate::replication::signed::KeyError),
     /// A node failed to start.
     #[error("node {0} failed to start: {1}")]
     Start(u64, viewsync::error::StartError),
@@ -355,7 +359,7 @@ async fn run_on<S: DemoMachine>(
     let Some(routing) = strategy::routing(strategy) else {
         return Err(ReplicatedDemoError::NotReplicated("log"));
     };
-    let service = ServiceConfig {
+    let mut service = ServiceConfig {
         strategy,
         state_machine: machine,
         // The default durability (grouped) with each member's own directory, as a
@@ -384,6 +388,28 @@ async fn run_on<S: DemoMachine>(
         );
     }
 
+    // The Byzantine strategy: each member's own signing key, every public key listed.
+    let mut signing_keys = BTreeMap::new();
+    if strategy == Strategy::ActiveByzantine {
+        service.f = Some(1);
+        for n in 1..=3u64 {
+            let path = dirs.path().join(format!("node{n}.key"));
+            let key = signed::generate_signing_key();
+            signed::write_signing_key(&path, &key).map_err(ReplicatedDemoError::Signing)?;
+            service
+                .replica_keys
+                .insert(n.to_string(), signed::public_key_hex(&key.verifying_key()));
+            signing_keys.insert(n, path);
+        }
+        println!(
+            "[demo] f = 1: each member signs its replies with its own key; the front ends send \
+             every request to all three and take the reply two of them signed"
+        );
+    }
+    let signed_replies = service
+        .signed_replies()
+        .expect("the demo lists 2f + 1 valid keys");
+
     let (tx, heard) = tokio::sync::mpsc::unbounded_channel::<Heard>();
     let mut demo = Demo::<S> {
         heard,
@@ -404,6 +430,8 @@ async fn run_on<S: DemoMachine>(
             .map_err(|e| ReplicatedDemoError::Start(n, e))?;
         println!("[node {n}] {}", report::listening(&node.me()));
         let tx = tx.clone();
+        let mut service = service.clone();
+        service.signing_key_file = signing_keys.get(&n).cloned();
         strategy::start_replica(
             &node,
             group.clone(),
@@ -449,6 +477,7 @@ async fn run_on<S: DemoMachine>(
             seeds.rotate_left(((c - 1) as usize) % addrs.len());
             let mut config = FrontEndConfig::new(group.clone(), seeds, machine.name());
             config.routing = routing;
+            config.signed_replies = signed_replies.clone();
             config.attempt_timeout = ATTEMPT_TIMEOUT;
             config.deadline = CALL_DEADLINE;
             let tx = tx.clone();
@@ -528,6 +557,7 @@ async fn run_on<S: DemoMachine>(
         Routing::Anywhere => Routing::Anywhere,
         _ => Routing::Primary,
     };
+    config.signed_replies = signed_replies;
     config.attempt_timeout = ATTEMPT_TIMEOUT;
     config.deadline = CALL_DEADLINE;
     let mut reader = FrontEnd::<S>::new(config);

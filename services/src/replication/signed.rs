@@ -216,6 +216,11 @@ impl ReplicaKeys {
         self.keys.is_empty()
     }
 
+    /// The public key listed for `replica`.
+    pub fn verify_key(&self, replica: NodeId) -> Option<VerifyingKey> {
+        self.keys.get(&replica).copied()
+    }
+
     /// The listed replica managers' node ids.
     pub fn replicas(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.keys.keys().copied()
