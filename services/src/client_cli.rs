@@ -24,7 +24,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use viewsync::wire::ClusterKey;
 use viewsync::GroupName;
 
-use crate::frontend::{FrontEnd, FrontEndConfig, FrontEndError, Routing};
+use crate::config::{ServiceConfig, Strategy};
+use crate::frontend::{FrontEnd, FrontEndConfig, FrontEndError, Routing, SignedReplies};
 use crate::state_machine::bank::{Bank, BankOp, BankOutput};
 use crate::state_machine::kv::{KvOp, KvOutput, KvStore};
 
@@ -79,6 +80,12 @@ pub struct ClientArgs {
     /// Where requests go (the routing of the front end).
     #[arg(long, value_enum, default_value_t = Reads::Primary)]
     pub reads: Reads,
+    /// For an `active-byzantine` group: a file naming `f` and every replica manager's
+    /// public key (`[replica_keys]`, or a node's configuration file, whose `[service]`
+    /// section has them). The request goes to every member and the result is the reply
+    /// `f + 1` of them signed.
+    #[arg(long, value_name = "PATH")]
+    pub replica_keys: Option<PathBuf>,
     /// The operation.
     #[command(subcommand)]
     pub command: ClientCommand,
@@ -189,8 +196,18 @@ pub fn run(args: ClientArgs) -> ExitCode {
         Ok(key) => key,
         Err(error) => return fail(EXIT_UNREACHABLE, &error),
     };
+    let signed_replies = match args
+        .replica_keys
+        .as_deref()
+        .map(load_replica_keys)
+        .transpose()
+    {
+        Ok(signed) => signed,
+        Err(error) => return fail(EXIT_UNREACHABLE, &error),
+    };
     let mut config = FrontEndConfig::new(group, args.via, args.command.machine());
     config.key = key;
+    config.signed_replies = signed_replies;
     config.routing = args.reads.into();
     config.deadline = args.timeout;
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -206,6 +223,39 @@ pub fn run(args: ClientArgs) -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(error) => fail(exit_code(&error), &error),
+    }
+}
+
+/// `f` and the replica managers' public keys from `path`: a file with `f` and a
+/// `[replica_keys]` table, or a node's configuration file with them in `[service]`.
+pub fn load_replica_keys(path: &std::path::Path) -> Result<SignedReplies, String> {
+    let at = |problem: String| format!("{}: {problem}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| at(e.to_string()))?;
+    let mut service = match table.remove("service") {
+        Some(toml::Value::Table(service)) => service,
+        _ => toml::Table::new(),
+    };
+    // A node's `[service]` section first, else the file's top level.
+    let mut take = |name: &str| service.remove(name).or_else(|| table.remove(name));
+    let f: Option<usize> = take("f")
+        .map(toml::Value::try_into)
+        .transpose()
+        .map_err(|e| at(format!("f: {e}")))?;
+    let replica_keys = take("replica_keys")
+        .map(toml::Value::try_into)
+        .transpose()
+        .map_err(|e| at(format!("replica_keys: {e}")))?
+        .unwrap_or_default();
+    let service = ServiceConfig {
+        strategy: Strategy::ActiveByzantine,
+        f,
+        replica_keys,
+        ..ServiceConfig::default()
+    };
+    match service.signed_replies() {
+        Ok(signed) => Ok(signed.expect("the Byzantine strategy has signed replies")),
+        Err((key, problem)) => Err(at(format!("{key}: {problem}"))),
     }
 }
 

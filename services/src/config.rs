@@ -222,8 +222,7 @@ impl ServiceConfig {
             None => {
                 return Err((
                     "service.f",
-                    "active-byzantine needs f, the number of replica managers that may lie"
-                        .into(),
+                    "active-byzantine needs f, the number of replica managers that may lie".into(),
                 ))
             }
         };

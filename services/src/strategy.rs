@@ -7,9 +7,9 @@ use crate::config::{DurabilityMode, MachineKind, ServiceConfig, Strategy};
 use crate::frontend::Routing;
 use crate::replica::ReplicaService;
 use crate::replication::active::{ActiveConfig, ActiveReads, ActiveReplica};
-use crate::replication::signed::SigningCore;
 use crate::replication::naive::{NaiveConfig, NaiveReplica};
 use crate::replication::passive::{PassiveConfig, PassiveReplica, ReadPolicy};
+use crate::replication::signed::SigningCore;
 use crate::replication::store::{DiskLog, MemoryLog, Recovered};
 use crate::replication::{ReplicaCore, ReplicaLog};
 use crate::state_machine::bank::Bank;
@@ -122,7 +122,9 @@ where
         Strategy::Active | Strategy::ActiveLocalReads | Strategy::ActiveByzantine => {
             let signer = service
                 .signer(me.node, group.clone())
-                .map_err(|(key, problem)| StartReplicaError::Signing(format!("{key}: {problem}")))?;
+                .map_err(|(key, problem)| {
+                    StartReplicaError::Signing(format!("{key}: {problem}"))
+                })?;
             let mut config = ActiveConfig::new(me, group, machine);
             config.reads = if service.strategy == Strategy::ActiveLocalReads {
                 ActiveReads::Local
@@ -130,7 +132,8 @@ where
                 ActiveReads::Ordered
             };
             config.quorum_durability = service.durability != DurabilityMode::Memory;
-            let core = Box::new(ActiveReplica::<S>::recover(config, log, recovered).map_err(storage)?);
+            let core =
+                Box::new(ActiveReplica::<S>::recover(config, log, recovered).map_err(storage)?);
             match signer {
                 Some(signer) => Box::new(SigningCore::new(core, signer)),
                 None => core,

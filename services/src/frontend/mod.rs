@@ -67,11 +67,11 @@ use viewsync::GroupName;
 use crate::replication::{decode, encode, Reply, Request, RequestId};
 use crate::state_machine::StateMachine;
 
-pub use quorum::SignedReplies;
 pub use policy::{
     Event, GiveUp, Policy, PolicyConfig, Routing, Step, ATTEMPT_TIMEOUT_DEFAULT, BACKOFF_MAX,
     BACKOFF_MIN, DEADLINE_DEFAULT,
 };
+pub use quorum::SignedReplies;
 
 /// What a [`FrontEnd`] speaks to, and how.
 #[derive(Clone)]
@@ -214,6 +214,8 @@ pub struct FrontEnd<S: StateMachine> {
     last_position: u64,
     /// The members of the last view learnt (for calls to every replica manager).
     members: Vec<viewsync::Member>,
+    /// Signed replies that did not count (see [`FrontEnd::rejected_replies`]).
+    rejected_replies: u64,
     epoch: tokio::time::Instant,
     machine: PhantomData<fn() -> S>,
 }
@@ -239,6 +241,7 @@ impl<S: StateMachine> FrontEnd<S> {
             seq: 0,
             last_position: 0,
             members: Vec::new(),
+            rejected_replies: 0,
             epoch: tokio::time::Instant::now(),
             machine: PhantomData,
         }
@@ -253,6 +256,13 @@ impl<S: StateMachine> FrontEnd<S> {
     /// before the first reply): sent as every request's `after`.
     pub fn last_position(&self) -> u64 {
         self.last_position
+    }
+
+    /// Under [`SignedReplies`]: how many replies did not count because they did not verify
+    /// (an unlisted signer, a forged or altered signature, not a signed reply at all). A
+    /// correct group gives none.
+    pub fn rejected_replies(&self) -> u64 {
+        self.rejected_replies
     }
 
     /// The id the next call's request will carry (for recording it in a history before the

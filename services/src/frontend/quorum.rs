@@ -100,6 +100,7 @@ impl<S: StateMachine> FrontEnd<S> {
                             }
                         }
                         Err(rejected) => {
+                            self.rejected_replies += 1;
                             tracing::warn!(%from, %node, %rejected, request = %id, "a reply that does not count");
                             last = format!("{from}: {rejected}");
                         }

@@ -369,7 +369,10 @@ mod tests {
     fn a_signed_reply_verifies_with_its_replicas_key_only() {
         let (signers, keys) = signers(3);
         let signed = signers[0].sign(Bytes::from_static(b"reply"));
-        assert_eq!(keys.verify(&group("kv"), &encoded(&signed)), Ok(signed.clone()));
+        assert_eq!(
+            keys.verify(&group("kv"), &encoded(&signed)),
+            Ok(signed.clone())
+        );
         // Another group: the signature covers the group's name.
         assert_eq!(
             keys.verify(&group("other"), &encoded(&signed)),
