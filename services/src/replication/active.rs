@@ -3,7 +3,7 @@
 //!
 //! # The five phases
 //!
-//! 1. **Request.** A front end sends a [`Request`] (unique [`RequestId`], machine, operation)
+//! 1. **Request.** A front end sends a [`Request`](super::Request) (unique [`RequestId`], machine, operation)
 //!    to any member: every member plays the same role. One that does not decode is refused
 //!    as malformed. Before the first view a member answers `Busy(Joining)`, between a
 //!    `Block` and the next view `Busy(ViewChange)`, and with `pending_max` requests in hand
@@ -80,7 +80,7 @@
 //!
 //! # Recovery
 //!
-//! As in [`super::passive`] (the same code, [`super::committed`]): a restarted member
+//! As in [`super::passive`] (the same code, the private `committed` module): a restarted member
 //! replays its data directory (snapshot, then records), rejoins, and catches up by a delta
 //! from its recovered position or by the whole state; after a total failure the group
 //! re-forms from its members' data directories (the replica shell's durable position). A
