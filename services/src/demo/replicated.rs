@@ -281,8 +281,8 @@ impl<S: DemoMachine> Demo<S> {
                         self.state.acknowledged.insert(n, (client, at));
                         if slow {
                             let why = if self.state.crashed {
-                                " (the front end waited out the crash and went on to the new \
-                                 primary)"
+                                " (the front end waited out the crash and retransmitted to a \
+                                 member of the new view)"
                             } else {
                                 ""
                             };

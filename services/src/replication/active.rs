@@ -3,7 +3,7 @@
 //!
 //! # The five phases
 //!
-//! 1. **Request.** A front end sends a [`Request`] (unique [`RequestId`], machine, operation)
+//! 1. **Request.** A front end sends a [`Request`](super::Request) (unique [`RequestId`], machine, operation)
 //!    to any member: every member plays the same role. One that does not decode is refused
 //!    as malformed. Before the first view a member answers `Busy(Joining)`, between a
 //!    `Block` and the next view `Busy(ViewChange)`, and with `pending_max` requests in hand
@@ -80,7 +80,7 @@
 //!
 //! # Recovery
 //!
-//! As in [`super::passive`] (the same code, [`super::committed`]): a restarted member
+//! As in [`super::passive`] (the same code, the private `committed` module): a restarted member
 //! replays its data directory (snapshot, then records), rejoins, and catches up by a delta
 //! from its recovered position or by the whole state; after a total failure the group
 //! re-forms from its members' data directories (the replica shell's durable position). A
@@ -102,13 +102,11 @@ use viewsync::wire::{BusyReason, Refusal};
 use viewsync::{GroupName, ProcessId, View, ViewId};
 
 use super::committed::{
-    group_commit_tick, handle_event, refuse, store_error, Committed, CommittedCore, DurableReports,
-    Formats, HeldReplies, Limits, QueuedReads, UpdateRecord,
+    accept_request, group_commit_tick, handle_event, refuse, store_error, superseded, Committed,
+    CommittedCore, DurableReports, Formats, HeldReplies, Limits, QueuedReads, UpdateRecord,
 };
 use super::store::Recovered;
-use super::{
-    decode, decode_request, encode, Action, ReplicaCore, ReplicaLog, Request, RequestId, StoreError,
-};
+use super::{decode, encode, Action, ReplicaCore, ReplicaLog, RequestId, StoreError};
 use crate::state_machine::StateMachine;
 
 pub use super::committed::Restored;
@@ -477,13 +475,6 @@ where
     }
 }
 
-/// The refusal of a request whose client has had a later one executed.
-fn superseded(id: RequestId, latest: u64) -> Refusal {
-    Refusal::Malformed(format!(
-        "superseded request {id}: this client's request {latest} was executed since"
-    ))
-}
-
 impl<S> CommittedCore for ActiveReplica<S>
 where
     S: StateMachine + Clone + Default,
@@ -508,14 +499,11 @@ where
 
     fn on_request(&mut self, request: &ClientRequest, out: &mut Vec<Action>) {
         let to = request.reply;
-        if request.group != self.config.group {
-            return refuse(to, Refusal::NoService, out);
-        }
-        let request: Request<S::Operation> =
-            match decode_request(&request.payload, &self.config.machine) {
-                Ok(request) => request,
-                Err(refusal) => return refuse(to, refusal, out),
-            };
+        let Some(request) =
+            accept_request::<S::Operation>(request, &self.config.group, &self.config.machine, out)
+        else {
+            return;
+        };
         if self.view.is_none() {
             return refuse(to, Refusal::Busy(BusyReason::Joining), out);
         }

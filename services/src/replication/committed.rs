@@ -741,6 +741,35 @@ impl HeldReplies {
     }
 }
 
+/// A client's request for this replica's `group` and `machine`, decoded; `None` when it is
+/// refused (another group's, or bytes that are not such a request), the refusal in `out`.
+pub(crate) fn accept_request<Op: serde::de::DeserializeOwned>(
+    request: &ClientRequest,
+    group: &GroupName,
+    machine: &str,
+    out: &mut Vec<Action>,
+) -> Option<super::Request<Op>> {
+    if request.group != *group {
+        refuse(request.reply, Refusal::NoService, out);
+        return None;
+    }
+    match super::decode_request(&request.payload, machine) {
+        Ok(request) => Some(request),
+        Err(refusal) => {
+            refuse(request.reply, refusal, out);
+            None
+        }
+    }
+}
+
+/// The refusal of request `id` of a client that has had its request `latest` executed since
+/// (the front end already had its answer).
+pub(crate) fn superseded(id: RequestId, latest: u64) -> Refusal {
+    Refusal::Malformed(format!(
+        "superseded request {id}: this client's request {latest} was executed since"
+    ))
+}
+
 /// Answers `to` with `output` for request `id`, at `position`.
 pub(crate) fn reply<Out: Serialize>(
     to: ReplyTo,

@@ -124,13 +124,12 @@ use viewsync::wire::{BusyReason, Refusal};
 use viewsync::{GroupName, Member, ProcessId, View, ViewId};
 
 use super::committed::{
-    group_commit_tick, handle_event, refuse, reply, store_error, Committed, CommittedCore,
-    DurableReports, Formats, HeldReplies, Limits, QueuedReads, UpdateRecord,
+    accept_request, group_commit_tick, handle_event, refuse, reply, store_error, superseded,
+    Committed, CommittedCore, DurableReports, Formats, HeldReplies, Limits, QueuedReads,
+    UpdateRecord,
 };
 use super::store::Recovered;
-use super::{
-    decode, decode_request, encode, Action, ReplicaCore, ReplicaLog, Request, RequestId, StoreError,
-};
+use super::{decode, encode, Action, ReplicaCore, ReplicaLog, Request, RequestId, StoreError};
 use crate::state_machine::StateMachine;
 
 /// How often a backup repeats its durable position to the primary (reports may be lost).
@@ -638,14 +637,11 @@ where
 
     fn on_request(&mut self, request: &ClientRequest, out: &mut Vec<Action>) {
         let to = request.reply;
-        if request.group != self.config.group {
-            return refuse(to, Refusal::NoService, out);
-        }
-        let request: Request<S::Operation> =
-            match decode_request(&request.payload, &self.config.machine) {
-                Ok(request) => request,
-                Err(refusal) => return refuse(to, refusal, out),
-            };
+        let Some(request) =
+            accept_request::<S::Operation>(request, &self.config.group, &self.config.machine, out)
+        else {
+            return;
+        };
         if self.stats.diverged || self.view.is_none() {
             return refuse(to, Refusal::Busy(BusyReason::Joining), out);
         }
@@ -689,13 +685,7 @@ where
             latest = latest.max(done.seq);
         }
         if id.seq < latest {
-            return refuse(
-                to,
-                Refusal::Malformed(format!(
-                    "superseded request {id}: this client's request {latest} was executed since"
-                )),
-                out,
-            );
+            return refuse(to, superseded(id, latest), out);
         }
         if !self.in_hand.hold(to, out) {
             return;

@@ -13,7 +13,9 @@
 //! - [`KvFrontEnd`]: a simulated front end of the key-value store: random operations on a
 //!   few keys, one request in flight, the same request id retransmitted on a timeout or a
 //!   refusal (to the primary a `NotPrimary` names, else to another node after a backoff, the
-//!   primary found by asking a node for its view), a read of every key at the end, and the
+//!   primary found by asking a node for its view; or, with `FrontEndConfig::any_member`,
+//!   to one member of its own, the next after a refusal or a timeout, as the active
+//!   strategies' front ends do), a read of every key at the end, and the
 //!   [`History`] it saw with virtual-time stamps, plus every reply it got for each request
 //!   (a request executed twice answers with two positions).
 
@@ -372,6 +374,8 @@ pub struct KvFrontEnd {
     call: Option<Call>,
     /// Whether the call in hand is a final read.
     final_read: bool,
+    /// Where requests go: the primary, or with [`FrontEndConfig::any_member`] the member
+    /// this front end uses.
     primary: Option<SocketAddr>,
     /// Ask a node for its view before the next attempt.
     find_primary: bool,
