@@ -283,6 +283,20 @@ pub struct FrontEndConfig {
     /// `after`, as the active strategies' front ends do; `false`: to the primary (found by
     /// asking a node for its view, or named by a `NotPrimary`), `after` always 0.
     pub any_member: bool,
+    /// Under the Byzantine strategy: replies are signed, and a call's result is the reply
+    /// `f + 1` members signed (the front end asks the next member after each reply until
+    /// they agree); replies that do not verify are counted and ignored. Implies
+    /// [`FrontEndConfig::any_member`].
+    pub signed: Option<SimSignedReplies>,
+}
+
+/// What the Byzantine strategy's simulated front ends trust.
+#[derive(Clone, Debug)]
+pub struct SimSignedReplies {
+    /// `f` and the members' public keys.
+    pub trusted: crate::frontend::SignedReplies,
+    /// The group the replies are signed for.
+    pub group: viewsync::GroupName,
 }
 
 impl FrontEndConfig {
@@ -299,12 +313,20 @@ impl FrontEndConfig {
             think_max: Duration::from_millis(60),
             backoff: Duration::from_millis(100),
             any_member: false,
+            signed: None,
         }
     }
 
     /// The same, with every request sent to one member ([`FrontEndConfig::any_member`]).
     pub fn any_member(mut self) -> Self {
         self.any_member = true;
+        self
+    }
+
+    /// The same, taking the reply `f + 1` members signed ([`FrontEndConfig::signed`]).
+    pub fn signed(mut self, signed: SimSignedReplies) -> Self {
+        self.any_member = true;
+        self.signed = Some(signed);
         self
     }
 }
@@ -328,6 +350,10 @@ struct Call {
     /// Where the next attempt goes.
     target: SocketAddr,
     attempts: u32,
+    /// Under [`FrontEndConfig::signed`]: the signed replies so far, and the members whose
+    /// verified reply counted (not asked again).
+    quorum: Option<super::signed::ReplyQuorum>,
+    voted: Vec<SocketAddr>,
 }
 
 /// What a front end counted.
@@ -349,6 +375,13 @@ pub struct FrontEndStats {
     pub members_queries: u64,
     /// Final reads answered.
     pub final_reads_ok: u64,
+    /// Under [`FrontEndConfig::signed`]: replies that did not verify (ignored).
+    pub rejected_replies: u64,
+    /// Under [`FrontEndConfig::signed`]: verified replies that did not yet make a quorum
+    /// (the next member was asked).
+    pub quorum_waits: u64,
+    /// Under [`FrontEndConfig::signed`]: calls whose members signed different replies.
+    pub disagreements: u64,
 }
 
 /// A request a front end sent, and the first reply it got for it.
@@ -528,7 +561,74 @@ impl KvFrontEnd {
             tag: 0,
             target,
             attempts: 0,
+            quorum: self
+                .config
+                .signed
+                .as_ref()
+                .map(|s| super::signed::ReplyQuorum::new(s.trusted.f)),
+            voted: Vec::new(),
         });
+    }
+
+    /// Under [`FrontEndConfig::signed`]: counts a signed reply to the call in hand. Returns
+    /// the reply once `f + 1` members signed it; until then, asks the next member at once.
+    fn count_signed(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        tag: u64,
+        bytes: &[u8],
+    ) -> Option<Bytes> {
+        let trust = self.config.signed.as_ref().expect("signed mode");
+        let verified = trust.trusted.keys.verify(&trust.group, bytes);
+        let call = self.call.as_mut()?;
+        let current = call.tag == tag;
+        let signed = match verified {
+            Ok(signed) => signed,
+            Err(_) => {
+                self.stats.rejected_replies += 1;
+                if current {
+                    // After a backoff: every member may be refused (more liars than `f`).
+                    self.retry_at(self.other_node(from), now, self.config.backoff);
+                }
+                return None;
+            }
+        };
+        // A late reply to an earlier call counts for nothing.
+        let reply: Reply<KvOutput> = decode(&signed.reply).ok()?;
+        if reply.id.client != self.client || reply.id.seq != call.seq {
+            return None;
+        }
+        if !call.voted.contains(&from) {
+            call.voted.push(from);
+        }
+        let quorum = call.quorum.as_mut().expect("signed mode");
+        let was_split = quorum.distinct_replies() > 1;
+        let agreed = quorum.offer(signed);
+        if !was_split && quorum.distinct_replies() > 1 {
+            self.stats.disagreements += 1;
+        }
+        if agreed.is_none() {
+            self.stats.quorum_waits += 1;
+            if current {
+                // The next member that has not answered yet, at once; when every member
+                // has, the first again after a backoff (some were down or refused).
+                let voted = call.voted.clone();
+                let mut next = self.other_node(from);
+                let mut backoff = Duration::ZERO;
+                for _ in 0..self.nodes.len() {
+                    if !voted.contains(&next) {
+                        break;
+                    }
+                    next = self.other_node(next);
+                }
+                if voted.contains(&next) {
+                    backoff = self.config.backoff;
+                }
+                self.retry_at(next, now, backoff);
+            }
+        }
+        agreed
     }
 
     /// The call in hand ends; `think` draws a pause before the next.
@@ -618,96 +718,13 @@ impl SimulatedClient for KvFrontEnd {
 
     fn on_response(&mut self, now: Duration, from: SocketAddr, tag: u64, outcome: &Outcome) {
         match outcome {
-            Ok(bytes) => {
-                let reply: Reply<KvOutput> = match decode(bytes) {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        self.anomalies
-                            .push(format!("undecodable reply from {from}: {e}"));
-                        return;
-                    }
-                };
-                if reply.id.client != self.client {
-                    self.anomalies
-                        .push(format!("reply for another client's request {}", reply.id));
-                    return;
-                }
-                let seq = reply.id.seq;
-                self.seen_position = self.seen_position.max(reply.position);
-                let answer = (reply.position, reply.output.clone());
-                match self.replies.get_mut(&seq) {
-                    None => self
-                        .anomalies
-                        .push(format!("reply to request {seq}, never sent")),
-                    Some(SentRequest { op, reply: first }) => match first {
-                        None => *first = Some(answer),
-                        // A read may be served again (it has no effect); a write answered
-                        // twice differently was executed twice.
-                        Some(first) if *first != answer && !KvStore::is_read_only(op) => {
-                            self.anomalies.push(format!(
-                                "request {seq} ({op:?}) answered {first:?} and then {answer:?} \
-                                 (from {from}): executed twice"
-                            ))
-                        }
-                        Some(_) => {}
-                    },
-                }
-                let Some(call) = &self.call else { return };
-                if call.seq != seq {
-                    return;
-                }
-                let key = call.op.key().to_string();
-                match &reply.output {
-                    KvOutput::Value(v) | KvOutput::CasMismatch { current: v } => {
-                        self.seen.insert(key, v.clone());
-                    }
-                    KvOutput::Written | KvOutput::Swapped => {
-                        if let KvOp::Put { value: new, .. } | KvOp::Cas { new, .. } = &call.op {
-                            self.seen.insert(key, Some(new.clone()));
-                        }
-                    }
-                    KvOutput::Deleted { .. } => {
-                        self.seen.insert(key, None);
-                    }
-                }
-                self.history.ok(self.session, seq, reply.output, ns(now));
-                self.stats.ok += 1;
-                if self.final_read {
-                    self.stats.final_reads_ok += 1;
-                }
-                self.primary = Some(from);
-                self.end_call();
-            }
-            Err(refusal) => {
-                let Some(call) = &self.call else { return };
-                if call.tag != tag {
-                    return;
-                }
-                match refusal {
-                    Refusal::NotPrimary {
-                        primary: Some(primary),
-                    } if *primary != from => {
-                        self.stats.redirects += 1;
-                        self.primary = Some(*primary);
-                        self.retry_at(*primary, now, Duration::ZERO);
-                    }
-                    Refusal::TooLarge { .. } | Refusal::Malformed(_) => {
-                        // It will never be taken; an earlier attempt may have been.
-                        let seq = call.seq;
-                        if call.attempts == 1 {
-                            self.history
-                                .fail(self.session, seq, refusal.to_string(), ns(now));
-                            self.stats.failed += 1;
-                        } else {
-                            self.history
-                                .info(self.session, seq, refusal.to_string(), ns(now));
-                            self.stats.given_up += 1;
-                        }
-                        self.end_call();
-                    }
-                    _ => self.move_on(from, now),
+            Ok(signed) if self.config.signed.is_some() => {
+                if let Some(agreed) = self.count_signed(now, from, tag, signed) {
+                    self.on_reply(now, from, &agreed);
                 }
             }
+            Ok(bytes) => self.on_reply(now, from, bytes),
+            Err(refusal) => self.on_refusal(now, from, tag, refusal),
         }
     }
 
@@ -741,5 +758,101 @@ impl SimulatedClient for KvFrontEnd {
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
+    }
+}
+
+impl KvFrontEnd {
+    /// A reply (under [`FrontEndConfig::signed`], the one a quorum signed).
+    fn on_reply(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
+        let reply: Reply<KvOutput> = match decode(bytes) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.anomalies
+                    .push(format!("undecodable reply from {from}: {e}"));
+                return;
+            }
+        };
+        if reply.id.client != self.client {
+            self.anomalies
+                .push(format!("reply for another client's request {}", reply.id));
+            return;
+        }
+        let seq = reply.id.seq;
+        self.seen_position = self.seen_position.max(reply.position);
+        let answer = (reply.position, reply.output.clone());
+        match self.replies.get_mut(&seq) {
+            None => self
+                .anomalies
+                .push(format!("reply to request {seq}, never sent")),
+            Some(SentRequest { op, reply: first }) => match first {
+                None => *first = Some(answer),
+                // A read may be served again (it has no effect); a write answered
+                // twice differently was executed twice.
+                Some(first) if *first != answer && !KvStore::is_read_only(op) => {
+                    self.anomalies.push(format!(
+                        "request {seq} ({op:?}) answered {first:?} and then {answer:?} \
+                         (from {from}): executed twice"
+                    ))
+                }
+                Some(_) => {}
+            },
+        }
+        let Some(call) = &self.call else { return };
+        if call.seq != seq {
+            return;
+        }
+        let key = call.op.key().to_string();
+        match &reply.output {
+            KvOutput::Value(v) | KvOutput::CasMismatch { current: v } => {
+                self.seen.insert(key, v.clone());
+            }
+            KvOutput::Written | KvOutput::Swapped => {
+                if let KvOp::Put { value: new, .. } | KvOp::Cas { new, .. } = &call.op {
+                    self.seen.insert(key, Some(new.clone()));
+                }
+            }
+            KvOutput::Deleted { .. } => {
+                self.seen.insert(key, None);
+            }
+        }
+        self.history.ok(self.session, seq, reply.output, ns(now));
+        self.stats.ok += 1;
+        if self.final_read {
+            self.stats.final_reads_ok += 1;
+        }
+        self.primary = Some(from);
+        self.end_call();
+    }
+
+    /// A refusal of the attempt tagged `tag`.
+    fn on_refusal(&mut self, now: Duration, from: SocketAddr, tag: u64, refusal: &Refusal) {
+        let Some(call) = &self.call else { return };
+        if call.tag != tag {
+            return;
+        }
+        match refusal {
+            Refusal::NotPrimary {
+                primary: Some(primary),
+            } if *primary != from => {
+                self.stats.redirects += 1;
+                self.primary = Some(*primary);
+                self.retry_at(*primary, now, Duration::ZERO);
+            }
+            Refusal::TooLarge { .. } | Refusal::Malformed(_) => {
+                // It will never be taken; an earlier attempt may have been.
+                let seq = call.seq;
+                if call.attempts == 1 {
+                    self.history
+                        .fail(self.session, seq, refusal.to_string(), ns(now));
+                    self.stats.failed += 1;
+                } else {
+                    self.history
+                        .info(self.session, seq, refusal.to_string(), ns(now));
+                    self.stats.given_up += 1;
+                }
+                self.end_call();
+            }
+            _ => self.move_on(from, now),
+        }
     }
 }

@@ -111,7 +111,7 @@ pub(crate) struct Verdict {
     operations: usize,
     pending: usize,
     steps: u64,
-    front_ends: FrontEndStats,
+    pub(crate) front_ends: FrontEndStats,
     pub(crate) clients: ClientStats,
     liveness_checked: bool,
     views: u64,
@@ -133,6 +133,9 @@ fn add_stats(total: &mut FrontEndStats, s: FrontEndStats) {
     total.redirects += s.redirects;
     total.members_queries += s.members_queries;
     total.final_reads_ok += s.final_reads_ok;
+    total.rejected_replies += s.rejected_replies;
+    total.quorum_waits += s.quorum_waits;
+    total.disagreements += s.disagreements;
 }
 
 /// Runs `config` and judges it.
