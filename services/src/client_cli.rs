@@ -92,7 +92,8 @@ pub enum Reads {
     /// Reads to one member, the first --via that is a member; writes to the primary
     /// (sequentially consistent).
     Any,
-    /// Every request to that member (the naive strategy: no guarantee).
+    /// Every request to that member (the active strategies, where every member takes
+    /// requests, and the naive one).
     Local,
 }
 

@@ -15,16 +15,18 @@
 //! # ... the node's keys and tables (docs/CONFIGURATION.md)
 //!
 //! [service]
-//! strategy = "passive"      # log | passive | passive-backup-reads | naive
+//! strategy = "passive"      # log | passive | passive-backup-reads | active | active-local-reads | naive
 //! state_machine = "kv"      # kv | bank
 //! durability = "grouped"    # fsync | grouped | memory
 //! data_dir = "data/kv"      # default: the node's data_dir, under service/<group>
 //! ```
 //!
-//! A replicated strategy (`passive`, `passive-backup-reads`, `naive`) needs its group's
-//! multicasts delivered safely (only once every member holds them): the node's setting for
-//! those groups is made `delivery = "safe"` (and an explicit `agreed` is refused), so the one
-//! line that picks the strategy is the only line to change.
+//! A replicated strategy (`passive`, `passive-backup-reads`, `active`, `active-local-reads`,
+//! `naive`) needs its group's multicasts delivered safely (only once every member holds
+//! them): the node's setting for those groups is made `delivery = "safe"` (and an explicit
+//! `agreed` is refused). The active strategies also need total order: their groups are made
+//! `ordering = "total"` (and an explicit `fifo` or `causal` is refused). So the one line that
+//! picks the strategy is the only line to change.
 
 use serde::Deserialize;
 use std::path::Path;
@@ -44,6 +46,13 @@ pub enum Strategy {
     /// Primary-backup with reads served by any member: sequentially consistent, not
     /// linearizable.
     PassiveBackupReads,
+    /// Active replication (state machine replication, crash mode): every member executes
+    /// every request in the group's total order, reads included: linearizable
+    /// ([`crate::replication::active`]).
+    Active,
+    /// Active replication with reads answered by the member they reach, from its state:
+    /// sequentially consistent, not linearizable.
+    ActiveLocalReads,
     /// Each replica applies locally and propagates lazily: neither linearizable nor
     /// sequentially consistent; a labelled contrast for tests and benchmarks
     /// ([`crate::replication::naive`]).
@@ -56,12 +65,20 @@ impl Strategy {
         !matches!(self, Strategy::Log)
     }
 
+    /// Whether the strategy needs its groups' multicasts in total order (every member
+    /// executes every request in one order).
+    pub fn needs_total_order(self) -> bool {
+        matches!(self, Strategy::Active | Strategy::ActiveLocalReads)
+    }
+
     /// The name used in configuration files.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Log => "log",
             Strategy::Passive => "passive",
             Strategy::PassiveBackupReads => "passive-backup-reads",
+            Strategy::Active => "active",
+            Strategy::ActiveLocalReads => "active-local-reads",
             Strategy::Naive => "naive",
         }
     }
@@ -208,8 +225,14 @@ impl ServiceFileConfig {
             Some(value) => section(value, path, "service")?,
             None => ServiceConfig::default(),
         };
+        // Naming a conflict beats overriding it silently.
         if service.strategy.is_replicated() {
-            refuse_agreed_delivery(&table, &service, path)?;
+            let agreed = &["agreed"];
+            refuse_setting(&table, &service, path, "delivery", agreed, "safe delivery")?;
+        }
+        if service.strategy.needs_total_order() {
+            let partial = &["fifo", "causal"];
+            refuse_setting(&table, &service, path, "ordering", partial, "total order")?;
         }
         let mut node = NodeConfig::from_table(table, path)?;
         if let Some(dir) = &service.data_dir {
@@ -219,7 +242,7 @@ impl ServiceFileConfig {
             }
         }
         if service.strategy.is_replicated() {
-            require_safe_delivery(&mut node);
+            require_safe_delivery(&mut node, service.strategy.needs_total_order());
             if service.durability != DurabilityMode::Memory
                 && service.data_dir.is_none()
                 && node.data_dir.is_none()
@@ -240,38 +263,42 @@ impl ServiceFileConfig {
     }
 }
 
-/// Refuses a file that asks for agreed delivery (globally or for a group) with a replicated
-/// strategy, which needs safe delivery: naming the conflict beats overriding it silently.
-fn refuse_agreed_delivery(
+/// Refuses a file whose `[multicast]` or `[group.NAME]` sets `key` to one of `refused`,
+/// which `service`'s strategy cannot work with (it needs `needs`).
+fn refuse_setting(
     table: &toml::Table,
     service: &ServiceConfig,
     path: &Path,
+    key: &str,
+    refused: &[&str],
+    needs: &str,
 ) -> Result<(), ConfigError> {
-    let agreed = |section: Option<&toml::Value>| {
+    let value_refused = |section: Option<&toml::Value>| {
         section
-            .and_then(|s| s.get("delivery"))
+            .and_then(|s| s.get(key))
             .and_then(|d| d.as_str())
-            == Some("agreed")
+            .filter(|value| refused.contains(value))
+            .map(str::to_string)
     };
     let mut places = Vec::new();
-    if agreed(table.get("multicast")) {
-        places.push("multicast.delivery".to_string());
+    if let Some(value) = value_refused(table.get("multicast")) {
+        places.push((format!("multicast.{key}"), value));
     }
     if let Some(groups) = table.get("group").and_then(|g| g.as_table()) {
         for (name, options) in groups {
-            if agreed(Some(options)) {
-                places.push(format!("group.{name}.delivery"));
+            if let Some(value) = value_refused(Some(options)) {
+                places.push((format!("group.{name}.{key}"), value));
             }
         }
     }
     match places.first() {
         None => Ok(()),
-        Some(place) => Err(ConfigError::Invalid {
+        Some((place, value)) => Err(ConfigError::Invalid {
             path: path.display().to_string(),
             key: "service.strategy",
             problem: format!(
-                "{:?} needs safe delivery, but `{place}` is \"agreed\": remove it (the strategy \
-                 makes its groups' delivery safe)",
+                "{:?} needs {needs}, but `{place}` is {value:?}: remove it (the strategy \
+                 makes its groups' {key} what it needs)",
                 service.strategy.name()
             ),
         }),
@@ -279,15 +306,19 @@ fn refuse_agreed_delivery(
 }
 
 /// Makes the node deliver its groups' multicasts safely (only once every member holds them),
-/// as replicated strategies need.
-fn require_safe_delivery(node: &mut NodeConfig) {
+/// as replicated strategies need, and with `total_order` in one order at every member.
+fn require_safe_delivery(node: &mut NodeConfig, total_order: bool) {
     use viewsync::proto::multicast::Delivery;
+    use viewsync::wire::Ordering;
     for group in node.groups.clone() {
         let multicast = node
             .group_multicast
             .entry(group)
             .or_insert(node.settings.multicast);
         multicast.delivery = Delivery::Safe;
+        if total_order {
+            multicast.ordering = Ordering::Total;
+        }
     }
 }
 
@@ -372,6 +403,49 @@ mod tests {
     }
 
     #[test]
+    fn an_active_strategy_makes_its_groups_totally_ordered_and_refuses_fifo_and_causal() {
+        use viewsync::proto::multicast::Delivery;
+        use viewsync::wire::Ordering;
+        let kv = viewsync::GroupName::new("kv").unwrap();
+        for strategy in ["active", "active-local-reads"] {
+            let c = parse(&format!(
+                "{NODE}groups = [\"kv\"]\ndata_dir = \"/tmp/x\"\n[service]\nstrategy = \"{strategy}\"\n"
+            ))
+            .unwrap();
+            let multicast = c.node.group_multicast[&kv];
+            assert_eq!(
+                (multicast.ordering, multicast.delivery),
+                (Ordering::Total, Delivery::Safe)
+            );
+            for (section, value) in [
+                ("[multicast]", "fifo"),
+                ("[group.kv]", "causal"),
+                ("[group.kv]", "fifo"),
+            ] {
+                let e = parse(&format!(
+                    "{NODE}groups = [\"kv\"]\ndata_dir = \"/tmp/x\"\n{section}\nordering = \"{value}\"\n[service]\nstrategy = \"{strategy}\"\n"
+                ))
+                .unwrap_err();
+                assert!(
+                    e.contains("total order") && e.contains(strategy) && e.contains(value),
+                    "{e}"
+                );
+            }
+            // Total order said explicitly is what the strategy needs.
+            parse(&format!(
+                "{NODE}groups = [\"kv\"]\ndata_dir = \"/tmp/x\"\n[group.kv]\nordering = \"total\"\n[service]\nstrategy = \"{strategy}\"\n"
+            ))
+            .unwrap();
+        }
+        // Passive keeps the ordering the file asks for.
+        let c = parse(&format!(
+            "{NODE}groups = [\"kv\"]\ndata_dir = \"/tmp/x\"\n[group.kv]\nordering = \"fifo\"\n[service]\nstrategy = \"passive\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.node.group_multicast[&kv].ordering, Ordering::Fifo);
+    }
+
+    #[test]
     fn unknown_machines_and_durability_modes_are_named_with_the_choices() {
         let e = parse(&format!("{NODE}[service]\nstate_machine = \"sql\"\n")).unwrap_err();
         assert!(
@@ -392,6 +466,11 @@ mod tests {
             "passive-backup-reads".parse::<Strategy>(),
             Ok(Strategy::PassiveBackupReads)
         );
+        assert_eq!("active".parse::<Strategy>(), Ok(Strategy::Active));
+        assert_eq!(
+            "active-local-reads".parse::<Strategy>(),
+            Ok(Strategy::ActiveLocalReads)
+        );
         assert_eq!("naive".parse::<Strategy>(), Ok(Strategy::Naive));
         assert_eq!("log".parse::<Strategy>(), Ok(Strategy::Log));
         assert_eq!("bank".parse::<MachineKind>(), Ok(MachineKind::Bank));
@@ -399,7 +478,7 @@ mod tests {
         assert_eq!(
             e,
             "unknown strategy `paxos`: expected one of `log`, `passive`, \
-             `passive-backup-reads`, `naive`"
+             `passive-backup-reads`, `active`, `active-local-reads`, `naive`"
         );
         let e = "sql".parse::<MachineKind>().unwrap_err();
         assert!(

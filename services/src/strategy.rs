@@ -4,7 +4,9 @@
 //! makes to switch strategies; the front end and `viewsync client` stay the same.
 
 use crate::config::{DurabilityMode, MachineKind, ServiceConfig, Strategy};
+use crate::frontend::Routing;
 use crate::replica::ReplicaService;
+use crate::replication::active::{ActiveConfig, ActiveReads, ActiveReplica};
 use crate::replication::naive::{NaiveConfig, NaiveReplica};
 use crate::replication::passive::{PassiveConfig, PassiveReplica, ReadPolicy};
 use crate::replication::store::{DiskLog, MemoryLog, Recovered};
@@ -29,6 +31,19 @@ pub enum StartReplicaError {
     /// The node refused the registration.
     #[error("cannot register the replica with the node: {0}")]
     Node(#[from] viewsync::error::NodeError),
+}
+
+/// Where the front ends of `strategy`'s clients send their requests (`None` for `log`, which
+/// serves no client): passive to the primary (reads too, or reads to any member with
+/// `passive-backup-reads`); active and naive to any one member, since every member takes
+/// requests (ordered or local reads, as the strategy runs them).
+pub fn routing(strategy: Strategy) -> Option<Routing> {
+    Some(match strategy {
+        Strategy::Log => return None,
+        Strategy::Passive => Routing::Primary,
+        Strategy::PassiveBackupReads => Routing::ReadsAnywhere,
+        Strategy::Active | Strategy::ActiveLocalReads | Strategy::Naive => Routing::Anywhere,
+    })
 }
 
 /// The storage mode of a durability setting.
@@ -94,6 +109,16 @@ where
             };
             config.quorum_durability = service.durability != DurabilityMode::Memory;
             Box::new(PassiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
+        }
+        Strategy::Active | Strategy::ActiveLocalReads => {
+            let mut config = ActiveConfig::new(me, group, machine);
+            config.reads = if service.strategy == Strategy::Active {
+                ActiveReads::Ordered
+            } else {
+                ActiveReads::Local
+            };
+            config.quorum_durability = service.durability != DurabilityMode::Memory;
+            Box::new(ActiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
         }
         // The contrast keeps nothing: it starts from the initial state at every start.
         Strategy::Naive => {

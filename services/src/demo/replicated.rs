@@ -1,11 +1,13 @@
-//! `viewsync demo --strategy passive|passive-backup-reads|naive [--state-machine kv|bank]`: a
+//! `viewsync demo --strategy passive|passive-backup-reads|active|active-local-reads|naive
+//! [--state-machine kv|bank]`: a
 //! replicated key-value store (or bank) on three members in one process over loopback TCP,
 //! each with a data directory of its own, run exactly as `viewsync node` runs it
 //! ([`strategy::start_replica`]). Three clients write distinct keys concurrently through
 //! front ends; midway the primary (the view's first member) is crashed, the survivors install
 //! a view without it and the clients' front ends go on at the new primary; at the end a fresh
 //! front end reads back every acknowledged write. Under passive replication none may be
-//! missing (the demo fails otherwise); naive replication is the labelled counter-example that
+//! missing (the demo fails otherwise), nor under active replication, where the crashed member
+//! is the view's first (the total order's sequencer); naive replication is the labelled counter-example that
 //! promises nothing, so the demo only reports what it read back.
 
 use super::STEP_TIMEOUT;
@@ -275,8 +277,8 @@ impl<S: DemoMachine> Demo<S> {
                         self.state.acknowledged.insert(n, (client, at));
                         if slow {
                             let why = if self.state.crashed {
-                                " (the front end waited out the crash and went on to the new \
-                                 primary)"
+                                " (the front end waited out the crash and retransmitted to a \
+                                 member of the new view)"
                             } else {
                                 ""
                             };
@@ -350,11 +352,8 @@ async fn run_on<S: DemoMachine>(
     strategy: Strategy,
     machine: MachineKind,
 ) -> Result<(), ReplicatedDemoError> {
-    let routing = match strategy {
-        Strategy::Log => return Err(ReplicatedDemoError::NotReplicated("log")),
-        Strategy::Passive => Routing::Primary,
-        Strategy::PassiveBackupReads => Routing::ReadsAnywhere,
-        Strategy::Naive => Routing::Anywhere,
+    let Some(routing) = strategy::routing(strategy) else {
+        return Err(ReplicatedDemoError::NotReplicated("log"));
     };
     let service = ServiceConfig {
         strategy,
@@ -426,9 +425,12 @@ async fn run_on<S: DemoMachine>(
     }
     demo.wait_until("all three in one view", |s| s.in_one_view(&[1, 2, 3]))
         .await?;
-    // Naive replication has no primary; its view's first member is only that.
+    // Naive and active replication have no primary; the view's first member is only that
+    // (and under active replication the total order's sequencer).
     let leader = if strategy == Strategy::Naive {
         "first member"
+    } else if strategy.needs_total_order() {
+        "first member, the sequencer"
     } else {
         "primary"
     };
@@ -465,6 +467,11 @@ async fn run_on<S: DemoMachine>(
         println!(
             "[demo] crashing node {victim}, the view's first member (naive replication has no \
              primary: its clients' later writes go to another member)"
+        );
+    } else if strategy.needs_total_order() {
+        println!(
+            "[demo] crashing node {victim}, the view's first member and the total order's \
+             sequencer (active replication has no primary: every member executes every request)"
         );
     } else {
         println!("[demo] crashing the primary, node {victim}");
@@ -514,6 +521,10 @@ async fn run_on<S: DemoMachine>(
     let seeds: Vec<SocketAddr> = survivors.iter().map(|n| nodes[n].me().addr).collect();
     let mut config = FrontEndConfig::new(group.clone(), seeds, machine.name());
     config.routing = match routing {
+        // Local reads (`active-local-reads`) may lag at any member: the check reads ordered
+        // ones... which that strategy does not have, so it reads at the first member, which
+        // delivered every write before the clients' last answers arrived.
+        Routing::Anywhere if strategy == Strategy::ActiveLocalReads => Routing::Primary,
         Routing::Anywhere => Routing::Anywhere,
         _ => Routing::Primary,
     };

@@ -72,7 +72,10 @@ pub enum Routing {
     /// Sequentially consistent: the request's `after` makes a backup wait until it applied
     /// this front end's own updates.
     ReadsAnywhere,
-    /// The naive strategy: every request to one chosen member. No consistency guarantee.
+    /// Every request to one chosen member: the active strategies (every member takes
+    /// requests; linearizable with ordered reads, sequentially consistent with local ones,
+    /// the request's `after` making a member wait for this front end's own updates) and the
+    /// naive one (no consistency guarantee).
     Anywhere,
 }
 

@@ -14,11 +14,18 @@
 //!
 //! - [`passive`]: primary-backup (the reference notes' sections 10 to 13), linearizable, and
 //!   its `passive-backup-reads` variant (sequentially consistent);
+//! - [`active`]: state machine replication (the reference notes' sections 14 to 16, crash
+//!   mode): every member executes every request in the group's total order; linearizable
+//!   with ordered reads, and its `active-local-reads` variant (sequentially consistent);
 //! - [`naive`]: each replica applies locally and propagates lazily: the reference notes'
 //!   counter-example, kept as a labelled contrast for tests and benchmarks;
+//! - `committed` (private): what the strategies that number their updates share (the
+//!   committed state, executed table, log, snapshots and deltas, durable quorum);
 //! - [`sim`]: any core in the deterministic simulator, with simulated key-value front ends
 //!   whose histories the linearizability checker judges.
 
+pub mod active;
+mod committed;
 pub mod naive;
 pub mod passive;
 pub mod sim;

@@ -123,15 +123,17 @@ use viewsync::runtime::{ClientRequest, ReplyTo, ServiceEvent};
 use viewsync::wire::{BusyReason, Refusal};
 use viewsync::{GroupName, Member, ProcessId, View, ViewId};
 
-use super::store::Recovered;
-use super::{
-    decode, decode_request, encode, Action, ReplicaCore, ReplicaLog, Reply, Request, RequestId,
-    StoreError,
+use super::committed::{
+    accept_request, group_commit_tick, handle_event, refuse, reply, store_error, superseded,
+    Committed, CommittedCore, DurableReports, Formats, HeldReplies, Limits, QueuedReads,
+    UpdateRecord,
 };
-use crate::state_machine::{decode_snapshot, encode_snapshot, StateMachine};
+use super::store::Recovered;
+use super::{decode, encode, Action, ReplicaCore, ReplicaLog, Request, RequestId, StoreError};
+use crate::state_machine::StateMachine;
 
 /// How often a backup repeats its durable position to the primary (reports may be lost).
-pub const DURABLE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+pub use super::committed::DURABLE_REPORT_INTERVAL;
 
 /// The kind byte of a passive replica's snapshots (the state machine's own snapshot, the
 /// position and the executed table, in the checksummed snapshot envelope).
@@ -140,10 +142,6 @@ pub const PASSIVE_SNAPSHOT_KIND: u8 = 16;
 /// The kind byte of a passive replica's deltas (the update records after a position, in the
 /// same checksummed envelope): a delta is never taken for a snapshot, nor the reverse.
 pub const PASSIVE_DELTA_KIND: u8 = 17;
-
-/// Snapshot positions remembered, by view (a delta ends at the snapshot of its view; only
-/// the latest views' joiners still fetch).
-const SNAPSHOT_POSITIONS: usize = 4;
 
 /// Which members answer read-only requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -269,125 +267,7 @@ pub struct PassiveStats {
     pub diverged: bool,
 }
 
-/// One client's latest executed update.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Executed<Out> {
-    client: u64,
-    seq: u64,
-    index: u64,
-    response: Out,
-}
-
-/// The executed table: per client, its latest update; bounded, evicting the client whose
-/// latest update is oldest in the replicated sequence (the same decision at every member).
-#[derive(Clone, Debug)]
-struct ExecutedTable<Out> {
-    max: usize,
-    clients: HashMap<u64, Executed<Out>>,
-    /// The position of each client's latest update, to the client: oldest first.
-    recency: BTreeMap<u64, u64>,
-}
-
-impl<Out: Clone> ExecutedTable<Out> {
-    fn new(max: usize) -> Self {
-        ExecutedTable {
-            max: max.max(1),
-            clients: HashMap::new(),
-            recency: BTreeMap::new(),
-        }
-    }
-
-    fn get(&self, client: u64) -> Option<&Executed<Out>> {
-        self.clients.get(&client)
-    }
-
-    /// Records `id`'s update at `index`; returns how many clients were evicted.
-    fn record(&mut self, id: RequestId, index: u64, response: Out) -> u64 {
-        let entry = Executed {
-            client: id.client,
-            seq: id.seq,
-            index,
-            response,
-        };
-        if let Some(old) = self.clients.insert(id.client, entry) {
-            self.recency.remove(&old.index);
-        }
-        self.recency.insert(index, id.client);
-        let mut evicted = 0;
-        while self.clients.len() > self.max {
-            let (_, client) = self
-                .recency
-                .pop_first()
-                .expect("one recency entry per client");
-            self.clients.remove(&client);
-            evicted += 1;
-        }
-        evicted
-    }
-
-    /// The entries, oldest first (the order that rebuilds the same table).
-    fn entries(&self) -> Vec<Executed<Out>> {
-        self.recency
-            .values()
-            .map(|client| self.clients[client].clone())
-            .collect()
-    }
-
-    fn from_entries(max: usize, entries: Vec<Executed<Out>>) -> Result<Self, String> {
-        let mut table = ExecutedTable::new(max);
-        let mut last = 0;
-        for entry in entries {
-            if entry.index <= last || table.clients.contains_key(&entry.client) {
-                return Err(format!(
-                    "executed table entry of client {:016x} at {} is out of order or repeated",
-                    entry.client, entry.index
-                ));
-            }
-            last = entry.index;
-            let id = RequestId {
-                client: entry.client,
-                seq: entry.seq,
-            };
-            table.record(id, entry.index, entry.response);
-        }
-        Ok(table)
-    }
-}
-
-/// The body of a passive snapshot.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody<Out> {
-    /// The position of the last update the state includes.
-    index: u64,
-    /// The state machine's own snapshot.
-    machine: Bytes,
-    /// The executed table, oldest first.
-    clients: Vec<Executed<Out>>,
-}
-
-/// The body of a passive delta: the update records `since + 1 ..= upto`, byte for byte as
-/// delivered (and logged).
-#[derive(Serialize, Deserialize)]
-struct DeltaBody {
-    /// The position the delta starts after (the joiner's).
-    since: u64,
-    /// The position it ends at (the provider's snapshot for the joiner's view).
-    upto: u64,
-    /// The record at `since`, when the provider still holds it: a joiner holding its own
-    /// record there checks they are the same (a state from another history is refused).
-    anchor: Option<Bytes>,
-    /// The records, in order.
-    records: Vec<Bytes>,
-}
-
-/// How the last state transfer to this replica went, for its shell's log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Restored {
-    /// `Some(p)`: a delta from position `p`; `None`: the whole snapshot.
-    pub since: Option<u64>,
-    /// The position it ended at.
-    pub position: u64,
-}
+pub use super::committed::Restored;
 
 /// An update the primary executed, until its waiters are answered.
 struct PendingUpdate<Out> {
@@ -405,21 +285,11 @@ struct PendingRead<Out> {
     delivered: bool,
 }
 
-/// A read under [`ReadPolicy::AnyReplica`] waiting for its `after` position.
-struct QueuedRead<Op> {
-    to: ReplyTo,
-    id: RequestId,
-    op: Op,
-}
-
 /// A passive replica manager's core, sans IO (see the module documentation).
 pub struct PassiveReplica<S: StateMachine> {
     config: PassiveConfig,
-    log: Box<dyn ReplicaLog>,
-    /// The state after every delivered update `1..=committed_index`.
-    committed: S,
-    committed_index: u64,
-    table: ExecutedTable<S::Output>,
+    /// The state after every delivered update, its log and executed table.
+    committed: Committed<S>,
     /// At the primary: the committed state plus every update it executed and sent since
     /// (`None` at other members, which never execute anything speculatively: no second copy
     /// of the state).
@@ -436,30 +306,57 @@ pub struct PassiveReplica<S: StateMachine> {
     /// Reads whose marker was delivered, in delivery order (positions non-decreasing).
     ready_reads: VecDeque<RequestId>,
     /// Reads under `AnyReplica`, by the position they wait for.
-    queued_reads: BTreeMap<u64, Vec<QueuedRead<S::Operation>>>,
+    queued_reads: QueuedReads<S::Operation>,
     view: Option<View>,
     blocked: bool,
-    /// This member's log is durable up to here.
-    local_durable: u64,
     /// When this backup last reported its durable position on its tick.
     last_durable_report: Option<std::time::Duration>,
     /// The highest durable position each other member reported.
-    durable: HashMap<ProcessId, u64>,
+    durable: DurableReports,
     /// Reply handles held (the `pending_max` bound).
-    in_hand: usize,
-    /// The latest update records, by position (at most `catch_up_records`): what a delta
-    /// to a restarted member is made of.
-    tail: VecDeque<(u64, Bytes)>,
-    /// The position of the snapshot taken for each of the latest views' joiners.
-    snapshot_positions: VecDeque<(ViewId, u64)>,
-    last_restore: Option<Restored>,
+    in_hand: HeldReplies,
     stats: PassiveStats,
 }
 
 type Message<S> = PassiveMessage<<S as StateMachine>::Operation, <S as StateMachine>::Output>;
 
-fn store_error(what: impl std::fmt::Display) -> StoreError {
-    StoreError(what.to_string())
+/// The formats of a passive replica's snapshots and deltas.
+const FORMATS: Formats = Formats {
+    snapshot_kind: PASSIVE_SNAPSHOT_KIND,
+    delta_kind: PASSIVE_DELTA_KIND,
+    name: "passive",
+};
+
+/// Reads a passive log record: an [`PassiveMessage::Update`] at position `at`, byte for
+/// byte as delivered.
+fn decode_record<S: StateMachine>(
+    at: u64,
+    what: &str,
+    record: &[u8],
+) -> Result<UpdateRecord<S::Operation, S::Output>, StoreError> {
+    let message: Message<S> = decode(record)
+        .map_err(|e| store_error(format_args!("{what} {at} does not decode: {e}")))?;
+    let PassiveMessage::Update {
+        index,
+        id,
+        op,
+        response,
+        ..
+    } = message
+    else {
+        return Err(store_error(format_args!("{what} {at} is not an update")));
+    };
+    if index != at {
+        return Err(store_error(format_args!(
+            "{what} {at} holds the update at {index}"
+        )));
+    }
+    Ok(UpdateRecord {
+        index,
+        id,
+        op,
+        response,
+    })
 }
 
 impl<S> PassiveReplica<S>
@@ -473,89 +370,38 @@ where
     /// decode, or positions that do not follow each other, are an error.
     pub fn recover(
         config: PassiveConfig,
-        mut log: Box<dyn ReplicaLog>,
+        log: Box<dyn ReplicaLog>,
         recovered: Recovered,
     ) -> Result<Self, StoreError> {
-        let (mut index, mut state, mut table) = match &recovered.snapshot {
-            Some((at, bytes)) => {
-                let (index, state, table) = Self::decode_state(bytes, config.clients_max)?;
-                if index != *at {
-                    return Err(store_error(format_args!(
-                        "snapshot stored at {at} holds the state at {index}"
-                    )));
-                }
-                (index, state, table)
-            }
-            None => (0, S::default(), ExecutedTable::new(config.clients_max)),
+        let limits = Limits {
+            clients_max: config.clients_max,
+            snapshot_every: config.snapshot_every,
+            catch_up_records: config.catch_up_records,
         };
-        let mut stats = PassiveStats::default();
-        let mut tail = VecDeque::new();
-        for (at, record) in &recovered.records {
-            if *at != index + 1 {
-                return Err(store_error(format_args!(
-                    "log record {at} follows position {index}"
-                )));
-            }
-            let message: Message<S> = decode(record)
-                .map_err(|e| store_error(format_args!("log record {at} does not decode: {e}")))?;
-            let PassiveMessage::Update {
-                index: position,
-                id,
-                op,
-                response,
-                ..
-            } = message
-            else {
-                return Err(store_error(format_args!(
-                    "log record {at} is not an update"
-                )));
-            };
-            if position != *at {
-                return Err(store_error(format_args!(
-                    "log record {at} holds the update at {position}"
-                )));
-            }
-            if state.apply(&op) != response {
-                tracing::error!(index = at, %id, "replayed update's output differs from the stored response: nondeterministic state machine");
-                stats.output_mismatches += 1;
-            }
-            stats.evicted_clients += table.record(id, position, response);
-            index = position;
-            // Records replayed at recovery serve deltas too (a total failure's re-formed
-            // group catches its other members up from them).
-            push_bounded(
-                &mut tail,
-                config.catch_up_records,
-                (position, record.clone()),
-            );
-        }
-        if log.needs_sync() {
-            log.sync()?;
-        }
+        let (committed, replayed) =
+            Committed::recover(FORMATS, limits, log, recovered, decode_record::<S>)?;
+        let stats = PassiveStats {
+            output_mismatches: replayed.output_mismatches,
+            evicted_clients: replayed.evicted_clients,
+            ..PassiveStats::default()
+        };
         Ok(PassiveReplica {
             speculative: None,
-            committed: state,
-            committed_index: index,
-            spec_index: index,
-            table,
+            spec_index: committed.index,
+            committed,
             spec_latest: HashMap::new(),
             pending: BTreeMap::new(),
             pending_ids: HashMap::new(),
             reads: BTreeMap::new(),
             ready_reads: VecDeque::new(),
-            queued_reads: BTreeMap::new(),
+            queued_reads: QueuedReads::default(),
             view: None,
             blocked: false,
-            local_durable: index,
             last_durable_report: None,
-            durable: HashMap::new(),
-            in_hand: 0,
-            tail,
-            snapshot_positions: VecDeque::new(),
-            last_restore: None,
+            durable: DurableReports::default(),
+            in_hand: HeldReplies::new(config.pending_max),
             stats,
             config,
-            log,
         })
     }
 
@@ -566,12 +412,12 @@ where
 
     /// The position of the last update applied to the committed state.
     pub fn committed_index(&self) -> u64 {
-        self.committed_index
+        self.committed.index
     }
 
     /// The committed state (every delivered update, nothing speculative).
     pub fn state(&self) -> &S {
-        &self.committed
+        &self.committed.state
     }
 
     /// The current view, once one was installed.
@@ -592,75 +438,8 @@ where
     /// The counters.
     pub fn stats(&self) -> PassiveStats {
         PassiveStats {
-            waiters: self.in_hand,
+            waiters: self.in_hand.count(),
             ..self.stats
-        }
-    }
-
-    /// Decodes a passive snapshot: the position, the state machine and the executed table.
-    fn decode_state(
-        bytes: &[u8],
-        clients_max: usize,
-    ) -> Result<(u64, S, ExecutedTable<S::Output>), StoreError> {
-        let body: SnapshotBody<S::Output> = decode_snapshot(PASSIVE_SNAPSHOT_KIND, bytes)
-            .map_err(|e| store_error(format_args!("passive snapshot: {e}")))?;
-        let state = S::restore(&body.machine)
-            .map_err(|e| store_error(format_args!("state machine snapshot: {e}")))?;
-        let table = ExecutedTable::from_entries(clients_max, body.clients)
-            .map_err(|e| store_error(format_args!("passive snapshot: {e}")))?;
-        Ok((body.index, state, table))
-    }
-
-    // ---- answering --------------------------------------------------------------------
-
-    fn reply(to: ReplyTo, id: RequestId, position: u64, output: S::Output, out: &mut Vec<Action>) {
-        let reply = Reply {
-            id,
-            position,
-            output,
-        };
-        out.push(Action::Reply {
-            to,
-            outcome: Ok(encode(&reply)),
-        });
-    }
-
-    fn refuse(to: ReplyTo, refusal: Refusal, out: &mut Vec<Action>) {
-        out.push(Action::Reply {
-            to,
-            outcome: Err(refusal),
-        });
-    }
-
-    /// Answers held reply handles (they leave `in_hand`).
-    fn answer_waiters(
-        &mut self,
-        waiters: Vec<ReplyTo>,
-        id: RequestId,
-        position: u64,
-        output: &S::Output,
-        out: &mut Vec<Action>,
-    ) {
-        self.in_hand -= waiters.len();
-        for to in waiters {
-            Self::reply(to, id, position, output.clone(), out);
-        }
-    }
-
-    fn refuse_waiters(&mut self, waiters: Vec<ReplyTo>, refusal: &Refusal, out: &mut Vec<Action>) {
-        self.in_hand -= waiters.len();
-        for to in waiters {
-            Self::refuse(to, refusal.clone(), out);
-        }
-    }
-
-    /// Whether one more reply handle may be held; refuses `to` if not.
-    fn may_hold(&self, to: ReplyTo, out: &mut Vec<Action>) -> bool {
-        if self.in_hand >= self.config.pending_max {
-            Self::refuse(to, Refusal::Busy(BusyReason::Overloaded), out);
-            false
-        } else {
-            true
         }
     }
 
@@ -668,23 +447,13 @@ where
     /// durability, durable at a majority of the view's voters (this member included).
     fn answerable(&self) -> u64 {
         if !self.config.quorum_durability {
-            return self.committed_index;
+            return self.committed.index;
         }
         let Some(view) = &self.view else { return 0 };
-        let mut durable: Vec<u64> = view
-            .voters()
-            .iter()
-            .map(|m| {
-                if m.id == self.config.me {
-                    self.local_durable
-                } else {
-                    self.durable.get(&m.id).copied().unwrap_or(0)
-                }
-            })
-            .collect();
-        durable.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum = durable.get(view.majority() - 1).copied().unwrap_or(0);
-        quorum.min(self.committed_index)
+        let quorum =
+            self.durable
+                .quorum_position(view, self.config.me, self.committed.local_durable);
+        quorum.min(self.committed.index)
     }
 
     /// At the primary: answers the updates and reads that became answerable.
@@ -699,7 +468,8 @@ where
             }
             let (index, update) = entry.remove_entry();
             self.pending_ids.remove(&update.id);
-            self.answer_waiters(update.waiters, update.id, index, &update.response, out);
+            self.in_hand
+                .answer(update.waiters, update.id, index, &update.response, out);
         }
         while let Some(id) = self.ready_reads.front() {
             let position = self.reads.get(id).map_or(0, |r| r.position);
@@ -709,83 +479,174 @@ where
             let id = self.ready_reads.pop_front().expect("front exists");
             if let Some(read) = self.reads.remove(&id) {
                 self.stats.reads += read.waiters.len() as u64;
-                self.answer_waiters(read.waiters, id, read.position, &read.output, out);
+                self.in_hand
+                    .answer(read.waiters, id, read.position, &read.output, out);
             }
         }
     }
 
     /// Answers the `AnyReplica` reads whose position was reached.
     fn serve_queued_reads(&mut self, out: &mut Vec<Action>) {
-        while let Some(entry) = self.queued_reads.first_entry() {
-            if *entry.key() > self.committed_index {
-                break;
-            }
-            for read in entry.remove() {
-                self.in_hand -= 1;
-                self.read_committed_now(read.to, read.id, &read.op, out);
-            }
-        }
+        self.stats.reads +=
+            self.committed
+                .serve_reached_reads(&mut self.queued_reads, &mut self.in_hand, out);
     }
 
-    fn read_committed_now(
+    /// A retransmission of the client's latest executed update: the stored response, at
+    /// once if durable, else once it is.
+    fn answer_from_table(&mut self, to: ReplyTo, id: RequestId, out: &mut Vec<Action>) {
+        let done = self
+            .committed
+            .table
+            .get(id.client)
+            .expect("looked up")
+            .clone();
+        if done.index <= self.answerable() {
+            self.stats.duplicates += 1;
+            return reply(to, id, done.index, done.response, out);
+        }
+        if !self.in_hand.hold(to, out) {
+            return;
+        }
+        self.stats.duplicates += 1;
+        self.pending_ids.insert(id, done.index);
+        self.pending
+            .entry(done.index)
+            .or_insert_with(|| PendingUpdate {
+                id,
+                response: done.response,
+                waiters: Vec::new(),
+            })
+            .waiters
+            .push(to);
+    }
+
+    /// A read under `AnyReplica`: from the committed state, once at the `after` position.
+    fn read_committed(
         &mut self,
         to: ReplyTo,
-        id: RequestId,
-        op: &S::Operation,
+        request: Request<S::Operation>,
         out: &mut Vec<Action>,
     ) {
-        // A read-only operation leaves the state unchanged whatever the state.
-        let output = self.committed.apply(op);
-        self.stats.reads += 1;
-        Self::reply(to, id, self.committed_index, output, out);
+        self.stats.reads +=
+            self.committed
+                .read_local(&mut self.queued_reads, &mut self.in_hand, to, request, out);
     }
 
-    /// Tells the primary how far this member's log is durable (backups, quorum mode).
-    fn report_durable(&self, out: &mut Vec<Action>) {
-        if !self.config.quorum_durability || self.is_primary() {
-            return;
+    /// Phase 4 at every member: apply a delivered update to the committed state.
+    fn apply_update(
+        &mut self,
+        index: u64,
+        id: RequestId,
+        op: &S::Operation,
+        response: S::Output,
+        record: &[u8],
+        out: &mut Vec<Action>,
+    ) -> Result<(), StoreError> {
+        let output = self.committed.state.apply(op);
+        if output != response {
+            tracing::error!(index, %id, ours = ?output, primary = ?response, "update output differs from the primary's: nondeterministic state machine");
+            self.stats.output_mismatches += 1;
         }
-        let Some(primary) = self.primary() else {
-            return;
-        };
-        out.push(Action::Send {
-            to: primary.id,
-            payload: encode(&Message::<S>::Durable {
-                index: self.local_durable,
-            }),
-        });
-    }
-
-    /// The log was synced (or needs no sync): everything applied is durable here.
-    fn now_durable(&mut self, out: &mut Vec<Action>) {
-        if self.local_durable == self.committed_index {
-            return;
-        }
-        self.local_durable = self.committed_index;
+        // The primary's response is what its front end gets, so every member stores it.
+        self.stats.evicted_clients += self.committed.commit(index, id, response, record)?;
+        self.stats.updates_applied += 1;
         if self.is_primary() {
-            self.try_answer(out);
-        } else {
-            self.report_durable(out);
+            if self.spec_latest.get(&id.client) == Some(&id.seq) {
+                self.spec_latest.remove(&id.client);
+            }
+            if self.pending.get(&index).is_some_and(|p| p.id != id) {
+                tracing::error!(index, %id, "the primary's update at this position was another request");
+            }
         }
+        if !self.committed.log.needs_sync() {
+            // Per-record fsync (or a snapshot just covered it): durable already. Otherwise
+            // (group commit) it is at the next tick.
+            self.now_durable(out);
+        }
+        self.try_answer(out);
+        self.serve_queued_reads(out);
+        Ok(())
     }
 
-    // ---- requests ---------------------------------------------------------------------
+    /// An update arrived out of position: stop applying and serving (module documentation).
+    fn diverge(&mut self, out: &mut Vec<Action>) {
+        self.stats.diverged = true;
+        self.drop_everything(&Refusal::Busy(BusyReason::Joining), out);
+    }
+
+    /// Refuses every held request with `refusal` and forgets the speculative work.
+    fn drop_everything(&mut self, refusal: &Refusal, out: &mut Vec<Action>) {
+        for (_, update) in std::mem::take(&mut self.pending) {
+            self.in_hand.refuse(update.waiters, refusal, out);
+        }
+        self.pending_ids.clear();
+        for (_, read) in std::mem::take(&mut self.reads) {
+            self.in_hand.refuse(read.waiters, refusal, out);
+        }
+        self.ready_reads.clear();
+        let queued = self.queued_reads.take_all();
+        self.in_hand.refuse(queued, refusal, out);
+        self.reset_speculation();
+    }
+
+    fn reset_speculation(&mut self) {
+        self.speculative = self.is_primary().then(|| self.committed.state.clone());
+        self.spec_index = self.committed.index;
+        self.spec_latest.clear();
+    }
+
+    /// How the last state transfer to this replica went (`None` before any).
+    pub fn last_restore(&self) -> Option<Restored> {
+        self.committed.last_restore
+    }
+
+    /// Recounts the held reply handles (tests check the running count against it).
+    #[cfg(test)]
+    pub(crate) fn recount_waiters(&self) -> usize {
+        self.pending
+            .values()
+            .map(|u| u.waiters.len())
+            .sum::<usize>()
+            + self.reads.values().map(|r| r.waiters.len()).sum::<usize>()
+            + self.queued_reads.len()
+    }
+}
+
+impl<S> CommittedCore for PassiveReplica<S>
+where
+    S: StateMachine + Clone + Default,
+{
+    type Machine = S;
+
+    fn group(&self) -> &GroupName {
+        &self.config.group
+    }
+
+    fn log(&mut self) -> &mut dyn ReplicaLog {
+        &mut *self.committed.log
+    }
+
+    fn last_durable_report(&mut self) -> &mut Option<std::time::Duration> {
+        &mut self.last_durable_report
+    }
+
+    fn on_block(&mut self) {
+        self.blocked = true;
+    }
 
     fn on_request(&mut self, request: &ClientRequest, out: &mut Vec<Action>) {
         let to = request.reply;
-        if request.group != self.config.group {
-            return Self::refuse(to, Refusal::NoService, out);
-        }
-        let request: Request<S::Operation> =
-            match decode_request(&request.payload, &self.config.machine) {
-                Ok(request) => request,
-                Err(refusal) => return Self::refuse(to, refusal, out),
-            };
+        let Some(request) =
+            accept_request::<S::Operation>(request, &self.config.group, &self.config.machine, out)
+        else {
+            return;
+        };
         if self.stats.diverged || self.view.is_none() {
-            return Self::refuse(to, Refusal::Busy(BusyReason::Joining), out);
+            return refuse(to, Refusal::Busy(BusyReason::Joining), out);
         }
         if self.blocked {
-            return Self::refuse(to, Refusal::Busy(BusyReason::ViewChange), out);
+            return refuse(to, Refusal::Busy(BusyReason::ViewChange), out);
         }
         let read = S::is_read_only(&request.op);
         if read && self.config.reads == ReadPolicy::AnyReplica {
@@ -793,14 +654,13 @@ where
         }
         if !self.is_primary() {
             let primary = self.primary().map(|p| p.addr);
-            return Self::refuse(to, Refusal::NotPrimary { primary }, out);
+            return refuse(to, Refusal::NotPrimary { primary }, out);
         }
         let id = request.id;
         // Phase 2: an id executed already is never executed again.
         if let Some(&index) = self.pending_ids.get(&id) {
-            if self.may_hold(to, out) {
+            if self.in_hand.hold(to, out) {
                 self.stats.duplicates += 1;
-                self.in_hand += 1;
                 self.pending
                     .get_mut(&index)
                     .expect("pending ids name pending updates")
@@ -811,40 +671,30 @@ where
         }
         if let Some(read) = self.reads.get_mut(&id) {
             // The same read, in flight: it takes effect once, at its marker's delivery.
-            if self.in_hand < self.config.pending_max {
+            if self.in_hand.hold(to, out) {
                 self.stats.duplicates += 1;
-                self.in_hand += 1;
                 read.waiters.push(to);
-            } else {
-                Self::refuse(to, Refusal::Busy(BusyReason::Overloaded), out);
             }
             return;
         }
         let mut latest = self.spec_latest.get(&id.client).copied().unwrap_or(0);
-        if let Some(done) = self.table.get(id.client) {
+        if let Some(done) = self.committed.table.get(id.client) {
             if done.seq == id.seq {
                 return self.answer_from_table(to, id, out);
             }
             latest = latest.max(done.seq);
         }
         if id.seq < latest {
-            return Self::refuse(
-                to,
-                Refusal::Malformed(format!(
-                    "superseded request {id}: this client's request {latest} was executed since"
-                )),
-                out,
-            );
+            return refuse(to, superseded(id, latest), out);
         }
-        if !self.may_hold(to, out) {
+        if !self.in_hand.hold(to, out) {
             return;
         }
-        self.in_hand += 1;
         let view = self.view.as_ref().expect("a primary has a view").id;
         // Phase 3: execute at arrival on the speculative state.
         let speculative = self
             .speculative
-            .get_or_insert_with(|| self.committed.clone());
+            .get_or_insert_with(|| self.committed.state.clone());
         let output = speculative.apply(&request.op);
         if read {
             self.reads.insert(
@@ -881,57 +731,6 @@ where
         );
     }
 
-    /// A retransmission of the client's latest executed update: the stored response, at
-    /// once if durable, else once it is.
-    fn answer_from_table(&mut self, to: ReplyTo, id: RequestId, out: &mut Vec<Action>) {
-        let done = self.table.get(id.client).expect("looked up").clone();
-        if done.index <= self.answerable() {
-            self.stats.duplicates += 1;
-            return Self::reply(to, id, done.index, done.response, out);
-        }
-        if !self.may_hold(to, out) {
-            return;
-        }
-        self.stats.duplicates += 1;
-        self.in_hand += 1;
-        self.pending_ids.insert(id, done.index);
-        self.pending
-            .entry(done.index)
-            .or_insert_with(|| PendingUpdate {
-                id,
-                response: done.response,
-                waiters: Vec::new(),
-            })
-            .waiters
-            .push(to);
-    }
-
-    /// A read under `AnyReplica`: from the committed state, once at the `after` position.
-    fn read_committed(
-        &mut self,
-        to: ReplyTo,
-        request: Request<S::Operation>,
-        out: &mut Vec<Action>,
-    ) {
-        if request.after <= self.committed_index {
-            return self.read_committed_now(to, request.id, &request.op, out);
-        }
-        if !self.may_hold(to, out) {
-            return;
-        }
-        self.in_hand += 1;
-        self.queued_reads
-            .entry(request.after)
-            .or_default()
-            .push(QueuedRead {
-                to,
-                id: request.id,
-                op: request.op,
-            });
-    }
-
-    // ---- group events -----------------------------------------------------------------
-
     fn on_deliver(&mut self, message: &Delivered, out: &mut Vec<Action>) -> Result<(), StoreError> {
         let decoded: Message<S> = match decode(&message.payload) {
             Ok(decoded) => decoded,
@@ -961,10 +760,10 @@ where
                 if self.stats.diverged {
                     return Ok(());
                 }
-                if index != self.committed_index + 1 {
+                if index != self.committed.index + 1 {
                     tracing::error!(
                         index,
-                        committed = self.committed_index,
+                        committed = self.committed.index,
                         %id,
                         "update delivered out of position: not applied; this replica stops serving until it rejoins"
                     );
@@ -973,7 +772,7 @@ where
                     // (a correct prefix) and rejoins by state transfer.
                     return Err(StoreError(format!(
                         "update {index} delivered after {}: the replica diverged from the group's sequence",
-                        self.committed_index
+                        self.committed.index
                     )));
                 }
                 self.apply_update(index, id, &op, response, &message.payload, out)?;
@@ -1001,100 +800,24 @@ where
         Ok(())
     }
 
-    /// Phase 4 at every member: apply a delivered update to the committed state.
-    fn apply_update(
-        &mut self,
-        index: u64,
-        id: RequestId,
-        op: &S::Operation,
-        response: S::Output,
-        record: &[u8],
-        out: &mut Vec<Action>,
-    ) -> Result<(), StoreError> {
-        let output = self.committed.apply(op);
-        if output != response {
-            tracing::error!(index, %id, ours = ?output, primary = ?response, "update output differs from the primary's: nondeterministic state machine");
-            self.stats.output_mismatches += 1;
-        }
-        // The primary's response is what its front end gets, so every member stores it.
-        self.stats.evicted_clients += self.table.record(id, index, response);
-        self.log.append(index, record)?;
-        self.committed_index = index;
-        self.stats.updates_applied += 1;
-        push_bounded(
-            &mut self.tail,
-            self.config.catch_up_records,
-            (index, Bytes::copy_from_slice(record)),
-        );
-        if self.config.snapshot_every > 0 && index % self.config.snapshot_every == 0 {
-            let snapshot = self.snapshot();
-            self.log.save_snapshot(index, &snapshot)?;
-        }
-        if self.is_primary() {
-            if self.spec_latest.get(&id.client) == Some(&id.seq) {
-                self.spec_latest.remove(&id.client);
-            }
-            if self.pending.get(&index).is_some_and(|p| p.id != id) {
-                tracing::error!(index, %id, "the primary's update at this position was another request");
-            }
-        }
-        if !self.log.needs_sync() {
-            // Per-record fsync (or a snapshot just covered it): durable already. Otherwise
-            // (group commit) it is at the next tick.
-            self.now_durable(out);
-        }
-        self.try_answer(out);
-        self.serve_queued_reads(out);
-        Ok(())
-    }
-
-    /// An update arrived out of position: stop applying and serving (module documentation).
-    fn diverge(&mut self, out: &mut Vec<Action>) {
-        self.stats.diverged = true;
-        self.drop_everything(&Refusal::Busy(BusyReason::Joining), out);
-    }
-
-    /// Refuses every held request with `refusal` and forgets the speculative work.
-    fn drop_everything(&mut self, refusal: &Refusal, out: &mut Vec<Action>) {
-        for (_, update) in std::mem::take(&mut self.pending) {
-            self.refuse_waiters(update.waiters, refusal, out);
-        }
-        self.pending_ids.clear();
-        for (_, read) in std::mem::take(&mut self.reads) {
-            self.refuse_waiters(read.waiters, refusal, out);
-        }
-        self.ready_reads.clear();
-        for (_, reads) in std::mem::take(&mut self.queued_reads) {
-            let waiters = reads.into_iter().map(|r| r.to).collect();
-            self.refuse_waiters(waiters, refusal, out);
-        }
-        self.reset_speculation();
-    }
-
-    fn reset_speculation(&mut self) {
-        self.speculative = self.is_primary().then(|| self.committed.clone());
-        self.spec_index = self.committed_index;
-        self.spec_latest.clear();
-    }
-
     fn on_view(&mut self, view: &View, out: &mut Vec<Action>) -> Result<(), StoreError> {
         let was_primary = self.is_primary();
         self.view = Some(view.clone());
         self.blocked = false;
         // Every member of an installed view holds its state durably.
-        self.log.sync()?;
-        self.local_durable = self.committed_index;
-        self.durable.retain(|p, _| view.contains(*p));
+        self.committed.log.sync()?;
+        self.committed.local_durable = self.committed.index;
+        self.durable.retain(view);
         let primary = *view.coordinator();
         if primary.id == self.config.me {
             // Whatever was sent and not delivered in the old view never will be (view
             // synchrony delivered everything sent before the `Block`): its front ends retry.
-            let undelivered = self.pending.split_off(&(self.committed_index + 1));
+            let undelivered = self.pending.split_off(&(self.committed.index + 1));
             let busy = Refusal::Busy(BusyReason::ViewChange);
             for (index, update) in undelivered {
                 tracing::warn!(index, id = %update.id, "update not delivered before the view change; its front end retries");
                 self.pending_ids.remove(&update.id);
-                self.refuse_waiters(update.waiters, &busy, out);
+                self.in_hand.refuse(update.waiters, &busy, out);
             }
             let unordered: Vec<RequestId> = self
                 .reads
@@ -1104,7 +827,7 @@ where
                 .collect();
             for id in unordered {
                 let read = self.reads.remove(&id).expect("listed");
-                self.refuse_waiters(read.waiters, &busy, out);
+                self.in_hand.refuse(read.waiters, &busy, out);
             }
             self.reset_speculation();
             if !was_primary {
@@ -1132,8 +855,7 @@ where
     fn on_direct(&mut self, from: ProcessId, payload: &[u8], out: &mut Vec<Action>) {
         match decode::<Message<S>>(payload) {
             Ok(PassiveMessage::Durable { index }) => {
-                let known = self.durable.entry(from).or_insert(0);
-                *known = (*known).max(index);
+                self.durable.report(from, index);
                 self.try_answer(out);
             }
             Ok(_) => tracing::warn!(%from, "unexpected point-to-point message; ignored"),
@@ -1142,23 +864,10 @@ where
     }
 
     fn on_restore(&mut self, state: &[u8], out: &mut Vec<Action>) -> Result<(), StoreError> {
-        let (index, machine, table) = Self::decode_state(state, self.config.clients_max)?;
-        self.log.reset(index, state)?;
-        self.log.sync()?;
+        self.committed.restore(state)?;
         self.drop_everything(&Refusal::Busy(BusyReason::ViewChange), out);
-        self.committed = machine;
-        self.committed_index = index;
-        self.table = table;
-        self.local_durable = index;
         self.stats.diverged = false;
-        // The records before the snapshot are not known here.
-        self.tail.clear();
         self.reset_speculation();
-        self.last_restore = Some(Restored {
-            since: None,
-            position: index,
-        });
-        tracing::info!(index, "state restored");
         Ok(())
     }
 
@@ -1173,103 +882,52 @@ where
         delta: &[u8],
         out: &mut Vec<Action>,
     ) -> Result<(), StoreError> {
-        let body: DeltaBody = decode_snapshot(PASSIVE_DELTA_KIND, delta)
-            .map_err(|e| store_error(format_args!("passive delta: {e}")))?;
-        if body.since != since || self.committed_index != since {
-            return Err(store_error(format_args!(
-                "a delta from position {} handed to a replica at {} that asked from {since}",
-                body.since, self.committed_index
-            )));
-        }
-        if body.upto < since || body.records.len() as u64 != body.upto - since {
-            return Err(store_error(format_args!(
-                "a delta from {since} to {} holds {} records",
-                body.upto,
-                body.records.len()
-            )));
-        }
-        let mine = self.tail.iter().find(|(at, _)| *at == since);
-        if let (Some(anchor), Some((_, mine))) = (&body.anchor, mine) {
-            if anchor != mine {
-                // This replica's records from there on were never acknowledged (the group,
-                // re-formed after a total failure from a majority's state, wrote others at
-                // those positions; it is live, since it provides this delta). Its own copy is
-                // not the group's data: discard it durably, so the restart after this
-                // fail-stop starts empty and receives the whole state instead of asking for a
-                // delta from a position of another history for ever.
-                let empty = encode_snapshot(
-                    PASSIVE_SNAPSHOT_KIND,
-                    &SnapshotBody::<S::Output> {
-                        index: 0,
-                        machine: S::default().snapshot(),
-                        clients: Vec::new(),
-                    },
-                );
-                self.log.reset(0, &empty)?;
-                self.log.sync()?;
-                return Err(store_error(format_args!(
-                    "the delta's record at {since} is not this replica's: its state is of another history (discarded: the restart receives the whole state)"
-                )));
-            }
-        }
-        let mut updates = Vec::with_capacity(body.records.len());
-        for (k, record) in body.records.iter().enumerate() {
-            let at = since + 1 + k as u64;
-            let message: Message<S> = decode(record)
-                .map_err(|e| store_error(format_args!("delta record {at} does not decode: {e}")))?;
-            let PassiveMessage::Update {
+        let updates = self
+            .committed
+            .check_delta(since, delta, decode_record::<S>)?;
+        self.drop_everything(&Refusal::Busy(BusyReason::ViewChange), out);
+        for (update, record) in updates {
+            let UpdateRecord {
                 index,
                 id,
                 op,
                 response,
-                ..
-            } = message
-            else {
-                return Err(store_error(format_args!(
-                    "delta record {at} is not an update"
-                )));
-            };
-            if index != at {
-                return Err(store_error(format_args!(
-                    "delta record {at} holds the update at {index}"
-                )));
-            }
-            updates.push((index, id, op, response, record));
+            } = update;
+            self.apply_update(index, id, &op, response, &record, out)?;
         }
-        self.drop_everything(&Refusal::Busy(BusyReason::ViewChange), out);
-        for (index, id, op, response, record) in updates {
-            self.apply_update(index, id, &op, response, record, out)?;
-        }
-        self.log.sync()?;
-        self.local_durable = self.committed_index;
+        self.committed.finish_delta(since)?;
         self.stats.diverged = false;
         self.reset_speculation();
-        self.last_restore = Some(Restored {
-            since: Some(since),
-            position: self.committed_index,
-        });
-        tracing::info!(
-            since,
-            index = self.committed_index,
-            "state caught up by a delta"
-        );
         Ok(())
     }
 
-    /// How the last state transfer to this replica went (`None` before any).
-    pub fn last_restore(&self) -> Option<Restored> {
-        self.last_restore
+    /// The log was synced (or needs no sync): everything applied is durable here.
+    fn now_durable(&mut self, out: &mut Vec<Action>) {
+        if self.committed.local_durable == self.committed.index {
+            return;
+        }
+        self.committed.local_durable = self.committed.index;
+        if self.is_primary() {
+            self.try_answer(out);
+        } else {
+            self.report_durable(out);
+        }
     }
 
-    /// Recounts the held reply handles (tests check the running count against it).
-    #[cfg(test)]
-    pub(crate) fn recount_waiters(&self) -> usize {
-        self.pending
-            .values()
-            .map(|u| u.waiters.len())
-            .sum::<usize>()
-            + self.reads.values().map(|r| r.waiters.len()).sum::<usize>()
-            + self.queued_reads.values().map(Vec::len).sum::<usize>()
+    /// Tells the primary how far this member's log is durable (backups, quorum mode).
+    fn report_durable(&self, out: &mut Vec<Action>) {
+        if !self.config.quorum_durability || self.is_primary() {
+            return;
+        }
+        let Some(primary) = self.primary() else {
+            return;
+        };
+        out.push(Action::Send {
+            to: primary.id,
+            payload: encode(&Message::<S>::Durable {
+                index: self.committed.local_durable,
+            }),
+        });
     }
 }
 
@@ -1278,135 +936,35 @@ where
     S: StateMachine + Clone + Default,
 {
     fn handle(&mut self, event: &ServiceEvent) -> Result<Vec<Action>, StoreError> {
-        let mut out = Vec::new();
-        match event {
-            ServiceEvent::Request(request) => self.on_request(request, &mut out),
-            ServiceEvent::Deliver { group, message } if *group == self.config.group => {
-                self.on_deliver(message, &mut out)?
-            }
-            ServiceEvent::Block { group } if *group == self.config.group => self.blocked = true,
-            ServiceEvent::ViewChange { group, change } if *group == self.config.group => {
-                self.on_view(&change.view, &mut out)?
-            }
-            ServiceEvent::Direct {
-                group,
-                from,
-                payload,
-            } if *group == self.config.group => self.on_direct(*from, payload, &mut out),
-            ServiceEvent::Restore {
-                group,
-                state,
-                since: None,
-                ..
-            } if *group == self.config.group => self.on_restore(state, &mut out)?,
-            ServiceEvent::Restore {
-                group,
-                state,
-                since: Some(since),
-                ..
-            } if *group == self.config.group => self.on_restore_delta(*since, state, &mut out)?,
-            other => tracing::warn!(?other, "event of another group; ignored"),
-        }
-        Ok(out)
+        handle_event(self, event)
     }
 
     fn tick(&mut self, now: std::time::Duration) -> Result<Vec<Action>, StoreError> {
-        let mut out = Vec::new();
-        if self.log.needs_sync() {
-            // Group commit: one sync covers every record appended since the last.
-            self.log.sync()?;
-            self.now_durable(&mut out);
-        }
-        // Reports are point-to-point and may be lost; without a new update none would follow,
-        // and a primary waiting for this one would wait for ever. So a backup repeats its
-        // position every DURABLE_REPORT_INTERVAL.
-        let due = self
-            .last_durable_report
-            .is_none_or(|last| now.saturating_sub(last) >= DURABLE_REPORT_INTERVAL);
-        if due {
-            self.last_durable_report = Some(now);
-            self.report_durable(&mut out);
-        }
-        Ok(out)
+        group_commit_tick(self, now)
     }
 
     fn snapshot(&self) -> Bytes {
-        encode_snapshot(
-            PASSIVE_SNAPSHOT_KIND,
-            &SnapshotBody {
-                index: self.committed_index,
-                machine: self.committed.snapshot(),
-                clients: self.table.entries(),
-            },
-        )
+        self.committed.snapshot()
     }
 
     fn needs_sync(&self) -> bool {
-        self.log.needs_sync()
+        self.committed.log.needs_sync()
     }
 
     /// The snapshot, its position remembered for `view`: a delta for `view`'s joiners ends
     /// there, however far this replica has gone on since.
     fn snapshot_for(&mut self, view: ViewId) -> Bytes {
-        self.snapshot_positions.retain(|(v, _)| *v != view);
-        push_bounded(
-            &mut self.snapshot_positions,
-            SNAPSHOT_POSITIONS,
-            (view, self.committed_index),
-        );
-        self.snapshot()
+        self.committed.snapshot_for(view)
     }
 
     /// The records `since + 1 ..=` the position of the snapshot for `view`, from the
     /// in-memory tail; `None` without that snapshot, with `since` past it, or once the tail
     /// no longer reaches back to `since + 1`.
     fn delta(&self, view: ViewId, since: u64) -> Option<Bytes> {
-        let upto = self
-            .snapshot_positions
-            .iter()
-            .find(|(v, _)| *v == view)
-            .map(|(_, at)| *at)?;
-        if since > upto || self.config.catch_up_records == 0 {
-            return None;
-        }
-        let records: Vec<Bytes> = self
-            .tail
-            .iter()
-            .filter(|(at, _)| *at > since && *at <= upto)
-            .map(|(_, record)| record.clone())
-            .collect();
-        // The tail is consecutive: all of them, or the tail lost the oldest.
-        if records.len() as u64 != upto - since {
-            return None;
-        }
-        let anchor = self
-            .tail
-            .iter()
-            .find(|(at, _)| *at == since)
-            .map(|(_, record)| record.clone());
-        Some(encode_snapshot(
-            PASSIVE_DELTA_KIND,
-            &DeltaBody {
-                since,
-                upto,
-                anchor,
-                records,
-            },
-        ))
+        self.committed.delta(view, since)
     }
 
     fn position(&self) -> Option<u64> {
-        Some(self.committed_index)
-    }
-}
-
-/// Appends `item`, dropping the oldest beyond `max`.
-fn push_bounded<T>(queue: &mut VecDeque<T>, max: usize, item: T) {
-    if max == 0 {
-        return;
-    }
-    queue.push_back(item);
-    while queue.len() > max {
-        queue.pop_front();
+        Some(self.committed.index)
     }
 }

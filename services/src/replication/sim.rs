@@ -13,7 +13,9 @@
 //! - [`KvFrontEnd`]: a simulated front end of the key-value store: random operations on a
 //!   few keys, one request in flight, the same request id retransmitted on a timeout or a
 //!   refusal (to the primary a `NotPrimary` names, else to another node after a backoff, the
-//!   primary found by asking a node for its view), a read of every key at the end, and the
+//!   primary found by asking a node for its view; or, with `FrontEndConfig::any_member`,
+//!   to one member of its own, the next after a refusal or a timeout, as the active
+//!   strategies' front ends do), a read of every key at the end, and the
 //!   [`History`] it saw with virtual-time stamps, plus every reply it got for each request
 //!   (a request executed twice answers with two positions).
 
@@ -276,6 +278,11 @@ pub struct FrontEndConfig {
     pub think_max: Duration,
     /// The pause before a retransmission to another node after a refusal or a timeout.
     pub backoff: Duration,
+    /// Send every request to one member (first the session's own node of the seed list,
+    /// then the next after a refusal or a timeout) with the highest position seen as its
+    /// `after`, as the active strategies' front ends do; `false`: to the primary (found by
+    /// asking a node for its view, or named by a `NotPrimary`), `after` always 0.
+    pub any_member: bool,
 }
 
 impl FrontEndConfig {
@@ -291,7 +298,14 @@ impl FrontEndConfig {
             give_up_after: Duration::from_secs(8),
             think_max: Duration::from_millis(60),
             backoff: Duration::from_millis(100),
+            any_member: false,
         }
+    }
+
+    /// The same, with every request sent to one member ([`FrontEndConfig::any_member`]).
+    pub fn any_member(mut self) -> Self {
+        self.any_member = true;
+        self
     }
 }
 
@@ -360,6 +374,8 @@ pub struct KvFrontEnd {
     call: Option<Call>,
     /// Whether the call in hand is a final read.
     final_read: bool,
+    /// Where requests go: the primary, or with [`FrontEndConfig::any_member`] the member
+    /// this front end uses.
     primary: Option<SocketAddr>,
     /// Ask a node for its view before the next attempt.
     find_primary: bool,
@@ -375,6 +391,9 @@ pub struct KvFrontEnd {
     /// Requests answered twice differently, and replies that did not decode.
     anomalies: Vec<String>,
     stats: FrontEndStats,
+    /// The highest position a reply carried (the `after` of requests when
+    /// [`FrontEndConfig::any_member`]).
+    seen_position: u64,
 }
 
 fn ns(t: Duration) -> u64 {
@@ -384,17 +403,22 @@ fn ns(t: Duration) -> u64 {
 impl KvFrontEnd {
     /// The front end of client `start`.
     pub fn new(start: ClientStart, config: FrontEndConfig) -> Self {
+        // A front end of any member starts at its own node of the seed list: the members
+        // share the clients.
+        let member = config
+            .any_member
+            .then(|| start.nodes[start.index % start.nodes.len()]);
         KvFrontEnd {
             session: start.index as u64 + 1,
             client: start.id.incarnation.0,
             nodes: start.nodes,
+            find_primary: !config.any_member,
             config,
             history: History::new(),
             seq: 0,
             call: None,
             final_read: false,
-            primary: None,
-            find_primary: true,
+            primary: member,
             next_tag: 0,
             not_before: Duration::ZERO,
             think: true,
@@ -403,6 +427,7 @@ impl KvFrontEnd {
             replies: BTreeMap::new(),
             anomalies: Vec::new(),
             stats: FrontEndStats::default(),
+            seen_position: 0,
         }
     }
 
@@ -475,7 +500,11 @@ impl KvFrontEnd {
                 seq: self.seq,
             },
             machine: "kv".to_string(),
-            after: 0,
+            after: if self.config.any_member {
+                self.seen_position
+            } else {
+                0
+            },
             op: op.clone(),
         };
         self.history
@@ -507,6 +536,20 @@ impl KvFrontEnd {
         self.call = None;
         self.final_read = false;
         self.think = true;
+    }
+
+    /// `from` refused or did not answer: after a backoff, try the next node (with
+    /// [`FrontEndConfig::any_member`], the member used from then on; else the primary is
+    /// looked for again, through it).
+    fn move_on(&mut self, from: SocketAddr, now: Duration) {
+        let other = self.other_node(from);
+        if self.config.any_member {
+            self.primary = Some(other);
+        } else {
+            self.primary = None;
+            self.find_primary = true;
+        }
+        self.retry_at(other, now, self.config.backoff);
     }
 
     /// A refusal or a timeout: try `target` next, after `backoff`.
@@ -590,6 +633,7 @@ impl SimulatedClient for KvFrontEnd {
                     return;
                 }
                 let seq = reply.id.seq;
+                self.seen_position = self.seen_position.max(reply.position);
                 let answer = (reply.position, reply.output.clone());
                 match self.replies.get_mut(&seq) {
                     None => self
@@ -639,7 +683,6 @@ impl SimulatedClient for KvFrontEnd {
                 if call.tag != tag {
                     return;
                 }
-                let backoff = self.config.backoff;
                 match refusal {
                     Refusal::NotPrimary {
                         primary: Some(primary),
@@ -662,12 +705,7 @@ impl SimulatedClient for KvFrontEnd {
                         }
                         self.end_call();
                     }
-                    _ => {
-                        self.primary = None;
-                        self.find_primary = true;
-                        let other = self.other_node(from);
-                        self.retry_at(other, now, backoff);
-                    }
+                    _ => self.move_on(from, now),
                 }
             }
         }
@@ -698,10 +736,7 @@ impl SimulatedClient for KvFrontEnd {
     }
 
     fn on_timeout(&mut self, now: Duration, to: SocketAddr, _tag: Option<u64>) {
-        self.primary = None;
-        self.find_primary = true;
-        let other = self.other_node(to);
-        self.retry_at(other, now, self.config.backoff);
+        self.move_on(to, now);
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {

@@ -1,6 +1,7 @@
-//! `viewsync demo --strategy passive` runs to the end on a fresh machine: three members run a
-//! replicated key-value store, clients write while the primary is crashed, and every
-//! acknowledged write is read back afterwards. An unknown strategy is refused, naming the
+//! `viewsync demo --strategy passive` (and `active`) runs to the end on a fresh machine: three
+//! members run a replicated key-value store, clients write while the primary (under active
+//! replication, the view's first member, the sequencer) is crashed, and every acknowledged
+//! write is read back afterwards. An unknown strategy is refused, naming the
 //! valid ones.
 
 use std::time::Duration;
@@ -8,8 +9,22 @@ use viewsync_tests::process::{run_viewsync, timing_exclusive, timing_shared};
 
 #[test]
 fn the_passive_demo_crashes_the_primary_and_loses_no_acknowledged_write() {
+    assert_demo_loses_nothing("passive", "[demo] crashing the primary, node 1");
+}
+
+#[test]
+fn the_active_demo_crashes_the_sequencer_and_loses_no_acknowledged_write() {
+    assert_demo_loses_nothing(
+        "active",
+        "[demo] crashing node 1, the view's first member and the total order's sequencer",
+    );
+}
+
+/// `viewsync demo --strategy STRATEGY` succeeds, prints `crash_line`, and reads back every
+/// acknowledged write, some acknowledged after the crash.
+fn assert_demo_loses_nothing(strategy: &str, crash_line: &str) {
     let _timing = timing_exclusive();
-    let out = run_viewsync(&["demo", "--strategy", "passive"], Duration::from_secs(60));
+    let out = run_viewsync(&["demo", "--strategy", strategy], Duration::from_secs(60));
     assert!(
         out.status.success(),
         "demo failed: {}\nstdout:\n{}",
@@ -18,7 +33,7 @@ fn the_passive_demo_crashes_the_primary_and_loses_no_acknowledged_write() {
     );
     for needle in [
         "replica-restore group=kv epoch=",
-        "[demo] crashing the primary, node 1",
+        crash_line,
         "without node 1",
         "[demo] no acknowledged write lost: ",
     ] {
@@ -60,7 +75,15 @@ fn an_unknown_demo_strategy_is_refused_naming_the_valid_ones() {
     let _shared = timing_shared();
     let out = run_viewsync(&["demo", "--strategy", "paxos"], Duration::from_secs(10));
     assert!(!out.status.success(), "{}", out.stdout);
-    for name in ["paxos", "log", "passive", "passive-backup-reads", "naive"] {
+    for name in [
+        "paxos",
+        "log",
+        "passive",
+        "passive-backup-reads",
+        "active",
+        "active-local-reads",
+        "naive",
+    ] {
         assert!(out.stderr.contains(name), "no `{name}` in:\n{}", out.stderr);
     }
 }

@@ -11,10 +11,12 @@ use viewsync::GroupName;
 use viewsync_services::frontend::{FrontEnd, FrontEndConfig, FrontEndError, Routing};
 use viewsync_services::history::linearizability::{self, Linearizability};
 use viewsync_services::history::model::StateMachineModel;
-use viewsync_services::history::{History, SearchLimits};
+use viewsync_services::history::{sequential, History, SearchLimits};
 use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
 use viewsync_services::state_machine::StateMachine;
-use viewsync_tests::process::{Cluster, NodeProcess, CONVERGE_TIMEOUT, GROUP};
+use viewsync_tests::process::{
+    run_viewsync, CliOutput, Cluster, NodeProcess, CONVERGE_TIMEOUT, GROUP,
+};
 
 /// The `[service]` section (and the node's data directory) of a replica.
 pub fn service_config(
@@ -194,6 +196,61 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// A mix of key-value operations on four keys (puts, gets, deletes, compare-and-swaps) for
+/// client `c`'s `n`-th operation, values unique per client and operation.
+pub fn mixed_op(c: u64, n: u64, rng: &mut rand::rngs::StdRng) -> KvOp {
+    use rand::Rng;
+    let k = MIXED_KEYS[rng.gen_range(0..MIXED_KEYS.len())];
+    match rng.gen_range(0..10) {
+        0..=3 => KvOp::put(k, format!("c{c}-{n}")),
+        4..=7 => KvOp::get(k),
+        8 => KvOp::delete(k),
+        _ => KvOp::cas(k, None, format!("c{c}-{n}")),
+    }
+}
+
+/// The keys of [`mixed_op`].
+pub const MIXED_KEYS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// Asserts that a key-value history is sequentially consistent (an "unknown" answer fails
+/// too), keeping it as `name` in the cluster's directory.
+pub fn assert_sequentially_consistent(
+    cluster: &Cluster,
+    name: &str,
+    history: &History<KvOp, KvOutput>,
+) {
+    let path = save_history(cluster, name, history);
+    let operations = history.operations().expect("a well-formed history");
+    let model = StateMachineModel::new(KvStore::new());
+    let limits = SearchLimits {
+        max_steps: 50_000_000,
+    };
+    let sc = sequential::check(&model, &operations, limits);
+    assert!(
+        sc.is_consistent(),
+        "history of {} operations at {} not shown sequentially consistent: {sc:?}",
+        operations.len(),
+        path.display()
+    );
+}
+
+/// Runs `viewsync client --group GROUP --via VIA --key-file KEY ARGS...` against the
+/// cluster.
+pub fn viewsync_client(cluster: &Cluster, via: SocketAddr, args: &[&str]) -> CliOutput {
+    let (via, key_file) = (via.to_string(), cluster.key_file.display().to_string());
+    let mut all = vec![
+        "client",
+        "--group",
+        GROUP,
+        "--via",
+        &via,
+        "--key-file",
+        &key_file,
+    ];
+    all.extend_from_slice(args);
+    run_viewsync(&all, Duration::from_secs(30))
+}
+
 /// Key-value clients running until stopped, each on a thread of its own with its own front
 /// end, recording into one history.
 pub struct Clients {
@@ -204,6 +261,10 @@ pub struct Clients {
 impl Clients {
     /// Starts `n` clients through `seeds`; client `c`'s `k`-th operation is `op(c, k, rng)`
     /// (its generator seeded with `c`), with `pause` between operations.
+    /// Starts `n` clients through `seeds`, their front ends routing as `routing` says;
+    /// client `c`'s `k`-th operation is `op(c, k, rng)` (its generator seeded with `c`), with
+    /// `pause` between operations. Unless routed to the primary, client `c`'s seeds are
+    /// rotated by `c`, so the clients spread over the members.
     pub fn start(
         n: u64,
         seeds: Vec<SocketAddr>,
@@ -211,16 +272,21 @@ impl Clients {
         recorder: &Recorder<KvOp, KvOutput>,
         pause: Duration,
         op: fn(u64, u64, &mut rand::rngs::StdRng) -> KvOp,
+        routing: Routing,
     ) -> Clients {
         use rand::SeedableRng;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = (0..n)
             .map(|c| {
-                let (seeds, key, recorder, stop) =
+                let (mut seeds, key, recorder, stop) =
                     (seeds.clone(), key.clone(), recorder.clone(), stop.clone());
+                if routing != Routing::Primary && !seeds.is_empty() {
+                    let len = seeds.len();
+                    seeds.rotate_left(c as usize % len);
+                }
                 std::thread::spawn(move || {
                     runtime().block_on(async move {
-                        let mut fe = front_end::<KvStore>(seeds, key, "kv", Routing::Primary);
+                        let mut fe = front_end::<KvStore>(seeds, key, "kv", routing);
                         let mut rng = rand::rngs::StdRng::seed_from_u64(c);
                         let (mut k, mut acknowledged) = (0, 0);
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) {

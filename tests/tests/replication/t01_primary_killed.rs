@@ -4,12 +4,9 @@
 //! part of the history).
 
 use super::fixture::*;
-use rand::Rng;
 use std::time::{Duration, Instant};
-use viewsync_services::state_machine::kv::KvOp;
+use viewsync_services::frontend::Routing;
 use viewsync_tests::process::{timing_shared, CONVERGE_TIMEOUT};
-
-const KEYS: [&str; 4] = ["a", "b", "c", "d"];
 
 #[test]
 fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
@@ -22,15 +19,8 @@ fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
         key(&cluster),
         &recorder,
         Duration::from_millis(3),
-        |c, n, rng| {
-            let k = KEYS[rng.gen_range(0..KEYS.len())];
-            match rng.gen_range(0..10) {
-                0..=3 => KvOp::put(k, format!("c{c}-{n}")),
-                4..=7 => KvOp::get(k),
-                8 => KvOp::delete(k),
-                _ => KvOp::cas(k, None, format!("c{c}-{n}")),
-            }
-        },
+        mixed_op,
+        Routing::Primary,
     );
     std::thread::sleep(Duration::from_millis(1500));
     let primary = 1;
@@ -51,7 +41,7 @@ fn kill_the_primary_under_load_lose_nothing_stay_linearizable() {
         acknowledged.iter().all(|n| *n > 10),
         "every client made progress: {acknowledged:?}"
     );
-    let keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    let keys: Vec<String> = MIXED_KEYS.iter().map(|k| k.to_string()).collect();
     read_back(&cluster, &recorder, &keys);
     assert_linearizable(&cluster, &recorder.history());
     // The restarted member recovered from its data directory, and no replica stopped.

@@ -8,8 +8,6 @@
 use super::fixture::*;
 use rand::{Rng, SeedableRng};
 use viewsync_services::frontend::Routing;
-use viewsync_services::history::model::StateMachineModel;
-use viewsync_services::history::{sequential, SearchLimits};
 use viewsync_services::state_machine::kv::{KvOp, KvStore};
 use viewsync_tests::process::timing_shared;
 
@@ -46,20 +44,5 @@ fn reads_at_backups_are_sequentially_consistent() {
     for w in workers {
         w.join().unwrap();
     }
-    let history = recorder.history();
-    let path = save_history(&cluster, "backup-reads-history.jsonl", &history);
-    let operations = history.operations().unwrap();
-    let model = StateMachineModel::new(KvStore::new());
-    let sc = sequential::check(
-        &model,
-        &operations,
-        SearchLimits {
-            max_steps: 20_000_000,
-        },
-    );
-    assert!(
-        sc.is_consistent(),
-        "history at {} not shown sequentially consistent: {sc:?}",
-        path.display()
-    );
+    assert_sequentially_consistent(&cluster, "backup-reads-history.jsonl", &recorder.history());
 }

@@ -6,6 +6,7 @@
 use super::fixture::*;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
+use viewsync_services::frontend::Routing;
 use viewsync_services::state_machine::kv::KvOp;
 use viewsync_tests::process::{timing_shared, CONVERGE_TIMEOUT};
 
@@ -28,6 +29,7 @@ fn members_killed_at_random_points_recover_a_consistent_state() {
                 KvOp::put(k, format!("c{c}-{n}"))
             }
         },
+        Routing::Primary,
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     // Backups and the primary alike; each restart must recover from its own directory.

@@ -12,20 +12,7 @@ fn the_client_command_talks_to_the_group_and_exits_with_clear_codes() {
     let cluster = start_cluster(3, "passive", "kv", "grouped");
     let key_file = cluster.key_file.display().to_string();
     // Through a backup: the front end finds the primary itself.
-    let via = cluster.addr(3).to_string();
-    let client = |args: &[&str]| {
-        let mut all = vec![
-            "client",
-            "--group",
-            GROUP,
-            "--via",
-            &via,
-            "--key-file",
-            &key_file,
-        ];
-        all.extend_from_slice(args);
-        run_viewsync(&all, Duration::from_secs(30))
-    };
+    let client = |args: &[&str]| viewsync_client(&cluster, cluster.addr(3), args);
     let out = client(&["put", "colour", "blue"]);
     assert_eq!(
         (out.status.code(), out.stdout.trim()),

@@ -21,11 +21,12 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 use viewsync::proto::multicast::Delivery;
 use viewsync::sim::client::ClientStats;
-use viewsync::sim::coverage::Hit;
+use viewsync::sim::coverage::{Coverage, Hit};
 use viewsync::sim::service::ServiceFactory;
 use viewsync::sim::{SimConfig, SimReport, Simulation};
 use viewsync::wire::Ordering;
 use viewsync_services::history::linearizability::{self, Linearizability};
+use viewsync_services::history::sequential::{self, SequentialConsistency};
 use viewsync_services::history::{History, SearchLimits, StateMachineModel};
 use viewsync_services::replication::passive::{PassiveConfig, PassiveReplica};
 use viewsync_services::replication::sim::{
@@ -60,7 +61,17 @@ fn sequencer() -> ServiceFactory {
 /// A run of `service` with simulated front ends: the seed's faults and scenario, the group in
 /// total order with safe delivery (what replicated strategies require), 2 to 4 clients
 /// operating until 4 s into the quiet phase and reading every key 10 s into it.
-fn replicated_config(seed: u64, service: ServiceFactory) -> SimConfig {
+pub(crate) fn replicated_config(seed: u64, service: ServiceFactory) -> SimConfig {
+    replicated_config_with(seed, service, false)
+}
+
+/// [`replicated_config`], its front ends sending every request to one member
+/// (`FrontEndConfig::any_member`) when `any_member`.
+pub(crate) fn replicated_config_with(
+    seed: u64,
+    service: ServiceFactory,
+    any_member: bool,
+) -> SimConfig {
     let mut config = SimConfig::from_seed(seed);
     configure(&mut config);
     config.settings.multicast.ordering = Ordering::Total;
@@ -68,27 +79,40 @@ fn replicated_config(seed: u64, service: ServiceFactory) -> SimConfig {
     config.service = service;
     let clients = 2 + (seed % 3) as usize;
     let fault_end = config.fault_time;
-    let front_ends = FrontEndConfig::new(
+    let mut front_ends = FrontEndConfig::new(
         fault_end + Duration::from_secs(4),
         fault_end + Duration::from_secs(10),
     );
+    front_ends.any_member = any_member;
     config.clients = Some(kv_clients(clients, front_ends));
     config
 }
 
+/// The search budget of the sequential-consistency checker, per history.
+const SEQUENTIAL_STEPS_MAX: u64 = 50_000_000;
+
+/// The consistency a sweep holds its histories to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Consistency {
+    /// `history::linearizability`, per key.
+    Linearizable,
+    /// `history::sequential`, the whole history (not compositional).
+    Sequential,
+}
+
 /// What one seed showed.
-struct Verdict {
-    seed: u64,
+pub(crate) struct Verdict {
+    pub(crate) seed: u64,
     /// Why the seed fails (empty: it passes).
-    failures: Vec<String>,
-    /// The linearizability checker's counterexample, if it found one.
-    counterexample: Option<String>,
+    pub(crate) failures: Vec<String>,
+    /// The checker's counterexample, if it found one.
+    pub(crate) counterexample: Option<String>,
     unknown: bool,
     operations: usize,
     pending: usize,
     steps: u64,
     front_ends: FrontEndStats,
-    clients: ClientStats,
+    pub(crate) clients: ClientStats,
     liveness_checked: bool,
     views: u64,
     multicasts: u64,
@@ -96,6 +120,8 @@ struct Verdict {
     /// replica catching up from the position it recovered).
     transfers_whole: u64,
     transfers_delta: u64,
+    /// The faults and paths the run reached.
+    pub(crate) coverage: Coverage,
 }
 
 fn add_stats(total: &mut FrontEndStats, s: FrontEndStats) {
@@ -114,8 +140,13 @@ fn judge(config: SimConfig) -> Verdict {
     judge_report(Simulation::new(config).run())
 }
 
-/// Judges a run's report.
-fn judge_report(mut report: SimReport) -> Verdict {
+/// Judges a run's report, its histories for linearizability.
+fn judge_report(report: SimReport) -> Verdict {
+    judge_report_as(report, Consistency::Linearizable)
+}
+
+/// Judges a run's report, its histories for `consistency`.
+pub(crate) fn judge_report_as(mut report: SimReport, consistency: Consistency) -> Verdict {
     let mut failures: Vec<String> = report
         .violations
         .iter()
@@ -177,9 +208,33 @@ fn judge_report(mut report: SimReport) -> Verdict {
         multicasts: report.multicasts,
         transfers_whole: report.coverage.get(Hit::TransferWhole),
         transfers_delta: report.coverage.get(Hit::TransferDelta),
+        coverage: report.coverage.clone(),
     };
     match history.operations() {
         Err(e) => failures.push(format!("malformed history: {e}")),
+        Ok(operations) if consistency == Consistency::Sequential => {
+            verdict.operations = operations.len();
+            verdict.pending = operations.iter().filter(|o| o.result().is_none()).count();
+            let model = StateMachineModel::new(KvStore::new());
+            // The whole history at once (sequential consistency is not compositional): a
+            // larger budget than the per-key linearizability search.
+            let limits = SearchLimits {
+                max_steps: SEQUENTIAL_STEPS_MAX,
+            };
+            match sequential::check(&model, &operations, limits) {
+                SequentialConsistency::Consistent { steps, .. } => verdict.steps = steps,
+                SequentialConsistency::NotConsistent(counterexample) => {
+                    failures.push("client histories not sequentially consistent".into());
+                    verdict.counterexample = Some(counterexample.to_string());
+                }
+                SequentialConsistency::Unknown { operations, steps } => {
+                    verdict.unknown = true;
+                    failures.push(format!(
+                        "sequential consistency unknown: {operations} operations exceeded the search limit after {steps} steps"
+                    ));
+                }
+            }
+        }
         Ok(operations) => {
             verdict.operations = operations.len();
             verdict.pending = operations.iter().filter(|o| o.result().is_none()).count();
@@ -215,7 +270,7 @@ fn judge_report(mut report: SimReport) -> Verdict {
 }
 
 /// The command that replays `seed` of test `test`.
-fn replay_command(seed: u64, test: &str) -> String {
+pub(crate) fn replay_command(seed: u64, test: &str) -> String {
     format!(
         "SIM_SEED={seed} cargo test --release --locked -p viewsync-tests --test sim {test} -- --include-ignored --nocapture"
     )
@@ -223,9 +278,9 @@ fn replay_command(seed: u64, test: &str) -> String {
 
 /// A sweep's totals.
 #[derive(Default)]
-struct Summary {
-    runs: u64,
-    failing: Vec<u64>,
+pub(crate) struct Summary {
+    pub(crate) runs: u64,
+    pub(crate) failing: Vec<u64>,
     unknown: u64,
     exempted: u64,
     operations: u64,
@@ -234,15 +289,15 @@ struct Summary {
     views: u64,
     multicasts: u64,
     transfers_whole: u64,
-    transfers_delta: u64,
+    pub(crate) transfers_delta: u64,
     /// Runs with at least one transfer by a delta.
     runs_with_delta: u64,
-    front_ends: FrontEndStats,
-    clients: ClientStats,
+    pub(crate) front_ends: FrontEndStats,
+    pub(crate) clients: ClientStats,
 }
 
 impl Summary {
-    fn add(&mut self, verdict: &Verdict) {
+    pub(crate) fn add(&mut self, verdict: &Verdict) {
         self.runs += 1;
         if !verdict.failures.is_empty() {
             self.failing.push(verdict.seed);
@@ -307,13 +362,7 @@ fn sweep(service: &ServiceFactory, seeds: Range<u64>, test: &str, quiet: bool) -
     let mut summary = Summary::default();
     for seed in seeds {
         let verdict = judge(replicated_config(seed, service.clone()));
-        if !verdict.failures.is_empty() && !quiet {
-            eprintln!("seed {seed} ({}): {:?}", service.name, verdict.failures);
-            if let Some(counterexample) = &verdict.counterexample {
-                eprintln!("{counterexample}");
-            }
-            eprintln!("  replay: {}", replay_command(seed, test));
-        }
+        report_failure(&verdict, service.name, test, quiet);
         summary.add(&verdict);
     }
     println!(
@@ -322,6 +371,19 @@ fn sweep(service: &ServiceFactory, seeds: Range<u64>, test: &str, quiet: bool) -
         started.elapsed().as_secs_f64()
     );
     summary
+}
+
+/// Prints a failing seed: its failures, any counterexample, and its replay command (unless
+/// `quiet`).
+pub(crate) fn report_failure(verdict: &Verdict, service: &str, test: &str, quiet: bool) {
+    let seed = verdict.seed;
+    if !verdict.failures.is_empty() && !quiet {
+        eprintln!("seed {seed} ({service}): {:?}", verdict.failures);
+        if let Some(counterexample) = &verdict.counterexample {
+            eprintln!("{counterexample}");
+        }
+        eprintln!("  replay: {}", replay_command(seed, test));
+    }
 }
 
 #[test]
@@ -716,8 +778,17 @@ mod sequencer {
 /// A run of `service` with simulated front ends (as [`replicated_config`]) through the
 /// total-failure scenario: every node crashes at once 3–6 s in, and they restart one after
 /// another (see `viewsync::sim::total_failure`).
-fn total_failure_config(seed: u64, service: ServiceFactory) -> SimConfig {
-    let mut config = replicated_config(seed, service);
+pub(crate) fn total_failure_config(seed: u64, service: ServiceFactory) -> SimConfig {
+    total_failure_config_with(seed, service, false)
+}
+
+/// [`total_failure_config`] with [`replicated_config_with`]'s front ends.
+pub(crate) fn total_failure_config_with(
+    seed: u64,
+    service: ServiceFactory,
+    any_member: bool,
+) -> SimConfig {
+    let mut config = replicated_config_with(seed, service, any_member);
     config.scenario = viewsync::sim::scenario::Scenario::TotalFailure;
     config
 }
@@ -726,15 +797,23 @@ fn total_failure_config(seed: u64, service: ServiceFactory) -> SimConfig {
 /// the scenario's stated outcome, and the clients' (every history linearizable across the
 /// failure, every key read back at the end: an acknowledged write the re-formed group lost
 /// shows as a read that cannot be linearized). Also returns what the scenario saw.
-fn judge_total_failure(
+pub(crate) fn judge_total_failure(
     config: SimConfig,
+) -> (Verdict, viewsync::sim::total_failure::TotalFailureReport) {
+    judge_total_failure_as(config, Consistency::Linearizable)
+}
+
+/// [`judge_total_failure`], the histories judged for `consistency`.
+pub(crate) fn judge_total_failure_as(
+    config: SimConfig,
+    consistency: Consistency,
 ) -> (Verdict, viewsync::sim::total_failure::TotalFailureReport) {
     let mut report = Simulation::new(config).run();
     let total_failure = report
         .total_failure
         .take()
         .expect("a total-failure run reports");
-    let mut verdict = judge_report(report);
+    let mut verdict = judge_report_as(report, consistency);
     if total_failure.reformations.is_empty() {
         verdict
             .failures

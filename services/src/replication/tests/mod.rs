@@ -6,6 +6,7 @@
 //! the way view synchrony does: `Block`, the old view's messages delivered (those of crashed
 //! or cut-off senders dropped), state transfer to joiners, `ViewChange`.
 
+mod active;
 mod naive;
 mod passive;
 
@@ -436,5 +437,27 @@ impl<C: ReplicaCore> Harness<C> {
     pub(crate) fn change_view(&mut self, members: &[u64], restore_from: Option<u64>) {
         self.block();
         self.install(members, restore_from);
+    }
+}
+
+/// The refusal `to` got; panics if it got none or an answer.
+pub(crate) fn refusal<C: ReplicaCore>(h: &Harness<C>, to: ReplyTo) -> viewsync::wire::Refusal {
+    match h.reply(to) {
+        Some(Err(refusal)) => refusal.clone(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Every live replica that `in_view` says is in a view holds the same snapshot (state,
+/// position and executed table).
+pub(crate) fn assert_same_snapshots<C: ReplicaCore>(h: &Harness<C>, in_view: impl Fn(&C) -> bool) {
+    let mut snapshots = h
+        .nodes
+        .iter()
+        .filter(|(_, r)| in_view(r))
+        .map(|(n, r)| (n, r.snapshot()));
+    let (first, expected) = snapshots.next().expect("a replica");
+    for (n, snapshot) in snapshots {
+        assert_eq!(snapshot, expected, "replicas {first} and {n} differ");
     }
 }

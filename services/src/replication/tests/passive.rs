@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use viewsync::proto::multicast::Message as Delivered;
-use viewsync::runtime::{ReplyTo, ServiceEvent};
+use viewsync::runtime::ServiceEvent;
 use viewsync::wire::{BusyReason, Ordering, Refusal, Seq};
 use viewsync::ViewId;
 
-use super::{addr, group, pid, Harness, SharedLog};
+use super::{addr, assert_same_snapshots, group, pid, refusal, Harness, SharedLog};
 use crate::replication::passive::{PassiveConfig, PassiveMessage, PassiveReplica, ReadPolicy};
 use crate::replication::store::Recovered;
 use crate::replication::{encode, ReplicaCore, Reply, Request, RequestId};
@@ -65,24 +65,9 @@ where
     (h, logs)
 }
 
-fn refusal<C: ReplicaCore>(h: &Harness<C>, to: ReplyTo) -> Refusal {
-    match h.reply(to) {
-        Some(Err(refusal)) => refusal.clone(),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
 /// Every live replica in a view holds the same committed state, position and executed table.
 fn assert_same_state<S: StateMachine + Clone + Default>(h: &Harness<PassiveReplica<S>>) {
-    let mut snapshots = h
-        .nodes
-        .iter()
-        .filter(|(_, r)| r.view().is_some())
-        .map(|(n, r)| (n, r.snapshot()));
-    let (first, expected) = snapshots.next().expect("a replica");
-    for (n, snapshot) in snapshots {
-        assert_eq!(snapshot, expected, "replicas {first} and {n} differ");
-    }
+    assert_same_snapshots(h, |r| r.view().is_some());
 }
 
 fn deliver_forged(h: &mut Harness<PassiveReplica<KvStore>>, to: u64, sender: u64, payload: Bytes) {
