@@ -618,6 +618,7 @@ where
             id,
             position,
             output,
+            causal: None,
         };
         out.push(Action::Reply {
             to,

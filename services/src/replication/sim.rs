@@ -233,7 +233,7 @@ impl SimulatedService for SimReplica {
     /// A hash of the core's snapshot: members entering a view, and at the end, hold the same
     /// delivered state.
     fn digest(&self) -> StateDigest {
-        let snapshot = self.core.snapshot();
+        let snapshot = self.core.agreed_state();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         snapshot.hash(&mut hasher);
         StateDigest {
@@ -476,6 +476,7 @@ impl KvFrontEnd {
             },
             machine: "kv".to_string(),
             after: 0,
+            causal: None,
             op: op.clone(),
         };
         self.history

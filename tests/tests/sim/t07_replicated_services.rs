@@ -578,6 +578,7 @@ mod sequencer {
                 id,
                 position,
                 output,
+                causal: None,
             };
             Action::Reply {
                 to,
