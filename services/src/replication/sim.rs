@@ -247,6 +247,10 @@ impl SimulatedService for SimReplica {
         true
     }
 
+    fn available_while_blocked(&self) -> bool {
+        self.core.available_while_blocked()
+    }
+
     fn crash(&mut self) -> Option<viewsync::sim::service::Disk> {
         Some(Box::new(self.log.clone()))
     }
