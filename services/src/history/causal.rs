@@ -158,6 +158,22 @@ pub fn check_history(history: &History<KvOp, KvOutput>) -> Result<Causality, His
     Ok(check(&history.operations()?))
 }
 
+/// A message between two clients (their front ends passed a causal token): the operation
+/// `(client, id)` of `from` happens before the operation `to` of another client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientMessage {
+    /// The last operation the sender had completed when it sent, `(client, id)`.
+    pub from: (u64, u64),
+    /// The first operation the receiver invoked after receiving, `(client, id)`.
+    pub to: (u64, u64),
+}
+
+/// [`check`] with client-to-client messages as happens-before edges too (the reference
+/// notes' section 21). A message naming an operation not in the history is ignored.
+pub fn check_with_messages(operations: &[KvOperation], messages: &[ClientMessage]) -> Causality {
+    check_edges(operations, messages)
+}
+
 /// A set of operation indices as a bitset.
 #[derive(Clone)]
 struct Bits(Vec<u64>);
@@ -182,6 +198,10 @@ impl Bits {
 /// Checks operations (as [`History::operations`] pairs them; see the
 /// [module documentation](self)).
 pub fn check(operations: &[KvOperation]) -> Causality {
+    check_edges(operations, &[])
+}
+
+fn check_edges(operations: &[KvOperation], messages: &[ClientMessage]) -> Causality {
     // Unknown reads say nothing; unknown writes may have taken effect.
     let ops: Vec<&KvOperation> = operations
         .iter()
@@ -197,6 +217,17 @@ pub fn check(operations: &[KvOperation]) -> Causality {
         }
         if matches!(op.outcome, Outcome::Ok(_)) {
             last_complete.insert(op.client, i);
+        }
+    }
+    // Messages between clients.
+    let index: HashMap<(u64, u64), usize> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, o)| ((o.client, o.id), i))
+        .collect();
+    for message in messages {
+        if let (Some(&from), Some(&to)) = (index.get(&message.from), index.get(&message.to)) {
+            preds[to].push(from);
         }
     }
     // Reads-from: the write of each (unique) value read.

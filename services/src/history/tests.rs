@@ -1039,4 +1039,28 @@ mod causal_checks {
             CausalViolation::Overwritten { .. }
         ));
     }
+
+    #[test]
+    fn a_message_between_clients_orders_their_operations() {
+        // Client 1 writes x and tells client 2, which then reads x as absent: fine without
+        // the message (concurrent), a violation with it.
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(&mut h, 2, 1, KvOp::get("x"), 20, none(), 30);
+        let ops = h.operations().unwrap();
+        assert!(causal::check(&ops).is_consistent());
+        let told = causal::ClientMessage {
+            from: (1, 1),
+            to: (2, 1),
+        };
+        assert!(!causal::check_with_messages(&ops, &[told]).is_consistent());
+    }
 }

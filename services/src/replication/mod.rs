@@ -19,10 +19,13 @@
 //!   lazily by gossip; causally consistent, available while partitioned, convergent;
 //! - [`naive`]: each replica applies locally and propagates lazily: the reference notes'
 //!   counter-example, kept as a labelled contrast for tests and benchmarks;
+//! - [`gossip_sim`]: gossip front ends for the simulator, whose histories the causal
+//!   checker judges;
 //! - [`sim`]: any core in the deterministic simulator, with simulated key-value front ends
 //!   whose histories the linearizability checker judges.
 
 pub mod gossip;
+pub mod gossip_sim;
 pub mod naive;
 pub mod passive;
 pub mod sim;

@@ -12,3 +12,4 @@ mod t05_regression_seeds;
 mod t06_any_service;
 mod t07_replicated_services;
 mod t08_total_failure;
+mod t10_gossip;
