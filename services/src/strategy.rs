@@ -5,6 +5,7 @@
 
 use crate::config::{DurabilityMode, MachineKind, ServiceConfig, Strategy};
 use crate::replica::ReplicaService;
+use crate::replication::gossip::{GossipConfig, GossipReplica};
 use crate::replication::naive::{NaiveConfig, NaiveReplica};
 use crate::replication::passive::{PassiveConfig, PassiveReplica, ReadPolicy};
 use crate::replication::store::{DiskLog, MemoryLog, Recovered};
@@ -94,6 +95,17 @@ where
             };
             config.quorum_durability = service.durability != DurabilityMode::Memory;
             Box::new(PassiveReplica::<S>::recover(config, log, recovered).map_err(storage)?)
+        }
+        Strategy::Gossip => {
+            let settings = service.gossip.clone().unwrap_or_default();
+            let mut config = GossipConfig::new(me, group, machine);
+            config.gossip_interval = std::time::Duration::from_millis(settings.interval_ms);
+            config.batch_max = settings.batch_max;
+            config.read_only = settings.read_only.contains(&me.node.0);
+            Box::new(
+                GossipReplica::<S>::recover(config, log, recovered, S::default())
+                    .map_err(storage)?,
+            )
         }
         // The contrast keeps nothing: it starts from the initial state at every start.
         Strategy::Naive => {

@@ -354,7 +354,7 @@ async fn run_on<S: DemoMachine>(
         Strategy::Log => return Err(ReplicatedDemoError::NotReplicated("log")),
         Strategy::Passive => Routing::Primary,
         Strategy::PassiveBackupReads => Routing::ReadsAnywhere,
-        Strategy::Naive => Routing::Anywhere,
+        Strategy::Naive | Strategy::Gossip => Routing::Anywhere,
     };
     let service = ServiceConfig {
         strategy,
@@ -378,6 +378,13 @@ async fn run_on<S: DemoMachine>(
         machine.name(),
         dirs.path().display()
     );
+    if strategy == Strategy::Gossip {
+        println!(
+            "[demo] gossip: each member answers at once from its own state and gossips every \
+             100 ms; the crashed member is restarted from its data directory at the end, and \
+             every acknowledged write must then be read back"
+        );
+    }
     if strategy == Strategy::Naive {
         println!(
             "[demo] naive replication is the labelled counter-example: it guarantees nothing \
@@ -427,7 +434,7 @@ async fn run_on<S: DemoMachine>(
     demo.wait_until("all three in one view", |s| s.in_one_view(&[1, 2, 3]))
         .await?;
     // Naive replication has no primary; its view's first member is only that.
-    let leader = if strategy == Strategy::Naive {
+    let leader = if matches!(strategy, Strategy::Naive | Strategy::Gossip) {
         "first member"
     } else {
         "primary"
@@ -461,10 +468,11 @@ async fn run_on<S: DemoMachine>(
     .await?;
     let victim = demo.state.views[&1].primary;
     let survivors: Vec<u64> = (1..=3).filter(|n| *n != victim).collect();
-    if strategy == Strategy::Naive {
+    if matches!(strategy, Strategy::Naive | Strategy::Gossip) {
         println!(
-            "[demo] crashing node {victim}, the view's first member (naive replication has no \
-             primary: its clients' later writes go to another member)"
+            "[demo] crashing node {victim}, the view's first member ({} replication has no \
+             primary: its clients' later writes go to another member)",
+            strategy.name()
         );
     } else {
         println!("[demo] crashing the primary, node {victim}");
@@ -493,6 +501,45 @@ async fn run_on<S: DemoMachine>(
     for client in clients {
         // Each has sent its last event: it only has its runtime to drop.
         let _ = client.join();
+    }
+    if strategy == Strategy::Gossip {
+        // Updates the crashed member accepted and had not gossiped are on its disk, and the
+        // survivors' updates that depend on them wait for them: restart it from its data
+        // directory, as an operator would, and let gossip converge the three.
+        println!("[demo] restarting node {victim} from its data directory");
+        let data_dir = dirs.path().join(format!("node{victim}"));
+        let seeds = survivors.iter().map(|n| nodes[n].me().addr).collect();
+        let mut config = super::config(victim, seeds);
+        config.settings.membership.bootstrap = false;
+        let mut multicast = config.settings.multicast;
+        multicast.delivery = Delivery::Safe;
+        config.group_multicast.insert(group.clone(), multicast);
+        config.data_dir = Some(data_dir.clone());
+        let node = Node::spawn(config)
+            .await
+            .map_err(|e| ReplicatedDemoError::Start(victim, e))?;
+        let tx = tx.clone();
+        strategy::start_replica(
+            &node,
+            group.clone(),
+            &service,
+            Some(&data_dir),
+            move |line| {
+                let _ = tx.send(Heard::Replica(victim, line));
+            },
+            false,
+        )
+        .await
+        .map_err(|e| ReplicatedDemoError::Replica(victim, e))?;
+        node.join(group.clone()).await?;
+        demo.state.nodes.insert(node.me().addr, victim);
+        nodes.insert(victim, node);
+        demo.wait_until("the restarted member back in the view", |s| {
+            s.in_one_view(&[1, 2, 3])
+        })
+        .await?;
+        // A few gossip rounds (every 100 ms).
+        demo.drain(Duration::from_millis(1_000)).await;
     }
     if strategy == Strategy::Naive {
         // Give the survivors' lazy propagation a few rounds, so what is missing is what the

@@ -22,7 +22,10 @@
 //!   `q.prev <= value_ts`, else it waits for gossip.
 //! - **Timestamp table** (`ts_table`): the latest replica timestamp each other RM sent in
 //!   gossip: what it has, so gossip to it carries only what it lacks and entries known to be
-//!   everywhere leave the log.
+//!   everywhere leave the log. A row is *replaced* by each report, never merged: an RM that
+//!   lost power lost the gossip it had not synced and reports less than before, and must be
+//!   sent those entries again (an entry already folded everywhere reaches it in the base of
+//!   the state transfer it gets on rejoining).
 //!
 //! # Where this goes past the notes, and why
 //!
@@ -553,6 +556,8 @@ impl<S: StateMachine> GossipReplica<S> {
     /// Puts an entry in the log, if it is the next of its origin here (else it is old news
     /// or past a gap). Returns whether it was new.
     fn insert_entry(&mut self, entry: LogEntry<S::Operation>) -> bool {
+        // An RM that accepted an update is a replica whose knowledge counts.
+        self.replicas.insert(entry.origin);
         let next = self.replica_ts.get(entry.origin) + 1;
         if entry.seq != next || entry.seq <= self.base_ts.get(entry.origin) {
             return false;
@@ -646,6 +651,9 @@ impl<S: StateMachine> GossipReplica<S> {
     /// before them can still arrive (see the module documentation), folding them into the
     /// base.
     fn fold(&mut self) {
+        if !self.in_view {
+            return;
+        }
         let me = self.me();
         let everyone_reported = self.replicas.iter().all(|&j| {
             j == me
@@ -729,9 +737,16 @@ impl<S: StateMachine> GossipReplica<S> {
             }
         };
         let sender = from.node.0;
+        // Before its first view a replica knows neither the group's state nor its members:
+        // it must not fold by a timestamp table that leaves replicas out.
+        if !self.in_view {
+            return;
+        }
+        // Whoever gossips is a replica whose knowledge decides what leaves the log.
+        self.replicas.insert(sender);
         match message {
             GossipMessage::Missing { replica_ts } => {
-                self.ts_table.entry(sender).or_default().merge(&replica_ts);
+                self.ts_table.insert(sender, replica_ts);
                 // Answered at the next tick, once this RM's own entries are synced.
                 if !self.asked.contains(&from) && self.asked.len() < self.peers.len().max(1) * 2 {
                     self.asked.push(from);
@@ -741,7 +756,9 @@ impl<S: StateMachine> GossipReplica<S> {
                 replica_ts,
                 entries,
             } => {
-                self.ts_table.entry(sender).or_default().merge(&replica_ts);
+                // Replaced, not merged: a replica that lost power lost the entries it had
+                // received and not synced, and must be sent them again.
+                self.ts_table.insert(sender, replica_ts.clone());
                 let mut gap = false;
                 for entry in entries {
                     let (origin, seq) = (entry.origin, entry.seq);
