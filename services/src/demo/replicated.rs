@@ -11,6 +11,7 @@
 use super::STEP_TIMEOUT;
 use crate::config::{MachineKind, ServiceConfig, Strategy};
 use crate::frontend::{FrontEnd, FrontEndConfig, FrontEndError, Routing};
+use crate::replication::CausalToken;
 use crate::report;
 use crate::state_machine::bank::{Bank, BankOp, BankOutput};
 use crate::state_machine::kv::{KvOp, KvOutput, KvStore};
@@ -177,8 +178,8 @@ enum Heard {
         outcome: Outcome,
         took: Duration,
     },
-    /// A client made all its writes.
-    Done(u64),
+    /// A client made all its writes; its front end's causal token (gossip's `prev`).
+    Done(u64, CausalToken),
 }
 
 /// A member's current view, from its replica's `replica-view` lines.
@@ -218,6 +219,8 @@ struct State {
     unacknowledged: Vec<u64>,
     /// Clients that made all their writes.
     done: BTreeSet<u64>,
+    /// The clients' causal tokens when they finished.
+    tokens: Vec<CausalToken>,
     /// Node ids by address, to name the member that answered.
     nodes: BTreeMap<SocketAddr, u64>,
     /// Whether the primary was crashed yet.
@@ -304,8 +307,9 @@ impl<S: DemoMachine> Demo<S> {
                     }
                 }
             }
-            Heard::Done(client) => {
+            Heard::Done(client, token) => {
                 self.state.done.insert(client);
+                self.state.tokens.push(token);
             }
         }
     }
@@ -567,6 +571,11 @@ async fn run_on<S: DemoMachine>(
     config.attempt_timeout = ATTEMPT_TIMEOUT;
     config.deadline = CALL_DEADLINE;
     let mut reader = FrontEnd::<S>::new(config);
+    // The clients tell the reader what they have seen (gossip's client-to-client causality:
+    // its reads then wait until the member holds every write they saw acknowledged).
+    for token in &demo.state.tokens {
+        reader.observe(token);
+    }
     // Each wrong item: its key, and how it was acknowledged and what was read instead.
     let mut wrong: Vec<(String, String)> = Vec::new();
     for (&n, &(client, at)) in &acknowledged {
@@ -656,6 +665,6 @@ fn client<S: DemoMachine>(c: u64, config: FrontEndConfig, tx: UnboundedSender<He
             });
             tokio::time::sleep(PAUSE).await;
         }
-        let _ = tx.send(Heard::Done(c));
+        let _ = tx.send(Heard::Done(c, front_end.causal_token()));
     });
 }

@@ -12,3 +12,4 @@ mod t05_members_killed_repeatedly;
 mod t06_client_cli;
 mod t07_catch_up_by_delta;
 mod t08_large_requests;
+mod t10_gossip;
