@@ -404,31 +404,9 @@ async fn run_on<S: DemoMachine>(
     };
     let mut nodes: BTreeMap<u64, NodeHandle> = BTreeMap::new();
     for n in 1..=3u64 {
-        let data_dir = dirs.path().join(format!("node{n}"));
-        let mut config = super::config(n, nodes.values().map(|h| h.me().addr).collect());
-        // Replicated strategies need safe delivery (what `viewsync node` sets for them).
-        let mut multicast = config.settings.multicast;
-        multicast.delivery = Delivery::Safe;
-        config.group_multicast.insert(group.clone(), multicast);
-        config.data_dir = Some(data_dir.clone());
-        let node = Node::spawn(config)
-            .await
-            .map_err(|e| ReplicatedDemoError::Start(n, e))?;
+        let seeds = nodes.values().map(|h| h.me().addr).collect();
+        let node = start_member(n, seeds, dirs.path(), &group, &service, &tx).await?;
         println!("[node {n}] {}", report::listening(&node.me()));
-        let tx = tx.clone();
-        strategy::start_replica(
-            &node,
-            group.clone(),
-            &service,
-            Some(&data_dir),
-            move |line| {
-                let _ = tx.send(Heard::Replica(n, line));
-            },
-            false,
-        )
-        .await
-        .map_err(|e| ReplicatedDemoError::Replica(n, e))?;
-        node.join(group.clone()).await?;
         demo.state.nodes.insert(node.me().addr, n);
         nodes.insert(n, node);
         // One at a time, so each join (and the joiner's state transfer) is visible.
@@ -511,31 +489,8 @@ async fn run_on<S: DemoMachine>(
         // survivors' updates that depend on them wait for them: restart it from its data
         // directory, as an operator would, and let gossip converge the three.
         println!("[demo] restarting node {victim} from its data directory");
-        let data_dir = dirs.path().join(format!("node{victim}"));
         let seeds = survivors.iter().map(|n| nodes[n].me().addr).collect();
-        let mut config = super::config(victim, seeds);
-        config.settings.membership.bootstrap = false;
-        let mut multicast = config.settings.multicast;
-        multicast.delivery = Delivery::Safe;
-        config.group_multicast.insert(group.clone(), multicast);
-        config.data_dir = Some(data_dir.clone());
-        let node = Node::spawn(config)
-            .await
-            .map_err(|e| ReplicatedDemoError::Start(victim, e))?;
-        let tx = tx.clone();
-        strategy::start_replica(
-            &node,
-            group.clone(),
-            &service,
-            Some(&data_dir),
-            move |line| {
-                let _ = tx.send(Heard::Replica(victim, line));
-            },
-            false,
-        )
-        .await
-        .map_err(|e| ReplicatedDemoError::Replica(victim, e))?;
-        node.join(group.clone()).await?;
+        let node = start_member(victim, seeds, dirs.path(), &group, &service, &tx).await?;
         demo.state.nodes.insert(node.me().addr, victim);
         nodes.insert(victim, node);
         demo.wait_until("the restarted member back in the view", |s| {
@@ -629,6 +584,43 @@ async fn run_on<S: DemoMachine>(
         lost: wrong.len(),
         acknowledged: total,
     })
+}
+
+/// Starts member `n` (its data directory under `dirs`, joining through `seeds`; founding the
+/// group when there are none) with its replica as `viewsync node` runs it, and joins it.
+async fn start_member(
+    n: u64,
+    seeds: Vec<SocketAddr>,
+    dirs: &std::path::Path,
+    group: &GroupName,
+    service: &ServiceConfig,
+    tx: &UnboundedSender<Heard>,
+) -> Result<NodeHandle, ReplicatedDemoError> {
+    let data_dir = dirs.join(format!("node{n}"));
+    let mut config = super::config(n, seeds);
+    // Replicated strategies need safe delivery (what `viewsync node` sets for them).
+    let mut multicast = config.settings.multicast;
+    multicast.delivery = Delivery::Safe;
+    config.group_multicast.insert(group.clone(), multicast);
+    config.data_dir = Some(data_dir.clone());
+    let node = Node::spawn(config)
+        .await
+        .map_err(|e| ReplicatedDemoError::Start(n, e))?;
+    let tx = tx.clone();
+    strategy::start_replica(
+        &node,
+        group.clone(),
+        service,
+        Some(&data_dir),
+        move |line| {
+            let _ = tx.send(Heard::Replica(n, line));
+        },
+        false,
+    )
+    .await
+    .map_err(|e| ReplicatedDemoError::Replica(n, e))?;
+    node.join(group.clone()).await?;
+    Ok(node)
 }
 
 /// One client: [`WRITES_PER_CLIENT`] writes of items `c`, `c + CLIENTS`, `c + 2 * CLIENTS`...
