@@ -15,14 +15,14 @@
 //! # ... the node's keys and tables (docs/CONFIGURATION.md)
 //!
 //! [service]
-//! strategy = "passive"      # log | passive | passive-backup-reads | active | active-local-reads | naive
+//! strategy = "passive"      # log | passive | passive-backup-reads | active | active-local-reads | active-byzantine | naive | gossip
 //! state_machine = "kv"      # kv | bank
 //! durability = "grouped"    # fsync | grouped | memory
 //! data_dir = "data/kv"      # default: the node's data_dir, under service/<group>
 //! ```
 //!
 //! A replicated strategy (`passive`, `passive-backup-reads`, `active`, `active-local-reads`,
-//! `naive`) needs its group's multicasts delivered safely (only once every member holds
+//! `active-byzantine`, `naive`, `gossip`) needs its group's multicasts delivered safely (only once every member holds
 //! them): the node's setting for those groups is made `delivery = "safe"` (and an explicit
 //! `agreed` is refused). The active strategies also need total order: their groups are made
 //! `ordering = "total"` (and an explicit `fifo` or `causal` is refused). So the one line that
@@ -61,6 +61,10 @@ pub enum Strategy {
     /// sequentially consistent; a labelled contrast for tests and benchmarks
     /// ([`crate::replication::naive`]).
     Naive,
+    /// The gossip architecture: any member answers at once, queries wait for what the
+    /// front end has seen, updates spread by gossip; causally consistent, available while
+    /// partitioned, convergent ([`crate::replication::gossip`]). Tuned by `[service.gossip]`.
+    Gossip,
 }
 
 impl Strategy {
@@ -88,6 +92,7 @@ impl Strategy {
             Strategy::ActiveLocalReads => "active-local-reads",
             Strategy::ActiveByzantine => "active-byzantine",
             Strategy::Naive => "naive",
+            Strategy::Gossip => "gossip",
         }
     }
 }
@@ -205,6 +210,67 @@ pub struct ServiceConfig {
     /// id (`[service.replica_keys]`, `1 = "..."`); front ends trust replies signed by these.
     #[serde(default)]
     pub replica_keys: std::collections::BTreeMap<String, String>,
+    /// `[service.gossip]`: the gossip strategy's settings (only with `strategy = "gossip"`).
+    #[serde(default)]
+    pub gossip: Option<GossipSettings>,
+}
+
+/// `[service.gossip]`: how gossip replica managers exchange updates.
+///
+/// ```toml
+/// [service.gossip]
+/// interval_ms = 100     # how often each RM gossips to each member of its view
+/// batch_max = 256       # update log entries per gossip message at most
+/// read_only = [3]       # node ids of read-only replicas (updated only by gossip)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GossipSettings {
+    /// Milliseconds between two gossip rounds (1 to 60,000; default 100).
+    #[serde(default = "GossipSettings::default_interval_ms")]
+    pub interval_ms: u64,
+    /// Log entries per gossip message at most (1 to 65,536; default 256).
+    #[serde(default = "GossipSettings::default_batch_max")]
+    pub batch_max: usize,
+    /// The node ids of read-only replicas: they refuse updates and learn them by gossip.
+    #[serde(default)]
+    pub read_only: Vec<u64>,
+}
+
+impl GossipSettings {
+    fn default_interval_ms() -> u64 {
+        100
+    }
+
+    fn default_batch_max() -> usize {
+        256
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=60_000).contains(&self.interval_ms) {
+            return Err((
+                "service.gossip.interval_ms",
+                format!("{} is outside 1 to 60000 (milliseconds)", self.interval_ms),
+            ));
+        }
+        if !(1..=65_536).contains(&self.batch_max) {
+            return Err((
+                "service.gossip.batch_max",
+                format!("{} is outside 1 to 65536 (entries)", self.batch_max),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for GossipSettings {
+    fn default() -> Self {
+        GossipSettings {
+            interval_ms: Self::default_interval_ms(),
+            batch_max: Self::default_batch_max(),
+            read_only: Vec::new(),
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -341,6 +407,25 @@ impl ServiceFileConfig {
         if service.strategy.needs_total_order() {
             let partial = &["fifo", "causal"];
             refuse_setting(&table, &service, path, "ordering", partial, "total order")?;
+        }
+        if let Some(gossip) = &service.gossip {
+            let invalid = |key, problem| ConfigError::Invalid {
+                path: path.display().to_string(),
+                key,
+                problem,
+            };
+            if service.strategy != Strategy::Gossip {
+                return Err(invalid(
+                    "service.gossip",
+                    format!(
+                        "[service.gossip] tunes the gossip strategy, but strategy is {:?}",
+                        service.strategy.name()
+                    ),
+                ));
+            }
+            gossip
+                .check()
+                .map_err(|(key, problem)| invalid(key, problem))?;
         }
         let mut node = NodeConfig::from_table(table, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -611,13 +696,47 @@ mod tests {
         assert_eq!(
             e,
             "unknown strategy `paxos`: expected one of `log`, `passive`, \
-             `passive-backup-reads`, `active`, `active-local-reads`, `naive`"
+             `passive-backup-reads`, `active`, `active-local-reads`, `active-byzantine`, `naive`, \
+             `gossip`"
         );
         let e = "sql".parse::<MachineKind>().unwrap_err();
         assert!(
             e.contains("`sql`") && e.contains("`kv`") && e.contains("`bank`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn gossip_is_one_line_and_its_section_is_checked() {
+        let base = format!(
+            "{NODE}groups = [\"kv\"]\n[service]\nstrategy = \"gossip\"\ndurability = \"memory\"\n"
+        );
+        let c = parse(&base).unwrap();
+        assert_eq!(c.service.strategy, Strategy::Gossip);
+        assert_eq!(c.service.gossip, None);
+        let c = parse(&format!(
+            "{base}[service.gossip]\ninterval_ms = 20\nbatch_max = 8\nread_only = [3]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.service.gossip,
+            Some(GossipSettings {
+                interval_ms: 20,
+                batch_max: 8,
+                read_only: vec![3],
+            })
+        );
+        let e = parse(&format!("{base}[service.gossip]\ninterval_ms = 0\n")).unwrap_err();
+        assert!(e.contains("service.gossip.interval_ms"), "{e}");
+        let e = parse(&format!("{base}[service.gossip]\nbatch_max = 0\n")).unwrap_err();
+        assert!(e.contains("service.gossip.batch_max"), "{e}");
+        let e = parse(&format!("{base}[service.gossip]\nfanout = 3\n")).unwrap_err();
+        assert!(e.contains("fanout"), "{e}");
+        let e = parse(&format!(
+            "{NODE}[service]\nstrategy = \"passive\"\ndurability = \"memory\"\n[service.gossip]\ninterval_ms = 5\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("service.gossip") && e.contains("passive"), "{e}");
     }
 
     #[test]

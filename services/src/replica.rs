@@ -83,7 +83,11 @@ impl ReplicaService {
         let node = self.node.clone();
         let group = self.group.clone();
         let durable = self.durable_position;
+        let available = self.core.available_while_blocked();
         let addr = Actor::start(self);
+        if available {
+            node.set_available_while_blocked(group.clone()).await?;
+        }
         match durable {
             Some(position) => {
                 node.register_durable_service(group, addr.clone(), position)

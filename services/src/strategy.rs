@@ -7,6 +7,7 @@ use crate::config::{DurabilityMode, MachineKind, ServiceConfig, Strategy};
 use crate::frontend::Routing;
 use crate::replica::ReplicaService;
 use crate::replication::active::{ActiveConfig, ActiveReads, ActiveReplica};
+use crate::replication::gossip::{GossipConfig, GossipReplica};
 use crate::replication::naive::{NaiveConfig, NaiveReplica};
 use crate::replication::passive::{PassiveConfig, PassiveReplica, ReadPolicy};
 use crate::replication::signed::SigningCore;
@@ -51,7 +52,8 @@ pub fn routing(strategy: Strategy) -> Option<Routing> {
         Strategy::Active
         | Strategy::ActiveLocalReads
         | Strategy::ActiveByzantine
-        | Strategy::Naive => Routing::Anywhere,
+        | Strategy::Naive
+        | Strategy::Gossip => Routing::Anywhere,
     })
 }
 
@@ -138,6 +140,17 @@ where
                 Some(signer) => Box::new(SigningCore::new(core, signer)),
                 None => core,
             }
+        }
+        Strategy::Gossip => {
+            let settings = service.gossip.clone().unwrap_or_default();
+            let mut config = GossipConfig::new(me, group, machine);
+            config.gossip_interval = std::time::Duration::from_millis(settings.interval_ms);
+            config.batch_max = settings.batch_max;
+            config.read_only = settings.read_only.contains(&me.node.0);
+            Box::new(
+                GossipReplica::<S>::recover(config, log, recovered, S::default())
+                    .map_err(storage)?,
+            )
         }
         // The contrast keeps nothing: it starts from the initial state at every start.
         Strategy::Naive => {

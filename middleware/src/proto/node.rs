@@ -135,6 +135,9 @@ pub struct NodeCore {
     group_multicast: BTreeMap<GroupName, MulticastConfig>,
     /// Recovered positions of groups not joined yet, handed to their cores at the join.
     catch_up: BTreeMap<GroupName, u64>,
+    /// Groups whose service answers clients while the group is blocked or this process
+    /// rejoins (see [`NodeCore::set_available_while_blocked`]).
+    available_while_blocked: BTreeSet<GroupName>,
     views_installed: u64,
 }
 
@@ -149,7 +152,24 @@ impl NodeCore {
             groups: BTreeMap::new(),
             group_multicast: BTreeMap::new(),
             catch_up: BTreeMap::new(),
+            available_while_blocked: BTreeSet::new(),
             views_installed: 0,
+        }
+    }
+
+    /// Registers `group`'s service as *available while blocked*: client requests for it are
+    /// handed to the service even while this member is blocked (no majority, no state
+    /// holder) or rejoining after being excluded, instead of being refused `Blocked` or
+    /// `Busy(Joining)`. Only for a service that answers from its own state without relying on
+    /// agreed delivery (the gossip architecture); it decides itself what it can answer
+    /// before it has ever had a view. Point-to-point messages to the members of the view it
+    /// is blocked in flow as before; multicasts stay frozen. See docs/ARCHITECTURE.md
+    /// (decision 31).
+    pub fn set_available_while_blocked(&mut self, group: &GroupName, available: bool) {
+        if available {
+            self.available_while_blocked.insert(group.clone());
+        } else {
+            self.available_while_blocked.remove(group);
         }
     }
 
@@ -536,13 +556,16 @@ impl NodeCore {
 
     /// Whether this node takes a client's request of `size` bytes for `group` now: it must be
     /// a member holding the group's state and not blocked (a blocked member answers nothing
-    /// from a view it may have lost).
+    /// from a view it may have lost), unless the group's service is available while blocked.
     fn admit_request(&self, now: Time, group: &GroupName, size: usize) -> Result<(), Refusal> {
         let Some(core) = self.groups.get(group) else {
             return Err(Refusal::NotMember);
         };
-        if let Some(blocked) = core.blocked(now) {
-            return Err(Refusal::Blocked(blocked));
+        let available = self.available_while_blocked.contains(group);
+        if !available {
+            if let Some(blocked) = core.blocked(now) {
+                return Err(Refusal::Blocked(blocked));
+            }
         }
         let limit = request_bytes_max(core.multicast().config().payload_bytes_max);
         if size > limit {
@@ -551,7 +574,7 @@ impl NodeCore {
                 limit: limit as u64,
             });
         }
-        if core.view().is_none() || core.multicast().service_view().is_none() {
+        if !available && (core.view().is_none() || core.multicast().service_view().is_none()) {
             return Err(Refusal::Busy(crate::wire::BusyReason::Joining));
         }
         Ok(())
@@ -856,6 +879,41 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect()
+    }
+
+    /// A client request at a member blocked on its join (no seed answers): refused `Blocked`,
+    /// unless the group's service registered as available while blocked.
+    #[test]
+    fn a_blocked_member_refuses_requests_unless_its_service_is_available_while_blocked() {
+        let request = || {
+            from_peer(
+                9,
+                Some(group()),
+                Body::Request {
+                    tag: 1,
+                    payload: Bytes::from_static(b"op"),
+                },
+            )
+        };
+        let mut core = NodeCore::new(member(1), vec![member(2).addr], NodeSettings::default());
+        core.handle_join(Time::ZERO, group()).unwrap();
+        let later = Time::from_secs(600);
+        assert!(core.groups().next().unwrap().blocked(later).is_some());
+        let out = core.handle_envelope(later, request(), ConnectionId(7));
+        assert!(
+            matches!(&out[..], [NodeOutput::Reply { envelope, .. }]
+                if matches!(&envelope.body, Body::Response { outcome: Err(Refusal::Blocked(_)), .. })),
+            "{out:?}"
+        );
+        core.set_available_while_blocked(&group(), true);
+        let out = core.handle_envelope(later, request(), ConnectionId(7));
+        assert!(
+            matches!(&out[..], [NodeOutput::Request(r)] if r.group == group()),
+            "{out:?}"
+        );
+        core.set_available_while_blocked(&group(), false);
+        let out = core.handle_envelope(later, request(), ConnectionId(7));
+        assert!(matches!(&out[..], [NodeOutput::Reply { .. }]), "{out:?}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use super::events::{GroupEvent, NodeStats};
 use super::node::{
     ActorTransport, Delivery, DirectRequest, GetStats, GetView, LeaveAll, MulticastRequest,
-    NodeActor, RegisterService, ReplyToClient, Request, Stop, Subscribe, Until,
+    NodeActor, RegisterService, ReplyToClient, Request, SetAvailableWhileBlocked, Stop, Subscribe,
+    Until,
 };
 use super::service::{ServiceEvent, ServiceRecipients, TakeDelta, TakeSnapshot};
 use crate::config::NodeConfig;
@@ -359,6 +360,17 @@ impl<T: ActorTransport> NodeHandle<T> {
             until: Until::Accepted,
         });
         async move { request.await.map_err(|_| NodeError::Stopped)?.map(|_| ()) }
+    }
+
+    /// Makes `group`'s service *available while blocked*: this node hands it client requests
+    /// while the group is blocked or this member rejoins, instead of refusing them (see
+    /// `NodeCore::set_available_while_blocked`). For a service that answers from its own
+    /// state and never relies on agreed delivery to answer (the gossip architecture).
+    pub async fn set_available_while_blocked(&self, group: GroupName) -> Result<(), NodeError> {
+        self.actor
+            .send(SetAvailableWhileBlocked { group })
+            .await
+            .map_err(|_| NodeError::Stopped)
     }
 
     /// Sends `payload` point-to-point to `to`, a member of `group`'s current view.

@@ -753,6 +753,19 @@ impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
 }
 
 #[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct SetAvailableWhileBlocked {
+    pub(super) group: GroupName,
+}
+
+impl<T: ActorTransport> Handler<SetAvailableWhileBlocked> for NodeActor<T> {
+    type Result = ();
+    fn handle(&mut self, msg: SetAvailableWhileBlocked, _ctx: &mut Self::Context) {
+        self.core.set_available_while_blocked(&msg.group, true);
+    }
+}
+
+#[derive(Message)]
 #[rtype(result = "Result<(), NodeError>")]
 pub(super) struct DirectRequest {
     pub(super) group: GroupName,

@@ -68,6 +68,10 @@ impl Simulation {
             power_loss,
         });
         node.stamped = node.service.stamped();
+        if node.service.available_while_blocked() {
+            let core = node.core.as_mut().expect("just started");
+            core.set_available_while_blocked(&self.group, true);
+        }
         node.record = ServiceRecord::default();
         // A service that recovered a durable state asks its transfer for a delta from there,
         // as the node actor does when a durable service registers.

@@ -128,6 +128,12 @@ pub trait SimulatedService: fmt::Debug {
     fn stamped(&self) -> bool {
         false
     }
+    /// Whether its node hands it client requests while the group is blocked or the process
+    /// rejoins (`NodeCore::set_available_while_blocked`), as the replica shell registers a
+    /// gossip replica. `false` by default.
+    fn available_while_blocked(&self) -> bool {
+        false
+    }
     /// Its process crashes: what stays on the node's disk for the next start (by default
     /// nothing).
     fn crash(&mut self) -> Option<Disk> {

@@ -6,7 +6,7 @@
 //! - `viewsync members GROUP --via HOST:PORT`: print a group's current view through any node;
 //! - `viewsync send GROUP --via HOST:PORT MESSAGE`: multicast to a group from outside it;
 //! - `viewsync demo`: a local three-member group in one process, with a crash;
-//!   `--strategy passive|passive-backup-reads|active|active-local-reads|naive` (and `--state-machine kv|bank`) runs a
+//!   `--strategy passive|passive-backup-reads|active|active-local-reads|active-byzantine|naive|gossip` (and `--state-machine kv|bank`) runs a
 //!   replicated service there instead, crashes its primary and reads every acknowledged write
 //!   back;
 //! - `viewsync keygen`: print a new cluster key; `viewsync keygen --replica-key PATH` writes a
@@ -162,7 +162,7 @@ fn main() -> ExitCode {
         } => {
             if strategy == Strategy::Log && state_machine.is_some() {
                 // Ignored silently, a forgotten --strategy would run the log demo unnoticed.
-                eprintln!("error: --state-machine needs a replicated --strategy (passive, passive-backup-reads, active, active-local-reads, naive)");
+                eprintln!("error: --state-machine needs a replicated --strategy (passive, passive-backup-reads, active, active-local-reads, active-byzantine, naive, gossip)");
                 return ExitCode::from(2);
             }
             let system = actix::System::new();
@@ -241,7 +241,8 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
                 | Strategy::Active
                 | Strategy::ActiveLocalReads
                 | Strategy::ActiveByzantine
-                | Strategy::Naive => {
+                | Strategy::Naive
+                | Strategy::Gossip => {
                     strategy::start_replica(
                         &node,
                         group.clone(),

@@ -14,6 +14,7 @@ use super::STEP_TIMEOUT;
 use crate::config::{MachineKind, ServiceConfig, Strategy};
 use crate::frontend::{FrontEnd, FrontEndConfig, FrontEndError, Routing};
 use crate::replication::signed;
+use crate::replication::CausalToken;
 use crate::report;
 use crate::state_machine::bank::{Bank, BankOp, BankOutput};
 use crate::state_machine::kv::{KvOp, KvOutput, KvStore};
@@ -183,8 +184,8 @@ enum Heard {
         outcome: Outcome,
         took: Duration,
     },
-    /// A client made all its writes.
-    Done(u64),
+    /// A client made all its writes; its front end's causal token (gossip's `prev`).
+    Done(u64, CausalToken),
 }
 
 /// A member's current view, from its replica's `replica-view` lines.
@@ -224,6 +225,8 @@ struct State {
     unacknowledged: Vec<u64>,
     /// Clients that made all their writes.
     done: BTreeSet<u64>,
+    /// The clients' causal tokens when they finished.
+    tokens: Vec<CausalToken>,
     /// Node ids by address, to name the member that answered.
     nodes: BTreeMap<SocketAddr, u64>,
     /// Whether the primary was crashed yet.
@@ -310,8 +313,9 @@ impl<S: DemoMachine> Demo<S> {
                     }
                 }
             }
-            Heard::Done(client) => {
+            Heard::Done(client, token) => {
                 self.state.done.insert(client);
+                self.state.tokens.push(token);
             }
         }
     }
@@ -381,6 +385,13 @@ async fn run_on<S: DemoMachine>(
         machine.name(),
         dirs.path().display()
     );
+    if strategy == Strategy::Gossip {
+        println!(
+            "[demo] gossip: each member answers at once from its own state and gossips every \
+             100 ms; the crashed member is restarted from its data directory at the end, and \
+             every acknowledged write must then be read back"
+        );
+    }
     if strategy == Strategy::Naive {
         println!(
             "[demo] naive replication is the labelled counter-example: it guarantees nothing \
@@ -409,6 +420,12 @@ async fn run_on<S: DemoMachine>(
     let signed_replies = service
         .signed_replies()
         .expect("the demo lists 2f + 1 valid keys");
+    // Member `n`'s service: the Byzantine strategy's with its own key file.
+    let service_of = |n: u64| {
+        let mut service = service.clone();
+        service.signing_key_file = signing_keys.get(&n).cloned();
+        service
+    };
 
     let (tx, heard) = tokio::sync::mpsc::unbounded_channel::<Heard>();
     let mut demo = Demo::<S> {
@@ -418,33 +435,9 @@ async fn run_on<S: DemoMachine>(
     };
     let mut nodes: BTreeMap<u64, NodeHandle> = BTreeMap::new();
     for n in 1..=3u64 {
-        let data_dir = dirs.path().join(format!("node{n}"));
-        let mut config = super::config(n, nodes.values().map(|h| h.me().addr).collect());
-        // Replicated strategies need safe delivery (what `viewsync node` sets for them).
-        let mut multicast = config.settings.multicast;
-        multicast.delivery = Delivery::Safe;
-        config.group_multicast.insert(group.clone(), multicast);
-        config.data_dir = Some(data_dir.clone());
-        let node = Node::spawn(config)
-            .await
-            .map_err(|e| ReplicatedDemoError::Start(n, e))?;
+        let seeds = nodes.values().map(|h| h.me().addr).collect();
+        let node = start_member(n, seeds, dirs.path(), &group, &service_of(n), &tx).await?;
         println!("[node {n}] {}", report::listening(&node.me()));
-        let tx = tx.clone();
-        let mut service = service.clone();
-        service.signing_key_file = signing_keys.get(&n).cloned();
-        strategy::start_replica(
-            &node,
-            group.clone(),
-            &service,
-            Some(&data_dir),
-            move |line| {
-                let _ = tx.send(Heard::Replica(n, line));
-            },
-            false,
-        )
-        .await
-        .map_err(|e| ReplicatedDemoError::Replica(n, e))?;
-        node.join(group.clone()).await?;
         demo.state.nodes.insert(node.me().addr, n);
         nodes.insert(n, node);
         // One at a time, so each join (and the joiner's state transfer) is visible.
@@ -453,9 +446,9 @@ async fn run_on<S: DemoMachine>(
     }
     demo.wait_until("all three in one view", |s| s.in_one_view(&[1, 2, 3]))
         .await?;
-    // Naive and active replication have no primary; the view's first member is only that
-    // (and under active replication the total order's sequencer).
-    let leader = if strategy == Strategy::Naive {
+    // Naive, active and gossip replication have no primary; the view's first member is only
+    // that (and under active replication the total order's sequencer).
+    let leader = if matches!(strategy, Strategy::Naive | Strategy::Gossip) {
         "first member"
     } else if strategy.needs_total_order() {
         "first member, the sequencer"
@@ -492,10 +485,11 @@ async fn run_on<S: DemoMachine>(
     .await?;
     let victim = demo.state.views[&1].primary;
     let survivors: Vec<u64> = (1..=3).filter(|n| *n != victim).collect();
-    if strategy == Strategy::Naive {
+    if matches!(strategy, Strategy::Naive | Strategy::Gossip) {
         println!(
-            "[demo] crashing node {victim}, the view's first member (naive replication has no \
-             primary: its clients' later writes go to another member)"
+            "[demo] crashing node {victim}, the view's first member ({} replication has no \
+             primary: its clients' later writes go to another member)",
+            strategy.name()
         );
     } else if strategy.needs_total_order() {
         println!(
@@ -530,6 +524,22 @@ async fn run_on<S: DemoMachine>(
         // Each has sent its last event: it only has its runtime to drop.
         let _ = client.join();
     }
+    if strategy == Strategy::Gossip {
+        // Updates the crashed member accepted and had not gossiped are on its disk, and the
+        // survivors' updates that depend on them wait for them: restart it from its data
+        // directory, as an operator would, and let gossip converge the three.
+        println!("[demo] restarting node {victim} from its data directory");
+        let seeds = survivors.iter().map(|n| nodes[n].me().addr).collect();
+        let node = start_member(victim, seeds, dirs.path(), &group, &service_of(victim), &tx).await?;
+        demo.state.nodes.insert(node.me().addr, victim);
+        nodes.insert(victim, node);
+        demo.wait_until("the restarted member back in the view", |s| {
+            s.in_one_view(&[1, 2, 3])
+        })
+        .await?;
+        // A few gossip rounds (every 100 ms).
+        demo.drain(Duration::from_millis(1_000)).await;
+    }
     if strategy == Strategy::Naive {
         // Give the survivors' lazy propagation a few rounds, so what is missing is what the
         // crash lost rather than what is still on its way.
@@ -561,6 +571,11 @@ async fn run_on<S: DemoMachine>(
     config.attempt_timeout = ATTEMPT_TIMEOUT;
     config.deadline = CALL_DEADLINE;
     let mut reader = FrontEnd::<S>::new(config);
+    // The clients tell the reader what they have seen (gossip's client-to-client causality:
+    // its reads then wait until the member holds every write they saw acknowledged).
+    for token in &demo.state.tokens {
+        reader.observe(token);
+    }
     // Each wrong item: its key, and how it was acknowledged and what was read instead.
     let mut wrong: Vec<(String, String)> = Vec::new();
     for (&n, &(client, at)) in &acknowledged {
@@ -616,6 +631,43 @@ async fn run_on<S: DemoMachine>(
     })
 }
 
+/// Starts member `n` (its data directory under `dirs`, joining through `seeds`; founding the
+/// group when there are none) with its replica as `viewsync node` runs it, and joins it.
+async fn start_member(
+    n: u64,
+    seeds: Vec<SocketAddr>,
+    dirs: &std::path::Path,
+    group: &GroupName,
+    service: &ServiceConfig,
+    tx: &UnboundedSender<Heard>,
+) -> Result<NodeHandle, ReplicatedDemoError> {
+    let data_dir = dirs.join(format!("node{n}"));
+    let mut config = super::config(n, seeds);
+    // Replicated strategies need safe delivery (what `viewsync node` sets for them).
+    let mut multicast = config.settings.multicast;
+    multicast.delivery = Delivery::Safe;
+    config.group_multicast.insert(group.clone(), multicast);
+    config.data_dir = Some(data_dir.clone());
+    let node = Node::spawn(config)
+        .await
+        .map_err(|e| ReplicatedDemoError::Start(n, e))?;
+    let tx = tx.clone();
+    strategy::start_replica(
+        &node,
+        group.clone(),
+        service,
+        Some(&data_dir),
+        move |line| {
+            let _ = tx.send(Heard::Replica(n, line));
+        },
+        false,
+    )
+    .await
+    .map_err(|e| ReplicatedDemoError::Replica(n, e))?;
+    node.join(group.clone()).await?;
+    Ok(node)
+}
+
 /// One client: [`WRITES_PER_CLIENT`] writes of items `c`, `c + CLIENTS`, `c + 2 * CLIENTS`...
 /// one at a time through its own front end, each reported to the main loop.
 fn client<S: DemoMachine>(c: u64, config: FrontEndConfig, tx: UnboundedSender<Heard>) {
@@ -650,6 +702,6 @@ fn client<S: DemoMachine>(c: u64, config: FrontEndConfig, tx: UnboundedSender<He
             });
             tokio::time::sleep(PAUSE).await;
         }
-        let _ = tx.send(Heard::Done(c));
+        let _ = tx.send(Heard::Done(c, front_end.causal_token()));
     });
 }

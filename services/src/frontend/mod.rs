@@ -11,6 +11,10 @@
 //!   answers from its stored response instead of executing it twice. It also carries
 //!   `after`, the highest [`Reply::position`] this front end has seen, so a backup serving
 //!   reads first applies this front end's own updates.
+//! - **`prev` for gossip.** It keeps a [`CausalToken`] (the gossip strategy's vector
+//!   timestamp of the latest state seen), merges every reply's into it and sends it with
+//!   every request; [`FrontEnd::causal_token`] / [`FrontEnd::observe`] pass it between front
+//!   ends whose clients talk to each other. Other strategies never return one.
 //! - **Resolution through any node.** It asks its seeds (and then the members it learnt of)
 //!   for the group's view ([`Client::group_status`]); the view's first member is the primary.
 //! - **Retransmission to the next candidate.** Refusals and silences are handled by the
@@ -64,7 +68,7 @@ use viewsync::client::{Client, ClientError};
 use viewsync::wire::{ClusterKey, Refusal};
 use viewsync::GroupName;
 
-use crate::replication::{decode, encode, Reply, Request, RequestId};
+use crate::replication::{decode, encode, CausalToken, Reply, Request, RequestId};
 use crate::state_machine::StateMachine;
 
 pub use policy::{
@@ -216,6 +220,8 @@ pub struct FrontEnd<S: StateMachine> {
     members: Vec<viewsync::Member>,
     /// Signed replies that did not count (see [`FrontEnd::rejected_replies`]).
     rejected_replies: u64,
+    /// The gossip strategy's `prev`: the latest state replies (and observed peers) showed.
+    causal: CausalToken,
     epoch: tokio::time::Instant,
     machine: PhantomData<fn() -> S>,
 }
@@ -242,6 +248,7 @@ impl<S: StateMachine> FrontEnd<S> {
             last_position: 0,
             members: Vec::new(),
             rejected_replies: 0,
+            causal: CausalToken::default(),
             epoch: tokio::time::Instant::now(),
             machine: PhantomData,
         }
@@ -263,6 +270,20 @@ impl<S: StateMachine> FrontEnd<S> {
     /// correct group gives none.
     pub fn rejected_replies(&self) -> u64 {
         self.rejected_replies
+    }
+
+    /// The causal token to hand another front end this client talks to (the gossip
+    /// strategy's `prev`, merged over every reply): that front end [`FrontEnd::observe`]s it,
+    /// and its later requests are causally after everything this one has seen. Empty under
+    /// the other strategies.
+    pub fn causal_token(&self) -> CausalToken {
+        self.causal.clone()
+    }
+
+    /// Merges a token another front end passed ([`FrontEnd::causal_token`]) into this one's
+    /// `prev`: client-to-client causality (the reference notes' section 21).
+    pub fn observe(&mut self, token: &CausalToken) {
+        self.causal.merge(token);
     }
 
     /// The id the next call's request will carry (for recording it in a history before the
@@ -299,6 +320,7 @@ impl<S: StateMachine> FrontEnd<S> {
             machine: self.config.machine.clone(),
             after: self.last_position,
             op,
+            causal: (self.causal != CausalToken::default()).then(|| self.causal.clone()),
         });
         if let Some(signed) = self.config.signed_replies.clone() {
             return self.call_signed(&signed, id, payload).await;
@@ -366,6 +388,9 @@ impl<S: StateMachine> FrontEnd<S> {
             return Err(bad(format!("it answers request {}", reply.id)));
         }
         self.last_position = self.last_position.max(reply.position);
+        if let Some(token) = &reply.causal {
+            self.causal.merge(token);
+        }
         Ok(reply.output)
     }
 

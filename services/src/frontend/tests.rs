@@ -48,6 +48,7 @@ impl Handler<ServiceEvent> for KvService {
                     id: r.id,
                     position: self.position,
                     output: self.store.apply(&r.op),
+                    causal: None,
                 }
             });
             encode(reply)

@@ -30,10 +30,13 @@
 //! The checkers: [`linearizability::check`] (Wing–Gong search with Lowe's memoisation, as
 //! Porcupine, split per key) and [`sequential::check`] (program order only), both over a
 //! [`Model`] ([`StateMachineModel`] adapts any [`StateMachine`]), both bounded by
-//! [`SearchLimits`] and answering "unknown" instead of running on.
+//! [`SearchLimits`] and answering "unknown" instead of running on; and [`causal::check`]
+//! (causal consistency of a key-value history with unique written values: a graph check, no
+//! search).
 //!
 //! [`StateMachine`]: crate::state_machine::StateMachine
 
+pub mod causal;
 pub mod linearizability;
 pub mod model;
 pub mod sequential;

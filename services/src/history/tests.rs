@@ -700,3 +700,367 @@ proptest! {
         prop_assert!(!sequential::check(&kv(), &ops, SearchLimits::default()).is_consistent());
     }
 }
+
+// ---- causal consistency ----
+
+mod causal_checks {
+    use super::*;
+    use crate::history::causal::{self, CausalViolation, Causality};
+
+    fn judge(h: &KvHistory) -> Causality {
+        causal::check_history(h).unwrap()
+    }
+
+    fn violations(h: &KvHistory) -> Vec<CausalViolation> {
+        match judge(h) {
+            Causality::NotConsistent(v) => v,
+            ok => panic!("expected a violation, got {ok}"),
+        }
+    }
+
+    #[test]
+    fn accepts_reads_of_own_and_seen_writes() {
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(&mut h, 1, 2, KvOp::get("x"), 20, KvOutput::value("1.1"), 30);
+        done(&mut h, 2, 1, KvOp::get("x"), 5, none(), 6);
+        done(&mut h, 2, 2, KvOp::get("x"), 40, KvOutput::value("1.1"), 50);
+        done(
+            &mut h,
+            2,
+            3,
+            KvOp::put("y", "2.3"),
+            60,
+            KvOutput::Written,
+            70,
+        );
+        done(&mut h, 1, 3, KvOp::get("y"), 80, KvOutput::value("2.3"), 90);
+        done(&mut h, 1, 4, KvOp::get("x"), 95, KvOutput::value("1.1"), 99);
+        assert!(judge(&h).is_consistent(), "{}", judge(&h));
+    }
+
+    /// Two concurrent writes seen in opposite orders by two readers: causal, not sequential.
+    #[test]
+    fn accepts_concurrent_writes_seen_in_different_orders_which_is_not_sequential() {
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(
+            &mut h,
+            2,
+            1,
+            KvOp::put("x", "2.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(&mut h, 3, 1, KvOp::get("x"), 20, KvOutput::value("1.1"), 30);
+        done(&mut h, 3, 2, KvOp::get("x"), 40, KvOutput::value("2.1"), 50);
+        done(&mut h, 4, 1, KvOp::get("x"), 20, KvOutput::value("2.1"), 30);
+        done(&mut h, 4, 2, KvOp::get("x"), 40, KvOutput::value("1.1"), 50);
+        assert!(judge(&h).is_consistent(), "{}", judge(&h));
+        assert!(sc(&kv(), &h).is_violation());
+    }
+
+    /// The reference notes' bank-style anomaly on a key-value store: client 2 sees y's later
+    /// write, then x's value before client 1's earlier write of it.
+    #[test]
+    fn rejects_a_read_of_a_value_overwritten_in_its_causal_past() {
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(
+            &mut h,
+            1,
+            2,
+            KvOp::put("x", "1.2"),
+            20,
+            KvOutput::Written,
+            30,
+        );
+        done(
+            &mut h,
+            1,
+            3,
+            KvOp::put("y", "1.3"),
+            40,
+            KvOutput::Written,
+            50,
+        );
+        done(&mut h, 2, 1, KvOp::get("y"), 60, KvOutput::value("1.3"), 70);
+        done(&mut h, 2, 2, KvOp::get("x"), 80, KvOutput::value("1.1"), 90);
+        let v = violations(&h);
+        match &v[0] {
+            CausalViolation::Overwritten {
+                write,
+                overwrite,
+                read,
+            } => {
+                assert_eq!((write.client, write.id), (1, 1));
+                assert_eq!((overwrite.client, overwrite.id), (1, 2));
+                assert_eq!((read.client, read.id), (2, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(judge(&h).to_string().contains("client 2 #2"));
+    }
+
+    #[test]
+    fn rejects_a_session_that_goes_back_to_an_older_value() {
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(&mut h, 2, 1, KvOp::get("x"), 20, KvOutput::value("1.1"), 30);
+        done(
+            &mut h,
+            2,
+            2,
+            KvOp::put("x", "2.2"),
+            40,
+            KvOutput::Written,
+            50,
+        );
+        done(&mut h, 2, 3, KvOp::get("x"), 60, KvOutput::value("1.1"), 70);
+        assert!(matches!(
+            violations(&h)[0],
+            CausalViolation::Overwritten { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_absent_after_a_causally_earlier_write() {
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(
+            &mut h,
+            1,
+            2,
+            KvOp::put("y", "1.2"),
+            20,
+            KvOutput::Written,
+            30,
+        );
+        done(&mut h, 2, 1, KvOp::get("y"), 40, KvOutput::value("1.2"), 50);
+        done(&mut h, 2, 2, KvOp::get("x"), 60, none(), 70);
+        match &violations(&h)[0] {
+            CausalViolation::AbsentAfterWrite { write, read } => {
+                assert_eq!((write.client, write.id), (1, 1));
+                assert_eq!((read.client, read.id), (2, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_absent_after_a_write_when_a_concurrent_delete_may_explain_it() {
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(
+            &mut h,
+            3,
+            1,
+            KvOp::delete("x"),
+            0,
+            KvOutput::Deleted { existed: true },
+            10,
+        );
+        done(&mut h, 2, 1, KvOp::get("x"), 20, KvOutput::value("1.1"), 30);
+        done(&mut h, 2, 2, KvOp::get("x"), 40, none(), 50);
+        assert!(judge(&h).is_consistent(), "{}", judge(&h));
+        // The same delete causally before the write can no longer explain it.
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::delete("x"),
+            0,
+            KvOutput::Deleted { existed: false },
+            5,
+        );
+        done(
+            &mut h,
+            1,
+            2,
+            KvOp::put("x", "1.2"),
+            6,
+            KvOutput::Written,
+            10,
+        );
+        done(&mut h, 2, 1, KvOp::get("x"), 20, KvOutput::value("1.2"), 30);
+        done(&mut h, 2, 2, KvOp::get("x"), 40, none(), 50);
+        assert!(matches!(
+            violations(&h)[0],
+            CausalViolation::AbsentAfterWrite { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_a_cycle_of_reads_from_the_causal_future() {
+        // Each client reads the other's later write before making its own.
+        let mut h = KvHistory::new();
+        done(&mut h, 1, 1, KvOp::get("y"), 0, KvOutput::value("2.2"), 10);
+        done(
+            &mut h,
+            1,
+            2,
+            KvOp::put("x", "1.2"),
+            20,
+            KvOutput::Written,
+            30,
+        );
+        done(&mut h, 2, 1, KvOp::get("x"), 0, KvOutput::value("1.2"), 10);
+        done(
+            &mut h,
+            2,
+            2,
+            KvOp::put("y", "2.2"),
+            20,
+            KvOutput::Written,
+            30,
+        );
+        match &violations(&h)[0] {
+            CausalViolation::Cycle(ops) => assert_eq!(ops.len(), 4),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_a_value_never_written() {
+        let mut h = KvHistory::new();
+        done(&mut h, 1, 1, KvOp::get("x"), 0, KvOutput::value("9.9"), 10);
+        assert!(matches!(violations(&h)[0], CausalViolation::ThinAir { .. }));
+    }
+
+    #[test]
+    fn a_write_whose_outcome_is_unknown_may_be_read_and_then_overwrites() {
+        // Client 1's put times out; client 2 reads it, so it took effect.
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        h.invoke(1, 2, KvOp::put("x", "1.2"), 20);
+        h.info(1, 2, "timeout", 30);
+        done(&mut h, 1, 3, KvOp::get("x"), 40, KvOutput::value("1.1"), 50);
+        assert!(judge(&h).is_consistent(), "{}", judge(&h));
+        done(&mut h, 2, 1, KvOp::get("x"), 60, KvOutput::value("1.2"), 70);
+        done(&mut h, 2, 2, KvOp::get("x"), 80, KvOutput::value("1.1"), 90);
+        assert!(matches!(
+            violations(&h)[0],
+            CausalViolation::Overwritten { .. }
+        ));
+    }
+
+    #[test]
+    fn compare_and_swap_reads_its_expected_value() {
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(
+            &mut h,
+            1,
+            2,
+            KvOp::put("x", "1.2"),
+            20,
+            KvOutput::Written,
+            30,
+        );
+        done(&mut h, 2, 1, KvOp::get("x"), 40, KvOutput::value("1.2"), 50);
+        // Swapped from the value 1.2 overwrote: a read of an overwritten value.
+        done(
+            &mut h,
+            2,
+            2,
+            KvOp::cas("x", Some("1.1"), "2.2"),
+            60,
+            KvOutput::Swapped,
+            70,
+        );
+        assert!(matches!(
+            violations(&h)[0],
+            CausalViolation::Overwritten { .. }
+        ));
+    }
+
+    #[test]
+    fn a_message_between_clients_orders_their_operations() {
+        // Client 1 writes x and tells client 2, which then reads x as absent: fine without
+        // the message (concurrent), a violation with it.
+        let mut h = KvHistory::new();
+        done(
+            &mut h,
+            1,
+            1,
+            KvOp::put("x", "1.1"),
+            0,
+            KvOutput::Written,
+            10,
+        );
+        done(&mut h, 2, 1, KvOp::get("x"), 20, none(), 30);
+        let ops = h.operations().unwrap();
+        assert!(causal::check(&ops).is_consistent());
+        let told = causal::ClientMessage {
+            from: (1, 1),
+            to: (2, 1),
+        };
+        assert!(!causal::check_with_messages(&ops, &[told]).is_consistent());
+    }
+}

@@ -782,6 +782,7 @@ pub(crate) fn reply<Out: Serialize>(
         id,
         position,
         output,
+        causal: None,
     };
     out.push(Action::Reply {
         to,

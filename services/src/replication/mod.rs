@@ -17,17 +17,24 @@
 //! - [`active`]: state machine replication (the reference notes' sections 14 to 16, crash
 //!   mode): every member executes every request in the group's total order; linearizable
 //!   with ordered reads, and its `active-local-reads` variant (sequentially consistent);
+//! - [`gossip`]: the gossip architecture (the reference notes' sections 17 to 22): any
+//!   replica manager answers at once, queries wait for the front end's `prev`, updates spread
+//!   lazily by gossip; causally consistent, available while partitioned, convergent;
 //! - [`naive`]: each replica applies locally and propagates lazily: the reference notes'
 //!   counter-example, kept as a labelled contrast for tests and benchmarks;
 //! - [`signed`]: replies signed by each replica manager's own key, and the front end's quorum
 //!   of `f + 1` matching signed replies (the Byzantine strategy);
 //! - `committed` (private): what the strategies that number their updates share (the
 //!   committed state, executed table, log, snapshots and deltas, durable quorum);
+//! - [`gossip_sim`]: gossip front ends for the simulator, whose histories the causal
+//!   checker judges;
 //! - [`sim`]: any core in the deterministic simulator, with simulated key-value front ends
 //!   whose histories the linearizability checker judges.
 
 pub mod active;
 mod committed;
+pub mod gossip;
+pub mod gossip_sim;
 pub mod naive;
 pub mod passive;
 pub mod signed;
@@ -79,6 +86,9 @@ pub struct Request<Op> {
     pub after: u64,
     /// The operation.
     pub op: Op,
+    /// For the `gossip` strategy: the front end's `prev` (the latest state it has seen), which
+    /// a query waits for and an update depends on. `None` for every other strategy.
+    pub causal: Option<CausalToken>,
 }
 
 /// What a replica manager answers a front end's [`Request`].
@@ -91,6 +101,84 @@ pub struct Reply<Out> {
     pub position: u64,
     /// The operation's output.
     pub output: Out,
+    /// For the `gossip` strategy: the timestamp of the state the answer reflects (a query's
+    /// value timestamp, an update's own timestamp), which the front end merges into its
+    /// `prev`. `None` for every other strategy.
+    pub causal: Option<CausalToken>,
+}
+
+/// A vector timestamp: per replica manager (its stable [`viewsync::NodeId`], not the
+/// process incarnation: a restarted or rejoining node is the same replica), how many updates
+/// it accepted from front ends are covered. Missing entries are 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VectorClock(pub std::collections::BTreeMap<u64, u64>);
+
+impl VectorClock {
+    /// The entry of replica `node`.
+    pub fn get(&self, node: u64) -> u64 {
+        self.0.get(&node).copied().unwrap_or(0)
+    }
+
+    /// Sets the entry of replica `node`.
+    pub fn set(&mut self, node: u64, value: u64) {
+        if value == 0 {
+            self.0.remove(&node);
+        } else {
+            self.0.insert(node, value);
+        }
+    }
+
+    /// Whether every entry is at most `other`'s (`self <= other`).
+    pub fn le(&self, other: &VectorClock) -> bool {
+        self.0.iter().all(|(node, v)| *v <= other.get(*node))
+    }
+
+    /// Raises every entry to at least `other`'s.
+    pub fn merge(&mut self, other: &VectorClock) {
+        for (node, v) in &other.0 {
+            if *v > self.get(*node) {
+                self.0.insert(*node, *v);
+            }
+        }
+    }
+
+    /// The sum of the entries.
+    pub fn sum(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+impl std::fmt::Display for VectorClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, (node, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{node}:{v}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// What a gossip front end carries between requests (and what two front ends that talk pass
+/// each other): the vector timestamp of the latest state seen (`prev`) and the largest
+/// Lamport number of any update in it, so an update the front end issues next is ordered
+/// after everything it depends on (see [`gossip`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CausalToken {
+    /// The vector timestamp.
+    pub prev: VectorClock,
+    /// The largest Lamport number seen.
+    pub lamport: u64,
+}
+
+impl CausalToken {
+    /// Raises this token to cover `other` too.
+    pub fn merge(&mut self, other: &CausalToken) {
+        self.prev.merge(&other.prev);
+        self.lamport = self.lamport.max(other.lamport);
+    }
 }
 
 /// What a core asks its shell to do.
@@ -160,6 +248,23 @@ pub trait ReplicaCore {
     /// delta.
     fn position(&self) -> Option<u64> {
         None
+    }
+
+    /// Whether this replica manager serves clients (and gossips with the members it can
+    /// reach) while its group is blocked or while it rejoins: its node then hands it client
+    /// requests it would otherwise refuse (`NodeHandle::register_service_available`). Only
+    /// a strategy that never relies on agreed delivery to answer may say yes (gossip).
+    /// `false` by default.
+    fn available_while_blocked(&self) -> bool {
+        false
+    }
+
+    /// What members entering the same view must agree on (the simulator's state-agreement
+    /// check): by default the whole [`ReplicaCore::snapshot`]. A strategy whose replicas
+    /// legitimately differ at a view boundary (gossip) returns nothing here and has its
+    /// convergence checked otherwise.
+    fn agreed_state(&self) -> Bytes {
+        self.snapshot()
     }
 }
 

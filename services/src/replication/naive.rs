@@ -145,6 +145,7 @@ impl<S: StateMachine> NaiveReplica<S> {
                 id: request.id,
                 position: self.applied,
                 output,
+                causal: None,
             })),
         });
     }

@@ -235,7 +235,7 @@ impl SimulatedService for SimReplica {
     /// A hash of the core's snapshot: members entering a view, and at the end, hold the same
     /// delivered state.
     fn digest(&self) -> StateDigest {
-        let snapshot = self.core.snapshot();
+        let snapshot = self.core.agreed_state();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         snapshot.hash(&mut hasher);
         StateDigest {
@@ -247,6 +247,10 @@ impl SimulatedService for SimReplica {
 
     fn stamped(&self) -> bool {
         true
+    }
+
+    fn available_while_blocked(&self) -> bool {
+        self.core.available_while_blocked()
     }
 
     fn crash(&mut self) -> Option<viewsync::sim::service::Disk> {
@@ -538,6 +542,7 @@ impl KvFrontEnd {
             } else {
                 0
             },
+            causal: None,
             op: op.clone(),
         };
         self.history

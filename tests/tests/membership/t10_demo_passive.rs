@@ -83,7 +83,34 @@ fn an_unknown_demo_strategy_is_refused_naming_the_valid_ones() {
         "active",
         "active-local-reads",
         "naive",
+        "gossip",
     ] {
         assert!(out.stderr.contains(name), "no `{name}` in:\n{}", out.stderr);
+    }
+}
+
+/// `viewsync demo --strategy gossip`: members answer at once, the crashed member is restarted
+/// from its data directory, and a reader that observed the clients' tokens reads back every
+/// acknowledged write.
+#[test]
+fn the_gossip_demo_restarts_the_crashed_member_and_reads_everything_back() {
+    let _timing = timing_exclusive();
+    let out = run_viewsync(&["demo", "--strategy", "gossip"], Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "demo failed: {}\nstdout:\n{}",
+        out.stderr,
+        out.stdout
+    );
+    for needle in [
+        "[demo] strategy gossip",
+        "[demo] restarting node 1 from its data directory",
+        "[demo] no acknowledged write lost: 120 of 120 read back",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "no `{needle}` in:\n{}",
+            out.stdout
+        );
     }
 }

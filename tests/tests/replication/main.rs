@@ -13,4 +13,5 @@ mod t06_client_cli;
 mod t07_catch_up_by_delta;
 mod t08_large_requests;
 mod t09_active;
+mod t10_gossip;
 mod t11_byzantine;

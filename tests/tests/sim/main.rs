@@ -13,4 +13,5 @@ mod t06_any_service;
 mod t07_replicated_services;
 mod t08_total_failure;
 mod t09_active_replication;
+mod t10_gossip;
 mod t11_byzantine;

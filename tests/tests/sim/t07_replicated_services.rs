@@ -643,6 +643,7 @@ mod sequencer {
                 id,
                 position,
                 output,
+                causal: None,
             };
             Action::Reply {
                 to,

@@ -114,6 +114,7 @@ impl ReplicaCore for Probed {
                         id: parsed.id,
                         position: self.inner.committed_index() + 1,
                         output: state.apply(&parsed.op),
+                        causal: None,
                     };
                     early.push(Action::Reply {
                         to: request.reply,

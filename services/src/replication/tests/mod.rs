@@ -7,6 +7,7 @@
 //! or cut-off senders dropped), state transfer to joiners, `ViewChange`.
 
 mod active;
+mod gossip;
 mod naive;
 mod passive;
 
@@ -217,10 +218,24 @@ impl<C: ReplicaCore> Harness<C> {
         op: Op,
         after: u64,
     ) -> ReplyTo {
+        self.causal_request(n, client, seq, op, after, None)
+    }
+
+    /// A client request carrying a gossip front end's `prev`.
+    pub(crate) fn causal_request<Op: Serialize>(
+        &mut self,
+        n: u64,
+        client: u64,
+        seq: u64,
+        op: Op,
+        after: u64,
+        causal: Option<super::CausalToken>,
+    ) -> ReplyTo {
         let payload = encode(&Request {
             id: RequestId { client, seq },
             machine: self.machine.to_owned(),
             after,
+            causal,
             op,
         });
         self.raw_request(n, client, payload)
@@ -369,6 +384,11 @@ impl<C: ReplicaCore> Harness<C> {
         self.in_flight.retain(|s| s.sender != n);
         self.next_view.retain(|s| s.sender != n);
         self.directs.retain(|&(from, to, _)| from != n && to != n);
+    }
+
+    /// Member `n` can talk to the others again.
+    pub(crate) fn reconnect(&mut self, n: u64) {
+        self.isolated.remove(&n);
     }
 
     /// A view change begins at the members of the current view.

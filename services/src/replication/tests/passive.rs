@@ -193,6 +193,7 @@ fn refusals_by_role_and_phase() {
             id: RequestId { client: 7, seq: 1 },
             machine: "bank".into(),
             after: 0,
+            causal: None,
             op: BankOp::get("x"),
         }),
     );
