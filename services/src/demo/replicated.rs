@@ -530,7 +530,8 @@ async fn run_on<S: DemoMachine>(
         // directory, as an operator would, and let gossip converge the three.
         println!("[demo] restarting node {victim} from its data directory");
         let seeds = survivors.iter().map(|n| nodes[n].me().addr).collect();
-        let node = start_member(victim, seeds, dirs.path(), &group, &service_of(victim), &tx).await?;
+        let node =
+            start_member(victim, seeds, dirs.path(), &group, &service_of(victim), &tx).await?;
         demo.state.nodes.insert(node.me().addr, victim);
         nodes.insert(victim, node);
         demo.wait_until("the restarted member back in the view", |s| {
