@@ -329,7 +329,7 @@ fn assert_clean_and_reached(sweep: &ActiveSweep) {
 fn active_replication_is_linearizable_with_simulated_clients() {
     let sweep = sweep(
         Variant::Correct(ActiveReads::Ordered),
-        seeds(0..250),
+        seeds(0..500),
         Consistency::Linearizable,
         "active_replication_is_linearizable",
         false,

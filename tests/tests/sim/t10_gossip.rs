@@ -376,7 +376,7 @@ fn sweep(seeds: Range<u64>, flaw: Flaw, test: &str, quiet: bool) -> Summary {
 
 #[test]
 fn t10_gossip_is_causally_consistent_and_converges_under_faults() {
-    let summary = sweep(seeds(0..250), Flaw::None, "t10_gossip_is_causally", false);
+    let summary = sweep(seeds(0..500), Flaw::None, "t10_gossip_is_causally", false);
     assert!(
         summary.failing.is_empty(),
         "failing seeds: {:?}",

@@ -209,7 +209,7 @@ fn sweep(seeds: Range<u64>, lie: Lie, test: &str) -> Sweep {
 #[test]
 fn byzantine_one_lying_member_never_makes_a_front_end_return_its_lie() {
     let sweep = sweep(
-        seeds(0..120),
+        seeds(0..500),
         Lie::WrongOutput,
         "one_lying_member_never_makes_a_front_end_return_its_lie",
     );
