@@ -722,6 +722,31 @@ impl NodeCore {
         }
         if membership_changed {
             self.refresh_monitored(now);
+            self.suspect_again(now, group, out);
+        }
+    }
+
+    /// Reports again to `group` the members of its new view that the failure detector still
+    /// suspects. The detector reports a suspicion once, but installing a view may drop it from
+    /// the group's pending changes (the suspect's own join was pending): the group would then
+    /// wait for a crashed coordinator forever (sim seed 2924).
+    fn suspect_again(&mut self, now: Time, group: &GroupName, out: &mut Vec<NodeOutput>) {
+        let Some(core) = self.groups.get(group) else {
+            return;
+        };
+        let forgotten: Vec<ProcessId> = core
+            .view()
+            .into_iter()
+            .flat_map(|v| v.members.iter().map(|m| m.id))
+            .filter(|id| self.failure_detector.is_suspected(*id) && !core.suspects(*id))
+            .collect();
+        for peer in forgotten {
+            let outputs = self
+                .groups
+                .get_mut(group)
+                .expect("listed")
+                .handle_suspect(now, peer);
+            self.absorb(now, group, outputs, out);
         }
     }
 
@@ -1147,5 +1172,86 @@ mod tests {
         );
         let out = core.handle_envelope(now, from_peer(1, None, Body::Probe), ConnectionId(1));
         assert_eq!(out, vec![]);
+    }
+
+    /// Sim seed 2924 reduced: node 2 suspects the coordinator 1, has 1's join pending (3
+    /// forwarded it), and installs a view decided from a value accepted before, which still
+    /// lists 1 as a voter: the group's core drops the suspicion with the join. The failure
+    /// detector still suspects 1 and reports it again, so 2 proposes the view without it
+    /// instead of waiting for 1 forever.
+    #[test]
+    fn a_suspicion_a_view_change_dropped_is_reported_again() {
+        use crate::wire::{Ballot, CutEntry, Decision, Rank, Round, Seq};
+        let view = |epoch| View {
+            group: group(),
+            id: ViewId {
+                epoch,
+                coordinator: member(1).id,
+            },
+            members: vec![member(1), member(2), member(3)],
+            voters: 3,
+        };
+        let decision = |epoch| Decision {
+            view: view(epoch),
+            cut: (0..3)
+                .map(|r| CutEntry {
+                    upto: Seq(0),
+                    holder: Rank(r),
+                })
+                .collect(),
+            joiners: Vec::new(),
+        };
+        let ballot = |round, n| Ballot {
+            round: Round(round),
+            proposer: member(n).id,
+        };
+        let ms = Time::from_millis;
+        let seeds = vec![member(1).addr, member(3).addr];
+        let mut core = NodeCore::new(member(2), seeds, NodeSettings::default());
+        core.handle_join(Time::ZERO, group()).unwrap();
+        let install = Body::Install {
+            base: None,
+            ballot: ballot(0, 1),
+            decision: decision(6),
+        };
+        core.handle_envelope(ms(1), from_peer(1, Some(group()), install), ConnectionId(1));
+        assert_eq!(core.view(&group()).unwrap().id, view(6).id);
+        // 1 falls silent; 3 does not.
+        let mut suspected = false;
+        for t in (50..=1000).step_by(50) {
+            core.handle_heard(ms(t), member(3).id);
+            let out = core.handle_tick(ms(t));
+            suspected |= out.contains(&NodeOutput::Suspected(member(1).id));
+        }
+        assert!(suspected);
+        let join = Body::JoinRequest {
+            member: member(1),
+            last_epoch: 6,
+        };
+        core.handle_envelope(ms(1010), from_peer(3, Some(group()), join), ConnectionId(3));
+        let install = Body::Install {
+            base: Some(view(6).id),
+            ballot: ballot(7, 1),
+            decision: decision(7),
+        };
+        let mut out = core.handle_envelope(
+            ms(1020),
+            from_peer(3, Some(group()), install),
+            ConnectionId(3),
+        );
+        assert_eq!(core.view(&group()).unwrap().id, view(7).id);
+        core.handle_heard(ms(1030), member(3).id);
+        out.extend(core.handle_tick(ms(1030)));
+        let prepared: Vec<SocketAddr> = out
+            .iter()
+            .filter_map(|o| match o {
+                NodeOutput::Send { to, envelope } => match &envelope.body {
+                    Body::Prepare { base, .. } if base.id == view(7).id => Some(*to),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(prepared, vec![member(1).addr, member(3).addr]);
     }
 }

@@ -341,6 +341,45 @@ fn active_replication_is_linearizable_with_simulated_clients() {
     }
 }
 
+/// Seeds of the 20,000-seed sweep in which the group stopped for good. 2924: a member that
+/// suspected the coordinator installed a view adopted from before, still listing it, while
+/// its join was pending; the view change dropped the suspicion with the join, the failure
+/// detector (which reports a suspicion once) never said it again, and the member waited for
+/// the crashed coordinator forever while the others deferred to it. The node now reports
+/// again, after each view change, the members its detector still suspects
+/// (`proto::node` test `a_suspicion_a_view_change_dropped_is_reported_again`).
+#[test]
+fn active_seeds_that_once_stopped_the_group() {
+    replay_active_seeds(&[2924], "active_seeds_that_once_stopped_the_group");
+}
+
+/// 9293, 14924: another cause, open. In 9293 view 8 has two voters, 3.1 and 5.1 (leaving);
+/// 3.1's snapshot fails (it needs the state again), then 5.1's leave times out and it drops
+/// the last copy: 3.1 waits for a holder forever. 14924 looks alike (2.1 leaves view 10, the
+/// coordinator 7.1 does not hold the state).
+#[test]
+#[ignore = "open: the last holder of the state leaves, the group waits for a holder"]
+fn active_seeds_where_the_last_holder_leaves() {
+    replay_active_seeds(&[9293, 14924], "active_seeds_where_the_last_holder_leaves");
+}
+
+fn replay_active_seeds(seeds: &[u64], test: &str) {
+    for &seed in seeds {
+        let sweep = sweep(
+            Variant::Correct(ActiveReads::Ordered),
+            seed..seed + 1,
+            Consistency::Linearizable,
+            test,
+            true,
+        );
+        assert!(
+            sweep.summary.failing.is_empty(),
+            "seed {seed} fails: {:?}",
+            sweep.summary.failing
+        );
+    }
+}
+
 #[test]
 fn active_local_reads_are_sequentially_consistent_with_simulated_clients() {
     let sweep = sweep(

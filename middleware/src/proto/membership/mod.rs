@@ -317,6 +317,11 @@ impl Membership {
         out
     }
 
+    /// Whether the next view change treats `peer` as suspected.
+    pub fn suspects(&self, peer: ProcessId) -> bool {
+        self.changes.suspected.contains(&peer)
+    }
+
     /// The failure detector heard from a suspected `peer` again.
     pub fn handle_unsuspect(&mut self, _now: Time, peer: ProcessId) -> Vec<MembershipOutput> {
         self.changes.suspected.remove(&peer);
