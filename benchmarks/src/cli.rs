@@ -28,6 +28,9 @@ pub enum Command {
     /// View-change time after a join, a leave or a SIGKILL; failure-detection time; false
     /// suspicions.
     ViewChange(ViewChangeArgs),
+    /// Replicated key-value store throughput and latency under each strategy (and etcd, when
+    /// built with the `etcd` feature and installed): closed loop, or open loop with `--rate`.
+    Replication(crate::replication::ReplicationArgs),
     /// Rewrite the markdown tables and plots from the CSV files in `--out`, running nothing.
     Report(ReportArgs),
     /// One member process (internal: started by the other subcommands).

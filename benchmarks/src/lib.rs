@@ -15,6 +15,8 @@
 //! - [`lines`]: the `key=value` lines members print, and their parsing;
 //! - [`cluster`]: the parent's side of the member processes: spawning them, their line
 //!   protocol, the start/stop/drain barriers, kills, result lines;
+//! - [`replication`]: `viewsync-bench replication`, the replicated key-value store under
+//!   each strategy (and etcd) from front ends in this process, closed and open loop;
 //! - [`orchestration`]: the cells of each benchmark, the matrices, and the drivers of the two
 //!   subcommands;
 //! - [`results`]: the types the parent, the files, the tables and the plots share (cells,
@@ -31,6 +33,7 @@ pub mod lines;
 pub mod member;
 pub mod orchestration;
 pub mod plots;
+pub mod replication;
 pub mod report;
 pub mod results;
 pub mod sys;

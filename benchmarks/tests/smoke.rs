@@ -81,3 +81,77 @@ fn a_leave_gives_a_new_view_at_the_other_member() {
     assert!(line.contains("per_member_ms=1:"), "{line}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Runs `viewsync-bench replication` with `args` into a fresh directory; returns its stdout
+/// and the directory.
+fn replication(name: &str, args: &[&str]) -> (String, PathBuf) {
+    let out = out_dir(name);
+    let output = Command::new(env!("CARGO_BIN_EXE_viewsync-bench"))
+        .arg("replication")
+        .args(args)
+        .args(["--secs", "1", "--warmup", "0.3", "--keys", "20", "--out"])
+        .arg(&out)
+        .output()
+        .expect("viewsync-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    (stdout, out)
+}
+
+/// The `key=value` field `name` of `line`.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+}
+
+#[test]
+fn a_replication_cell_measures_a_real_group_and_etcd_is_measured_or_skipped_with_a_reason() {
+    // Needs the `viewsync` binary next to this one (the README's test command builds it).
+    let (stdout, out) = replication(
+        "replication",
+        &["--strategy", "passive,etcd", "--clients", "2"],
+    );
+    let passive = stdout
+        .lines()
+        .find(|l| l.starts_with("target=passive"))
+        .unwrap_or_else(|| panic!("no passive line: {stdout}"));
+    let ops: f64 = field(passive, "ops/s").unwrap().parse().unwrap();
+    assert!(ops > 0.0, "{passive}");
+    assert_eq!(field(passive, "errors"), Some("0"), "{passive}");
+    assert!(
+        field(passive, "p99_us").unwrap().parse::<u64>().unwrap() > 0,
+        "{passive}"
+    );
+    let etcd = stdout
+        .lines()
+        .find(|l| l.starts_with("target=etcd"))
+        .unwrap_or_else(|| panic!("no etcd line: {stdout}"));
+    assert!(
+        etcd.contains("skipped: ") || field(etcd, "ops/s").is_some(),
+        "{etcd}"
+    );
+    let csv = std::fs::read_to_string(out.join("replication.csv")).unwrap();
+    assert!(csv.lines().count() >= 2, "{csv}");
+    assert!(out.join("replication.md").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn an_open_loop_cell_offers_its_rate_and_counts_latency_from_the_intended_send() {
+    let (stdout, out) = replication(
+        "replication-open",
+        &["--strategy", "active", "--clients", "4", "--rate", "200"],
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("target=active"))
+        .unwrap_or_else(|| panic!("no active line: {stdout}"));
+    assert_eq!(field(line, "load"), Some("open@200/s"), "{line}");
+    let ops: f64 = field(line, "ops/s").unwrap().parse().unwrap();
+    // 200 offered per second for one second: about 200 answered (the machine may be slow).
+    assert!(ops > 50.0 && ops < 400.0, "{line}");
+    let md = std::fs::read_to_string(out.join("replication.md")).unwrap();
+    assert!(md.contains("Open loop"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -6,13 +6,16 @@
 //! viewsync-bench multicast --members 3 --order total --size 1024 --senders 3 --mode flood --secs 10
 //! viewsync-bench view-change                      # the default matrix
 //! viewsync-bench view-change --members 5 --event kill
+//! viewsync-bench replication                    # every strategy and etcd, the default matrix
+//! viewsync-bench replication --strategy passive,etcd --clients 1,64 --reads 0,95
+//! viewsync-bench replication --strategy active --rate 1000,4000,16000
 //! viewsync-bench report                           # rewrite tables and plots from the CSVs
 //! ```
 
 use clap::Parser;
 use std::process::ExitCode;
 use viewsync_benchmarks::cli::{Cli, Command};
-use viewsync_benchmarks::{member, orchestration};
+use viewsync_benchmarks::{member, orchestration, replication};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,7 +26,9 @@ fn main() -> ExitCode {
                 .and_then(|exe| orchestration::run_multicast(&args, &exe)),
             Command::ViewChange(args) => orchestration::member_exe()
                 .and_then(|exe| orchestration::run_view_change(&args, &exe)),
-            Command::Report(args) => orchestration::rewrite_reports(&args.out).map(|()| 0),
+            Command::Replication(args) => replication::run(&args),
+            Command::Report(args) => orchestration::rewrite_reports(&args.out)
+                .and_then(|()| replication::output::rewrite(&args.out).map(|_| 0)),
         };
     match result {
         Ok(0) => ExitCode::SUCCESS,
