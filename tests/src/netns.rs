@@ -54,7 +54,9 @@ pub fn skip_if_unavailable(test: &str) -> bool {
         return false;
     };
     if std::env::var_os("VIEWSYNC_REQUIRE_NETNS").is_some() {
-        panic!("{test}: network namespaces unavailable ({reason}) and VIEWSYNC_REQUIRE_NETNS is set");
+        panic!(
+            "{test}: network namespaces unavailable ({reason}) and VIEWSYNC_REQUIRE_NETNS is set"
+        );
     }
     println!("SKIPPED: network namespaces unavailable: {reason} ({test})");
     eprintln!("SKIPPED: network namespaces unavailable: {reason} ({test})");
@@ -70,7 +72,9 @@ fn probe() -> Result<(), String> {
     let network = Network::new(&["probe"])?;
     let ns = network.namespace("probe").to_string();
     let joined = network
-        .spawn_in("probe", move || current_namespace_inode() == namespace_inode(&ns))
+        .spawn_in("probe", move || {
+            current_namespace_inode() == namespace_inode(&ns)
+        })
         .join()
         .map_err(|_| "a thread could not join a network namespace".to_string())?;
     if !joined {
@@ -257,16 +261,12 @@ impl Network {
                 Fault::Cut => ip(&["-n", &self.bridge, "link", "set", &host.port, "up"]),
                 // The link's routes, dropped when it went down, come back with it.
                 Fault::Unplugged => ip(&["-n", &host.namespace, "link", "set", "eth0", "up"]),
-                Fault::DropOutgoing => ip(&[
-                    "-n",
-                    &host.namespace,
-                    "qdisc",
-                    "del",
-                    "dev",
-                    "eth0",
-                    "root",
-                ]),
-                Fault::DropIncoming => ip_tc(&self.bridge, &["qdisc", "del", "dev", &host.port, "root"]),
+                Fault::DropOutgoing => {
+                    ip_tc(&host.namespace, &["qdisc", "del", "dev", "eth0", "root"])
+                }
+                Fault::DropIncoming => {
+                    ip_tc(&self.bridge, &["qdisc", "del", "dev", &host.port, "root"])
+                }
             };
             result.unwrap_or_else(|e| panic!("healing {name}: {e}"));
         }
@@ -288,12 +288,16 @@ impl Drop for Network {
 fn drop_all_leaving(ns: &str, dev: &str) -> Result<(), String> {
     let netem = ip_tc(
         ns,
-        &["qdisc", "replace", "dev", dev, "root", "netem", "loss", "100%"],
+        &[
+            "qdisc", "replace", "dev", dev, "root", "netem", "loss", "100%",
+        ],
     );
     let Err(netem) = netem else { return Ok(()) };
     ip_tc(
         ns,
-        &["qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "0"],
+        &[
+            "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "0",
+        ],
     )
     .map_err(|fifo| format!("no queueing discipline drops frames here: {netem}; {fifo}"))
 }
@@ -305,7 +309,9 @@ fn ip(args: &[&str]) -> Result<(), String> {
 
 /// Runs `tc ARGS` inside namespace `ns`.
 fn ip_tc(ns: &str, args: &[&str]) -> Result<(), String> {
-    run(Command::new("ip").args(["netns", "exec", ns, "tc"]).args(args))
+    run(Command::new("ip")
+        .args(["netns", "exec", ns, "tc"])
+        .args(args))
 }
 
 fn run(command: &mut Command) -> Result<(), String> {
@@ -383,7 +389,8 @@ fn clean_leftovers() {
             else {
                 continue;
             };
-            if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
                 eprintln!("deleting namespace {ns}, left by process {pid} (gone)");
                 delete_namespace(ns);
             }

@@ -64,13 +64,8 @@ impl Partitioned {
             let seeds = cluster.addrs();
             let extra = service_config(&cluster, id, strategy, "kv", "grouped") + DETECTOR;
             let listen = format!("{}:0", net.ip(&host(id)));
-            let text = config_text_listening(
-                &listen,
-                id,
-                &seeds,
-                Some(&cluster.key_file.clone()),
-                &extra,
-            );
+            let text =
+                config_text_listening(&listen, id, &seeds, Some(&cluster.key_file.clone()), &extra);
             let config = cluster.dir.write(&format!("node{id}.toml"), &text);
             cluster.add(NodeProcess::start_in(net.namespace(&host(id)), &config, id));
         }
@@ -177,6 +172,8 @@ pub enum Side {
 pub struct Call {
     /// The client's side.
     pub side: Side,
+    /// The nodes its front end was given (a minority client: its member alone).
+    pub seeds: Vec<SocketAddr>,
     /// The operation.
     pub op: KvOp,
     /// When it was invoked and when it returned.
@@ -236,6 +233,7 @@ impl Workers {
     ) {
         use rand::SeedableRng;
         let (stop, calls, recorder) = (self.stop.clone(), self.calls.clone(), recorder.clone());
+        let given = seeds.clone();
         self.threads.push(net.spawn_in(host_name, move || {
             runtime().block_on(async move {
                 let mut front_end_config =
@@ -254,6 +252,7 @@ impl Workers {
                     let result = recorder.call(&mut fe, op.clone()).await;
                     calls.lock().unwrap().push(Call {
                         side,
+                        seeds: given.clone(),
                         op,
                         invoked,
                         returned: Instant::now(),
