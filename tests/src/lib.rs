@@ -12,7 +12,8 @@
 //! - [`netns`]: hosts in network namespaces joined by a bridge, cut and healed (partitions).
 //!
 //! The lines are parsed with the types of `viewsync_services::report`, next to the code that
-//! prints them. Used by the `membership`, `multicast` and `bad_input` test binaries.
+//! prints them. Used by the `membership`, `multicast`, `bad_input`, `replication` and `partition`
+//! test binaries.
 
 pub mod child;
 pub mod netns;

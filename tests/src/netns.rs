@@ -58,9 +58,17 @@ pub fn skip_if_unavailable(test: &str) -> bool {
             "{test}: network namespaces unavailable ({reason}) and VIEWSYNC_REQUIRE_NETNS is set"
         );
     }
-    println!("SKIPPED: network namespaces unavailable: {reason} ({test})");
-    eprintln!("SKIPPED: network namespaces unavailable: {reason} ({test})");
+    say(&format!(
+        "SKIPPED: network namespaces unavailable: {reason} ({test})"
+    ));
     true
+}
+
+/// Writes `line` to the test's standard error past the test harness's capture, so that it
+/// shows in the output of a passing test too.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn probe() -> Result<(), String> {

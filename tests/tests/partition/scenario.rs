@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use viewsync::wire::BlockedReason;
 use viewsync_services::frontend::{FrontEnd, FrontEndConfig, Routing};
 use viewsync_services::state_machine::kv::{KvOp, KvStore};
+use viewsync_tests::netns::say;
 use viewsync_tests::process::GROUP;
 
 /// How the isolated members are taken off the network.
@@ -139,8 +140,10 @@ pub fn minority_refuses_majority_goes_on(s: &Scenario) {
             Fault::DropIncoming => p.net.drop_incoming(&name),
         };
         if let Err(reason) = applied {
-            println!("SKIPPED: one-way loss unavailable: {reason} ({})", s.test);
-            eprintln!("SKIPPED: one-way loss unavailable: {reason} ({})", s.test);
+            say(&format!(
+                "SKIPPED: one-way loss unavailable: {reason} ({})",
+                s.test
+            ));
             workers.stop();
             return;
         }
