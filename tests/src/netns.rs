@@ -13,6 +13,8 @@
 //! - [`Network::cut`]: the host's bridge port goes down (a failed switch port): every frame
 //!   to or from the host is lost silently; the host's own address stays up, so clients
 //!   inside the host still reach the node there;
+//! - [`Network::split_off`]: the host's bridge port moves to a second bridge: the hosts
+//!   split off together reach each other and nothing else (a partition with two sides);
 //! - [`Network::unplug`]: the host's own `eth0` goes down inside it: its sends to the others
 //!   fail at once (no route) instead of vanishing; its own address stays reachable inside it;
 //! - [`Network::drop_outgoing`] / [`Network::drop_incoming`]: one-way loss, a queueing
@@ -113,6 +115,7 @@ pub struct Network {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
     Cut,
+    SplitOff,
     Unplugged,
     DropOutgoing,
     DropIncoming,
@@ -226,6 +229,22 @@ impl Network {
         self.faults.entry(name.into()).or_default().push(Fault::Cut);
     }
 
+    /// Moves host `name`'s bridge port to a second bridge (made on first use): the hosts
+    /// split off reach each other, and neither the others nor the others them.
+    pub fn split_off(&mut self, name: &str) {
+        let (br, port) = (self.bridge.clone(), self.host(name).port.clone());
+        if ip(&["-n", &br, "link", "show", "br1"]).is_err() {
+            ip(&["-n", &br, "link", "add", "br1", "type", "bridge"])
+                .and_then(|_| ip(&["-n", &br, "link", "set", "br1", "up"]))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        ip(&["-n", &br, "link", "set", &port, "master", "br1"]).unwrap_or_else(|e| panic!("{e}"));
+        self.faults
+            .entry(name.into())
+            .or_default()
+            .push(Fault::SplitOff);
+    }
+
     /// Takes host `name`'s own link (`eth0`, inside its namespace) down: its sends to the
     /// others fail at once (no route); its own address stays reachable inside it.
     pub fn unplug(&mut self, name: &str) {
@@ -267,6 +286,15 @@ impl Network {
         for fault in self.faults.remove(name).unwrap_or_default() {
             let result = match fault {
                 Fault::Cut => ip(&["-n", &self.bridge, "link", "set", &host.port, "up"]),
+                Fault::SplitOff => ip(&[
+                    "-n",
+                    &self.bridge,
+                    "link",
+                    "set",
+                    &host.port,
+                    "master",
+                    "br0",
+                ]),
                 // The link's routes, dropped when it went down, come back with it.
                 Fault::Unplugged => ip(&["-n", &host.namespace, "link", "set", "eth0", "up"]),
                 Fault::DropOutgoing => {

@@ -16,6 +16,8 @@ use viewsync_tests::process::GROUP;
 pub enum Fault {
     /// Their bridge port goes down: their traffic vanishes both ways.
     Cut,
+    /// They are moved to a bridge of their own: they reach each other, not the others.
+    SplitOff,
     /// Their own link goes down inside their host: their sends fail at once.
     Unplug,
     /// What they send is dropped; they still receive.
@@ -130,6 +132,10 @@ pub fn minority_refuses_majority_goes_on(s: &Scenario) {
         let applied = match s.fault {
             Fault::Cut => {
                 p.net.cut(&name);
+                Ok(())
+            }
+            Fault::SplitOff => {
+                p.net.split_off(&name);
                 Ok(())
             }
             Fault::Unplug => {

@@ -1,7 +1,8 @@
-//! (c) Five `passive` members, two of them cut off at once, the coordinator among them:
-//! the three left install a view of themselves and serve, each cut-off member refuses with
-//! `no majority` (two of five reachable at most, three needed), and after the heal the
-//! group is one view of all five.
+//! (c) Five `passive` members, two of them taken off at once, the coordinator among them:
+//! the three left install a view of themselves and serve, each member taken off refuses
+//! with `no majority` (three needed), and after the heal the group is one view of all five.
+//! Cut off one by one, or split off together: then the two reach each other (two of five
+//! reachable) and still install nothing, the old primary with a backup it can talk to.
 
 use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario};
 use viewsync_services::frontend::Routing;
@@ -15,5 +16,17 @@ fn five_members_two_cut_off_heal_into_one_view() {
         routing: Routing::Primary,
         isolated: &[1, 5],
         fault: Fault::Cut,
+    });
+}
+
+#[test]
+fn five_members_split_two_three_heal_into_one_view() {
+    minority_refuses_majority_goes_on(&Scenario {
+        test: "five_members_split_two_three_heal_into_one_view",
+        members: 5,
+        strategy: "passive",
+        routing: Routing::Primary,
+        isolated: &[1, 2],
+        fault: Fault::SplitOff,
     });
 }
