@@ -3,7 +3,8 @@
 //! while the other two install a view without it and keep serving; the history across the
 //! partition is linearizable; after the heal the group is one view of all three.
 
-use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario};
+use crate::harness::SETTLE;
+use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario, HOLD};
 use viewsync_services::frontend::Routing;
 
 #[test]
@@ -15,6 +16,8 @@ fn passive_backup_cut_off_refuses_while_the_majority_serves() {
         routing: Routing::Primary,
         isolated: &[3],
         fault: Fault::Cut,
+        hold: HOLD,
+        heal_within: SETTLE,
     });
 }
 
@@ -27,5 +30,23 @@ fn active_member_cut_off_refuses_while_the_majority_serves() {
         routing: Routing::Anywhere,
         isolated: &[3],
         fault: Fault::Cut,
+        hold: HOLD,
+        heal_within: SETTLE,
+    });
+}
+
+/// A partition of about 35 s: the group must be one view again within 15 s of the heal (a
+/// few detector periods and a state transfer), however long the cut lasted.
+#[test]
+fn after_a_long_cut_the_group_heals_promptly() {
+    minority_refuses_majority_goes_on(&Scenario {
+        test: "after_a_long_cut_the_group_heals_promptly",
+        members: 3,
+        strategy: "passive",
+        routing: Routing::Primary,
+        isolated: &[3],
+        fault: Fault::Cut,
+        hold: std::time::Duration::from_secs(30),
+        heal_within: std::time::Duration::from_secs(15),
     });
 }

@@ -5,7 +5,8 @@
 //! view. The passive run takes the coordinator's own link down inside its host (its sends
 //! fail at once), the active one its bridge port (its traffic vanishes).
 
-use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario};
+use crate::harness::SETTLE;
+use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario, HOLD};
 use viewsync_services::frontend::Routing;
 
 #[test]
@@ -17,6 +18,8 @@ fn passive_primary_and_coordinator_unplugged_refuses_while_the_majority_serves()
         routing: Routing::Primary,
         isolated: &[1],
         fault: Fault::Unplug,
+        hold: HOLD,
+        heal_within: SETTLE,
     });
 }
 
@@ -29,5 +32,7 @@ fn active_sequencer_cut_off_refuses_while_the_majority_serves() {
         routing: Routing::Anywhere,
         isolated: &[1],
         fault: Fault::Cut,
+        hold: HOLD,
+        heal_within: SETTLE,
     });
 }

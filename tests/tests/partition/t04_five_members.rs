@@ -4,7 +4,8 @@
 //! Cut off one by one, or split off together: then the two reach each other (two of five
 //! reachable) and still install nothing, the old primary with a backup it can talk to.
 
-use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario};
+use crate::harness::SETTLE;
+use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario, HOLD};
 use viewsync_services::frontend::Routing;
 
 #[test]
@@ -16,6 +17,8 @@ fn five_members_two_cut_off_heal_into_one_view() {
         routing: Routing::Primary,
         isolated: &[1, 5],
         fault: Fault::Cut,
+        hold: HOLD,
+        heal_within: SETTLE,
     });
 }
 
@@ -28,5 +31,7 @@ fn five_members_split_two_three_heal_into_one_view() {
         routing: Routing::Primary,
         isolated: &[1, 2],
         fault: Fault::SplitOff,
+        hold: HOLD,
+        heal_within: SETTLE,
     });
 }

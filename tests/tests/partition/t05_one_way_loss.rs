@@ -5,7 +5,8 @@
 //! group heals into one view. Where the kernel has no queueing discipline to drop frames
 //! (`netem` or a FIFO of length 0), the test prints `SKIPPED: one-way loss unavailable`.
 
-use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario};
+use crate::harness::SETTLE;
+use crate::scenario::{minority_refuses_majority_goes_on, Fault, Scenario, HOLD};
 use viewsync_services::frontend::Routing;
 
 #[test]
@@ -17,6 +18,8 @@ fn a_member_whose_sends_are_lost_refuses_and_heals() {
         routing: Routing::Primary,
         isolated: &[3],
         fault: Fault::DropOutgoing,
+        hold: HOLD,
+        heal_within: SETTLE,
     });
 }
 
@@ -29,5 +32,7 @@ fn a_member_that_hears_nothing_refuses_and_heals() {
         routing: Routing::Anywhere,
         isolated: &[3],
         fault: Fault::DropIncoming,
+        hold: HOLD,
+        heal_within: SETTLE,
     });
 }
