@@ -103,10 +103,30 @@ impl NodeChild {
     pub fn spawn(
         config: &Path,
         args: &[String],
+        on_stdout: impl FnMut(Instant, String) + Send + 'static,
+        on_stderr: impl FnMut(String) + Send + 'static,
+    ) -> NodeChild {
+        NodeChild::spawn_in(None, config, args, on_stdout, on_stderr)
+    }
+
+    /// Like [`NodeChild::spawn`], inside the network namespace `netns` when given (`ip netns
+    /// exec NETNS viewsync node ...`, which execs the node: the child is the node itself).
+    pub fn spawn_in(
+        netns: Option<&str>,
+        config: &Path,
+        args: &[String],
         mut on_stdout: impl FnMut(Instant, String) + Send + 'static,
         mut on_stderr: impl FnMut(String) + Send + 'static,
     ) -> NodeChild {
-        let mut child = Command::new(viewsync_bin())
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(viewsync_bin());
+                command
+            }
+            None => Command::new(viewsync_bin()),
+        };
+        let mut child = command
             .arg("node")
             .arg("--config")
             .arg(config)

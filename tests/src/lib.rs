@@ -8,12 +8,15 @@
 //! - [`service`]: [`service::ServiceNode`] (a node with the log service's send plan, its
 //!   stdout parsed compactly as it arrives, for floods), [`service::Group`];
 //! - [`stdout_log`]: such a node's stdout, parsed compactly as it arrives;
-//! - [`view_synchrony`]: the view-synchrony checker over several members' logs.
+//! - [`view_synchrony`]: the view-synchrony checker over several members' logs;
+//! - [`netns`]: hosts in network namespaces joined by a bridge, cut and healed (partitions).
 //!
 //! The lines are parsed with the types of `viewsync_services::report`, next to the code that
-//! prints them. Used by the `membership`, `multicast` and `bad_input` test binaries.
+//! prints them. Used by the `membership`, `multicast`, `bad_input`, `replication` and `partition`
+//! test binaries.
 
 pub mod child;
+pub mod netns;
 pub mod process;
 pub mod service;
 pub mod stdout_log;

@@ -144,10 +144,25 @@ impl NodeProcess {
 
     /// Starts the process without waiting for it.
     pub fn launch(config: &Path, node_id: u64) -> NodeProcess {
+        NodeProcess::launch_in(None, config, node_id)
+    }
+
+    /// Starts the process inside the network namespace `netns` (see
+    /// [`crate::netns::Network`]) and waits for its `listening` line.
+    pub fn start_in(netns: &str, config: &Path, node_id: u64) -> NodeProcess {
+        let mut node = NodeProcess::launch_in(Some(netns), config, node_id);
+        node.wait_listening();
+        node
+    }
+
+    /// Starts the process, inside the network namespace `netns` when given, without waiting
+    /// for it.
+    pub fn launch_in(netns: Option<&str>, config: &Path, node_id: u64) -> NodeProcess {
         let (tx, rx) = mpsc::channel();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr.clone();
-        let child = NodeChild::spawn(
+        let child = NodeChild::spawn_in(
+            netns,
             config,
             &[],
             move |at, text| {
@@ -182,8 +197,9 @@ impl NodeProcess {
         );
         self.addr = listening.addr;
         self.incarnation = listening.incarnation;
+        // On loopback, or on a namespace's own network (`netns`).
         assert!(
-            self.addr.ip().is_loopback() && self.addr.port() != 0,
+            !self.addr.ip().is_unspecified() && self.addr.port() != 0,
             "{}",
             line.text
         );
@@ -408,9 +424,20 @@ pub fn config_text(
     key_file: Option<&Path>,
     extra: &str,
 ) -> String {
+    config_text_listening("127.0.0.1:0", node_id, seeds, key_file, extra)
+}
+
+/// The text of a node configuration file listening on `listen` (port 0: picked at start).
+pub fn config_text_listening(
+    listen: &str,
+    node_id: u64,
+    seeds: &[SocketAddr],
+    key_file: Option<&Path>,
+    extra: &str,
+) -> String {
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let mut text = format!(
-        "node_id = {node_id}\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\ngroups = [\"{GROUP}\"]\n",
+        "node_id = {node_id}\nlisten = \"{listen}\"\nseeds = [{}]\ngroups = [\"{GROUP}\"]\n",
         seeds.join(", ")
     );
     if seeds.is_empty() {
@@ -571,7 +598,24 @@ pub struct CliOutput {
 
 /// Runs `viewsync <args>` to completion; kills it and panics if it runs past `timeout`.
 pub fn run_viewsync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> CliOutput {
-    let mut child = Command::new(viewsync_bin())
+    run_viewsync_in(None, args, timeout)
+}
+
+/// Like [`run_viewsync`], inside the network namespace `netns` when given (`ip netns exec`).
+pub fn run_viewsync_in<S: AsRef<OsStr>>(
+    netns: Option<&str>,
+    args: &[S],
+    timeout: Duration,
+) -> CliOutput {
+    let mut command = match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns]).arg(viewsync_bin());
+            command
+        }
+        None => Command::new(viewsync_bin()),
+    };
+    let mut child = command
         .args(args)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", node_log_filter())

@@ -215,6 +215,10 @@ struct Call {
     any_view: bool,
     pending: Pending,
     last: String,
+    /// The last word of a blocked member in this call (its refusal, or its status), kept
+    /// for the user when a silent node is the last problem: on the minority side of a
+    /// partition the member that *answers* says why nothing can be done.
+    blocked: Option<String>,
     tried: Vec<SocketAddr>,
 }
 
@@ -302,6 +306,7 @@ impl Policy {
             any_view: false,
             pending: Pending::Wait,
             last: String::from("no answer yet"),
+            blocked: None,
             tried: Vec::new(),
         });
         self.next(now)
@@ -365,6 +370,7 @@ impl Policy {
                     match status.blocked {
                         Some(blocked) => {
                             call.last = format!("{via} is blocked: {}", blocked.reason);
+                            call.blocked = Some(call.last.clone());
                             self.resolve(now)
                         }
                         None => self.next(now),
@@ -405,6 +411,9 @@ impl Policy {
             }
             _ => {
                 call.last = format!("{from}: {refusal}");
+                if matches!(refusal, Refusal::Blocked(_)) {
+                    call.blocked = Some(call.last.clone());
+                }
                 call.avoid = Some(from);
                 if call.hint == Some(from) {
                     call.hint = None;
@@ -561,10 +570,14 @@ impl Policy {
 
     fn give_up(&mut self) -> Step {
         let call = self.call.take().expect("in a call");
+        let last = match call.blocked {
+            Some(blocked) if blocked != call.last => format!("{}; and {blocked}", call.last),
+            _ => call.last,
+        };
         Step::GiveUp(GiveUp::Unavailable {
             attempts: call.attempts,
             tried: call.tried,
-            last: call.last,
+            last,
         })
     }
 
@@ -1061,6 +1074,60 @@ mod tests {
         });
         assert_eq!(p.handle(MS, blocked), resolve(2));
         assert_eq!(p.handle(MS, status(2, &[2, 3])), send(2));
+    }
+
+    #[test]
+    fn giving_up_names_a_blocked_member_even_when_a_silent_one_came_last() {
+        // The minority side of a partition: the seed answers, blocked; the other members it
+        // names are silent.
+        let mut p = Policy::new(
+            PolicyConfig {
+                deadline: 300 * MS,
+                ..PolicyConfig::default()
+            },
+            vec![addr(3)],
+            1,
+        );
+        let no_majority = Blocked {
+            view: None,
+            blocked_ms: 900,
+            reason: BlockedReason::NoMajority {
+                voters: view(1, &[1, 2, 3]).members.iter().map(|m| m.id).collect(),
+                reachable: vec![view(1, &[3]).members[0].id],
+                needed: 2,
+            },
+        };
+        let mut now = Duration::ZERO;
+        let mut step = p.begin(now, false);
+        let last = loop {
+            now += MS;
+            step = match step {
+                Step::Resolve { via, .. } if via == addr(3) => p.handle(
+                    now,
+                    Event::Status(GroupStatus {
+                        view: Some(view(1, &[1, 2, 3])),
+                        blocked: Some(no_majority.clone()),
+                    }),
+                ),
+                Step::Send { to, .. } if to == addr(3) => {
+                    p.handle(now, Event::Refused(Refusal::Blocked(no_majority.clone())))
+                }
+                // A silent node: its attempt takes all the time it is given.
+                Step::Resolve { timeout, .. } | Step::Send { timeout, .. } => {
+                    now += timeout;
+                    p.handle(now, Event::Failed("no answer in time".into()))
+                }
+                Step::Wait(d) => {
+                    now += d;
+                    p.handle(now, Event::Waited)
+                }
+                Step::GiveUp(GiveUp::Unavailable { last, .. }) => break last,
+                other => panic!("{other:?}"),
+            };
+        };
+        assert!(last.starts_with("no answer in time"), "{last}");
+        assert!(last.contains("no majority"), "{last}");
+        assert!(last.contains(&addr(3).to_string()), "{last}");
     }
 
     #[test]
