@@ -18,9 +18,9 @@
 mod group;
 mod record;
 mod run;
-// mod soak;
+mod soak;
 mod strategy;
 mod t01_strategies;
-// mod t02_checks_fire;
-// mod t03_soak;
+mod t02_checks_fire;
+mod t03_soak;
 mod verdict;

@@ -68,6 +68,27 @@ pub struct RunConfig {
     pub seed: u64,
     /// Each client's pause between calls.
     pub pause: Duration,
+    /// Whether the nemesis acts (off: the clients run for `duration` on a quiet group).
+    pub faults: bool,
+    /// A change made to the recorded history before it is judged (to show the verdict
+    /// fires): returns what it planted, or `None` if the history offers no place for it.
+    pub plant: Option<fn(&mut KvHistory, u64) -> Option<String>>,
+}
+
+impl RunConfig {
+    /// A run of `strategy` on `members` with five clients and the nemesis on.
+    pub fn new(strategy: Strategy, members: u64, seed: u64) -> RunConfig {
+        RunConfig {
+            strategy,
+            members,
+            clients: 5,
+            duration: nemesis_duration(),
+            seed,
+            pause: Duration::from_millis(5),
+            faults: true,
+            plant: None,
+        }
+    }
 }
 
 /// The kinds of fault.
@@ -123,8 +144,12 @@ pub struct RunReport {
     pub verdict: String,
     /// The whole run, start to verdict.
     pub elapsed: Duration,
-    /// The history's operations.
+    /// The history's events.
     pub history_events: usize,
+    /// The history judged (with the final reads).
+    pub history: KvHistory,
+    /// The final reads' client.
+    pub final_reader: u64,
 }
 
 /// How long the group may take to recover from one fault (a loaded machine, a whole-group
@@ -230,7 +255,11 @@ fn body(config: &RunConfig, state: &mut RunState) -> Result<String, String> {
     first.shuffle(&mut rng);
     let start = Instant::now();
     let mut applied = 0;
-    while applied < first.len() || start.elapsed() < config.duration {
+    if !config.faults {
+        std::thread::sleep(config.duration);
+        applied = usize::MAX;
+    }
+    while applied < first.len() || (config.faults && start.elapsed() < config.duration) {
         let fault = first
             .get(applied)
             .copied()
@@ -256,11 +285,15 @@ fn body(config: &RunConfig, state: &mut RunState) -> Result<String, String> {
     }
     let final_reader = final_reads(group, &state.recorder, &keys)?;
     group.check_running()?;
-    judge(
-        config.strategy.model(),
-        &state.recorder.history(),
-        final_reader,
-    )
+    let mut history = state.recorder.history();
+    state.report.final_reader = final_reader;
+    if let Some(plant) = config.plant {
+        let planted = plant(&mut history, final_reader)
+            .ok_or("the history offers no place for the planted anomaly")?;
+        println!("planted: {planted}");
+    }
+    state.report.history = history;
+    judge(config.strategy.model(), &state.report.history, final_reader)
 }
 
 /// Applies one fault and waits until the whole group is back in one view.
@@ -522,10 +555,13 @@ fn keep_failure(config: &RunConfig, state: &mut RunState, why: &str) -> PathBuf 
     ));
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    let _ = std::fs::write(
-        dir.join("history.jsonl"),
-        state.recorder.history().to_json_lines(),
-    );
+    // The history judged (planted, if the run plants), or as recorded so far.
+    let history = if state.report.history.events.is_empty() {
+        state.recorder.history()
+    } else {
+        state.report.history.clone()
+    };
+    let _ = std::fs::write(dir.join("history.jsonl"), history.to_json_lines());
     let events: String = state
         .events
         .iter()

@@ -4,7 +4,7 @@
 //! whole group killed and restarted from its data directories), the history judged by the
 //! strategy's model and every acknowledged write read back.
 
-use crate::run::{nemesis_duration, nemesis_seed, run, RunConfig};
+use crate::run::{nemesis_seed, run, RunConfig};
 use crate::strategy::Strategy;
 use std::time::Duration;
 
@@ -13,12 +13,8 @@ fn both_sizes(strategy: Strategy) {
     let seed = nemesis_seed();
     for members in [3, 5] {
         run(&RunConfig {
-            strategy,
-            members,
-            clients: 5,
-            duration: nemesis_duration(),
-            seed,
             pause: client_pause(strategy),
+            ..RunConfig::new(strategy, members, seed)
         });
     }
 }
