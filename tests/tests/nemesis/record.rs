@@ -30,6 +30,7 @@ pub struct Recorder {
     origin: Instant,
     history: Arc<Mutex<KvHistory>>,
     keep: bool,
+    tentative_cas: bool,
 }
 
 impl Recorder {
@@ -39,6 +40,19 @@ impl Recorder {
             origin: Instant::now(),
             history: Arc::new(Mutex::new(History::new())),
             keep: true,
+            tentative_cas: false,
+        }
+    }
+
+    /// A recorder for the gossip strategy, whose answers to compare-and-swaps are tentative
+    /// (computed on the answering member's value at arrival; the swap is decided when the
+    /// update is applied in the members' common order, docs/OPERATIONS.md): an answered
+    /// compare-and-swap is recorded `info` (it may or may not have taken effect), with the
+    /// tentative answer as its error text.
+    pub fn with_tentative_cas() -> Self {
+        Recorder {
+            tentative_cas: true,
+            ..Recorder::new()
         }
     }
 
@@ -66,12 +80,22 @@ impl Recorder {
         if !self.keep {
             return fe.call(op).await;
         }
+        let op_kind = match op {
+            KvOp::Cas { .. } => OpKind::Cas,
+            _ => OpKind::Other,
+        };
         self.lock()
             .invoke(id.client, id.seq, op.clone(), self.now());
         let result = fe.call(op).await;
         let now = self.now();
         let mut history = self.lock();
         match &result {
+            Ok(output) if self.tentative_cas && matches!(op_kind, OpKind::Cas) => history.info(
+                id.client,
+                id.seq,
+                format!("tentative answer: {output:?}"),
+                now,
+            ),
             Ok(output) => history.ok(id.client, id.seq, output.clone(), now),
             Err(e) if e.outcome_unknown() => history.info(id.client, id.seq, e.to_string(), now),
             Err(e) => history.fail(id.client, id.seq, e.to_string(), now),
@@ -87,6 +111,11 @@ impl Recorder {
     pub fn history(&self) -> KvHistory {
         self.lock().clone()
     }
+}
+
+enum OpKind {
+    Cas,
+    Other,
 }
 
 /// Client `c`'s operations: puts, gets, deletes and compare-and-swaps of the shared keys,

@@ -197,9 +197,14 @@ pub fn run(config: &RunConfig) -> RunReport {
         config.seed,
         config.seed
     );
+    let recorder = if config.strategy == Strategy::Gossip {
+        Recorder::with_tentative_cas()
+    } else {
+        Recorder::new()
+    };
     let mut state = RunState {
         group: None,
-        recorder: Recorder::new(),
+        recorder,
         events: Vec::new(),
         clients: None,
         report: RunReport::default(),

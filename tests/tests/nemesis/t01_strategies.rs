@@ -21,7 +21,7 @@ fn both_sizes(strategy: Strategy) {
 
 /// Each client's pause between calls: the sequential-consistency search is exponential in
 /// the clients' interleavings, so its histories are kept to some hundreds of operations.
-fn client_pause(strategy: Strategy) -> Duration {
+pub fn client_pause(strategy: Strategy) -> Duration {
     match strategy.model() {
         crate::strategy::Model::Sequential => Duration::from_millis(25),
         _ => Duration::from_millis(5),

@@ -17,6 +17,7 @@ fn recorded(strategy: Strategy) -> RunReport {
     run(&RunConfig {
         duration: Duration::from_secs(2),
         faults: false,
+        pause: crate::t01_strategies::client_pause(strategy),
         ..RunConfig::new(strategy, 3, 7)
     })
 }

@@ -33,11 +33,16 @@ use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
 
 type KvOperation = Operation<KvOp, KvOutput>;
 
+/// Lost writes named in a verdict at most.
+const MAX_LOST_SHOWN: usize = 10;
 /// Search steps the linearizability checker may spend per key.
 const LINEARIZABILITY_STEPS: u64 = 20_000_000;
 /// Search steps the sequential-consistency checker may spend on the whole history (its
-/// memo grows with them: about 2 million take some hundreds of megabytes).
-const SEQUENTIAL_STEPS: u64 = 2_000_000;
+/// memo grows with them: a million take some hundreds of megabytes)…
+const SEQUENTIAL_STEPS: u64 = 1_000_000;
+/// … which it tries only for histories of at most this many operations (five clients'
+/// longer histories of stale reads exceed any budget that fits in memory).
+const SEQUENTIAL_WHOLE_OPERATIONS: usize = 400;
 /// … and on one key's operations, when the whole history is too much.
 const PER_KEY_SEQUENTIAL_STEPS: u64 = 5_000_000;
 
@@ -72,7 +77,13 @@ pub fn judge(model: Model, history: &KvHistory, final_reader: u64) -> Result<Str
         String::new()
     });
     let (acknowledged, lost) = lost_writes(&operations, final_reader, model != Model::Causal);
-    problems.extend(lost);
+    if lost.len() > MAX_LOST_SHOWN {
+        problems.push(format!(
+            "{} acknowledged writes lost; the first {MAX_LOST_SHOWN}:",
+            lost.len()
+        ));
+    }
+    problems.extend(lost.into_iter().take(MAX_LOST_SHOWN));
     if problems.is_empty() {
         Ok(format!(
             "{consistency}; none of {acknowledged} acknowledged writes lost"
@@ -105,7 +116,15 @@ fn sequentially_consistent(operations: &[KvOperation]) -> Result<String, String>
     let limits = SearchLimits {
         max_steps: SEQUENTIAL_STEPS,
     };
-    match sequential::check(&model, operations, limits) {
+    let whole = if operations.len() <= SEQUENTIAL_WHOLE_OPERATIONS {
+        sequential::check(&model, operations, limits)
+    } else {
+        sequential::SequentialConsistency::Unknown {
+            operations: operations.len(),
+            steps: 0,
+        }
+    };
+    match whole {
         sequential::SequentialConsistency::Consistent { steps, .. } => {
             return Ok(format!(
                 "the clients' history: sequentially consistent ({} operations, {steps} steps)",
@@ -142,7 +161,7 @@ fn sequentially_consistent(operations: &[KvOperation]) -> Result<String, String>
     }
     Ok(format!(
         "the clients' history: every key's operations sequentially consistent ({} operations, \
-         {} keys, {steps} steps; the whole history exceeded {SEQUENTIAL_STEPS} steps)",
+         {} keys, {steps} steps; the whole history is beyond the search's budget)",
         operations.len(),
         by_key.len()
     ))
