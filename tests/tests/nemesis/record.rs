@@ -122,6 +122,7 @@ enum OpKind {
 /// and puts of fresh keys; every written value is unique (`c<client>-<n>`).
 pub struct Workload {
     client: u64,
+    fresh_keys: bool,
     n: u64,
     rng: StdRng,
     /// The last value this client saw per shared key (what its compare-and-swaps expect).
@@ -129,10 +130,12 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Client `client`'s workload, drawn from `seed`.
-    pub fn new(client: u64, seed: u64) -> Workload {
+    /// Client `client`'s workload, drawn from `seed`; without `fresh_keys` the puts of
+    /// fresh keys are puts of shared keys (the state stays the same size: for the soak).
+    pub fn new(client: u64, seed: u64, fresh_keys: bool) -> Workload {
         Workload {
             client,
+            fresh_keys,
             n: 0,
             rng: StdRng::seed_from_u64(seed ^ (client.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
             seen: BTreeMap::new(),
@@ -152,7 +155,10 @@ impl Workload {
                 let expected = self.seen.get(key).cloned().flatten();
                 KvOp::cas(key, expected.as_deref(), value)
             }
-            _ => KvOp::put(format!("{FRESH_PREFIX}{}-{}", self.client, self.n), value),
+            _ if self.fresh_keys => {
+                KvOp::put(format!("{FRESH_PREFIX}{}-{}", self.client, self.n), value)
+            }
+            _ => KvOp::put(key, value),
         }
     }
 
@@ -199,13 +205,15 @@ pub struct Clients {
 
 impl Clients {
     /// Starts `n` clients against `group` (client `c`'s seeds rotated by `c`, so they spread
-    /// over the members), `pause` between calls, workloads drawn from `seed`.
+    /// over the members), `pause` between calls, workloads drawn from `seed` (with fresh
+    /// keys or not: see [`Workload::new`]).
     pub fn start(
         group: &NemesisGroup,
         n: u64,
         seed: u64,
         pause: Duration,
         recorder: &Recorder,
+        fresh_keys: bool,
     ) -> Clients {
         let stop = Arc::new(AtomicBool::new(false));
         let addrs = group.addrs();
@@ -217,7 +225,7 @@ impl Clients {
                 let (recorder, stop) = (recorder.clone(), stop.clone());
                 std::thread::spawn(move || {
                     runtime().block_on(async move {
-                        let mut workload = Workload::new(c, seed);
+                        let mut workload = Workload::new(c, seed, fresh_keys);
                         let mut tally = Tally::default();
                         while !stop.load(Ordering::Relaxed) {
                             let op = workload.next_op();

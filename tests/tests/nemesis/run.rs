@@ -228,8 +228,8 @@ pub fn run(config: &RunConfig) -> RunReport {
             let kept = keep_failure(config, &mut state, &why);
             panic!(
                 "nemesis run failed: {} with {} members, seed {} (replay: NEMESIS_SEED={} cargo \
-                 test --release -p viewsync-tests --test nemesis {}):\n{why}\n\n{}\nhistory, nemesis \
-                 record and node outputs kept in {}",
+                 test --release -p viewsync-tests --test nemesis t01_strategies::{} -- --exact \
+                 --nocapture):\n{why}\n\n{}\nhistory, nemesis record and node outputs kept in {}",
                 config.strategy.name(),
                 config.members,
                 config.seed,
@@ -251,6 +251,7 @@ fn body(config: &RunConfig, state: &mut RunState) -> Result<String, String> {
         config.seed,
         config.pause,
         &state.recorder,
+        true,
     ));
     // The schedule: each kind once in a seeded order, then drawn until the duration is up.
     let mut rng = StdRng::seed_from_u64(

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 /// Resident memory growth that is not a leak, absolute (KiB).
-pub const RSS_SLACK_KIB: u64 = 8 * 1024;
+pub const RSS_SLACK_KIB: u64 = 4 * 1024;
 /// … and relative to the middle third's median.
 pub const RSS_SLACK_FRACTION: f64 = 0.10;
 /// Open descriptors the last third's median may exceed the middle third's by.

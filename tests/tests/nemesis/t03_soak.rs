@@ -49,6 +49,7 @@ fn a_steady_load_keeps_memory_and_descriptors_flat_without_false_suspicions() {
         nemesis_seed(),
         Duration::from_millis(10),
         &recorder,
+        false,
     );
     // Outside multicasts, once a second, through each member in turn.
     let stop = Arc::new(AtomicBool::new(false));
