@@ -222,10 +222,19 @@ pub fn run(config: &RunConfig) -> RunReport {
         Ok(verdict) => {
             state.report.verdict = verdict;
             println!("{}", describe(config, &state.report));
+            if std::env::var_os("NEMESIS_KEEP").is_some() {
+                let kept = keep_failure(
+                    config,
+                    &mut state,
+                    "passed (kept: NEMESIS_KEEP is set)",
+                    false,
+                );
+                println!("kept in {}", kept.display());
+            }
             state.report
         }
         Err(why) => {
-            let kept = keep_failure(config, &mut state, &why);
+            let kept = keep_failure(config, &mut state, &why, true);
             panic!(
                 "nemesis run failed: {} with {} members, seed {} (replay: NEMESIS_SEED={} cargo \
                  test --release -p viewsync-tests --test nemesis t01_strategies::{} -- --exact \
@@ -532,7 +541,8 @@ pub fn describe(config: &RunConfig, report: &RunReport) -> String {
     out
 }
 
-/// Where failing runs are kept: `NEMESIS_FAILURES_DIR`, or `target/nemesis-failures/`
+/// Where failing runs (and with `NEMESIS_KEEP` set, every run) are kept:
+/// `NEMESIS_FAILURES_DIR`, or `target/nemesis-failures/`
 /// (next to the profile directory the test executable runs from).
 pub fn failures_root() -> PathBuf {
     if let Ok(dir) = std::env::var("NEMESIS_FAILURES_DIR") {
@@ -548,7 +558,7 @@ pub fn failures_root() -> PathBuf {
 
 /// Writes the failing run's history, nemesis record, verdict and node outputs into a new
 /// directory under [`failures_root`]; returns it.
-fn keep_failure(config: &RunConfig, state: &mut RunState, why: &str) -> PathBuf {
+fn keep_failure(config: &RunConfig, state: &mut RunState, why: &str, failed: bool) -> PathBuf {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -577,6 +587,8 @@ fn keep_failure(config: &RunConfig, state: &mut RunState, why: &str) -> PathBuf 
     let mut verdict = format!("{why}\n\n{}\n", describe(config, &state.report));
     if let Some(group) = state.group.as_mut() {
         group.save_outputs(&dir);
+    }
+    if let (Some(group), true) = (state.group.as_ref(), failed) {
         let _ = writeln!(
             verdict,
             "configurations and data directories: {} (kept)",

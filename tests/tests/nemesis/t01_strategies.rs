@@ -4,7 +4,7 @@
 //! whole group killed and restarted from its data directories), the history judged by the
 //! strategy's model and every acknowledged write read back.
 
-use crate::run::{nemesis_seed, run, RunConfig};
+use crate::run::{nemesis_duration, nemesis_seed, run, RunConfig};
 use crate::strategy::Strategy;
 use std::time::Duration;
 
@@ -20,10 +20,15 @@ fn both_sizes(strategy: Strategy) {
 }
 
 /// Each client's pause between calls: the sequential-consistency search is exponential in
-/// the clients' interleavings, so its histories are kept to some hundreds of operations.
+/// the clients' interleavings, so those histories are kept to some thousands of operations
+/// (25 ms per call and client for runs of up to 40 s; longer runs pause longer, and the
+/// nemesis goes on all the same).
 pub fn client_pause(strategy: Strategy) -> Duration {
     match strategy.model() {
-        crate::strategy::Model::Sequential => Duration::from_millis(25),
+        crate::strategy::Model::Sequential => {
+            let stretch = (nemesis_duration().as_secs_f64() / 40.0).max(1.0);
+            Duration::from_millis(25).mul_f64(stretch)
+        }
         _ => Duration::from_millis(5),
     }
 }
