@@ -2,7 +2,7 @@
 //! a seeded schedule of faults, then the final reads and the verdict. A failing run keeps
 //! its history, the nemesis's record and every process's output in a directory it names.
 
-use crate::group::{panic_text, NemesisGroup};
+use crate::group::{panic_text, NemesisGroup, CALL_DEADLINE};
 use crate::record::{
     runtime, Clients, KvHistory, NemesisEvent, Recorder, Tally, FRESH_PREFIX, SHARED_KEYS,
 };
@@ -144,6 +144,9 @@ pub struct RunReport {
     pub verdict: String,
     /// The whole run, start to verdict.
     pub elapsed: Duration,
+    /// The longest a fault kept the group from a view of all its members (from the fault
+    /// to the recovered view).
+    pub longest_recovery: Duration,
     /// The history's events.
     pub history_events: usize,
     /// The history judged (with the final reads).
@@ -155,6 +158,10 @@ pub struct RunReport {
 /// How long the group may take to recover from one fault (a loaded machine, a whole-group
 /// restart).
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How much shorter than a call's deadline the longest recovery must be for a call that
+/// ended unknown to fail the run.
+const LIVENESS_MARGIN: Duration = Duration::from_secs(10);
 
 /// Everything a run holds, so that a failure can keep it.
 struct RunState {
@@ -281,7 +288,10 @@ fn body(config: &RunConfig, state: &mut RunState) -> Result<String, String> {
             .unwrap_or_else(|| Fault::draw(&mut rng));
         applied += 1;
         std::thread::sleep(Duration::from_millis(rng.gen_range(300..1200)));
+        let fault_started = Instant::now();
         apply(config, state, fault, &mut rng)?;
+        let report = &mut state.report;
+        report.longest_recovery = report.longest_recovery.max(fault_started.elapsed());
         *state.report.faults.entry(fault.name()).or_default() += 1;
     }
     // The clients go on a moment on the recovered group, then stop.
@@ -290,6 +300,19 @@ fn body(config: &RunConfig, state: &mut RunState) -> Result<String, String> {
         for tally in clients.stop() {
             state.report.calls += tally;
         }
+    }
+    // Liveness: a call ends unknown only after CALL_DEADLINE without an answer, which no
+    // recovery this short excuses.
+    let (unknown, longest) = (
+        state.report.calls.indeterminate,
+        state.report.longest_recovery,
+    );
+    if unknown > 0 && longest + LIVENESS_MARGIN < CALL_DEADLINE {
+        return Err(format!(
+            "{unknown} calls ended with an unknown outcome (unanswered for {CALL_DEADLINE:?}) \
+             although no fault kept the group from a view of all its members for more than \
+             {longest:?}"
+        ));
     }
     let group = state.group.as_mut().expect("started");
     group.wait_converged(RECOVERY_TIMEOUT)?;
@@ -517,8 +540,8 @@ pub fn describe(config: &RunConfig, report: &RunReport) -> String {
         .collect();
     let _ = write!(
         out,
-        "nemesis report: {} with {} members, seed {}, {:.1} s\n  faults: {}\n  calls: {} ok, {} \
-         failed, {} indeterminate ({} history events)\n  verdict: {}",
+        "nemesis report: {} with {} members, seed {}, {:.1} s\n  faults: {} (longest recovery \
+         {:.1} s)\n  calls: {} ok, {} failed, {} indeterminate ({} history events)\n  verdict: {}",
         config.strategy.name(),
         config.members,
         config.seed,
@@ -528,6 +551,7 @@ pub fn describe(config: &RunConfig, report: &RunReport) -> String {
         } else {
             faults.join(", ")
         },
+        report.longest_recovery.as_secs_f64(),
         report.calls.ok,
         report.calls.failed,
         report.calls.indeterminate,
