@@ -323,7 +323,7 @@ impl<S: StateMachine> FrontEnd<S> {
             causal: (self.causal != CausalToken::default()).then(|| self.causal.clone()),
         });
         if let Some(signed) = self.config.signed_replies.clone() {
-            return self.call_signed(&signed, id, payload).await;
+            return self.call_signed(&signed, id, payload, read_only).await;
         }
         let group = self.config.group.clone();
         let mut step = self.policy.begin(self.now(), read_only);

@@ -8,8 +8,9 @@
 //! waits for their answers (each at most the attempt timeout); the call returns as soon as
 //! a quorum agrees, abandoning the exchanges still open. After a round without a quorum, it
 //! waits a jittered backoff, asks for the view again and starts another round with the same
-//! request id (replica managers answer a request they executed from their stored response),
-//! until the deadline. `f + 1` replica managers refusing the request as one no member would
+//! request id (replica managers answer an update they executed from their stored response),
+//! until the deadline. A read is executed again at each round (it is not in the executed
+//! table), so its votes are counted per round: every member is asked again. `f + 1` replica managers refusing the request as one no member would
 //! take (too large, malformed) end the call: at least one of them is correct.
 
 use super::{FrontEnd, FrontEndError};
@@ -45,6 +46,7 @@ impl<S: StateMachine> FrontEnd<S> {
         signed: &SignedReplies,
         id: RequestId,
         payload: Bytes,
+        read_only: bool,
     ) -> Result<S::Output, FrontEndError> {
         let group = self.config.group.clone();
         let started = self.now();
@@ -70,6 +72,13 @@ impl<S: StateMachine> FrontEnd<S> {
                     Vec::new()
                 }
             };
+            if read_only {
+                // A read is executed again by each member asked again (only updates are
+                // answered from the executed table), at a later place in the total order:
+                // replies of different rounds need not agree, and a member that voted in an
+                // earlier round must be asked again, or the votes may never agree.
+                quorum = ReplyQuorum::new(signed.f);
+            }
             let voted: BTreeSet<NodeId> = quorum.voters().collect();
             let mut round = JoinSet::new();
             for member in members.iter().filter(|m| !voted.contains(&m.id.node)) {
