@@ -17,6 +17,7 @@
 //! - [`replication`]: the strategies' sans-IO cores (passive, naive) and what they share;
 //!   [`replica`] runs one on a node, [`strategy`] builds it from the `[service]` section.
 
+pub mod admin_cli;
 pub mod client_cli;
 pub mod config;
 pub mod demo;
