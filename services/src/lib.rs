@@ -12,6 +12,8 @@
 //! - [`frontend`]: the front end that makes replication transparent (request ids,
 //!   resolution of the group through any node, retransmission to the next candidate, one
 //!   result per call), with its decision logic sans IO ([`frontend::policy`]);
+//! - [`admin_cli`]: the operator's commands `viewsync status`, `monitor`, `leave` and
+//!   `evict`;
 //! - [`client_cli`]: `viewsync client`, calls to a replicated key-value store or bank
 //!   through a front end;
 //! - [`replication`]: the strategies' sans-IO cores (passive, naive) and what they share;

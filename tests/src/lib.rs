@@ -11,7 +11,8 @@
 //! - [`view_synchrony`]: the view-synchrony checker over several members' logs.
 //!
 //! The lines are parsed with the types of `viewsync_services::report`, next to the code that
-//! prints them. Used by the `membership`, `multicast` and `bad_input` test binaries.
+//! prints them (a node's stdout lines start with a timestamp, which [`child`] strips). Used by
+//! the `membership`, `multicast`, `replication`, `operations` and `bad_input` test binaries.
 
 pub mod child;
 pub mod process;

@@ -4,6 +4,8 @@
 //!   every delivery (stops gracefully on SIGINT/SIGTERM: it leaves its groups first);
 //!   `--send-count N` makes it multicast N numbered messages;
 //! - `viewsync members GROUP --via HOST:PORT`: print a group's current view through any node;
+//! - `viewsync status|monitor|leave|evict --via HOST:PORT`: a node's status, its events as
+//!   they happen, a graceful leave, the eviction of a dead member (`admin_cli`);
 //! - `viewsync send GROUP --via HOST:PORT MESSAGE`: multicast to a group from outside it;
 //! - `viewsync demo`: a local three-member group in one process, with a crash;
 //!   `--strategy passive|passive-backup-reads|active|active-local-reads|active-byzantine|naive|gossip` (and `--state-machine kv|bank`) runs a

@@ -27,10 +27,14 @@ pub const MONITORS_MAX: usize = 16;
 pub const MONITOR_BUFFER_EVENTS: usize = 256;
 /// Events per frame to a monitor.
 const MONITOR_FRAME_EVENTS: usize = 64;
-/// Client requests whose arrival time the node keeps, to measure their latency. Past this,
-/// further requests are answered as usual but not measured (counted nowhere but
-/// `requests`): a service that never answers cannot grow the table.
+/// Client requests whose arrival time the node keeps, to measure their latency. At the
+/// limit, requests older than [`REQUEST_TIMER_EXPIRY`] are forgotten (never answered: their
+/// service lost them, or the client left); if none is, further requests are answered as
+/// usual but not measured. A service that never answers cannot grow the table.
 pub const REQUEST_TIMERS_MAX: usize = 65_536;
+/// How long a request may wait for its answer and still be measured once the timing table
+/// is full.
+pub const REQUEST_TIMER_EXPIRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Asks a group's service what it reports of itself (its strategy's position, log, data
 /// directory) for `viewsync status` and the metrics. See
@@ -193,6 +197,11 @@ impl<T: ActorTransport> NodeActor<T> {
     /// A client request went to `group`'s service: its latency is measured from now.
     pub(super) fn request_started(&mut self, group: &GroupName, reply: ReplyTo) {
         self.operator.requests += 1;
+        if self.operator.timers.len() >= REQUEST_TIMERS_MAX {
+            self.operator
+                .timers
+                .retain(|_, (started, _)| started.elapsed() < REQUEST_TIMER_EXPIRY);
+        }
         if self.operator.timers.len() < REQUEST_TIMERS_MAX {
             self.operator
                 .timers
