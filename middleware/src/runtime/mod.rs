@@ -27,7 +27,7 @@ pub use memory::{MemoryRuntime, PUMP_INTERVAL};
 pub use node::{
     ActorTransport, Delivery, NodeActor, QueryServiceStatus, Until, EVENT_QUEUE_EVENTS,
     MONITORS_MAX, MONITOR_BUFFER_EVENTS, PARKED_MULTICASTS, REQUEST_TIMERS_MAX,
-    SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
+    REQUEST_TIMER_EXPIRY, SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
 };
 pub use service::{ServiceEvent, TakeDelta, TakeSnapshot};
 

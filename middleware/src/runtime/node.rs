@@ -25,7 +25,10 @@ mod operator;
 
 pub use crate::proto::TICK_INTERVAL;
 pub(super) use operator::{GetStatus, ReportServiceStatus, ServiceInfo};
-pub use operator::{QueryServiceStatus, MONITORS_MAX, MONITOR_BUFFER_EVENTS, REQUEST_TIMERS_MAX};
+pub use operator::{
+    QueryServiceStatus, MONITORS_MAX, MONITOR_BUFFER_EVENTS, REQUEST_TIMERS_MAX,
+    REQUEST_TIMER_EXPIRY,
+};
 /// Events buffered per subscriber. A subscriber that falls further behind loses the newest
 /// events (counted in [`NodeStats::events_dropped`]); read them.
 pub const EVENT_QUEUE_EVENTS: usize = 1024;
