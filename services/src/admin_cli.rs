@@ -534,3 +534,31 @@ pub fn evict(args: EvictArgs) -> ExitCode {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use viewsync::Incarnation;
+
+    #[test]
+    fn monitor_lines_are_timestamped_and_report_drops_first() {
+        let event = StampedEvent {
+            unix_ms: 1_764_669_799_123,
+            event: NodeEvent::Suspected(ProcessId {
+                node: NodeId(3),
+                incarnation: Incarnation(9),
+            }),
+        };
+        let lines = batch_lines(5, &[event]);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with(" dropped 5 events"), "{lines:?}");
+        assert_eq!(
+            lines[1],
+            "2025-12-02T10:03:19.123Z suspected node=3 incarnation=9"
+        );
+        assert_eq!(
+            report::split_stamp(&lines[1]).1,
+            "suspected node=3 incarnation=9"
+        );
+    }
+}

@@ -59,6 +59,19 @@ struct Monitor {
     dropped: u64,
 }
 
+impl Monitor {
+    /// Buffers `event`, dropping the oldest at [`MONITOR_BUFFER_EVENTS`]; true if one was.
+    fn push(&mut self, event: StampedEvent) -> bool {
+        let full = self.buffer.len() >= MONITOR_BUFFER_EVENTS;
+        if full {
+            self.buffer.pop_front();
+            self.dropped += 1;
+        }
+        self.buffer.push_back(event);
+        full
+    }
+}
+
 /// The actor's operator state.
 pub(in crate::runtime) struct Operator {
     monitors: Vec<Monitor>,
@@ -132,12 +145,9 @@ impl<T: ActorTransport> NodeActor<T> {
             event,
         };
         for monitor in &mut self.operator.monitors {
-            if monitor.buffer.len() == MONITOR_BUFFER_EVENTS {
-                monitor.buffer.pop_front();
-                monitor.dropped += 1;
+            if monitor.push(stamped.clone()) {
                 self.events_dropped += 1;
             }
-            monitor.buffer.push_back(stamped.clone());
         }
         self.flush_monitors();
     }
@@ -582,5 +592,38 @@ impl<T: ActorTransport> Handler<ReportServiceStatus> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, msg: ReportServiceStatus, _ctx: &mut Self::Context) {
         self.operator.services.insert(msg.group, msg.info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A monitor that does not keep up loses the oldest events, and counts them.
+    #[test]
+    fn a_full_monitor_buffer_drops_the_oldest_events_and_counts_them() {
+        let mut monitor = Monitor {
+            connection: ConnectionId(1),
+            buffer: VecDeque::new(),
+            dropped: 0,
+        };
+        let event = |n: u64| StampedEvent {
+            unix_ms: n,
+            event: NodeEvent::Unblocked {
+                group: GroupName::new("g").unwrap(),
+            },
+        };
+        let extra = 44;
+        let dropped = (0..MONITOR_BUFFER_EVENTS as u64 + extra)
+            .filter(|n| monitor.push(event(*n)))
+            .count() as u64;
+        assert_eq!(dropped, extra);
+        assert_eq!(monitor.dropped, extra);
+        assert_eq!(monitor.buffer.len(), MONITOR_BUFFER_EVENTS);
+        assert_eq!(monitor.buffer.front().map(|e| e.unix_ms), Some(extra));
+        assert_eq!(
+            monitor.buffer.back().map(|e| e.unix_ms),
+            Some(MONITOR_BUFFER_EVENTS as u64 + extra - 1)
+        );
     }
 }
