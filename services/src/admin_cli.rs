@@ -540,6 +540,28 @@ mod tests {
     use super::*;
     use viewsync::Incarnation;
 
+    /// The node's stdout lines carry a timestamp first; every parser reads past it, and a
+    /// line without one reads as before.
+    #[test]
+    fn stamped_node_lines_parse_like_plain_ones() {
+        let plain = "view group=demo epoch=3 coordinator=1 members=1,2,3";
+        let stamped = report::stamped(plain);
+        assert!(report::split_stamp(&stamped).0.is_some(), "{stamped}");
+        assert_eq!(report::strip_stamp(&stamped), plain);
+        assert_eq!(report::strip_stamp(plain), plain);
+        assert_eq!(
+            report::ViewLine::parse(&stamped),
+            report::ViewLine::parse(plain)
+        );
+        assert!(report::ViewLine::parse(&stamped).is_some());
+        let deliver = "deliver group=demo view=3@1 sender=2 seq=7 ordering=total n=9 payload=a b";
+        assert_eq!(
+            report::DeliverLine::parse(&report::stamped(deliver)),
+            report::DeliverLine::parse(deliver)
+        );
+        assert!(report::DeliverLine::parse(deliver).is_some());
+    }
+
     #[test]
     fn monitor_lines_are_timestamped_and_report_drops_first() {
         let event = StampedEvent {
