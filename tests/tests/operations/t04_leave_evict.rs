@@ -83,3 +83,32 @@ fn evict_removes_a_stopped_member_well_before_the_detector_would() {
     assert!(out.stderr.contains("not in view"), "{}", out.stderr);
     cluster.node(3).signal("CONT");
 }
+
+/// `--group`: the node leaves that group only and keeps running.
+#[test]
+fn leave_of_one_group_keeps_the_node_running() {
+    let _shared = timing_shared();
+    let (mut cluster, _) = Cluster::start(3);
+    let key = cluster.key_file.clone();
+    let from = cluster.node(3).mark();
+    let out = operator("leave", cluster.addr(3), Some(&key), &["--group", "demo"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("node 3 is leaving group demo"),
+        "{}",
+        out.stdout
+    );
+    cluster
+        .node(3)
+        .wait_line_from(from, "`left group=demo`", Duration::from_secs(20), |l| {
+            l == "left group=demo"
+        });
+    cluster.wait_converged(&[1, 2], CONVERGE_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        cluster.node(3).is_running(),
+        "node 3 stopped after leaving one group"
+    );
+    let out = operator("status", cluster.addr(3), None, &[]);
+    assert!(out.stdout.contains("group demo: left"), "{}", out.stdout);
+}
