@@ -11,6 +11,8 @@
 //! - [`query_members`] and [`send_to_group`]: one-shot helpers (the `viewsync members` and
 //!   `viewsync send` commands), each a short-lived [`Client`].
 
+mod operator;
+
 pub use crate::id::CLIENT_NODE_ID;
 use crate::id::{GroupName, ProcessId};
 use crate::view::View;
@@ -21,6 +23,7 @@ use crate::wire::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
+pub use operator::{query_status, Monitor, MonitorBatch};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -61,6 +64,15 @@ pub enum ClientError {
         addr: SocketAddr,
         /// What was wrong.
         source: FrameError,
+    },
+    /// The node answered an operator's command without carrying it out (not a member of
+    /// the group, no such member, ...); nothing changed, and the connection stays open.
+    #[error("{addr} declined: {reason}")]
+    Declined {
+        /// The node.
+        addr: SocketAddr,
+        /// Its reason.
+        reason: String,
     },
     /// The node answered a multicast request without taking the message (it is not a member
     /// of the group, its outbox is full, the message is too large); nothing was sent, and the

@@ -375,6 +375,7 @@ struct RawConfig {
     groups: Vec<GroupName>,
     key_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
     #[serde(default)]
     failure_detector: FailureDetectorSection,
     #[serde(default)]
@@ -418,6 +419,9 @@ pub struct NodeConfig {
     /// larger one whatever the clock says (see [`crate::runtime::data_dir`]). Without one the
     /// incarnation comes from the clock alone.
     pub data_dir: Option<PathBuf>,
+    /// Where the metrics endpoint listens (HTTP, `GET /metrics`), if anywhere (see
+    /// [`crate::runtime::metrics`]; port 0 picks a free port).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A configuration that cannot be used. Nothing has started when this is returned.
@@ -653,6 +657,7 @@ impl NodeConfig {
             transport,
             group_multicast,
             data_dir,
+            metrics_listen: raw.metrics_listen,
         })
     }
 }

@@ -59,6 +59,7 @@ fn config(node: u64, seeds: Vec<std::net::SocketAddr>) -> NodeConfig {
         group_multicast: Default::default(),
         // In-process members that never restart: the clock is enough.
         data_dir: None,
+        metrics_listen: None,
     }
 }
 

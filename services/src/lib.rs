@@ -12,11 +12,14 @@
 //! - [`frontend`]: the front end that makes replication transparent (request ids,
 //!   resolution of the group through any node, retransmission to the next candidate, one
 //!   result per call), with its decision logic sans IO ([`frontend::policy`]);
+//! - [`admin_cli`]: the operator's commands `viewsync status`, `monitor`, `leave` and
+//!   `evict`;
 //! - [`client_cli`]: `viewsync client`, calls to a replicated key-value store or bank
 //!   through a front end;
 //! - [`replication`]: the strategies' sans-IO cores (passive, naive) and what they share;
 //!   [`replica`] runs one on a node, [`strategy`] builds it from the `[service]` section.
 
+pub mod admin_cli;
 pub mod client_cli;
 pub mod config;
 pub mod demo;

@@ -99,6 +99,8 @@ impl LogService {
         service.node = Some(node.clone());
         let addr = service.start();
         node.register_service(group.clone(), addr.clone()).await?;
+        node.report_service_status(group.clone(), "log", None)
+            .await?;
         if plan.count > 0 {
             let node = node.clone();
             actix::spawn(async move {

@@ -18,7 +18,8 @@
 use crate::replication::{Action, ReplicaCore, StoreError, TICK_INTERVAL};
 use actix::prelude::*;
 use std::time::Instant;
-use viewsync::runtime::{NodeHandle, ServiceEvent, TakeDelta, TakeSnapshot};
+use viewsync::runtime::{NodeHandle, QueryServiceStatus, ServiceEvent, TakeDelta, TakeSnapshot};
+use viewsync::wire::status::ServiceState;
 use viewsync::GroupName;
 
 /// The exit code of a `viewsync node` whose replica stopped because it could not go on
@@ -40,6 +41,8 @@ pub struct ReplicaService {
     exit_on_failure: bool,
     /// The position of the durable state recovered, for a replica with a data directory.
     durable_position: Option<u64>,
+    /// What `viewsync status` shows of it: its strategy's name and its data directory.
+    report: Option<(String, Option<std::path::PathBuf>)>,
 }
 
 impl ReplicaService {
@@ -59,7 +62,16 @@ impl ReplicaService {
             failed: false,
             exit_on_failure: false,
             durable_position: None,
+            report: None,
         }
+    }
+
+    /// Makes the replica report itself to `viewsync status` and the metrics, as running
+    /// `strategy` with its files in `dir`: its position, its log's records, the size of
+    /// `dir`.
+    pub fn reporting(mut self, strategy: &str, dir: Option<std::path::PathBuf>) -> Self {
+        self.report = Some((strategy.to_string(), dir));
+        self
     }
 
     /// Marks the replica's state as durable, recovered up to `position`: registered so, the
@@ -84,7 +96,12 @@ impl ReplicaService {
         let group = self.group.clone();
         let durable = self.durable_position;
         let available = self.core.available_while_blocked();
+        let report = self.report.as_ref().map(|(strategy, _)| strategy.clone());
         let addr = Actor::start(self);
+        if let Some(strategy) = report {
+            node.report_service_status(group.clone(), strategy, Some(addr.clone().recipient()))
+                .await?;
+        }
         if available {
             node.set_available_while_blocked(group.clone()).await?;
         }
@@ -268,4 +285,34 @@ impl Handler<Failed> for ReplicaService {
     fn handle(&mut self, msg: Failed, _ctx: &mut Self::Context) {
         self.fail(msg.0);
     }
+}
+
+impl Handler<QueryServiceStatus> for ReplicaService {
+    type Result = MessageResult<QueryServiceStatus>;
+
+    fn handle(&mut self, _msg: QueryServiceStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let (strategy, dir) = self.report.clone().unwrap_or_default();
+        MessageResult(ServiceState {
+            strategy,
+            applied: self.core.position(),
+            log_records: self.core.log_records(),
+            data_dir_bytes: dir.as_deref().map(directory_bytes),
+            data_dir: dir.map(|d| d.display().to_string()),
+        })
+    }
+}
+
+/// Bytes of the files in `dir` and its subdirectories (0 if it cannot be read).
+pub fn directory_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -24,8 +24,10 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// Splits `line` into its kind and fields. Bare words after the first are ignored.
+    /// Splits `line` into its kind and fields. Bare words after the first are ignored, and
+    /// so is a leading timestamp ([`stamped`]).
     pub fn parse(line: &str) -> Self {
+        let line = strip_stamp(line);
         let mut fields = Fields::default();
         for (i, token) in line.split_whitespace().enumerate() {
             match token.split_once('=') {
@@ -63,6 +65,39 @@ impl Fields {
     fn of_kind(line: &str, kind: &str) -> Option<Self> {
         let fields = Fields::parse(line);
         fields.is(kind).then_some(fields)
+    }
+}
+
+/// `line` as a node prints it on standard output: after the time now, RFC 3339 in UTC with
+/// milliseconds (`2026-12-02T10:03:19.123Z view group=demo ...`).
+pub fn stamped(line: &str) -> String {
+    format!(
+        "{} {line}",
+        humantime::format_rfc3339_millis(std::time::SystemTime::now())
+    )
+}
+
+/// `line` without the timestamp [`stamped`] puts first, if it has one.
+pub fn strip_stamp(line: &str) -> &str {
+    split_stamp(line).1
+}
+
+/// `line`'s leading timestamp (as [`stamped`] writes it), if any, and the rest.
+pub fn split_stamp(line: &str) -> (Option<std::time::SystemTime>, &str) {
+    let Some((first, rest)) = line.split_once(' ') else {
+        return (None, line);
+    };
+    // Cheap test first: a flood prints 10^5 lines a second.
+    let looks_like = first.len() >= 20
+        && first.as_bytes()[4] == b'-'
+        && first.as_bytes()[10] == b'T'
+        && first.ends_with('Z');
+    match looks_like
+        .then(|| humantime::parse_rfc3339(first).ok())
+        .flatten()
+    {
+        Some(at) => (Some(at), rest),
+        None => (None, line),
     }
 }
 
@@ -205,7 +240,7 @@ pub struct RefusedLine {
 impl RefusedLine {
     /// Parses a `refused` line; `None` for any other line.
     pub fn parse(line: &str) -> Option<Self> {
-        let rest = line.strip_prefix("refused ")?;
+        let rest = strip_stamp(line).strip_prefix("refused ")?;
         let (head, reason) = rest.split_once(" reason=")?;
         let f = Fields::parse(head);
         Some(RefusedLine {
@@ -380,7 +415,7 @@ pub struct DeliverLine {
 impl DeliverLine {
     /// Parses a `deliver` line; `None` for any other line.
     pub fn parse(line: &str) -> Option<Self> {
-        let rest = line.strip_prefix("deliver ")?;
+        let rest = strip_stamp(line).strip_prefix("deliver ")?;
         let (head, payload) = rest.split_once(" payload=")?;
         let f = Fields::parse(head);
         let (epoch, coordinator) = f.text("view")?.split_once('@')?;

@@ -197,7 +197,8 @@ pub async fn start_replica(
         position,
         "replica recovered its state"
     );
-    let mut replica = ReplicaService::new(group, node.clone(), core, print);
+    let mut replica = ReplicaService::new(group, node.clone(), core, print)
+        .reporting(service.strategy.name(), dir.clone());
     if exit_on_failure {
         replica = replica.exit_on_failure();
     }

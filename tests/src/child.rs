@@ -95,11 +95,15 @@ pub fn strip_ansi(text: &str) -> String {
 pub struct NodeChild {
     child: Child,
     exit: Option<ExitStatus>,
+    /// Stdout lines that came without the timestamp a node puts first.
+    unstamped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl NodeChild {
     /// Starts `viewsync node --config <config> <args>`. `on_stdout` gets each stdout line
-    /// (without its newline) and when it was read; `on_stderr` each log line, colours removed.
+    /// (without its newline and without the timestamp the node puts first: the tests parse
+    /// the event itself; [`NodeChild::unstamped_lines`] counts lines that had none) and when
+    /// it was read; `on_stderr` each log line, colours removed.
     pub fn spawn(
         config: &Path,
         args: &[String],
@@ -140,6 +144,8 @@ impl NodeChild {
             .unwrap_or_else(|e| panic!("cannot start viewsync node: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
+        let unstamped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count_unstamped = unstamped.clone();
         thread::spawn(move || {
             // A flood prints some 10^5 lines a second: read in large chunks.
             let mut reader = BufReader::with_capacity(1 << 16, stdout);
@@ -148,7 +154,13 @@ impl NodeChild {
                 buf.clear();
                 match reader.read_line(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => on_stdout(Instant::now(), buf.trim_end().to_string()),
+                    Ok(_) => {
+                        let (stamp, text) = viewsync_services::report::split_stamp(buf.trim_end());
+                        if stamp.is_none() {
+                            count_unstamped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        on_stdout(Instant::now(), text.to_string())
+                    }
                 }
             }
         });
@@ -158,7 +170,16 @@ impl NodeChild {
                 on_stderr(strip_ansi(&line));
             }
         });
-        NodeChild { child, exit: None }
+        NodeChild {
+            child,
+            exit: None,
+            unstamped,
+        }
+    }
+
+    /// Stdout lines read so far that did not start with a timestamp.
+    pub fn unstamped_lines(&self) -> u64 {
+        self.unstamped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The process id.

@@ -12,8 +12,9 @@
 //! - [`netns`]: hosts in network namespaces joined by a bridge, cut and healed (partitions).
 //!
 //! The lines are parsed with the types of `viewsync_services::report`, next to the code that
-//! prints them. Used by the `membership`, `multicast`, `bad_input`, `replication` and `partition`
-//! test binaries.
+//! prints them (a node's stdout lines start with a timestamp, which [`child`] strips). Used by
+//! the `membership`, `multicast`, `replication`, `operations`, `bad_input`, `partition` and
+//! `nemesis` test binaries.
 
 pub mod child;
 pub mod netns;

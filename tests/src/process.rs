@@ -361,6 +361,17 @@ impl NodeProcess {
         self.child.sigkill()
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...; see [`NodeChild::signal`]).
+    pub fn signal(&mut self, signal: &str) -> Instant {
+        self.child.signal(signal)
+    }
+
+    /// Stdout lines read so far that did not start with a timestamp (the node stamps every
+    /// line; the harness strips the stamp before the tests see the line).
+    pub fn unstamped_lines(&self) -> u64 {
+        self.child.unstamped_lines()
+    }
+
     /// Sends SIGTERM (see [`NodeChild::signal`]); the returned instant is an upper bound's
     /// start.
     pub fn sigterm(&mut self) -> Instant {

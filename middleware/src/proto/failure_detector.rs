@@ -141,6 +141,21 @@ impl FailureDetector {
         }
     }
 
+    /// An operator asks to suspect `peer` now (`viewsync evict`), without waiting for its
+    /// silence: it is suspected as a timeout would have it (and counted), so it stays
+    /// suspected while it is silent and, if it is heard from again, is unsuspected like any
+    /// falsely suspected peer. Nothing for a peer not monitored or already suspected.
+    pub fn handle_suspect_now(&mut self, peer: ProcessId) -> Vec<FdOutput> {
+        match self.peers.get_mut(&peer) {
+            Some(state) if state.state != PeerState::Suspected => {
+                state.state = PeerState::Suspected;
+                self.suspicions += 1;
+                vec![FdOutput::Suspect(peer)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// A periodic tick: send due heartbeats, probe silent peers, suspect unanswered ones.
     pub fn handle_tick(&mut self, now: Time) -> Vec<FdOutput> {
         let mut out = Vec::new();

@@ -124,6 +124,25 @@ pub enum GroupRequestError {
     NotJoined(GroupName),
 }
 
+/// Why an operator's eviction ([`NodeCore::handle_evict`]) was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvictError {
+    /// This process is not a member of the group.
+    #[error("this node is not a member of group {0}")]
+    NotMember(GroupName),
+    /// The node is not in the installed view (already gone, or never there).
+    #[error("node {node} is not in view {view}")]
+    NotInView {
+        /// The node asked for.
+        node: crate::id::NodeId,
+        /// The installed view.
+        view: ViewId,
+    },
+    /// An operator asked a node to evict itself.
+    #[error("a node does not evict itself: ask it to leave (`viewsync leave`)")]
+    Itself,
+}
+
 /// One process's protocol state: failure detector plus a membership core per group.
 #[derive(Debug)]
 pub struct NodeCore {
@@ -339,6 +358,58 @@ impl NodeCore {
         out
     }
 
+    /// An operator asks this process to remove `node` from `group` now (`viewsync evict`),
+    /// without waiting for the failure detector's timeout: the failure detector suspects its
+    /// process in the installed view at once ([`FailureDetector::handle_suspect_now`]), and
+    /// everything follows as for any suspicion (the acting coordinator proposes a view
+    /// without it; it counts as a suspicion; a process heard from again is unsuspected, as
+    /// after any false suspicion, so a live process is not kept out by a stale one).
+    /// Returns the process evicted and the outputs; refused, with nothing changed, when this process is not a member of the
+    /// group, `node` is not in its view, or `node` is this process's own node (it leaves
+    /// instead). Whether the view change starts here depends on who coordinates: the shell
+    /// passes the command on to [`Membership::acting_coordinator`] when that is another
+    /// member.
+    pub fn handle_evict(
+        &mut self,
+        now: Time,
+        group: &GroupName,
+        node: crate::id::NodeId,
+    ) -> Result<(ProcessId, Vec<NodeOutput>), EvictError> {
+        let core = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| EvictError::NotMember(group.clone()))?;
+        let view = core
+            .view()
+            .ok_or_else(|| EvictError::NotMember(group.clone()))?;
+        if node == self.me.id.node {
+            return Err(EvictError::Itself);
+        }
+        let process = view
+            .members
+            .iter()
+            .find(|m| m.id.node == node)
+            .map(|m| m.id)
+            .ok_or(EvictError::NotInView {
+                node,
+                view: view.id,
+            })?;
+        let mut out = Vec::new();
+        let suspected = self.failure_detector.handle_suspect_now(process);
+        if suspected.is_empty() {
+            // Not monitored, or suspected already: the group treats it as suspected anyway.
+            let outputs = self
+                .groups
+                .get_mut(group)
+                .expect("checked above")
+                .handle_suspect(now, process);
+            self.absorb(now, group, outputs, &mut out);
+        } else {
+            self.absorb_fd(now, suspected, &mut out);
+        }
+        Ok((process, out))
+    }
+
     /// Leaves `group` gracefully.
     pub fn handle_leave(
         &mut self,
@@ -426,6 +497,9 @@ impl NodeCore {
             Body::MembersResponse { .. } | Body::GroupSendResult { .. } | Body::Response { .. } => {
                 return out
             }
+            // Operators' requests are the shell's (`runtime`); a shell that hands one here
+            // gets nothing done, and it is no sign of life of a peer.
+            body if body.is_operator() => return out,
             Body::Request { tag, payload } => {
                 let reply = ReplyTo {
                     connection,
@@ -1253,5 +1327,168 @@ mod tests {
             })
             .collect();
         assert_eq!(prepared, vec![member(1).addr, member(3).addr]);
+    }
+
+    /// Process `me` holding the installed view 6@1 of members 1, 2, 3 of group `g`.
+    fn member_of_three(me: u64) -> NodeCore {
+        use crate::wire::{Ballot, CutEntry, Decision, Rank, Round, Seq};
+        let view = View {
+            group: group(),
+            id: ViewId {
+                epoch: 6,
+                coordinator: member(1).id,
+            },
+            members: vec![member(1), member(2), member(3)],
+            voters: 3,
+        };
+        let decision = Decision {
+            view,
+            cut: (0..3)
+                .map(|r| CutEntry {
+                    upto: Seq(0),
+                    holder: Rank(r),
+                })
+                .collect(),
+            joiners: Vec::new(),
+        };
+        let seeds = (1..=3)
+            .filter(|n| *n != me)
+            .map(|n| member(n).addr)
+            .collect();
+        let mut core = NodeCore::new(member(me), seeds, NodeSettings::default());
+        core.handle_join(Time::ZERO, group()).unwrap();
+        let from = if me == 1 { 2 } else { 1 };
+        let install = Body::Install {
+            base: None,
+            ballot: Ballot {
+                round: Round(0),
+                proposer: member(1).id,
+            },
+            decision,
+        };
+        core.handle_envelope(
+            Time::from_millis(1),
+            from_peer(from, Some(group()), install),
+            ConnectionId(1),
+        );
+        assert_eq!(core.view(&group()).unwrap().id.epoch, 6);
+        core
+    }
+
+    /// Where the outputs send `Prepare`s of a view change of view 6.
+    fn prepares(out: &[NodeOutput]) -> Vec<SocketAddr> {
+        let mut to: Vec<SocketAddr> = out
+            .iter()
+            .flat_map(|o| match o {
+                NodeOutput::Send { to, envelope }
+                    if matches!(envelope.body, Body::Prepare { .. }) =>
+                {
+                    vec![*to]
+                }
+                NodeOutput::SendAll { to, envelope }
+                    if matches!(envelope.body, Body::Prepare { .. }) =>
+                {
+                    to.clone()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        to.sort();
+        to
+    }
+
+    /// An operator's eviction at the coordinator starts a view change without the member at
+    /// once (no failure detector timeout), and is not counted as a suspicion.
+    #[test]
+    fn an_eviction_at_the_coordinator_proposes_a_view_without_the_member() {
+        let mut core = member_of_three(1);
+        let now = Time::from_millis(5);
+        let (evicted, out) = core.handle_evict(now, &group(), NodeId(3)).unwrap();
+        assert_eq!(evicted, member(3).id);
+        assert_eq!(
+            prepares(&out),
+            vec![member(2).addr, member(3).addr],
+            "{out:?}"
+        );
+        let membership = core.groups().next().unwrap();
+        assert!(membership.suspects(member(3).id));
+        assert_eq!(membership.acting_coordinator(), Some(&member(1)));
+        // The detector suspects it, as a timeout would; heard from again, it is unsuspected.
+        assert_eq!(core.failure_detector().suspicions(), 1);
+        let out = core.handle_heard(now, member(3).id);
+        assert!(
+            out.contains(&NodeOutput::Unsuspected(member(3).id)),
+            "{out:?}"
+        );
+        assert!(!core.groups().next().unwrap().suspects(member(3).id));
+    }
+
+    /// At another member, evicting a member that does not coordinate changes who it asks
+    /// nothing of (the shell passes the command to the coordinator); evicting the coordinator
+    /// makes the next oldest member propose at once.
+    #[test]
+    fn an_eviction_elsewhere_proposes_only_where_it_makes_this_member_coordinator() {
+        let mut core = member_of_three(2);
+        let now = Time::from_millis(5);
+        let (_, out) = core.handle_evict(now, &group(), NodeId(3)).unwrap();
+        assert_eq!(prepares(&out), Vec::<SocketAddr>::new(), "{out:?}");
+        assert_eq!(
+            core.groups().next().unwrap().acting_coordinator(),
+            Some(&member(1))
+        );
+        let mut core = member_of_three(2);
+        let (evicted, out) = core.handle_evict(now, &group(), NodeId(1)).unwrap();
+        assert_eq!(evicted, member(1).id);
+        assert_eq!(
+            core.groups().next().unwrap().acting_coordinator(),
+            Some(&member(2))
+        );
+        assert!(!prepares(&out).is_empty(), "{out:?}");
+    }
+
+    /// Evictions the node cannot carry out are refused and change nothing.
+    #[test]
+    fn an_eviction_that_cannot_be_carried_out_is_refused() {
+        let mut core = member_of_three(1);
+        let now = Time::from_millis(5);
+        assert_eq!(
+            core.handle_evict(now, &group(), NodeId(1)).unwrap_err(),
+            EvictError::Itself
+        );
+        assert!(matches!(
+            core.handle_evict(now, &group(), NodeId(9)).unwrap_err(),
+            EvictError::NotInView {
+                node: NodeId(9),
+                ..
+            }
+        ));
+        let other = GroupName::new("other").unwrap();
+        assert_eq!(
+            core.handle_evict(now, &other, NodeId(2)).unwrap_err(),
+            EvictError::NotMember(other)
+        );
+        let membership = core.groups().next().unwrap();
+        assert!(!membership.suspects(member(2).id) && !membership.suspects(member(3).id));
+    }
+
+    /// Operators' requests never reach the cores (the shell answers them): nothing comes out,
+    /// and they are no sign of life.
+    #[test]
+    fn operator_requests_are_left_to_the_shell() {
+        let mut core = member_of_three(1);
+        for body in [
+            Body::StatusRequest,
+            Body::MonitorRequest,
+            Body::LeaveCommand,
+            Body::EvictCommand { node: NodeId(2) },
+        ] {
+            let out = core.handle_envelope(
+                Time::from_millis(5),
+                from_peer(9, Some(group()), body),
+                ConnectionId(4),
+            );
+            assert!(out.is_empty(), "{out:?}");
+        }
+        assert_eq!(core.view(&group()).unwrap().members.len(), 3);
     }
 }

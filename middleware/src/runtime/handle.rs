@@ -2,9 +2,9 @@
 
 use super::events::{GroupEvent, NodeStats};
 use super::node::{
-    ActorTransport, Delivery, DirectRequest, GetStats, GetView, LeaveAll, MulticastRequest,
-    NodeActor, RegisterService, ReplyToClient, Request, SetAvailableWhileBlocked, Stop, Subscribe,
-    Until,
+    ActorTransport, Delivery, DirectRequest, GetStats, GetStatus, GetStopRequested, GetView,
+    LeaveAll, MulticastRequest, NodeActor, QueryServiceStatus, RegisterService, ReplyToClient,
+    ReportServiceStatus, Request, ServiceInfo, SetAvailableWhileBlocked, Stop, Subscribe, Until,
 };
 use super::service::{ServiceEvent, ServiceRecipients, TakeDelta, TakeSnapshot};
 use crate::config::NodeConfig;
@@ -44,10 +44,37 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                Some((listener, local))
+            }
+            None => None,
+        };
         let transport_config = config.transport;
-        Self::start(config, incarnation, local, move |me, codec, inbound| {
+        let mut handle = Self::start(config, incarnation, local, move |me, codec, inbound| {
             TcpTransport::start(listener, me, codec, transport_config, inbound).1
-        })
+        })?;
+        if let Some((listener, addr)) = metrics_listener {
+            let actor = handle.actor.clone();
+            let status: super::metrics::StatusSource = std::sync::Arc::new(move || {
+                let request = actor.send(GetStatus);
+                Box::pin(async move { request.await.ok() })
+            });
+            actix::spawn(super::metrics::serve(
+                listener,
+                status,
+                handle.latency.clone(),
+            ));
+            tracing::info!(%addr, "metrics endpoint listening");
+            handle.metrics = Some(addr);
+        }
+        Ok(handle)
     }
 
     /// Starts the node actor on the current arbiter over a transport `connect` makes (from
@@ -87,11 +114,18 @@ impl Node {
         for (group, multicast) in &config.group_multicast {
             core.set_group_multicast(group.clone(), *multicast);
         }
+        let latency = super::metrics::RequestLatency::default();
+        let actor_latency = latency.clone();
         let actor = NodeActor::create(move |ctx| {
             let transport = connect(me, codec.clone(), ctx.address().recipient());
-            NodeActor::new(core, codec, transport, &config, member_of)
+            NodeActor::new(core, codec, transport, &config, member_of, actor_latency)
         });
-        Ok(NodeHandle { actor, me })
+        Ok(NodeHandle {
+            actor,
+            me,
+            metrics: None,
+            latency,
+        })
     }
 
     /// This start's incarnation: from the clock, and above the last one `data_dir` records.
@@ -125,6 +159,10 @@ impl Node {
 pub struct NodeHandle<T: ActorTransport = TcpSender> {
     actor: Addr<NodeActor<T>>,
     me: Member,
+    /// Where the metrics endpoint listens, if the configuration asks for one.
+    metrics: Option<SocketAddr>,
+    /// The request latency histograms the actor observes and the endpoint encodes.
+    latency: super::metrics::RequestLatency,
 }
 
 impl<T: ActorTransport> Clone for NodeHandle<T> {
@@ -132,6 +170,8 @@ impl<T: ActorTransport> Clone for NodeHandle<T> {
         NodeHandle {
             actor: self.actor.clone(),
             me: self.me,
+            metrics: self.metrics,
+            latency: self.latency.clone(),
         }
     }
 }
@@ -182,6 +222,56 @@ impl<T: ActorTransport> NodeHandle<T> {
     pub async fn view(&self, group: GroupName) -> Result<Option<View>, NodeError> {
         self.actor
             .send(GetView(group))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Where the metrics endpoint listens (`metrics_listen`), if it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// The node's status, as `viewsync status` shows it: its groups (views, coordinators,
+    /// blocks, suspicions, buffers, what each service reports), its peers and its counters.
+    pub async fn status(&self) -> Result<crate::wire::status::NodeStatus, NodeError> {
+        self.actor
+            .send(GetStatus)
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Resolves when an operator has asked the node to leave every group and stop
+    /// (`viewsync leave` without `--group`). The node is then leaving its groups already;
+    /// the caller stops it once they are left (as `viewsync node` does on SIGTERM).
+    pub async fn stop_requested(&self) -> Result<(), NodeError> {
+        let notify = self
+            .actor
+            .send(GetStopRequested)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        notify.notified().await;
+        Ok(())
+    }
+
+    /// Says what `viewsync status` and the metrics show of `group`'s service: its
+    /// `strategy` (also the `strategy` label of the request latency histograms) and, if
+    /// `query` is given, whatever the service answers to [`QueryServiceStatus`] at each
+    /// status request (its position, log, data directory). A service that does not answer
+    /// within 2 s is shown with its strategy only.
+    pub async fn report_service_status(
+        &self,
+        group: GroupName,
+        strategy: impl Into<String>,
+        query: Option<Recipient<QueryServiceStatus>>,
+    ) -> Result<(), NodeError> {
+        self.actor
+            .send(ReportServiceStatus {
+                group,
+                info: ServiceInfo {
+                    strategy: strategy.into(),
+                    query,
+                },
+            })
             .await
             .map_err(|_| NodeError::Stopped)
     }
@@ -450,6 +540,7 @@ mod tests {
             transport: TransportConfig::default(),
             group_multicast: Default::default(),
             data_dir: None,
+            metrics_listen: None,
         }
     }
 

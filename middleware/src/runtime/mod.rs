@@ -16,6 +16,7 @@ pub mod data_dir;
 mod events;
 mod handle;
 mod memory;
+pub mod metrics;
 mod node;
 pub mod service;
 
@@ -24,8 +25,9 @@ pub use events::{GroupEvent, NodeStats};
 pub use handle::{Node, NodeHandle};
 pub use memory::{MemoryRuntime, PUMP_INTERVAL};
 pub use node::{
-    ActorTransport, Delivery, NodeActor, Until, EVENT_QUEUE_EVENTS, PARKED_MULTICASTS,
-    SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
+    ActorTransport, Delivery, NodeActor, QueryServiceStatus, Until, EVENT_QUEUE_EVENTS,
+    MONITORS_MAX, MONITOR_BUFFER_EVENTS, PARKED_MULTICASTS, REQUEST_TIMERS_MAX,
+    REQUEST_TIMER_EXPIRY, SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
 };
 pub use service::{ServiceEvent, TakeDelta, TakeSnapshot};
 

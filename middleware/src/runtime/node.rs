@@ -21,7 +21,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+mod operator;
+
 pub use crate::proto::TICK_INTERVAL;
+pub(super) use operator::{GetStatus, ReportServiceStatus, ServiceInfo};
+pub use operator::{
+    QueryServiceStatus, MONITORS_MAX, MONITOR_BUFFER_EVENTS, REQUEST_TIMERS_MAX,
+    REQUEST_TIMER_EXPIRY,
+};
 /// Events buffered per subscriber. A subscriber that falls further behind loses the newest
 /// events (counted in [`NodeStats::events_dropped`]); read them.
 pub const EVENT_QUEUE_EVENTS: usize = 1024;
@@ -121,6 +128,8 @@ pub struct NodeActor<T: ActorTransport = TcpSender> {
     member_of: std::collections::BTreeSet<String>,
     /// Own multicasts per group, and the callers waiting for their delivery or stability.
     own: BTreeMap<GroupName, OwnMulticasts>,
+    /// Monitors, request latencies, services' reports, operators' commands.
+    operator: operator::Operator,
 }
 
 /// Where events go: a channel, or an actor's mailbox.
@@ -155,6 +164,7 @@ impl<T: ActorTransport> NodeActor<T> {
         transport: T,
         config: &NodeConfig,
         member_of: std::collections::BTreeSet<String>,
+        latency: super::metrics::RequestLatency,
     ) -> Self {
         NodeActor {
             core,
@@ -171,7 +181,13 @@ impl<T: ActorTransport> NodeActor<T> {
             data_dir: config.data_dir.clone(),
             member_of,
             own: BTreeMap::new(),
+            operator: operator::Operator::new(latency),
         }
+    }
+
+    /// Notified when an operator asked the node to leave every group and stop.
+    pub(super) fn stop_requested(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.operator.stop_requested.clone()
     }
 
     fn now(&self) -> Time {
@@ -328,6 +344,7 @@ impl<T: ActorTransport> NodeActor<T> {
             self.own_lost(group);
         }
         log_event(&output);
+        self.monitor_output(&output);
         let Some(event) = GroupEvent::from_output(output) else {
             return;
         };
@@ -355,12 +372,23 @@ impl<T: ActorTransport> NodeActor<T> {
         checkpoint: Option<u64>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(recipients) = self.services.get(&group) else {
+        if !self.services.contains_key(&group) {
             return;
-        };
-        if let ServiceEvent::ViewChange { change, .. } = &event {
-            tracing::info!(view = %change.view, "service view");
         }
+        match &event {
+            ServiceEvent::ViewChange { change, .. } => {
+                tracing::info!(view = %change.view, "service view")
+            }
+            ServiceEvent::Request(request) => self.request_started(&group, request.reply),
+            ServiceEvent::Restore { view, .. } => {
+                self.monitor_event(crate::wire::status::NodeEvent::StateTransferred {
+                    group: group.clone(),
+                    view: *view,
+                })
+            }
+            _ => {}
+        }
+        let recipients = self.services.get(&group).expect("checked above");
         // An own delivery settles the oldest own multicast not yet settled.
         let mut resolves = None;
         if let ServiceEvent::Deliver { message, .. } = &event {
@@ -513,14 +541,24 @@ impl<T: ActorTransport> NodeActor<T> {
     fn report_blocked(&mut self) {
         let now = self.now();
         let mut still_blocked = BTreeMap::new();
+        let mut changes = Vec::new();
         for core in self.core.groups() {
             let group = core.group();
             let Some(blocked) = core.blocked(now) else {
                 if self.blocked_logged.contains_key(group) {
                     tracing::info!(%group, "no longer blocked");
+                    changes.push(crate::wire::status::NodeEvent::Unblocked {
+                        group: group.clone(),
+                    });
                 }
                 continue;
             };
+            if !self.blocked_logged.contains_key(group) {
+                changes.push(crate::wire::status::NodeEvent::Blocked {
+                    group: group.clone(),
+                    blocked: blocked.clone(),
+                });
+            }
             let last = self.blocked_logged.get(group).copied();
             let due = last.is_none_or(|t| now.saturating_sub(t) >= BLOCKED_REPORT_INTERVAL);
             if due {
@@ -539,6 +577,9 @@ impl<T: ActorTransport> NodeActor<T> {
             still_blocked.insert(group.clone(), if due { now } else { last.unwrap_or(now) });
         }
         self.blocked_logged = still_blocked;
+        for event in changes {
+            self.monitor_event(event);
+        }
     }
 
     /// Retries parked multicasts in order while the outboxes take them.
@@ -635,6 +676,7 @@ impl<T: ActorTransport> Actor for NodeActor<T> {
             actor.execute(outputs, ctx);
             actor.retry_parked(ctx);
             actor.report_blocked();
+            actor.flush_monitors();
         });
         for group in std::mem::take(&mut self.initial_groups) {
             let now = self.now();
@@ -653,6 +695,9 @@ impl<T: ActorTransport> Actor for NodeActor<T> {
 impl<T: ActorTransport> Handler<Inbound> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
+        if msg.envelope.body.is_operator() {
+            return self.handle_operator(msg.envelope, msg.connection, ctx);
+        }
         let outputs = self
             .core
             .handle_envelope(self.now(), msg.envelope, msg.connection);
@@ -843,6 +888,7 @@ pub(super) struct ReplyToClient {
 impl<T: ActorTransport> Handler<ReplyToClient> for NodeActor<T> {
     type Result = ();
     fn handle(&mut self, msg: ReplyToClient, ctx: &mut Self::Context) {
+        self.request_answered(&msg.reply);
         let output = self.core.response(&msg.group, msg.reply, msg.outcome);
         self.execute(vec![output], ctx);
     }
@@ -897,6 +943,18 @@ impl<T: ActorTransport> Handler<GetView> for NodeActor<T> {
     type Result = Option<View>;
     fn handle(&mut self, msg: GetView, _ctx: &mut Self::Context) -> Self::Result {
         self.core.view(&msg.0).cloned()
+    }
+}
+
+/// The notification an operator's `viewsync leave` sets.
+#[derive(Message)]
+#[rtype(result = "std::sync::Arc<tokio::sync::Notify>")]
+pub(super) struct GetStopRequested;
+
+impl<T: ActorTransport> Handler<GetStopRequested> for NodeActor<T> {
+    type Result = MessageResult<GetStopRequested>;
+    fn handle(&mut self, _msg: GetStopRequested, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stop_requested())
     }
 }
 

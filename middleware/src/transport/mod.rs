@@ -24,6 +24,10 @@ pub enum SendError {
     /// The connection to answer on is gone.
     #[error("connection {0:?} is closed; frame dropped")]
     ConnectionClosed(ConnectionId),
+    /// The connection to answer on has as many answers queued as it takes (its reader is
+    /// slow); the frame is dropped, the connection stays.
+    #[error("reply queue of connection {0:?} is full; frame dropped")]
+    ReplyQueueFull(ConnectionId),
     /// The transport has shut down.
     #[error("transport is shut down")]
     Shutdown,
@@ -44,6 +48,11 @@ pub trait Transport {
     /// that a node busy with a backlog still sees its peers alive; one that hands every frame
     /// to the node at once has nothing to add.
     fn take_heard(&mut self) -> Vec<(ProcessId, std::time::Instant)> {
+        Vec::new()
+    }
+    /// The outbound connections it keeps to peers now: address, whether connected, and the
+    /// frames queued (for `viewsync status`). None by default.
+    fn peers(&self) -> Vec<crate::wire::status::PeerState> {
         Vec::new()
     }
     /// Its counters now.

@@ -66,6 +66,8 @@ pub struct TransportStats {
 struct PeerQueue {
     id: u64,
     frames: mpsc::Sender<Bytes>,
+    /// Whether its connection is established now (set by its writer task).
+    connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Shared {
@@ -304,11 +306,13 @@ impl TcpSender {
     fn spawn_peer(&self, to: SocketAddr) -> mpsc::Sender<Bytes> {
         let (tx, rx) = mpsc::channel(self.shared.config.send_queue_frames);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.shared.peers.insert(
             to,
             PeerQueue {
                 id,
                 frames: tx.clone(),
+                connected: connected.clone(),
             },
         );
         let shared = self.shared.clone();
@@ -316,7 +320,7 @@ impl TcpSender {
             let shutdown = shared.shutdown.clone();
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = run_peer(shared.clone(), to, rx) => {}
+                _ = run_peer(shared.clone(), to, rx, connected) => {}
             }
             shared.peers.remove_if(&to, |_, queue| queue.id == id);
         });
@@ -326,7 +330,12 @@ impl TcpSender {
 
 /// Connects to `to` when there is something to send, writes batches, reconnects with
 /// backoff, and ends after [`PEER_IDLE`] with nothing to send.
-async fn run_peer(shared: Arc<Shared>, to: SocketAddr, mut frames: mpsc::Receiver<Bytes>) {
+async fn run_peer(
+    shared: Arc<Shared>,
+    to: SocketAddr,
+    mut frames: mpsc::Receiver<Bytes>,
+    connected: Arc<std::sync::atomic::AtomicBool>,
+) {
     let config = shared.config;
     let mut backoff = config.reconnect_backoff_min;
     let mut batch = BytesMut::with_capacity(config.batch_bytes_max.min(1 << 20));
@@ -353,6 +362,7 @@ async fn run_peer(shared: Arc<Shared>, to: SocketAddr, mut frames: mpsc::Receive
             }
         };
         backoff = config.reconnect_backoff_min;
+        connected.store(true, Ordering::Relaxed);
         shared
             .stats
             .connections_established
@@ -373,6 +383,7 @@ async fn run_peer(shared: Arc<Shared>, to: SocketAddr, mut frames: mpsc::Receive
             }
             if let Err(error) = write.write_all(&batch).await {
                 tracing::debug!(%to, %error, "write failed; reconnecting");
+                connected.store(false, Ordering::Relaxed);
                 batch.clear();
                 break;
             }
@@ -428,13 +439,32 @@ impl Transport for TcpSender {
             .get(&connection)
             .map(|q| q.clone())
             .ok_or(SendError::ConnectionClosed(connection))?;
-        queue
-            .try_send(frame)
-            .map_err(|_| SendError::ConnectionClosed(connection))
+        queue.try_send(frame).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => SendError::ReplyQueueFull(connection),
+            mpsc::error::TrySendError::Closed(_) => SendError::ConnectionClosed(connection),
+        })
     }
 
     fn take_heard(&mut self) -> Vec<(crate::id::ProcessId, std::time::Instant)> {
         TcpSender::take_heard(self)
+    }
+
+    fn peers(&self) -> Vec<crate::wire::status::PeerState> {
+        let mut peers: Vec<_> = self
+            .shared
+            .peers
+            .iter()
+            .map(|entry| {
+                let queue = entry.value();
+                crate::wire::status::PeerState {
+                    addr: *entry.key(),
+                    connected: queue.connected.load(Ordering::Relaxed) && !queue.frames.is_closed(),
+                    queued_frames: (queue.frames.max_capacity() - queue.frames.capacity()) as u64,
+                }
+            })
+            .collect();
+        peers.sort_by_key(|p| p.addr);
+        peers
     }
 
     fn counters(&self) -> TransportCounters {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// The protocol version carried in every envelope. A frame of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// A ballot's round. On the wire it is the bare integer it wraps (`serde(transparent)`), so
 /// the encoding is the same as before it had a type.
@@ -369,6 +369,40 @@ pub enum Body {
         /// Why, for the peer's log.
         reason: String,
     },
+    /// Operator: the node's status (`viewsync status`). Read-only, so accepted without the
+    /// key, like [`Body::MembersRequest`].
+    StatusRequest,
+    /// Answer to [`Body::StatusRequest`].
+    StatusResponse {
+        /// The node's status.
+        status: Box<super::status::NodeStatus>,
+    },
+    /// Operator: stream this node's events on this connection (`viewsync monitor`) until it
+    /// closes. Read-only, accepted without the key.
+    MonitorRequest,
+    /// The events streamed after a [`Body::MonitorRequest`], oldest first.
+    MonitorEvents {
+        /// The events.
+        events: Vec<super::status::StampedEvent>,
+        /// Events dropped (the oldest) since the previous frame because the subscriber's
+        /// buffer was full.
+        dropped: u64,
+    },
+    /// Operator, authenticated: leave the envelope's group gracefully, or, without a group,
+    /// leave every group and stop the node (`viewsync leave`).
+    LeaveCommand,
+    /// Operator, authenticated: remove `node` from the envelope's group at once, as if the
+    /// failure detector suspected it (`viewsync evict`). A member that is not the acting
+    /// coordinator passes it on to the coordinator.
+    EvictCommand {
+        /// The node to remove.
+        node: crate::id::NodeId,
+    },
+    /// Answer to [`Body::LeaveCommand`] and [`Body::EvictCommand`].
+    CommandResult {
+        /// What the node did, or why it did nothing.
+        outcome: Result<String, String>,
+    },
 }
 
 /// The largest view epoch or ballot round a peer may send. Cores add one to what they hear
@@ -455,16 +489,47 @@ impl Body {
             | Body::Response { .. }
             | Body::MergeInto { .. }
             | Body::MembersRequest
-            | Body::Refused { .. } => 0,
+            | Body::Refused { .. }
+            | Body::StatusRequest
+            | Body::StatusResponse { .. }
+            | Body::MonitorRequest
+            | Body::MonitorEvents { .. }
+            | Body::LeaveCommand
+            | Body::EvictCommand { .. }
+            | Body::CommandResult { .. } => 0,
         }
     }
 
-    /// Bodies a node accepts without authentication: a client's read-only query, the answer
-    /// to it, and the notice of a refusal. Nothing that changes a node's state.
+    /// Bodies a node accepts without authentication: a client's read-only queries (members,
+    /// status, monitor), the answers to them, and the notice of a refusal. Nothing that
+    /// changes a node's state: the operator's commands ([`Body::LeaveCommand`],
+    /// [`Body::EvictCommand`]) need the key.
     pub fn allowed_unauthenticated(&self) -> bool {
         matches!(
             self,
-            Body::MembersRequest | Body::MembersResponse { .. } | Body::Refused { .. }
+            Body::MembersRequest
+                | Body::MembersResponse { .. }
+                | Body::Refused { .. }
+                | Body::StatusRequest
+                | Body::StatusResponse { .. }
+                | Body::MonitorRequest
+                | Body::MonitorEvents { .. }
+                | Body::CommandResult { .. }
+        )
+    }
+
+    /// Whether this is an operator's request (status, monitor, leave, evict) or the answer to
+    /// one: the node's shell handles these, never the protocol cores.
+    pub fn is_operator(&self) -> bool {
+        matches!(
+            self,
+            Body::StatusRequest
+                | Body::StatusResponse { .. }
+                | Body::MonitorRequest
+                | Body::MonitorEvents { .. }
+                | Body::LeaveCommand
+                | Body::EvictCommand { .. }
+                | Body::CommandResult { .. }
         )
     }
 
@@ -502,6 +567,13 @@ impl Body {
             Body::MembersRequest => "members_request",
             Body::MembersResponse { .. } => "members_response",
             Body::Refused { .. } => "refused",
+            Body::StatusRequest => "status_request",
+            Body::StatusResponse { .. } => "status_response",
+            Body::MonitorRequest => "monitor_request",
+            Body::MonitorEvents { .. } => "monitor_events",
+            Body::LeaveCommand => "leave_command",
+            Body::EvictCommand { .. } => "evict_command",
+            Body::CommandResult { .. } => "command_result",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod codec;
 mod messages;
+pub mod status;
 
 pub use codec::{ClusterKey, FrameCodec, FrameError, WireStats};
 pub use messages::{

@@ -4,6 +4,8 @@
 //!   every delivery (stops gracefully on SIGINT/SIGTERM: it leaves its groups first);
 //!   `--send-count N` makes it multicast N numbered messages;
 //! - `viewsync members GROUP --via HOST:PORT`: print a group's current view through any node;
+//! - `viewsync status|monitor|leave|evict --via HOST:PORT`: a node's status, its events as
+//!   they happen, a graceful leave, the eviction of a dead member (`admin_cli`);
 //! - `viewsync send GROUP --via HOST:PORT MESSAGE`: multicast to a group from outside it;
 //! - `viewsync demo`: a local three-member group in one process, with a crash;
 //!   `--strategy passive|passive-backup-reads|active|active-local-reads|active-byzantine|naive|gossip` (and `--state-machine kv|bank`) runs a
@@ -86,6 +88,16 @@ enum Command {
     },
     /// Call a replicated key-value store or bank through a front end.
     Client(viewsync_services::client_cli::ClientArgs),
+    /// Print a node's status: its groups, views, blocks, peers and counters (exit code 3
+    /// when it is blocked in a group, 1 when unreachable).
+    Status(viewsync_services::admin_cli::StatusArgs),
+    /// Print a node's events (views, blocks, suspicions, state transfers) as they happen,
+    /// until interrupted.
+    Monitor(viewsync_services::admin_cli::MonitorArgs),
+    /// Ask a node to leave its groups gracefully and stop (or to leave one group).
+    Leave(viewsync_services::admin_cli::LeaveArgs),
+    /// Remove a member from a group at once, without waiting for failure detection.
+    Evict(viewsync_services::admin_cli::EvictArgs),
     /// Start a local group of three members, then kill one; print every view. With a
     /// replicated --strategy, clients write meanwhile and every acknowledged write is read
     /// back at the end.
@@ -113,9 +125,12 @@ enum Command {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Colours only on a terminal: logs written to a file or a pipe stay plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -156,6 +171,10 @@ fn main() -> ExitCode {
             timeout_ms,
         } => members(group, via, key_file, Duration::from_millis(timeout_ms)),
         Command::Client(args) => viewsync_services::client_cli::run(args),
+        Command::Status(args) => viewsync_services::admin_cli::status(args),
+        Command::Monitor(args) => viewsync_services::admin_cli::monitor(args),
+        Command::Leave(args) => viewsync_services::admin_cli::leave(args),
+        Command::Evict(args) => viewsync_services::admin_cli::evict(args),
         Command::Demo {
             strategy,
             state_machine,
@@ -231,7 +250,7 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
             match service.strategy {
                 Strategy::Log => {
                     log_service::LogService::start(&node, group.clone(), plan, |line| {
-                        println!("{line}")
+                        print_line(&line)
                     })
                     .await
                     .map_err(|e| e.to_string())?;
@@ -248,7 +267,7 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
                         group.clone(),
                         &service,
                         node_data_dir.as_deref(),
-                        |line| println!("{line}"),
+                        |line| print_line(&line),
                         true,
                     )
                     .await
@@ -257,7 +276,12 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
             }
         }
         let mut events = node.subscribe().await.map_err(|e| e.to_string())?;
-        println!("{}", report::listening(&node.me()));
+        if let Some(addr) = node.metrics_addr() {
+            print_line(&format!("metrics node={} addr={addr}", node.me().id.node));
+        }
+        print_line(&report::listening(&node.me()));
+        let stop_requested = node.stop_requested();
+        tokio::pin!(stop_requested);
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(|e| e.to_string())?;
@@ -269,6 +293,8 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
                 },
                 _ = tokio::signal::ctrl_c() => break,
                 _ = terminate.recv() => break,
+                // `viewsync leave`: the node is leaving its groups already.
+                _ = &mut stop_requested => break,
             }
         }
         // Graceful stop: leave every group, so the others install a view without this node
@@ -304,8 +330,14 @@ fn run_node(path: PathBuf, plan: log_service::SendPlan) -> ExitCode {
 
 fn print_event(event: &GroupEvent) {
     if let Some(line) = report::event_line(event) {
-        println!("{line}");
+        print_line(&line);
     }
+}
+
+/// Prints one of the node's event lines on standard output, after a timestamp (RFC 3339,
+/// UTC; the line parsers skip it).
+fn print_line(line: &str) {
+    println!("{}", report::stamped(line));
 }
 
 /// What the client commands share: the group name and key file checked (exit code 2 with the

@@ -752,4 +752,8 @@ where
     fn position(&self) -> Option<u64> {
         Some(self.committed.index)
     }
+
+    fn log_records(&self) -> Option<u64> {
+        self.committed.log.records_held()
+    }
 }

@@ -935,6 +935,10 @@ fn restore<S: StateMachine>(bytes: &[u8]) -> Result<S, StoreError> {
 }
 
 impl<S: StateMachine> ReplicaCore for GossipReplica<S> {
+    fn log_records(&self) -> Option<u64> {
+        Some(self.log_len() as u64)
+    }
+
     fn handle(&mut self, event: &ServiceEvent) -> Result<Vec<Action>, StoreError> {
         let mut out = Vec::new();
         match event {

@@ -250,6 +250,12 @@ pub trait ReplicaCore {
         None
     }
 
+    /// Records in the core's log (after its last snapshot), for `viewsync status`; `None`
+    /// (the default) for a core that keeps none.
+    fn log_records(&self) -> Option<u64> {
+        None
+    }
+
     /// Whether this replica manager serves clients (and gossips with the members it can
     /// reach) while its group is blocked or while it rejoins: its node then hands it client
     /// requests it would otherwise refuse (`NodeHandle::register_service_available`). Only

@@ -340,6 +340,10 @@ impl ReplicaCore for SigningCore {
     fn position(&self) -> Option<u64> {
         self.inner.position()
     }
+
+    fn log_records(&self) -> Option<u64> {
+        self.inner.log_records()
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ pub trait ReplicaLog: Send {
     /// Replaces everything with `snapshot` at `index` (after a state transfer): the log
     /// continues at `index + 1`.
     fn reset(&mut self, index: u64, snapshot: &[u8]) -> Result<(), StoreError>;
+
+    /// Records held after the last snapshot (what `viewsync status` shows as the log's
+    /// length); `None` if the storage cannot tell.
+    fn records_held(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Storage in memory: what a replica recovers from it is what it held when it stopped, so
@@ -87,6 +93,10 @@ impl MemoryLog {
 }
 
 impl ReplicaLog for MemoryLog {
+    fn records_held(&self) -> Option<u64> {
+        Some(self.records.len() as u64)
+    }
+
     fn append(&mut self, index: u64, record: &[u8]) -> Result<(), StoreError> {
         let expected = self.last_index() + 1;
         if index != expected {
@@ -175,6 +185,13 @@ impl DiskLog {
 }
 
 impl ReplicaLog for DiskLog {
+    fn records_held(&self) -> Option<u64> {
+        Some(match (self.wal.first_index(), self.wal.last_index()) {
+            (Some(first), Some(last)) => last.saturating_sub(first) + 1,
+            _ => 0,
+        })
+    }
+
     fn append(&mut self, index: u64, record: &[u8]) -> Result<(), StoreError> {
         self.wal
             .append(index, record)

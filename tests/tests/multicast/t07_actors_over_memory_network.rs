@@ -68,6 +68,7 @@ fn config(i: usize) -> NodeConfig {
         transport: TransportConfig::default(),
         group_multicast: BTreeMap::new(),
         data_dir: None,
+        metrics_listen: None,
     }
 }
 

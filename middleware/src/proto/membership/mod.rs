@@ -595,6 +595,14 @@ impl Membership {
             | Body::Request { .. }
             | Body::Response { .. }
             | Body::Refused { .. } => {}
+            // The node's shell answers operators; they never reach a core.
+            Body::StatusRequest
+            | Body::StatusResponse { .. }
+            | Body::MonitorRequest
+            | Body::MonitorEvents { .. }
+            | Body::LeaveCommand
+            | Body::EvictCommand { .. }
+            | Body::CommandResult { .. } => {}
         }
         out
     }
