@@ -652,8 +652,7 @@ impl NodeConfig {
             ));
         }
         // The defaults and every group's own settings obey the same bounds.
-        for mc in std::iter::once(&self.settings.multicast).chain(self.group_multicast.values())
-        {
+        for mc in std::iter::once(&self.settings.multicast).chain(self.group_multicast.values()) {
             if mc.window_messages == 0 || mc.window_bytes == 0 || mc.outbox_messages == 0 {
                 return Err(invalid(
                     "multicast.window_messages",
@@ -1098,7 +1097,10 @@ mod tests {
             file("[multicast]\npayload_bytes_max = 99999999\n"),
             built(NodeConfig::builder(1).multicast(multicast))
         );
-        assert_eq!(file("data_dir = \"\"\n"), built(NodeConfig::builder(1).data_dir("")));
+        assert_eq!(
+            file("data_dir = \"\"\n"),
+            built(NodeConfig::builder(1).data_dir(""))
+        );
         assert_eq!(
             built(NodeConfig::builder(0)),
             "node_id",
@@ -1127,17 +1129,22 @@ mod tests {
             .build()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("keygen"), "a missing key file suggests keygen: {e}");
+        assert!(
+            e.contains("keygen"),
+            "a missing key file suggests keygen: {e}"
+        );
     }
 
     #[test]
     fn addresses_may_name_a_host() {
-        let c = parse("node_id = 2\nlisten = \"localhost:0\"\nseeds = [\"localhost:7701\"]\n").unwrap();
+        let c =
+            parse("node_id = 2\nlisten = \"localhost:0\"\nseeds = [\"localhost:7701\"]\n").unwrap();
         assert!(c.listen.ip().is_loopback(), "{:?}", c.listen);
         assert_eq!(c.seeds[0].port(), 7701);
         let e = parse("node_id = 2\nlisten = \"127.0.0.1\"\nseeds = [\"x:1\"]\n").unwrap_err();
         assert!(e.contains("`listen`") && e.contains("IP:PORT"), "{e}");
-        let e = parse("node_id = 2\nlisten = \"127.0.0.1:0\"\nseeds = [\"localhost:99999\"]\n").unwrap_err();
+        let e = parse("node_id = 2\nlisten = \"127.0.0.1:0\"\nseeds = [\"localhost:99999\"]\n")
+            .unwrap_err();
         assert!(e.contains("`seeds`") && e.contains("IP:PORT"), "{e}");
         let e = resolve_address("no-such-host.invalid:7701").unwrap_err();
         assert!(e.contains("no-such-host.invalid"), "{e}");

@@ -64,7 +64,12 @@ async fn both_in_view(members: &[NodeHandle], group: &GroupName) -> Result<(), E
     loop {
         let mut sizes = Vec::new();
         for member in members {
-            sizes.push(member.view(group.clone()).await?.map_or(0, |v| v.members.len()));
+            sizes.push(
+                member
+                    .view(group.clone())
+                    .await?
+                    .map_or(0, |v| v.members.len()),
+            );
         }
         if sizes.iter().all(|n| *n == members.len()) {
             return Ok(());
@@ -114,14 +119,24 @@ async fn scenario(strategy: Strategy) -> Result<(Option<usize>, bool), Error> {
     for round in 0..ROUNDS {
         let (x, y) = (format!("x{round}"), format!("y{round}"));
         for account in [&x, &y] {
-            recorder.call(1, &mut setup, BankOp::set(account.as_str(), 0)).await?;
+            recorder
+                .call(1, &mut setup, BankOp::set(account.as_str(), 0))
+                .await?;
         }
         // Both replicas hold the zeros before the scenario starts.
         tokio::time::sleep(Duration::from_millis(800)).await;
-        recorder.call(1, &mut c1_at_b, BankOp::set(x.as_str(), 1)).await?;
-        recorder.call(1, &mut c1_at_a, BankOp::set(y.as_str(), 2)).await?;
-        let seen_y = recorder.call(2, &mut c2_at_a, BankOp::get(y.as_str())).await?;
-        let seen_x = recorder.call(2, &mut c2_at_a, BankOp::get(x.as_str())).await?;
+        recorder
+            .call(1, &mut c1_at_b, BankOp::set(x.as_str(), 1))
+            .await?;
+        recorder
+            .call(1, &mut c1_at_a, BankOp::set(y.as_str(), 2))
+            .await?;
+        let seen_y = recorder
+            .call(2, &mut c2_at_a, BankOp::get(y.as_str()))
+            .await?;
+        let seen_x = recorder
+            .call(2, &mut c2_at_a, BankOp::get(x.as_str()))
+            .await?;
         println!(
             "[{}] round {round}: client 1 set {x}=1 at B, then {y}=2 at A; client 2 at A read \
              {y} -> {seen_y:?}, then {x} -> {seen_x:?}",

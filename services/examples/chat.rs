@@ -127,7 +127,9 @@ fn in_view(windows: &BTreeMap<&str, Vec<Line>>, who: &str, members: &[&str]) -> 
             Line::Said(_) => None,
         })
     });
-    last.is_some_and(|m| m.len() == members.len() && members.iter().all(|n| m.contains(&n.to_string())))
+    last.is_some_and(|m| {
+        m.len() == members.len() && members.iter().all(|n| m.contains(&n.to_string()))
+    })
 }
 
 /// Whether `who` has seen `text`.
@@ -158,8 +160,13 @@ async fn join(
     Ok(node)
 }
 
-async fn say(node: &NodeHandle, group: &GroupName, text: String) -> Result<String, Box<dyn std::error::Error>> {
-    node.multicast(group.clone(), Bytes::from(text.clone())).await?;
+async fn say(
+    node: &NodeHandle,
+    group: &GroupName,
+    text: String,
+) -> Result<String, Box<dyn std::error::Error>> {
+    node.multicast(group.clone(), Bytes::from(text.clone()))
+        .await?;
     Ok(text)
 }
 
@@ -175,7 +182,11 @@ fn by_view(window: &[Line]) -> BTreeMap<u64, (Vec<String>, Vec<String>)> {
             }
             Line::Said(text) => {
                 if let Some(epoch) = current {
-                    views.get_mut(&epoch).expect("inserted").1.push(text.clone());
+                    views
+                        .get_mut(&epoch)
+                        .expect("inserted")
+                        .1
+                        .push(text.clone());
                 }
             }
         }
@@ -198,7 +209,9 @@ fn check(windows: &BTreeMap<&'static str, Vec<Line>>, left: &str) -> Result<usiz
                     continue;
                 };
                 if members_a != members_b {
-                    return Err(format!("{a} and {b} disagree on the members of view {epoch}"));
+                    return Err(format!(
+                        "{a} and {b} disagree on the members of view {epoch}"
+                    ));
                 }
                 let last_of_leaver = |who: &str, v: &BTreeMap<u64, _>| {
                     who == left && v.keys().next_back() == Some(epoch)
@@ -232,21 +245,27 @@ fn main() -> std::process::ExitCode {
         };
         let alice = join(1, vec![], &group, &window).await?;
         let seeds = vec![alice.me().addr];
-        room.until("alice's view", |w| in_view(w, "alice", &["alice"])).await?;
+        room.until("alice's view", |w| in_view(w, "alice", &["alice"]))
+            .await?;
         let bob = join(2, seeds.clone(), &group, &window).await?;
-        room.until("bob's view", |w| in_view(w, "bob", &["alice", "bob"])).await?;
+        room.until("bob's view", |w| in_view(w, "bob", &["alice", "bob"]))
+            .await?;
         let carol = join(3, seeds.clone(), &group, &window).await?;
         let trio = ["alice", "bob", "carol"];
-        room.until("carol's view", |w| trio.iter().all(|n| in_view(w, n, &trio)))
-            .await?;
+        room.until("carol's view", |w| {
+            trio.iter().all(|n| in_view(w, n, &trio))
+        })
+        .await?;
         let mut last = String::new();
         for round in 1..=2 {
             for (who, node) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
                 last = say(node, &group, format!("<{who}> hello {round}")).await?;
             }
         }
-        room.until("the first messages", |w| trio.iter().all(|n| heard(w, n, &last)))
-            .await?;
+        room.until("the first messages", |w| {
+            trio.iter().all(|n| heard(w, n, &last))
+        })
+        .await?;
         let dave = join(4, seeds.clone(), &group, &window).await?;
         let four = ["alice", "bob", "carol", "dave"];
         room.until("dave's view", |w| four.iter().all(|n| in_view(w, n, &four)))
@@ -254,18 +273,24 @@ fn main() -> std::process::ExitCode {
         for (who, node) in [("dave", &dave), ("bob", &bob)] {
             last = say(node, &group, format!("<{who}> hi dave")).await?;
         }
-        room.until("dave's greeting", |w| four.iter().all(|n| heard(w, n, &last)))
-            .await?;
+        room.until("dave's greeting", |w| {
+            four.iter().all(|n| heard(w, n, &last))
+        })
+        .await?;
         println!("[main] bob leaves");
         bob.stop(Duration::from_secs(5)).await?;
         let rest = ["alice", "carol", "dave"];
-        room.until("the view without bob", |w| rest.iter().all(|n| in_view(w, n, &rest)))
-            .await?;
+        room.until("the view without bob", |w| {
+            rest.iter().all(|n| in_view(w, n, &rest))
+        })
+        .await?;
         for (who, node) in [("carol", &carol), ("alice", &alice), ("dave", &dave)] {
             last = say(node, &group, format!("<{who}> bye bob")).await?;
         }
-        room.until("the last messages", |w| rest.iter().all(|n| heard(w, n, &last)))
-            .await?;
+        room.until("the last messages", |w| {
+            rest.iter().all(|n| heard(w, n, &last))
+        })
+        .await?;
         // Anything still on its way (there should be nothing).
         room.drain(Duration::from_millis(300)).await;
         let compared = check(&room.windows, "bob")?;

@@ -114,9 +114,12 @@ async fn start_member(
     .start();
     node.register_service(group.clone(), counter).await?;
     node.join(group.clone()).await?;
-    tokio::time::timeout(Duration::from_secs(20), state.wait_for(|(in_view, _)| *in_view))
-        .await
-        .map_err(|_| format!("member {id} is in no view after 20 s"))??;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        state.wait_for(|(in_view, _)| *in_view),
+    )
+    .await
+    .map_err(|_| format!("member {id} is in no view after 20 s"))??;
     Ok((node, state))
 }
 
@@ -143,7 +146,9 @@ fn main() -> std::process::ExitCode {
         let mut counts = vec![count1, count2];
         for increment in 1..=5u64 {
             first.multicast(group.clone(), encode(increment)).await?;
-            second.multicast(group.clone(), encode(increment * 10)).await?;
+            second
+                .multicast(group.clone(), encode(increment * 10))
+                .await?;
         }
         let mut expected = (1..=5).map(|i| i + i * 10).sum::<u64>();
         if !agree(&mut counts, expected).await {

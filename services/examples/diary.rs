@@ -118,7 +118,10 @@ async fn member(
         .data_dir(dir.join(format!("node{n}")))
         .build()?;
     let name = ["desk", "server", "laptop"][n as usize - 1];
-    Ok(start_member(config, group.clone(), service, move |line| println!("[{name}] {line}")).await?)
+    Ok(start_member(config, group.clone(), service, move |line| {
+        println!("[{name}] {line}")
+    })
+    .await?)
 }
 
 async fn run() -> Result<(), Error> {
@@ -154,7 +157,13 @@ async fn run() -> Result<(), Error> {
     write("desk", &mut at_desk, "thu-11", "interview").await?;
     write("laptop", &mut at_laptop, "fri-15", "train to Leeds").await?;
     // The laptop's owner moves the dentist; the desk never heard of it yet.
-    write("laptop", &mut at_laptop, "mon-14", "dentist (moved to 15:00)").await?;
+    write(
+        "laptop",
+        &mut at_laptop,
+        "mon-14",
+        "dentist (moved to 15:00)",
+    )
+    .await?;
     let offline_desk = diary_at(&group, desk_addr).await?;
     let offline_laptop = diary_at(&group, laptop_addr).await?;
     show("desk, laptop offline", &offline_desk);

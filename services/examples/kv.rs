@@ -105,10 +105,18 @@ async fn run(args: Args) -> Result<(), Error> {
 
     for k in 0..args.keys {
         let put = KvOp::put(format!("key{k}"), format!("value{k}"));
-        expect(&format!("put key{k}=value{k}"), store.call(put).await?, KvOutput::Written)?;
+        expect(
+            &format!("put key{k}=value{k}"),
+            store.call(put).await?,
+            KvOutput::Written,
+        )?;
     }
     let cas = KvOp::cas("key0", Some("value0"), "changed");
-    expect("cas key0 value0->changed", store.call(cas).await?, KvOutput::Swapped)?;
+    expect(
+        "cas key0 value0->changed",
+        store.call(cas).await?,
+        KvOutput::Swapped,
+    )?;
     let deleted = store.call(KvOp::delete("key1")).await?;
     expect("delete key1", deleted, KvOutput::Deleted { existed: true })?;
     let expected = |k: u64| match k {

@@ -272,8 +272,15 @@ pub async fn start_member(
     }
     let data_dir = config.data_dir.clone();
     let node = Node::spawn(config).await?;
-    if let Err(error) =
-        start_replica(&node, group.clone(), service, data_dir.as_deref(), print, false).await
+    if let Err(error) = start_replica(
+        &node,
+        group.clone(),
+        service,
+        data_dir.as_deref(),
+        print,
+        false,
+    )
+    .await
     {
         node.crash();
         return Err(error.into());

@@ -22,7 +22,14 @@ fn example(name: &str) -> PathBuf {
     if !path.exists() {
         let release = profile_dir.file_name().is_some_and(|p| p == "release");
         let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args(["build", "--locked", "-p", "viewsync-services", "--example", name]);
+        build.args([
+            "build",
+            "--locked",
+            "-p",
+            "viewsync-services",
+            "--example",
+            name,
+        ]);
         if release {
             build.arg("--release");
         }

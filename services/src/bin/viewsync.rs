@@ -21,8 +21,8 @@ use std::time::Duration;
 use viewsync::runtime::{GroupEvent, Node};
 use viewsync::wire::ClusterKey;
 use viewsync::GroupName;
-use viewsync_services::config::{MachineKind, ServiceFileConfig, Strategy};
 use viewsync_services::client_cli::parse_address;
+use viewsync_services::config::{MachineKind, ServiceFileConfig, Strategy};
 use viewsync_services::strategy;
 use viewsync_services::{demo, log_service, report};
 

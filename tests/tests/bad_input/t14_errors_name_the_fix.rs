@@ -22,7 +22,9 @@ fn mistakes_get_errors_that_name_the_cause_and_the_fix() {
     // A key file readable by everyone (as git checks one out): the node starts, and warns.
     chmod(&key, 0o644);
     cluster.launch(1, &[], "");
-    let warning = cluster.node(1).wait_stderr(&[WIDE_OPEN], Duration::from_secs(5));
+    let warning = cluster
+        .node(1)
+        .wait_stderr(&[WIDE_OPEN], Duration::from_secs(5));
     assert!(warning.contains("chmod 600"), "{warning}");
     // Owner-only: no warning.
     chmod(&key, 0o600);
@@ -30,7 +32,10 @@ fn mistakes_get_errors_that_name_the_cause_and_the_fix() {
     cluster.launch(2, &seeds, "");
     cluster.wait_converged(&[1, 2], CONVERGE_TIMEOUT);
     let log = cluster.node(2).stderr_lines().join("\n");
-    assert!(!log.contains(WIDE_OPEN), "node 2 warned of a 0600 key: {log}");
+    assert!(
+        !log.contains(WIDE_OPEN),
+        "node 2 warned of a 0600 key: {log}"
+    );
 
     let via = cluster.addr(1).to_string();
     let send = |args: &[&str]| {
@@ -60,7 +65,10 @@ fn mistakes_get_errors_that_name_the_cause_and_the_fix() {
         &["members", GROUP, "--via", &by_name],
         Duration::from_secs(10),
     );
-    assert!(out.status.success(), "members --via localhost:PORT: {out:?}");
+    assert!(
+        out.status.success(),
+        "members --via localhost:PORT: {out:?}"
+    );
 
     // One address given, one counted.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -77,7 +85,11 @@ fn mistakes_get_errors_that_name_the_cause_and_the_fix() {
     // A malformed address: the expected forms are named.
     let out = send(&["--via", "127.0.0.1", "--key-file", &key_arg]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(out.stderr.contains("IP:PORT or HOST:PORT"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("IP:PORT or HOST:PORT"),
+        "{}",
+        out.stderr
+    );
 
     // A missing key file: `viewsync keygen` is suggested, for the CLI and for a node.
     let missing = cluster.dir.path().join("no-such.key");
