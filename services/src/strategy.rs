@@ -235,12 +235,12 @@ pub enum StartMemberError {
 /// the node's address ([`NodeHandle::me`]) with a
 /// [`FrontEnd`](crate::frontend::FrontEnd) whose routing is [`routing`]`(strategy)`.
 ///
-/// ```no_run
+/// ```
 /// use viewsync::config::NodeConfig;
 /// use viewsync::GroupName;
 /// use viewsync_services::config::{DurabilityMode, ServiceConfig, Strategy};
 /// use viewsync_services::frontend::{FrontEnd, FrontEndConfig};
-/// use viewsync_services::state_machine::kv::{KvOp, KvStore};
+/// use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
 /// use viewsync_services::strategy::{routing, start_member};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -257,6 +257,8 @@ pub enum StartMemberError {
 ///     front_end.routing = routing(service.strategy).expect("a replicated strategy");
 ///     let mut kv = FrontEnd::<KvStore>::new(front_end);
 ///     kv.call(KvOp::put("colour", "blue")).await?;
+///     assert_eq!(kv.call(KvOp::get("colour")).await?, KvOutput::value("blue"));
+///     node.stop(std::time::Duration::from_secs(1)).await?;
 ///     Ok::<_, Box<dyn std::error::Error>>(())
 /// })
 /// # }
