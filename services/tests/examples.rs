@@ -1,7 +1,9 @@
 //! Runs every example (`services/examples/`) as a user would, and checks it succeeded and
 //! printed what it demonstrates. `cargo test` builds the examples before running tests (in
 //! `target/<profile>/examples/`); run alone (`cargo test -p viewsync-services --test
-//! examples`) it builds any that are missing first. All of them together take about 15 s.
+//! examples`) it builds any that are missing first, but runs those already there as they
+//! are: after changing an example, run `cargo build --release --examples` (or the whole
+//! `cargo test`) first. All of them together run in about 7 to 15 s.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
