@@ -351,11 +351,13 @@ pub async fn query_group(
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// No node answered, or none is a member of the group.
-    #[error("no member of group {group} reachable through {tried} address(es): {last}")]
+    #[error("no member of group {group} reachable through {} ({tried} address(es) tried): {last}", join(.via))]
     NoMember {
         /// The group.
         group: GroupName,
-        /// How many addresses were tried.
+        /// The addresses given to resolve the group through.
+        via: Vec<SocketAddr>,
+        /// How many distinct addresses were tried (those given and the members learnt).
         tried: usize,
         /// The last problem seen.
         last: String,
@@ -368,6 +370,33 @@ pub enum SendError {
         /// Its reason.
         reason: String,
     },
+    /// A member was reached but refused the request's frame: it was sent without the cluster
+    /// key, or with another key. Nothing was sent; every member would refuse it the same.
+    #[error(
+        "{addr} refused the multicast's frame ({reason}): {}",
+        if *.keyed {
+            "the cluster key given is not the cluster's (check --key-file)"
+        } else {
+            "it was sent without a key, and members take multicasts from authenticated \
+             clients only (pass the cluster key with --key-file)"
+        }
+    )]
+    Unauthenticated {
+        /// The member.
+        addr: SocketAddr,
+        /// Its reason.
+        reason: String,
+        /// Whether a key was given (so it is the wrong one).
+        keyed: bool,
+    },
+}
+
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Multicasts `payload` to `group` from outside it, as a one-shot [`Client`]: resolves the
@@ -381,19 +410,23 @@ pub async fn send_to_group(
     key: Option<ClusterKey>,
     timeout: Duration,
 ) -> Result<SocketAddr, SendError> {
+    let keyed = key.is_some();
     let mut last = String::from("no address given");
-    let mut tried = 0;
+    // Distinct addresses: a seed that is also the member sent to counts once.
+    let mut tried: std::collections::BTreeSet<SocketAddr> = Default::default();
+    let no_member = |tried: &std::collections::BTreeSet<SocketAddr>, last| SendError::NoMember {
+        group: group.clone(),
+        via: seeds.to_vec(),
+        tried: tried.len(),
+        last,
+    };
     let mut members: Vec<SocketAddr> = Vec::new();
     let Some(first) = seeds.first() else {
-        return Err(SendError::NoMember {
-            group: group.clone(),
-            tried,
-            last,
-        });
+        return Err(no_member(&tried, last));
     };
     let mut client = Client::new(*first, key, timeout);
     for seed in seeds {
-        tried += 1;
+        tried.insert(*seed);
         client.set_node(*seed);
         match client.members(group).await {
             Ok(Some(view)) => {
@@ -405,19 +438,22 @@ pub async fn send_to_group(
         }
     }
     for member in members {
-        tried += 1;
+        tried.insert(member);
         client.set_node(member);
         match client.group_send(group, payload.clone()).await {
             Ok(()) => return Ok(member),
             Err(ClientError::NotAccepted { addr, reason }) => {
                 return Err(SendError::Refused { addr, reason })
             }
+            Err(ClientError::Refused { addr, reason }) => {
+                return Err(SendError::Unauthenticated {
+                    addr,
+                    reason,
+                    keyed,
+                })
+            }
             Err(error) => last = error.to_string(),
         }
     }
-    Err(SendError::NoMember {
-        group: group.clone(),
-        tried,
-        last,
-    })
+    Err(no_member(&tried, last))
 }

@@ -366,9 +366,10 @@ impl MulticastSection {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     node_id: u64,
-    listen: SocketAddr,
+    /// `IP:PORT` or `HOST:PORT`, resolved by [`resolve_address`].
+    listen: String,
     #[serde(default)]
-    seeds: Vec<SocketAddr>,
+    seeds: Vec<String>,
     #[serde(default)]
     bootstrap: bool,
     #[serde(default)]
@@ -496,53 +497,118 @@ impl NodeConfig {
             key,
             problem,
         };
-        if raw.node_id == 0 {
-            return Err(invalid(
-                "node_id",
-                "must be at least 1 (0 is reserved for clients)".into(),
-            ));
-        }
+        let listen = resolve_address(&raw.listen).map_err(|problem| invalid("listen", problem))?;
+        let seeds = raw
+            .seeds
+            .iter()
+            .map(|seed| resolve_address(seed))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| invalid("seeds", problem))?;
         let anchored = |file: &Path| {
-            if file.is_relative() {
+            if file.is_relative() && !file.as_os_str().is_empty() {
                 path.parent().unwrap_or(Path::new(".")).join(file)
             } else {
                 file.to_path_buf()
             }
         };
         let key = match &raw.key_file {
-            Some(file) => {
-                let file = anchored(file);
-                Some(ClusterKey::load(&file).map_err(|source| ConfigError::Key {
-                    path: shown.clone(),
-                    source,
-                })?)
-            }
+            Some(file) => Some(load_key(&anchored(file), &shown)?),
             None => None,
         };
-        let data_dir = match &raw.data_dir {
-            Some(dir) if dir.as_os_str().is_empty() => {
-                return Err(invalid(
-                    "data_dir",
-                    "is empty; name a directory, or leave the key out".into(),
-                ))
-            }
-            Some(dir) => Some(anchored(dir)),
-            None => None,
+        let membership = raw.membership.resolve(path, raw.bootstrap)?;
+        let multicast = raw.multicast.resolve(path)?;
+        let group_multicast = raw
+            .group
+            .iter()
+            .map(|(name, options)| {
+                let mut config = multicast;
+                if let Some(ordering) = options.ordering {
+                    config.ordering = ordering;
+                }
+                if let Some(delivery) = options.delivery {
+                    config.delivery = delivery.into();
+                }
+                (name.clone(), config)
+            })
+            .collect();
+        let config = NodeConfig {
+            node_id: NodeId(raw.node_id),
+            listen,
+            seeds,
+            groups: raw.groups,
+            key,
+            settings: NodeSettings {
+                failure_detector: raw.failure_detector.resolve(path)?,
+                membership,
+                multicast,
+            },
+            transport: raw.transport.resolve(path)?,
+            group_multicast,
+            data_dir: raw.data_dir.as_deref().map(anchored),
+            metrics_listen: raw.metrics_listen,
         };
-        if key.is_none() && !raw.listen.ip().is_loopback() {
+        config.validate(&shown)?;
+        Ok(config)
+    }
+
+    /// A configuration built in code instead of read from a file: the same settings, the
+    /// same defaults and the same validation as the file's (see [`NodeConfigBuilder`]).
+    ///
+    /// ```
+    /// use viewsync::config::NodeConfig;
+    ///
+    /// // The node that founds the cluster, on a free loopback port.
+    /// let first = NodeConfig::builder(1).bootstrap(true).build()?;
+    /// // Another that joins through it.
+    /// let second = NodeConfig::builder(2)
+    ///     .listen("127.0.0.1:0".parse()?)
+    ///     .seed("127.0.0.1:7701".parse()?)
+    ///     .build()?;
+    /// assert!(first.settings.membership.bootstrap && !second.settings.membership.bootstrap);
+    ///
+    /// // Refused as the file would be: no seeds and not founding.
+    /// let error = NodeConfig::builder(3).build().unwrap_err();
+    /// assert!(error.to_string().contains("`seeds`"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(node_id: u64) -> NodeConfigBuilder {
+        NodeConfigBuilder::new(node_id)
+    }
+
+    /// Checks every rule a configuration must meet; `shown` names its source in errors. The
+    /// file loader and the builder both end here, so they accept and refuse the same.
+    fn validate(&self, shown: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            path: shown.to_string(),
+            key,
+            problem,
+        };
+        if self.node_id.0 == 0 {
+            return Err(invalid(
+                "node_id",
+                "must be at least 1 (0 is reserved for clients)".into(),
+            ));
+        }
+        if self
+            .data_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return Err(invalid(
+                "data_dir",
+                "is empty; name a directory, or leave the key out".into(),
+            ));
+        }
+        if self.key.is_none() && !self.listen.ip().is_loopback() {
             return Err(invalid(
                 "listen",
                 format!(
                     "is {}, not a loopback address, and no `key_file` is set: a node without a cluster key listens on loopback only",
-                    raw.listen
+                    self.listen
                 ),
             ));
         }
-        let failure_detector = raw.failure_detector.resolve(path)?;
-        let membership = raw.membership.resolve(path, raw.bootstrap)?;
-        let transport = raw.transport.resolve(path)?;
-        let multicast = raw.multicast.resolve(path)?;
-        let fd = &failure_detector;
+        let fd = &self.settings.failure_detector;
         if fd.heartbeat_interval.is_zero() {
             return Err(invalid(
                 "failure_detector.heartbeat_interval_ms",
@@ -555,7 +621,7 @@ impl NodeConfig {
                 "must be at least twice heartbeat_interval_ms".into(),
             ));
         }
-        let m = &membership;
+        let m = &self.settings.membership;
         for (key, value) in [
             ("membership.join_retry_interval_ms", m.join_retry_interval),
             ("membership.view_change_timeout_ms", m.view_change_timeout),
@@ -565,7 +631,7 @@ impl NodeConfig {
                 return Err(invalid(key, "must be positive".into()));
             }
         }
-        let t = &transport;
+        let t = &self.transport;
         if !(64..=FRAME_BYTES_LIMIT).contains(&t.frame_bytes_max) {
             return Err(invalid(
                 "transport.frame_bytes_max",
@@ -590,37 +656,41 @@ impl NodeConfig {
                 "must be positive and at least reconnect_backoff_min_ms".into(),
             ));
         }
-        let mc = &multicast;
-        if mc.window_messages == 0 || mc.window_bytes == 0 || mc.outbox_messages == 0 {
-            return Err(invalid(
-                "multicast.window_messages",
-                "window_messages, window_bytes and outbox_messages must be positive".into(),
-            ));
+        // The defaults and every group's own settings obey the same bounds.
+        for mc in std::iter::once(&self.settings.multicast).chain(self.group_multicast.values()) {
+            if mc.window_messages == 0 || mc.window_bytes == 0 || mc.outbox_messages == 0 {
+                return Err(invalid(
+                    "multicast.window_messages",
+                    "window_messages, window_bytes and outbox_messages must be positive".into(),
+                ));
+            }
+            // Room for the envelope, the entry headers and the tag around the largest payload.
+            let frame_room = t.frame_bytes_max.saturating_sub(1024);
+            if mc.payload_bytes_max == 0 || mc.payload_bytes_max > frame_room {
+                return Err(invalid(
+                    "multicast.payload_bytes_max",
+                    format!(
+                        "must be between 1 and {frame_room} (transport.frame_bytes_max - 1024)"
+                    ),
+                ));
+            }
+            if mc.batch_bytes > frame_room
+                || mc.state_chunk_bytes == 0
+                || mc.state_chunk_bytes > frame_room
+            {
+                return Err(invalid(
+                    "multicast.batch_bytes",
+                    format!("batch_bytes and state_chunk_bytes must be at most {frame_room}"),
+                ));
+            }
+            if mc.nak_interval.is_zero() || mc.state_retry.is_zero() {
+                return Err(invalid(
+                    "multicast.nak_interval_ms",
+                    "nak_interval_ms and state_retry_ms must be positive".into(),
+                ));
+            }
         }
-        // Room for the envelope, the entry headers and the tag around the largest payload.
-        let frame_room = t.frame_bytes_max.saturating_sub(1024);
-        if mc.payload_bytes_max == 0 || mc.payload_bytes_max > frame_room {
-            return Err(invalid(
-                "multicast.payload_bytes_max",
-                format!("must be between 1 and {frame_room} (transport.frame_bytes_max - 1024)"),
-            ));
-        }
-        if mc.batch_bytes > frame_room
-            || mc.state_chunk_bytes == 0
-            || mc.state_chunk_bytes > frame_room
-        {
-            return Err(invalid(
-                "multicast.batch_bytes",
-                format!("batch_bytes and state_chunk_bytes must be at most {frame_room}"),
-            ));
-        }
-        if mc.nak_interval.is_zero() || mc.state_retry.is_zero() {
-            return Err(invalid(
-                "multicast.nak_interval_ms",
-                "nak_interval_ms and state_retry_ms must be positive".into(),
-            ));
-        }
-        if raw.seeds.is_empty() && !raw.bootstrap {
+        if self.seeds.is_empty() && !self.settings.membership.bootstrap {
             return Err(invalid(
                 "seeds",
                 "is empty and `bootstrap` is not set: this node could never join a group \
@@ -629,36 +699,179 @@ impl NodeConfig {
                     .into(),
             ));
         }
-        let group_multicast = raw
-            .group
-            .iter()
-            .map(|(name, options)| {
-                let mut config = multicast;
-                if let Some(ordering) = options.ordering {
-                    config.ordering = ordering;
-                }
-                if let Some(delivery) = options.delivery {
-                    config.delivery = delivery.into();
-                }
-                (name.clone(), config)
-            })
-            .collect();
-        Ok(NodeConfig {
-            node_id: NodeId(raw.node_id),
-            listen: raw.listen,
-            seeds: raw.seeds,
-            groups: raw.groups,
-            key,
-            settings: NodeSettings {
-                failure_detector,
-                membership,
-                multicast,
+        Ok(())
+    }
+}
+
+/// Loads the cluster key at `file` for the configuration `shown`.
+fn load_key(file: &Path, shown: &str) -> Result<ClusterKey, ConfigError> {
+    ClusterKey::load(file).map_err(|source| ConfigError::Key {
+        path: shown.to_string(),
+        source,
+    })
+}
+
+/// A socket address written as `IP:PORT` (`127.0.0.1:7701`, `[::1]:7701`) or `HOST:PORT`
+/// (`localhost:7701`, `node2.example.net:7701`), the host name resolved now (the first
+/// address it resolves to). The error says which form is expected, or why the name did not
+/// resolve. Used for the file's `listen` and `seeds` and the command line's `--via`.
+pub fn resolve_address(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "{text:?} is not an address: expected IP:PORT or HOST:PORT (for example \
+             127.0.0.1:7701 or localhost:7701)"
+        ));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{text:?} is not an address: expected IP:PORT or HOST:PORT with a port from 0 to \
+             65535 (for example 127.0.0.1:7701 or localhost:7701)"
+        ));
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().ok_or_else(|| {
+            format!("host name {host:?} resolves to no address (expected IP:PORT or HOST:PORT)")
+        }),
+        Err(error) => Err(format!(
+            "cannot resolve host name {host:?} ({error}); expected IP:PORT or HOST:PORT"
+        )),
+    }
+}
+
+/// Builds a [`NodeConfig`] in code (from [`NodeConfig::builder`]): every setting the file
+/// has, with the file's defaults, checked by [`NodeConfigBuilder::build`] exactly as the file
+/// loader checks a file. Unset: listens on `127.0.0.1:0` (a free loopback port), no seeds,
+/// does not found the group, no groups, no key, no data directory, default protocol and
+/// transport settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfigBuilder {
+    config: NodeConfig,
+    key_file: Option<PathBuf>,
+}
+
+/// What [`NodeConfigBuilder::build`]'s errors name as the configuration's source.
+pub const BUILDER_SOURCE: &str = "NodeConfig::builder";
+
+impl NodeConfigBuilder {
+    fn new(node_id: u64) -> Self {
+        NodeConfigBuilder {
+            config: NodeConfig {
+                node_id: NodeId(node_id),
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                seeds: Vec::new(),
+                groups: Vec::new(),
+                key: None,
+                settings: NodeSettings::default(),
+                transport: TransportConfig::default(),
+                group_multicast: BTreeMap::new(),
+                data_dir: None,
+                metrics_listen: None,
             },
-            transport,
-            group_multicast,
-            data_dir,
-            metrics_listen: raw.metrics_listen,
-        })
+            key_file: None,
+        }
+    }
+
+    /// The address to listen on (`listen`; port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Adds a node to join groups through (`seeds`).
+    pub fn seed(mut self, addr: SocketAddr) -> Self {
+        self.config.seeds.push(addr);
+        self
+    }
+
+    /// Adds nodes to join groups through (`seeds`).
+    pub fn seeds(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.config.seeds.extend(addrs);
+        self
+    }
+
+    /// Whether this node founds its groups when no seed answers (`bootstrap`; one node of a
+    /// cluster, once).
+    pub fn bootstrap(mut self, bootstrap: bool) -> Self {
+        self.config.settings.membership.bootstrap = bootstrap;
+        self
+    }
+
+    /// Adds a group to join at start (`groups`). A program that registers a service first
+    /// leaves this out and calls [`NodeHandle::join`](crate::runtime::NodeHandle::join)
+    /// after registering.
+    pub fn group(mut self, group: GroupName) -> Self {
+        self.config.groups.push(group);
+        self
+    }
+
+    /// The cluster key (`key_file`'s contents).
+    pub fn key(mut self, key: ClusterKey) -> Self {
+        self.config.key = Some(key);
+        self.key_file = None;
+        self
+    }
+
+    /// The cluster key file (`key_file`), read by [`Self::build`].
+    pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_file = Some(path.into());
+        self
+    }
+
+    /// Where the node keeps its incarnation across restarts (`data_dir`).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Where the metrics endpoint listens (`metrics_listen`; port 0 picks a free port).
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.config.metrics_listen = Some(addr);
+        self
+    }
+
+    /// `[failure_detector]`.
+    pub fn failure_detector(mut self, config: FailureDetectorConfig) -> Self {
+        self.config.settings.failure_detector = config;
+        self
+    }
+
+    /// `[membership]`; its `bootstrap` is replaced by [`Self::bootstrap`]'s when set after.
+    pub fn membership(mut self, config: MembershipConfig) -> Self {
+        self.config.settings.membership = config;
+        self
+    }
+
+    /// `[multicast]`: the settings of groups without their own.
+    pub fn multicast(mut self, config: MulticastConfig) -> Self {
+        self.config.settings.multicast = config;
+        self
+    }
+
+    /// `[group.NAME]`: `group`'s own multicast settings.
+    pub fn group_multicast(mut self, group: GroupName, config: MulticastConfig) -> Self {
+        self.config.group_multicast.insert(group, config);
+        self
+    }
+
+    /// `[transport]`.
+    pub fn transport(mut self, config: TransportConfig) -> Self {
+        self.config.transport = config;
+        self
+    }
+
+    /// The configuration, validated as a file is ([`NodeConfig::parse`]); errors name the
+    /// file key at fault and [`BUILDER_SOURCE`] as the source.
+    pub fn build(self) -> Result<NodeConfig, ConfigError> {
+        let mut config = self.config;
+        if let Some(file) = &self.key_file {
+            config.key = Some(load_key(file, BUILDER_SOURCE)?);
+        }
+        config.validate(BUILDER_SOURCE)?;
+        Ok(config)
     }
 }
 
@@ -853,6 +1066,100 @@ mod tests {
             e.contains("`extra.fanout`") && e.contains("unknown field `fanout`"),
             "{e}"
         );
+    }
+
+    /// The builder and the file refuse the same settings, naming the same key.
+    #[test]
+    fn the_builder_validates_as_the_file_does() {
+        let key_of = |e: ConfigError| match e {
+            ConfigError::Invalid { key, .. } => key.to_string(),
+            other => panic!("not an invalid value: {other}"),
+        };
+        let file = |extra: &str| {
+            key_of(
+                NodeConfig::parse(
+                    &format!("node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n{extra}"),
+                    Path::new("t.toml"),
+                )
+                .unwrap_err(),
+            )
+        };
+        let built = |b: NodeConfigBuilder| key_of(b.bootstrap(true).build().unwrap_err());
+        let fd = FailureDetectorConfig {
+            suspect_timeout: Duration::from_millis(10),
+            ..FailureDetectorConfig::default()
+        };
+        assert_eq!(
+            file("[failure_detector]\nsuspect_timeout_ms = 10\n"),
+            built(NodeConfig::builder(1).failure_detector(fd))
+        );
+        let transport = TransportConfig {
+            send_queue_frames: 0,
+            ..TransportConfig::default()
+        };
+        assert_eq!(
+            file("[transport]\nsend_queue_frames = 0\n"),
+            built(NodeConfig::builder(1).transport(transport))
+        );
+        let multicast = MulticastConfig {
+            payload_bytes_max: 99_999_999,
+            ..MulticastConfig::default()
+        };
+        assert_eq!(
+            file("[multicast]\npayload_bytes_max = 99999999\n"),
+            built(NodeConfig::builder(1).multicast(multicast))
+        );
+        assert_eq!(
+            file("data_dir = \"\"\n"),
+            built(NodeConfig::builder(1).data_dir(""))
+        );
+        assert_eq!(
+            built(NodeConfig::builder(0)),
+            "node_id",
+            "node 0 is refused by both"
+        );
+        let e = NodeConfig::builder(1)
+            .listen("0.0.0.0:7000".parse().unwrap())
+            .bootstrap(true)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(BUILDER_SOURCE) && e.contains("loopback"), "{e}");
+        let e = NodeConfig::builder(2).build().unwrap_err().to_string();
+        assert!(e.contains("`seeds`"), "{e}");
+        // A valid one equals the file's.
+        let built = NodeConfig::builder(2)
+            .seed("127.0.0.1:7701".parse().unwrap())
+            .group(GroupName::new("demo").unwrap())
+            .build()
+            .unwrap();
+        let parsed = parse("node_id = 2\nlisten = \"127.0.0.1:0\"\nseeds = [\"127.0.0.1:7701\"]\ngroups = [\"demo\"]\n").unwrap();
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        let e = NodeConfig::builder(1)
+            .key_file("/nonexistent/cluster.key")
+            .bootstrap(true)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("keygen"),
+            "a missing key file suggests keygen: {e}"
+        );
+    }
+
+    #[test]
+    fn addresses_may_name_a_host() {
+        let c =
+            parse("node_id = 2\nlisten = \"localhost:0\"\nseeds = [\"localhost:7701\"]\n").unwrap();
+        assert!(c.listen.ip().is_loopback(), "{:?}", c.listen);
+        assert_eq!(c.seeds[0].port(), 7701);
+        let e = parse("node_id = 2\nlisten = \"127.0.0.1\"\nseeds = [\"x:1\"]\n").unwrap_err();
+        assert!(e.contains("`listen`") && e.contains("IP:PORT"), "{e}");
+        let e = parse("node_id = 2\nlisten = \"127.0.0.1:0\"\nseeds = [\"localhost:99999\"]\n")
+            .unwrap_err();
+        assert!(e.contains("`seeds`") && e.contains("IP:PORT"), "{e}");
+        let e = resolve_address("no-such-host.invalid:7701").unwrap_err();
+        assert!(e.contains("no-such-host.invalid"), "{e}");
     }
 
     #[test]

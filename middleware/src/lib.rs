@@ -43,6 +43,17 @@
 //! })
 //! # }
 //! ```
+//!
+//! A node's configuration comes from a TOML file ([`config::NodeConfig::load`]) or is built in
+//! code ([`config::NodeConfig::builder`]), validated the same way. The service actor API,
+//! with a runnable example, is in [`runtime::service`]; `services/examples/counter.rs` is the
+//! smallest replicated service to copy.
+//!
+//! # Depending on it
+//!
+//! Not published to a registry: depend by path (`viewsync = { path = ".../middleware" }`)
+//! or by git; `middleware/README.md` says more. Services are actix actors, so an
+//! application also depends on `actix` (0.13) and runs its nodes inside an actix system.
 
 pub mod client;
 pub mod config;

@@ -15,7 +15,7 @@
 //! printed on one line in a stable form ([`kv_line`], [`bank_line`]); the exit status says
 //! whether there is one ([`EXIT_CODES`]).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -344,15 +344,10 @@ pub fn bank_line(op: &BankOp, output: &BankOutput) -> String {
     }
 }
 
-/// Parses `HOST:PORT` (an IP address or a name, resolved now; the first address is taken).
+/// Parses `IP:PORT` or `HOST:PORT` (a name is resolved now; the first address is taken);
+/// the error says which form is expected ([`viewsync::config::resolve_address`]).
 pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    text.to_socket_addrs()
-        .map_err(|e| format!("{text:?} is not HOST:PORT: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
+    viewsync::config::resolve_address(text)
 }
 
 /// Parses a duration: a number and a unit, `ms`, `s` or `m` (`500ms`, `30s`, `1.5s`, `2m`).

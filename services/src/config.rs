@@ -526,17 +526,24 @@ fn refuse_setting(
 /// Makes the node deliver its groups' multicasts safely (only once every member holds them),
 /// as replicated strategies need, and with `total_order` in one order at every member.
 fn require_safe_delivery(node: &mut NodeConfig, total_order: bool) {
+    for group in node.groups.clone() {
+        prepare_group(node, &group, total_order);
+    }
+}
+
+/// Gives `group` on `node` the delivery a replicated strategy needs: safe, and in total order
+/// when `total_order` ([`Strategy::needs_total_order`]). What the file loader does for the
+/// groups a file lists; [`crate::strategy::start_member`] does it for the group it joins.
+pub fn prepare_group(node: &mut NodeConfig, group: &viewsync::GroupName, total_order: bool) {
     use viewsync::proto::multicast::Delivery;
     use viewsync::wire::Ordering;
-    for group in node.groups.clone() {
-        let multicast = node
-            .group_multicast
-            .entry(group)
-            .or_insert(node.settings.multicast);
-        multicast.delivery = Delivery::Safe;
-        if total_order {
-            multicast.ordering = Ordering::Total;
-        }
+    let multicast = node
+        .group_multicast
+        .entry(group.clone())
+        .or_insert(node.settings.multicast);
+    multicast.delivery = Delivery::Safe;
+    if total_order {
+        multicast.ordering = Ordering::Total;
     }
 }
 

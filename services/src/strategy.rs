@@ -18,7 +18,8 @@ use crate::state_machine::kv::KvStore;
 use crate::state_machine::StateMachine;
 use crate::storage::Durability;
 use std::path::Path;
-use viewsync::runtime::NodeHandle;
+use viewsync::config::NodeConfig;
+use viewsync::runtime::{Node, NodeHandle};
 use viewsync::{GroupName, ProcessId};
 
 /// Why a replica could not start.
@@ -206,4 +207,87 @@ pub async fn start_replica(
         replica = replica.durable(position);
     }
     Ok(replica.register().await?)
+}
+
+/// Why [`start_member`] could not start a member.
+#[derive(Debug, thiserror::Error)]
+pub enum StartMemberError {
+    /// The node did not start (its address, its data directory).
+    #[error("the node did not start: {0}")]
+    Node(#[from] viewsync::error::StartError),
+    /// Its replica did not start.
+    #[error("the replica did not start: {0}")]
+    Replica(#[from] StartReplicaError),
+    /// The node stopped before it could join.
+    #[error("the node stopped: {0}")]
+    Stopped(#[from] viewsync::error::NodeError),
+}
+
+/// Starts a member of the replicated `group` in this process, as `viewsync node` runs one:
+/// gives the group the delivery the strategy needs ([`crate::config::prepare_group`]),
+/// starts the node, starts its replica manager (its state in `config.data_dir`'s
+/// `service/<group>`, or in `service.data_dir`, or in memory when neither is set), and
+/// joins the group. A replica that cannot go on stops its node (it does not exit the
+/// process). The node founds the group if `config` says `bootstrap` and no seed answers.
+/// Must run inside an actix system.
+///
+/// The node's [`NodeHandle`] is the application's to keep: [`NodeHandle::stop`] leaves
+/// gracefully, [`NodeHandle::crash`] stops as a crash would. Clients reach the group through
+/// the node's address ([`NodeHandle::me`]) with a
+/// [`FrontEnd`](crate::frontend::FrontEnd) whose routing is [`routing`]`(strategy)`.
+///
+/// ```
+/// use viewsync::config::NodeConfig;
+/// use viewsync::GroupName;
+/// use viewsync_services::config::{DurabilityMode, ServiceConfig, Strategy};
+/// use viewsync_services::frontend::{FrontEnd, FrontEndConfig};
+/// use viewsync_services::state_machine::kv::{KvOp, KvOutput, KvStore};
+/// use viewsync_services::strategy::{routing, start_member};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// actix::System::new().block_on(async {
+///     let group = GroupName::new("kv")?;
+///     let service = ServiceConfig {
+///         strategy: Strategy::Passive,
+///         durability: DurabilityMode::Memory,
+///         ..ServiceConfig::default()
+///     };
+///     let config = NodeConfig::builder(1).bootstrap(true).build()?;
+///     let node = start_member(config, group.clone(), &service, |line| println!("{line}")).await?;
+///     let mut front_end = FrontEndConfig::new(group, vec![node.me().addr], "kv");
+///     front_end.routing = routing(service.strategy).expect("a replicated strategy");
+///     let mut kv = FrontEnd::<KvStore>::new(front_end);
+///     kv.call(KvOp::put("colour", "blue")).await?;
+///     assert_eq!(kv.call(KvOp::get("colour")).await?, KvOutput::value("blue"));
+///     node.stop(std::time::Duration::from_secs(1)).await?;
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })
+/// # }
+/// ```
+pub async fn start_member(
+    mut config: NodeConfig,
+    group: GroupName,
+    service: &ServiceConfig,
+    print: impl FnMut(String) + 'static,
+) -> Result<NodeHandle, StartMemberError> {
+    if service.strategy.is_replicated() {
+        crate::config::prepare_group(&mut config, &group, service.strategy.needs_total_order());
+    }
+    let data_dir = config.data_dir.clone();
+    let node = Node::spawn(config).await?;
+    if let Err(error) = start_replica(
+        &node,
+        group.clone(),
+        service,
+        data_dir.as_deref(),
+        print,
+        false,
+    )
+    .await
+    {
+        node.crash();
+        return Err(error.into());
+    }
+    node.join(group).await?;
+    Ok(node)
 }

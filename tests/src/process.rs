@@ -484,6 +484,12 @@ impl Cluster {
     pub fn new() -> Cluster {
         let dir = TempDir::new("cluster");
         let key_file = dir.write("cluster.key", &format!("{}\n", new_key_hex()));
+        // Owner-only, as a key file should be (a wider one makes every node warn).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod 600 the cluster key");
+        }
         Cluster {
             dir,
             key_file,

@@ -98,6 +98,15 @@ impl std::fmt::Debug for ClusterKey {
 /// A key file or key text that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// There is no file at the path.
+    #[error(
+        "no key file at {path}: make one with `viewsync keygen > {path}` and `chmod 600 {path}`, \
+         and give every node of the cluster the same file"
+    )]
+    Missing {
+        /// The file.
+        path: String,
+    },
     /// The file could not be read.
     #[error("cannot read key file {path}: {source}")]
     Read {
@@ -128,16 +137,52 @@ impl ClusterKey {
     }
 
     /// Reads a key file holding hex text.
+    ///
+    /// A file that others than its owner may read is used, with a warning naming the fix
+    /// (`chmod 600`), as ssh warns of private keys: anyone who reads the key can join the
+    /// cluster and send it anything. (Git keeps only modes 644 and 755, so a key checked
+    /// out from a repository is group- and world-readable until it is changed.)
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.display().to_string(),
-            source,
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                KeyError::Missing {
+                    path: shown.clone(),
+                }
+            } else {
+                KeyError::Read {
+                    path: shown.clone(),
+                    source,
+                }
+            }
         })?;
+        if let Some(mode) = readable_by_others(path) {
+            tracing::warn!(
+                "key file {shown} is readable by others than its owner (mode {mode:03o}): \
+                 anyone who can read it can join the cluster; run `chmod 600 {shown}`"
+            );
+        }
         Self::from_hex(&text)
     }
 
     fn mac(&self) -> HmacSha256 {
         HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length")
+    }
+}
+
+/// The file's permission bits when group or others may read it (`None` when only its owner
+/// can, or on systems without Unix permissions).
+pub fn readable_by_others(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o044 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 

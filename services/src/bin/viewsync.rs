@@ -23,6 +23,7 @@ use std::time::Duration;
 use viewsync::runtime::{GroupEvent, Node};
 use viewsync::wire::ClusterKey;
 use viewsync::GroupName;
+use viewsync_services::client_cli::parse_address;
 use viewsync_services::config::{MachineKind, ServiceFileConfig, Strategy};
 use viewsync_services::strategy;
 use viewsync_services::{demo, log_service, report};
@@ -61,8 +62,8 @@ enum Command {
         group: String,
         /// The message.
         message: String,
-        /// Addresses of nodes to resolve the group through.
-        #[arg(long, required = true)]
+        /// Addresses of nodes to resolve the group through (IP:PORT or HOST:PORT).
+        #[arg(long, required = true, value_name = "HOST:PORT", value_parser = parse_address)]
         via: Vec<SocketAddr>,
         /// The cluster key file (required by keyed clusters).
         #[arg(long)]
@@ -75,8 +76,8 @@ enum Command {
     Members {
         /// The group name.
         group: String,
-        /// Any node's address.
-        #[arg(long)]
+        /// Any node's address (IP:PORT or HOST:PORT).
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_address)]
         via: SocketAddr,
         /// The cluster key file, to authenticate the query (optional: nodes answer this
         /// read-only query without it).

@@ -15,6 +15,9 @@
 //!   group's view, one at a time; a node that does not answer is *suspected* for the rest of
 //!   the round and the next is asked. The newest view heard (by [`ViewId`]) wins; its first
 //!   member is the primary.
+//!   Under [`Routing::Anywhere`], a node with no view that is blocked on its join, when no
+//!   member is known, is sent the request all the same (a gossip member cut off from its
+//!   group serves its clients); a service that does not answer there refuses `Blocked`.
 //! - **Target.** [`Routing::Primary`] sends every request to the primary;
 //!   [`Routing::ReadsAnywhere`] sends reads to one chosen member (sticky: the first seed that
 //!   is a member, else a random member) and updates to the primary; [`Routing::Anywhere`]
@@ -376,10 +379,22 @@ impl Policy {
                         None => self.next(now),
                     }
                 }
-                None => {
-                    call.last = format!("{via} is not a member of the group");
-                    self.resolve(now)
-                }
+                None => match status.blocked {
+                    // A node blocked on its join (no seed answers) that is the only way
+                    // known to the group: under `Anywhere` its service may answer all the
+                    // same (the gossip strategy serves while cut off); one that does not
+                    // refuses `Blocked`, and the call backs off as after any refusal.
+                    Some(blocked)
+                        if self.config.routing == Routing::Anywhere && self.members.is_empty() =>
+                    {
+                        call.last = format!("{via} is blocked: {}", blocked.reason);
+                        self.send(now, via)
+                    }
+                    _ => {
+                        call.last = format!("{via} is not a member of the group");
+                        self.resolve(now)
+                    }
+                },
             },
             (Event::Waited, Pending::Wait) => self.resolve(now),
             (event, pending) => {
@@ -1074,6 +1089,30 @@ mod tests {
         });
         assert_eq!(p.handle(MS, blocked), resolve(2));
         assert_eq!(p.handle(MS, status(2, &[2, 3])), send(2));
+    }
+
+    /// A node cut off from its group (blocked on its join, no view) that is the only way
+    /// known: `Anywhere` sends to it (a gossip member serves while cut off); `Primary` does
+    /// not (it waits for a view).
+    #[test]
+    fn a_cut_off_node_is_tried_under_anywhere_routing() {
+        let cut_off = || {
+            Event::Status(GroupStatus {
+                view: None,
+                blocked: Some(Blocked {
+                    view: None,
+                    blocked_ms: 5,
+                    reason: BlockedReason::NoSeedAnswered,
+                }),
+            })
+        };
+        let mut p = policy(Routing::Anywhere, &[1]);
+        assert_eq!(p.begin(Duration::ZERO, false), resolve(1));
+        assert_eq!(p.handle(MS, cut_off()), send(1));
+        assert_eq!(p.handle(MS, Event::Answered), Step::Done);
+        let mut p = policy(Routing::Primary, &[1]);
+        assert_eq!(p.begin(Duration::ZERO, false), resolve(1));
+        wait_of(&p.handle(MS, cut_off()));
     }
 
     #[test]

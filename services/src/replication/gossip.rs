@@ -51,8 +51,10 @@
 //!   it are synced (group commit at the next tick): a restarted RM never reuses an update
 //!   number another RM or a front end has seen.
 //! - **Serving while cut off.** The core answers from its own state whatever the group is
-//!   doing ([`ReplicaCore::available_while_blocked`]): blocked in a minority, or rejoining
-//!   after being excluded. A state transfer it receives on rejoining is *merged* (logs
+//!   doing ([`ReplicaCore::available_while_blocked`]): blocked in a minority, rejoining
+//!   after being excluded, or restarted from its data directory and not yet back in its
+//!   group (a disconnected laptop: before its first view it serves from the state it
+//!   recovered; a replica that recovered nothing waits for the group's). A state transfer it receives on rejoining is *merged* (logs
 //!   united, the further-folded base kept, the value replayed), never restored over what it
 //!   accepted while cut off.
 //!
@@ -292,6 +294,9 @@ pub struct GossipReplica<S: StateMachine> {
     /// The other members of the latest view (gossip goes to them).
     peers: Vec<ProcessId>,
     in_view: bool,
+    /// Whether this replica started from a durable state of its own (a restart): it then
+    /// serves its clients before its first view, as it would cut off from the group.
+    recovered: bool,
     blocked: bool,
     waiting: Vec<(ReplyTo, Request<S::Operation>)>,
     /// Answers held until the records behind them are synced.
@@ -334,6 +339,7 @@ impl<S: StateMachine> GossipReplica<S> {
             replicas: BTreeSet::new(),
             peers: Vec::new(),
             in_view: false,
+            recovered: recovered.snapshot.is_some() || !recovered.records.is_empty(),
             blocked: false,
             waiting: Vec::new(),
             held: Vec::new(),
@@ -427,7 +433,9 @@ impl<S: StateMachine> GossipReplica<S> {
         if request.group != self.config.group {
             return self.refuse(to, Refusal::NoService, out);
         }
-        if !self.in_view {
+        // A replica that knows nothing yet waits for the group's state; one restarted from
+        // its own serves from it (its update numbers survived on disk: none is reused).
+        if !self.in_view && !self.recovered {
             return self.refuse(to, Refusal::Busy(BusyReason::Joining), out);
         }
         let request: Request<S::Operation> =

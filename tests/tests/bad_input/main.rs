@@ -22,6 +22,7 @@ mod t10_oversized_multicast;
 mod t11_unauthenticated_multicast;
 mod t12_bad_data_dir;
 mod t13_counter_overflow;
+mod t14_errors_name_the_fix;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -15,3 +15,4 @@ mod t08_large_requests;
 mod t09_active;
 mod t10_gossip;
 mod t11_byzantine;
+mod t12_rolling_restart;
