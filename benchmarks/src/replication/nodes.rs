@@ -35,6 +35,8 @@ pub struct Nodes {
     /// The cluster key.
     pub key: ClusterKey,
     lines: mpsc::Receiver<(usize, String)>,
+    /// Each member's latest `view` line: whether it has all members and no learner.
+    full_view: Vec<bool>,
 }
 
 impl Drop for Nodes {
@@ -72,6 +74,7 @@ impl Nodes {
             configs: Vec::new(),
             key: ClusterKey::from_hex(&key_hex)?,
             lines,
+            full_view: vec![false; cell.members],
         };
         for id in 1..=cell.members {
             let mut text = format!(
@@ -122,31 +125,30 @@ impl Nodes {
             });
             nodes.children.push(child);
             nodes.configs.push(config);
-            let addr = nodes.wait_for(|node, line| {
+            let addr = nodes.wait_for(|_, node, line| {
                 (node == id)
                     .then(|| ListeningLine::parse(line).map(|l| l.addr))
                     .flatten()
             })?;
             nodes.addrs.push(addr);
         }
-        let mut full = vec![false; cell.members];
-        nodes.wait_for(|node, line| {
-            if let Some(view) = ViewLine::parse(line) {
-                full[node - 1] = view.members.len() == cell.members && view.learners.is_empty();
-            }
-            full.iter().all(|f| *f).then_some(())
-        })?;
+        // Formed once every member's latest view holds all of them and no learner.
+        nodes.wait_for(|nodes, _, _| nodes.full_view.iter().all(|f| *f).then_some(()))?;
         Ok(nodes)
     }
 
     /// Reads member lines until `found` returns something (or a member exits, or
-    /// [`FORM_TIMEOUT`] passes).
+    /// [`FORM_TIMEOUT`] passes). Every `view` line read on the way counts for
+    /// the wait for the group to form, whatever is being waited for.
     fn wait_for<T>(
         &mut self,
-        mut found: impl FnMut(usize, &str) -> Option<T>,
+        mut found: impl FnMut(&Self, usize, &str) -> Option<T>,
     ) -> Result<T, BoxError> {
         let deadline = Instant::now() + FORM_TIMEOUT;
         loop {
+            if let Some(value) = found(self, 0, "") {
+                return Ok(value);
+            }
             for (i, child) in self.children.iter_mut().enumerate() {
                 if let Some(status) = child.try_wait()? {
                     return Err(format!("node {} exited ({status}); see its .log", i + 1).into());
@@ -161,7 +163,11 @@ impl Nodes {
                 .recv_timeout(left.min(Duration::from_millis(200)))
             {
                 Ok((node, line)) => {
-                    if let Some(value) = found(node, &line) {
+                    if let Some(view) = ViewLine::parse(&line) {
+                        self.full_view[node - 1] =
+                            view.members.len() == self.full_view.len() && view.learners.is_empty();
+                    }
+                    if let Some(value) = found(self, node, &line) {
                         return Ok(value);
                     }
                 }
