@@ -636,10 +636,7 @@ impl NodeConfig {
             ("transport.frame_read_timeout", t.frame_read_timeout),
         ] {
             if value < auth_min {
-                return Err(invalid(
-                    key,
-                    format!("must be at least {auth_min:?}"),
-                ));
+                return Err(invalid(key, format!("must be at least {auth_min:?}")));
             }
         }
         let mc = &multicast;
@@ -882,7 +879,10 @@ mod tests {
         assert_eq!(c.transport.auth_timeout, Duration::from_secs(2));
         assert_eq!(c.transport.frame_read_timeout, Duration::from_secs(3));
         for (text, key) in [
-            ("max_inbound_connections = 0", "transport.max_inbound_connections"),
+            (
+                "max_inbound_connections = 0",
+                "transport.max_inbound_connections",
+            ),
             ("auth_timeout = \"100ms\"", "transport.auth_timeout"),
             ("frame_read_timeout_ms = 10", "transport.frame_read_timeout"),
         ] {

@@ -8,12 +8,14 @@
 //! - [`service`]: [`service::ServiceNode`] (a node with the log service's send plan, its
 //!   stdout parsed compactly as it arrives, for floods), [`service::Group`];
 //! - [`stdout_log`]: such a node's stdout, parsed compactly as it arrives;
-//! - [`view_synchrony`]: the view-synchrony checker over several members' logs.
+//! - [`view_synchrony`]: the view-synchrony checker over several members' logs;
+//! - [`fuzz_bodies`]: the fuzz targets' bodies, shared by `fuzz/` and `--test fuzz`.
 //!
 //! The lines are parsed with the types of `viewsync_services::report`, next to the code that
 //! prints them. Used by the `membership`, `multicast` and `bad_input` test binaries.
 
 pub mod child;
+pub mod fuzz_bodies;
 pub mod process;
 pub mod service;
 pub mod stdout_log;

@@ -95,7 +95,10 @@ impl RateLimitedLog {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.1 += 1;
         let now = Instant::now();
-        if state.0.is_some_and(|last| now.duration_since(last) < Self::EVERY) {
+        if state
+            .0
+            .is_some_and(|last| now.duration_since(last) < Self::EVERY)
+        {
             return None;
         }
         let count = state.1;
