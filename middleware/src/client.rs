@@ -91,7 +91,15 @@ pub enum ClientError {
 struct Connection {
     frames: FramedRead<OwnedReadHalf, FrameDecoder>,
     write: OwnedWriteHalf,
+    /// When it was opened, until its first request: nodes close a connection that sends no
+    /// frame within their `transport.auth_timeout`.
+    unused_since: Option<std::time::Instant>,
 }
+
+/// A connection opened this long ago and not used yet is replaced before the first request,
+/// rather than risking one the node is about to close for sending nothing
+/// (`transport.auth_timeout`, at least twice this).
+pub const FRESH_CONNECTION_MAX: Duration = Duration::from_millis(500);
 
 /// A long-lived client of one node: one connection, many requests, its own identity and
 /// frame counter (see the [module documentation](self)).
@@ -255,6 +263,10 @@ impl Client {
 
     /// The open connection, or a new one.
     async fn connection(&mut self) -> Result<&mut Connection, ClientError> {
+        let stale = self.connection.as_ref().and_then(|c| c.unused_since);
+        if stale.is_some_and(|since| since.elapsed() > FRESH_CONNECTION_MAX) {
+            self.connection = None;
+        }
         if self.connection.is_none() {
             let addr = self.node;
             let stream = tokio::net::TcpStream::connect(addr)
@@ -265,6 +277,7 @@ impl Client {
             self.connection = Some(Connection {
                 frames: FramedRead::new(read, self.codec.decoder()),
                 write,
+                unused_since: Some(std::time::Instant::now()),
             });
         }
         Ok(self.connection.as_mut().expect("just opened"))
@@ -289,6 +302,7 @@ impl Client {
         let timeout = self.timeout;
         let exchange = async {
             let connection = self.connection().await?;
+            connection.unused_since = None;
             connection
                 .write
                 .write_all(&frame)

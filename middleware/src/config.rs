@@ -36,6 +36,15 @@ pub struct TransportConfig {
     pub reconnect_backoff_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_backoff_max: Duration,
+    /// Inbound connections held open at once; a connection arriving at the limit is accepted
+    /// and closed at once (counted, logged at most once a second).
+    pub max_inbound_connections: usize,
+    /// How long an inbound connection has to deliver its first frame that opens; one that has
+    /// not is closed with a `Refused` notice.
+    pub auth_timeout: Duration,
+    /// How long a frame may take to arrive once its first bytes have (time spent waiting for
+    /// the node to take earlier frames does not count); a slower frame closes the connection.
+    pub frame_read_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -46,6 +55,9 @@ impl Default for TransportConfig {
             batch_bytes_max: 64 * 1024,
             reconnect_backoff_min: Duration::from_millis(20),
             reconnect_backoff_max: Duration::from_millis(500),
+            max_inbound_connections: 1024,
+            auth_timeout: Duration::from_secs(5),
+            frame_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -243,6 +255,13 @@ struct TransportSection {
     reconnect_backoff_max_ms: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     reconnect_backoff_max: Option<Duration>,
+    max_inbound_connections: Option<usize>,
+    auth_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    auth_timeout: Option<Duration>,
+    frame_read_timeout_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    frame_read_timeout: Option<Duration>,
 }
 
 impl TransportSection {
@@ -265,6 +284,23 @@ impl TransportSection {
                 self.reconnect_backoff_max_ms,
                 self.reconnect_backoff_max,
                 d.reconnect_backoff_max,
+            )?,
+            max_inbound_connections: self
+                .max_inbound_connections
+                .unwrap_or(d.max_inbound_connections),
+            auth_timeout: duration(
+                file,
+                "transport.auth_timeout",
+                self.auth_timeout_ms,
+                self.auth_timeout,
+                d.auth_timeout,
+            )?,
+            frame_read_timeout: duration(
+                file,
+                "transport.frame_read_timeout",
+                self.frame_read_timeout_ms,
+                self.frame_read_timeout,
+                d.frame_read_timeout,
             )?,
         })
     }
@@ -656,6 +692,23 @@ impl NodeConfig {
                 "must be positive and at least reconnect_backoff_min_ms".into(),
             ));
         }
+        if t.max_inbound_connections == 0 {
+            return Err(invalid(
+                "transport.max_inbound_connections",
+                "must be positive".into(),
+            ));
+        }
+        // A client reopens a connection it left unused for `FRESH_CONNECTION_MAX` before its
+        // first request; a timeout near that would close connections under such clients.
+        let auth_min = crate::client::FRESH_CONNECTION_MAX * 2;
+        for (key, value) in [
+            ("transport.auth_timeout", t.auth_timeout),
+            ("transport.frame_read_timeout", t.frame_read_timeout),
+        ] {
+            if value < auth_min {
+                return Err(invalid(key, format!("must be at least {auth_min:?}")));
+            }
+        }
         // The defaults and every group's own settings obey the same bounds.
         for mc in std::iter::once(&self.settings.multicast).chain(self.group_multicast.values()) {
             if mc.window_messages == 0 || mc.window_bytes == 0 || mc.outbox_messages == 0 {
@@ -1026,6 +1079,34 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("failure_detector.suspect_timeout"), "{e}");
+    }
+
+    #[test]
+    fn inbound_connection_limits_have_defaults_and_are_validated() {
+        let base = "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.transport.max_inbound_connections, 1024);
+        assert_eq!(c.transport.auth_timeout, Duration::from_secs(5));
+        assert_eq!(c.transport.frame_read_timeout, Duration::from_secs(10));
+        let c = parse(&format!(
+            "{base}[transport]\nmax_inbound_connections = 10\nauth_timeout = \"2s\"\n\
+             frame_read_timeout_ms = 3000\n"
+        ))
+        .unwrap();
+        assert_eq!(c.transport.max_inbound_connections, 10);
+        assert_eq!(c.transport.auth_timeout, Duration::from_secs(2));
+        assert_eq!(c.transport.frame_read_timeout, Duration::from_secs(3));
+        for (text, key) in [
+            (
+                "max_inbound_connections = 0",
+                "transport.max_inbound_connections",
+            ),
+            ("auth_timeout = \"100ms\"", "transport.auth_timeout"),
+            ("frame_read_timeout_ms = 10", "transport.frame_read_timeout"),
+        ] {
+            let e = parse(&format!("{base}[transport]\n{text}\n")).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

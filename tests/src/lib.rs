@@ -10,6 +10,7 @@
 //! - [`stdout_log`]: such a node's stdout, parsed compactly as it arrives;
 //! - [`view_synchrony`]: the view-synchrony checker over several members' logs;
 //! - [`netns`]: hosts in network namespaces joined by a bridge, cut and healed (partitions).
+//! - [`fuzz_bodies`]: the fuzz targets' bodies, shared by `fuzz/` and `--test fuzz`.
 //!
 //! The lines are parsed with the types of `viewsync_services::report`, next to the code that
 //! prints them (a node's stdout lines start with a timestamp, which [`child`] strips). Used by
@@ -18,6 +19,7 @@
 
 pub mod child;
 pub mod netns;
+pub mod fuzz_bodies;
 pub mod process;
 pub mod service;
 pub mod stdout_log;

@@ -95,6 +95,8 @@ impl Node {
             addr,
         };
         let codec = FrameCodec::new(config.key.clone(), config.transport.frame_bytes_max);
+        // Frames of this node's earlier incarnations (delayed, or replayed) are stale here too.
+        codec.replay_guard().track_own_process(me.id);
         let mut settings = config.settings;
         let member_of = match &config.data_dir {
             Some(dir) => super::data_dir::recorded_memberships(dir)?,

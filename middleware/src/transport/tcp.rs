@@ -13,6 +13,14 @@
 //!   into one buffer and writes it with one call.
 //! - **Bad frames**: a frame that fails to open closes its connection, after an
 //!   unauthenticated `Refused` notice naming the reason; the reason is logged and counted.
+//! - **Hostile connections** (docs/ARCHITECTURE.md, decision 38): at most
+//!   `max_inbound_connections` inbound connections are open at once; one arriving at the limit
+//!   is accepted and closed at once. An inbound connection whose first frame has not opened
+//!   within `auth_timeout` of its accept (idle, or trickling bytes) is closed after a `Refused`
+//!   notice; after that, a frame whose first bytes have arrived must be whole within
+//!   `frame_read_timeout` (checked a few times per timeout, so it closes within 1.25 times
+//!   it). Time the reader spends waiting for the node to take earlier frames does not count.
+//!   Each is counted, and logged at most once a second with the number since the last line.
 //!
 //! Sending does not go through the actor's mailbox: the node actor calls
 //! [`TcpSender::send`], which queues on the peer's channel directly (one hop less per frame).
@@ -28,9 +36,9 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use futures::StreamExt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -41,6 +49,8 @@ use tokio_util::sync::CancellationToken;
 pub const PEER_IDLE: Duration = Duration::from_secs(30);
 /// Frames queued per inbound connection for replies.
 const REPLY_QUEUE_FRAMES: usize = 64;
+/// Pause after a failed accept before the next.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Transport counters.
 #[derive(Debug, Default)]
@@ -61,6 +71,40 @@ pub struct TransportStats {
     pub write_batches: AtomicU64,
     /// Bytes written.
     pub bytes_written: AtomicU64,
+    /// Inbound connections closed at accept because `max_inbound_connections` were open.
+    pub connections_refused_at_limit: AtomicU64,
+    /// Inbound connections closed because no frame opened within `auth_timeout`.
+    pub connections_closed_auth_timeout: AtomicU64,
+    /// Inbound connections closed because a frame took longer than `frame_read_timeout`.
+    pub connections_closed_slow_frame: AtomicU64,
+}
+
+/// Logs a repeated event at most once per [`RateLimitedLog::EVERY`], with how many happened
+/// since the last line: a flood of hostile connections must not become a flood of log lines.
+#[derive(Debug, Default)]
+struct RateLimitedLog {
+    /// When the last line was written, and events since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl RateLimitedLog {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Counts one event; returns how many to report if a line is due now.
+    fn due(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.1 += 1;
+        let now = Instant::now();
+        if state
+            .0
+            .is_some_and(|last| now.duration_since(last) < Self::EVERY)
+        {
+            return None;
+        }
+        let count = state.1;
+        *state = (Some(now), 0);
+        Some(count)
+    }
 }
 
 struct PeerQueue {
@@ -84,6 +128,20 @@ struct Shared {
     /// tasks as frames come off the socket: evidence of life that does not wait behind the
     /// node actor's mailbox.
     heard: DashMap<crate::id::ProcessId, std::time::Instant>,
+    /// Inbound connections open now (at most `config.max_inbound_connections`).
+    inbound_open: AtomicUsize,
+    log_at_limit: RateLimitedLog,
+    log_auth_timeout: RateLimitedLog,
+    log_slow_frame: RateLimitedLog,
+}
+
+/// Holds one of the `max_inbound_connections` places while its connection's reader runs.
+struct InboundPlace(Arc<Shared>);
+
+impl Drop for InboundPlace {
+    fn drop(&mut self) {
+        self.0.inbound_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The sending side of the TCP transport; cheap to clone.
@@ -119,6 +177,10 @@ impl TcpTransport {
             stats: Arc::new(TransportStats::default()),
             shutdown: CancellationToken::new(),
             heard: DashMap::new(),
+            inbound_open: AtomicUsize::new(0),
+            log_at_limit: RateLimitedLog::default(),
+            log_auth_timeout: RateLimitedLog::default(),
+            log_slow_frame: RateLimitedLog::default(),
         });
         let sender = TcpSender {
             shared: shared.clone(),
@@ -146,6 +208,11 @@ impl Actor for TcpTransport {
         let listener = self.listener.take().expect("started once");
         let accepted = futures::stream::unfold(listener, |listener| async move {
             let next = listener.accept().await;
+            if next.is_err() {
+                // Out of file descriptors, typically: accepting again at once would fail
+                // again at once, in a busy loop. Connections wait in the backlog meanwhile.
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
             Some((next, listener))
         });
         ctx.add_stream(accepted);
@@ -160,6 +227,24 @@ impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for TcpTransport {
     fn handle(&mut self, item: std::io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Self::Context) {
         match item {
             Ok((stream, peer)) => {
+                let open = self.shared.inbound_open.fetch_add(1, Ordering::Relaxed);
+                let place = InboundPlace(self.shared.clone());
+                if open >= self.shared.config.max_inbound_connections {
+                    self.shared
+                        .stats
+                        .connections_refused_at_limit
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Some(count) = self.shared.log_at_limit.due() {
+                        tracing::warn!(
+                            %peer,
+                            limit = self.shared.config.max_inbound_connections,
+                            refused_since_last_line = count,
+                            "closing new connection: at the inbound connection limit"
+                        );
+                    }
+                    // Dropping `stream` and `place` closes it and gives the place back.
+                    return;
+                }
                 self.shared
                     .stats
                     .connections_accepted
@@ -187,6 +272,7 @@ impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for TcpTransport {
                 actix::spawn(async move {
                     read_frames(shared.clone(), read, peer, connection, Some(tx)).await;
                     shared.replies.remove(&connection);
+                    drop(place);
                 });
             }
             Err(error) => tracing::warn!(%error, "accept failed"),
@@ -211,7 +297,18 @@ impl Handler<Shutdown> for TcpTransport {
     }
 }
 
+/// Why an inbound connection was closed for its pace rather than its content.
+#[derive(Clone, Copy, Debug)]
+enum TooSlow {
+    /// No frame opened within `auth_timeout` of the accept.
+    FirstFrame,
+    /// A frame took longer than `frame_read_timeout` to arrive.
+    Frame,
+}
+
 /// Reads frames from one connection until it ends, the node stops, or a frame fails to open.
+/// `refuse_on` is the reply queue of an inbound connection (absent for the replies read on an
+/// outbound one): refusals go there, and the connection is held to the pace limits.
 async fn read_frames(
     shared: Arc<Shared>,
     read: tokio::net::tcp::OwnedReadHalf,
@@ -220,14 +317,51 @@ async fn read_frames(
     refuse_on: Option<mpsc::Sender<Bytes>>,
 ) {
     let mut frames = FramedRead::new(read, shared.codec.decoder());
+    let config = shared.config;
+    let paced = refuse_on.is_some();
+    let accepted_at = Instant::now();
+    let first_frame_due = tokio::time::Instant::from_std(accepted_at + config.auth_timeout);
+    let frame_check_every = config.frame_read_timeout / 4;
+    let mut opened_any = false;
+    // When bytes of an unfinished frame were first seen waiting, after the first frame.
+    let mut partial_since: Option<Instant> = None;
+    let check = tokio::time::sleep_until(first_frame_due);
+    tokio::pin!(check);
     loop {
         let next = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
+            _ = check.as_mut(), if paced => {
+                let now = Instant::now();
+                let too_slow = if !opened_any {
+                    Some(TooSlow::FirstFrame)
+                } else if frames.read_buffer().is_empty() {
+                    partial_since = None;
+                    None
+                } else {
+                    let since = *partial_since.get_or_insert(now);
+                    (now.duration_since(since) >= config.frame_read_timeout)
+                        .then_some(TooSlow::Frame)
+                };
+                if let Some(too_slow) = too_slow {
+                    close_too_slow(&shared, peer, too_slow, frames.read_buffer().len(), refuse_on)
+                        .await;
+                    return;
+                }
+                check.as_mut().reset(tokio::time::Instant::now() + frame_check_every);
+                continue;
+            }
             next = frames.next() => next,
         };
         match next {
             None => return,
             Some(Ok(envelope)) => {
+                if !opened_any {
+                    opened_any = true;
+                    check
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + frame_check_every);
+                }
+                partial_since = None;
                 // Clients are not monitored: recording them would only grow the map.
                 if !envelope.body.allowed_unauthenticated() && !envelope.sender.is_client() {
                     shared
@@ -256,25 +390,70 @@ async fn read_frames(
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, reason = %error, "closing connection over a bad frame");
                 if let Some(replies) = refuse_on {
-                    let notice = Envelope {
-                        version: PROTOCOL_VERSION,
-                        sender: shared.me.id,
-                        sender_addr: shared.me.addr,
-                        seq: 0,
-                        group: None,
-                        body: Body::Refused {
-                            reason: error.to_string(),
-                        },
-                    };
-                    if let Ok(frame) = shared.codec.seal(notice) {
-                        let _ = replies.send(frame).await;
-                        // Give the writer a moment to flush the notice before the drop closes it.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    refuse(&shared, &replies, error.to_string()).await;
                 }
                 return;
             }
         }
+    }
+}
+
+/// Counts, logs (rate-limited) and refuses a connection closed for its pace.
+async fn close_too_slow(
+    shared: &Shared,
+    peer: SocketAddr,
+    too_slow: TooSlow,
+    buffered: usize,
+    refuse_on: Option<mpsc::Sender<Bytes>>,
+) {
+    let config = shared.config;
+    let (counter, log, reason) = match too_slow {
+        TooSlow::FirstFrame => (
+            &shared.stats.connections_closed_auth_timeout,
+            &shared.log_auth_timeout,
+            format!(
+                "no valid frame within {:?} of connecting (transport.auth_timeout)",
+                config.auth_timeout
+            ),
+        ),
+        TooSlow::Frame => (
+            &shared.stats.connections_closed_slow_frame,
+            &shared.log_slow_frame,
+            format!(
+                "frame not complete within {:?} (transport.frame_read_timeout)",
+                config.frame_read_timeout
+            ),
+        ),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if let Some(count) = log.due() {
+        tracing::warn!(
+            %peer,
+            %reason,
+            bytes_buffered = buffered,
+            closed_since_last_line = count,
+            "closing slow connection"
+        );
+    }
+    if let Some(replies) = refuse_on {
+        refuse(shared, &replies, reason).await;
+    }
+}
+
+/// Sends an unauthenticated `Refused` notice on an inbound connection about to close.
+async fn refuse(shared: &Shared, replies: &mpsc::Sender<Bytes>, reason: String) {
+    let notice = Envelope {
+        version: PROTOCOL_VERSION,
+        sender: shared.me.id,
+        sender_addr: shared.me.addr,
+        seq: 0,
+        group: None,
+        body: Body::Refused { reason },
+    };
+    if let Ok(frame) = shared.codec.seal(notice) {
+        let _ = replies.send(frame).await;
+        // Give the writer a moment to flush the notice before the drop closes it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

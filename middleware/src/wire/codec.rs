@@ -452,6 +452,19 @@ impl ReplayGuard {
         window.record(sender, seq)
     }
 
+    /// Starts tracking the process this guard belongs to, so that frames claiming an older
+    /// incarnation of its node are refused as [`FrameError::StaleIncarnation`] (otherwise the
+    /// first such frame would open a window for the node id). Its own frames never come back
+    /// to it, so its window holds no frame.
+    pub fn track_own_process(&self, me: ProcessId) {
+        if me.is_client() {
+            return;
+        }
+        let mut window = ReplayWindow::fresh(me, 0);
+        window.seen = [0; (REPLAY_WINDOW_FRAMES / 64) as usize];
+        self.nodes.insert(me.node, window);
+    }
+
     fn check_client(&self, sender: ProcessId, seq: u64) -> Result<(), FrameError> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         let clients = &mut *clients;
@@ -1099,6 +1112,34 @@ mod tests {
         // A full node table refuses no client.
         guard.check(ProcessId::new_client(), 1).unwrap();
         assert_eq!(guard.clients_tracked(), REPLAY_CLIENTS_MAX);
+    }
+
+    #[test]
+    fn frames_of_an_earlier_incarnation_of_this_node_are_stale() {
+        let me = ProcessId {
+            node: NodeId(2),
+            incarnation: Incarnation(50),
+        };
+        let guard = ReplayGuard::default();
+        guard.track_own_process(me);
+        let earlier = ProcessId {
+            incarnation: Incarnation(49),
+            ..me
+        };
+        assert!(matches!(
+            guard.check(earlier, 1),
+            Err(FrameError::StaleIncarnation { .. })
+        ));
+        // Other nodes are unaffected.
+        guard
+            .check(
+                ProcessId {
+                    node: NodeId(3),
+                    incarnation: Incarnation(1),
+                },
+                1,
+            )
+            .unwrap();
     }
 
     #[test]

@@ -285,11 +285,20 @@ pub fn encode<T: Serialize>(value: &T) -> Bytes {
     )
 }
 
+/// The encoding of [`encode`], with a limit on what a decoded message may claim: a length
+/// prefix in a malformed message (a client's request, a damaged delivery) is checked against it
+/// before anything is allocated, instead of asking the allocator for that many bytes and
+/// aborting the process. Every message came in one frame, so none is larger.
+const DECODE_CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<{ viewsync::wire::codec::FRAME_BYTES_LIMIT }>,
+> = bincode::config::standard().with_limit::<{ viewsync::wire::codec::FRAME_BYTES_LIMIT }>();
+
 /// Decodes a message of a replication protocol; every byte must be used.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let (value, used): (T, usize) =
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| e.to_string())?;
+        bincode::serde::decode_from_slice(bytes, DECODE_CONFIG).map_err(|e| e.to_string())?;
     if used != bytes.len() {
         return Err(format!("{} trailing bytes", bytes.len() - used));
     }
@@ -308,9 +317,8 @@ pub fn decode_request<Op: DeserializeOwned>(
         id: RequestId,
         machine: String,
     }
-    let (header, _): (Header, usize) =
-        bincode::serde::decode_from_slice(payload, bincode::config::standard())
-            .map_err(|e| Refusal::Malformed(format!("not a viewsync service request: {e}")))?;
+    let (header, _): (Header, usize) = bincode::serde::decode_from_slice(payload, DECODE_CONFIG)
+        .map_err(|e| Refusal::Malformed(format!("not a viewsync service request: {e}")))?;
     if header.machine != machine {
         return Err(Refusal::Malformed(format!(
             "request {} is for the {:?} state machine; this group runs {machine:?}",

@@ -22,17 +22,21 @@ mod t10_oversized_multicast;
 mod t11_unauthenticated_multicast;
 mod t12_bad_data_dir;
 mod t13_counter_overflow;
-mod t14_errors_name_the_fix;
+mod t14_stale_incarnation;
+mod t15_slow_connections;
+mod t16_connection_flood;
+mod t17_errors_name_the_fix;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::RwLockReadGuard;
 use std::thread;
 use std::time::{Duration, Instant};
 use viewsync::client::{query_members, ClientError};
 use viewsync::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 use viewsync::wire::{Body, ClusterKey, Envelope, FrameCodec, PROTOCOL_VERSION};
 use viewsync::{GroupName, Incarnation, NodeId, ProcessId, View};
-use viewsync_tests::process::{Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
+use viewsync_tests::process::{timing_shared, Cluster, ViewLine, CONVERGE_TIMEOUT, GROUP};
 
 /// How long to wait for a node to answer a bad frame and close the connection.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,12 +50,27 @@ pub struct Target {
     /// The cluster key.
     pub key: ClusterKey,
     marks: [usize; 2],
+    /// Held while the target runs: the connection flood waits for every other target.
+    _timing: Option<RwLockReadGuard<'static, ()>>,
 }
 
 impl Target {
     /// Starts nodes 1 and 2 and waits for their common view.
     pub fn start() -> Target {
-        let (mut cluster, view) = Cluster::start(2);
+        let timing = timing_shared();
+        let mut target = Target::start_with("");
+        target._timing = Some(timing);
+        target
+    }
+
+    /// Like [`Target::start`] with `node1_config` appended to node 1's configuration, and
+    /// without taking the shared timing guard (for a test that holds the exclusive one).
+    pub fn start_with(node1_config: &str) -> Target {
+        let mut cluster = Cluster::new();
+        cluster.launch(1, &[], node1_config);
+        let seeds = cluster.addrs();
+        cluster.launch(2, &seeds, "");
+        let view = cluster.wait_converged(&[1, 2], CONVERGE_TIMEOUT);
         let key = ClusterKey::load(&cluster.key_file).expect("the cluster key");
         let marks = [cluster.node(1).mark(), cluster.node(2).mark()];
         Target {
@@ -59,7 +78,14 @@ impl Target {
             view,
             key,
             marks,
+            _timing: None,
         }
+    }
+
+    /// Takes the nodes' current view as the one that must not change from now on.
+    pub fn rebase(&mut self, view: ViewLine) {
+        self.view = view;
+        self.marks = [self.cluster.node(1).mark(), self.cluster.node(2).mark()];
     }
 
     /// Node 1's address, where the bad input goes.
@@ -124,6 +150,23 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Neither node suspected the other since the target started (or was rebased).
+    pub fn assert_no_suspicion(&mut self) {
+        for (id, mark) in [1, 2].into_iter().zip(self.marks) {
+            let suspicions: Vec<String> = self
+                .cluster
+                .node(id)
+                .lines_since(mark)
+                .into_iter()
+                .filter(|l| l.text.starts_with("suspected ") || l.text.starts_with("unsuspected "))
+                .map(|l| l.text)
+                .collect();
+            assert!(suspicions.is_empty(), "node {id}: {suspicions:?}");
+        }
+    }
+}
+
 /// What came back on a connection.
 #[derive(Debug)]
 pub struct Answer {
@@ -141,6 +184,11 @@ impl Answer {
     /// Asserts the answer is exactly one `Refused` notice from node 1 whose reason contains
     /// `reason`, and that the connection was then closed. Returns the reason.
     pub fn assert_refused(&self, reason: &str) -> String {
+        self.assert_refused_by(NodeId(1), reason)
+    }
+
+    /// Like [`Answer::assert_refused`], for a notice from node `by`.
+    pub fn assert_refused_by(&self, by: NodeId, reason: &str) -> String {
         assert!(
             self.closed,
             "the node did not close the connection: {self:?}"
@@ -152,7 +200,7 @@ impl Answer {
                 sender,
                 ..
             })] => {
-                assert_eq!(sender.node, NodeId(1), "{self:?}");
+                assert_eq!(sender.node, by, "{self:?}");
                 assert!(
                     got.contains(reason),
                     "expected a refusal for {reason:?}: {got:?}"

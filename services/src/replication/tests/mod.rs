@@ -481,3 +481,19 @@ pub(crate) fn assert_same_snapshots<C: ReplicaCore>(h: &Harness<C>, in_view: imp
         assert_eq!(snapshot, expected, "replicas {first} and {n} differ");
     }
 }
+
+/// A request or message whose length prefix claims nearly `u64::MAX` bytes is a decode error,
+/// checked before anything is allocated (it once asked the allocator for them and aborted the
+/// process; found by the `passive_replica` fuzz target).
+#[test]
+fn an_absurd_length_prefix_is_an_error_not_an_allocation() {
+    // A request id (client 1, seq 1), then a machine name claiming 2^63 - 1 bytes.
+    let request = [1u8, 1, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+    let refused = super::decode_request::<crate::state_machine::kv::KvOp>(&request, "kv");
+    assert!(matches!(
+        refused,
+        Err(viewsync::wire::Refusal::Malformed(_))
+    ));
+    let message: Result<Vec<String>, String> = super::decode(&request[2..]);
+    assert!(message.is_err());
+}
