@@ -18,8 +18,8 @@
 //! `nemesis` test binaries.
 
 pub mod child;
-pub mod netns;
 pub mod fuzz_bodies;
+pub mod netns;
 pub mod process;
 pub mod service;
 pub mod stdout_log;

@@ -167,6 +167,8 @@ impl Monitor {
             connection: Connection {
                 frames: tokio_util::codec::FramedRead::new(read, codec.decoder()),
                 write,
+                // The monitor request was just sent on it: the connection is in use.
+                unused_since: None,
             },
         })
     }
