@@ -301,7 +301,9 @@ async fn closed_loop<C: KvCaller>(
 /// client. The dispatcher is a thread of its own (`std::thread::sleep` is finer than the
 /// async timer's millisecond); it blocks while every client is busy, and each request's
 /// latency counts from its intended send time, so that wait is in the figures. Returns the
-/// requests still unanswered [`DRAIN`] after `end`.
+/// requests still unanswered [`DRAIN`] after `end`, and those the dispatcher had not even
+/// sent by then (it stops: a saturated group would otherwise keep it busy for as long as
+/// the backlog takes).
 #[allow(clippy::too_many_arguments)]
 fn open_loop<C: KvCaller>(
     runtime: &tokio::runtime::Runtime,
@@ -322,6 +324,7 @@ fn open_loop<C: KvCaller>(
     let in_flight = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut rng = SmallRng::seed_from_u64(rate.to_bits());
     let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut never_sent = 0;
     for i in 0u64.. {
         let intended = start + interval.mul_f64(i as f64);
         if intended > end {
@@ -333,6 +336,12 @@ fn open_loop<C: KvCaller>(
         let Some(mut caller) = free_rx.blocking_recv() else {
             break;
         };
+        if Instant::now() > end + DRAIN {
+            // Saturated far past the measured time: what was not even sent is unanswered.
+            let intended_total = (end.saturating_duration_since(start).as_secs_f64() * rate) as u64;
+            never_sent = intended_total.saturating_sub(i);
+            break;
+        }
         let (read, key) = pick(&mut rng, reads, keys);
         let recorder = recorder.clone();
         let value = value.clone();
@@ -354,7 +363,7 @@ fn open_loop<C: KvCaller>(
     while in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < drain_until {
         std::thread::sleep(Duration::from_millis(10));
     }
-    in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    in_flight.load(std::sync::atomic::Ordering::SeqCst) + never_sent
 }
 
 /// What the servers spent: their CPU time and what the machine sent.
