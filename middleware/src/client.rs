@@ -285,6 +285,16 @@ impl Client {
 
     /// Sends one request and returns the node's answer. Any failure drops the connection.
     async fn request(&mut self, group: &GroupName, body: Body) -> Result<Body, ClientError> {
+        self.exchange(Some(group.clone()), body).await
+    }
+
+    /// Sends one request (scoped to `group`, or to the node) and returns the answer; the
+    /// one path every request takes. Any failure drops the connection.
+    async fn exchange(
+        &mut self,
+        group: Option<GroupName>,
+        body: Body,
+    ) -> Result<Body, ClientError> {
         let addr = self.node;
         let request = Envelope {
             version: PROTOCOL_VERSION,
@@ -292,7 +302,7 @@ impl Client {
             sender_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             // Stamped by the codec: this client's own counter.
             seq: 0,
-            group: Some(group.clone()),
+            group,
             body,
         };
         let frame = self

@@ -20,31 +20,7 @@ impl Client {
         group: Option<GroupName>,
         body: Body,
     ) -> Result<Body, ClientError> {
-        let addr = self.node;
-        let request = Envelope {
-            version: PROTOCOL_VERSION,
-            sender: self.id,
-            sender_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            seq: 0,
-            group,
-            body,
-        };
-        let frame = self
-            .codec
-            .seal(request)
-            .map_err(|source| ClientError::Frame { addr, source })?;
-        let timeout = self.timeout;
-        let exchange = async {
-            let connection = self.connection().await?;
-            send_and_receive(connection, &frame, addr).await
-        };
-        let result = tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(ClientError::Timeout(addr)));
-        if result.is_err() {
-            self.connection = None;
-        }
-        result
+        self.exchange(group, body).await
     }
 
     /// The node's status.
@@ -83,26 +59,6 @@ impl Client {
             }),
             other => Err(self.unexpected(&other)),
         }
-    }
-}
-
-async fn send_and_receive(
-    connection: &mut Connection,
-    frame: &[u8],
-    addr: SocketAddr,
-) -> Result<Body, ClientError> {
-    connection
-        .write
-        .write_all(frame)
-        .await
-        .map_err(|source| ClientError::Connect { addr, source })?;
-    match connection.frames.next().await {
-        Some(Ok(envelope)) => match envelope.body {
-            Body::Refused { reason } => Err(ClientError::Refused { addr, reason }),
-            body => Ok(body),
-        },
-        Some(Err(source)) => Err(ClientError::Frame { addr, source }),
-        None => Err(ClientError::Closed(addr)),
     }
 }
 
