@@ -32,6 +32,11 @@ pub struct ReplicaService {
     node: NodeHandle,
     core: Box<dyn ReplicaCore>,
     origin: Instant,
+    /// A [`SyncNow`] is queued or scheduled (group commit).
+    sync_queued: bool,
+    /// When the last sync ended and how long it took: the next may start
+    /// [`SYNC_GAP_FACTOR`] times that duration later (see [`Self::schedule_sync`]).
+    last_sync: Option<(Instant, std::time::Duration)>,
     /// Prints the replica's event lines (views, restores, failures).
     print: Box<dyn FnMut(String)>,
     /// Set when the replica stopped (fail-stop): nothing more is handled.
@@ -58,6 +63,8 @@ impl ReplicaService {
             node,
             core,
             origin: Instant::now(),
+            sync_queued: false,
+            last_sync: None,
             print: Box::new(print),
             failed: false,
             exit_on_failure: false,
@@ -167,6 +174,39 @@ impl ReplicaService {
         }
     }
 
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let syncs = self.core.needs_sync();
+        let started = Instant::now();
+        let result = self.core.tick(self.origin.elapsed());
+        if syncs {
+            let ended = Instant::now();
+            self.last_sync = Some((ended, ended - started));
+        }
+        self.outcome(result, ctx);
+    }
+
+    /// Group commit without a fixed wait: records appended while the log is idle are synced
+    /// once the events already in the mailbox are handled (actix polls a notified message
+    /// after draining the mailbox), so a lone request does not wait for the next tick. Under
+    /// load syncs are spaced by [`SYNC_GAP_FACTOR`] times the last one's duration, so the
+    /// single thread that also runs the node spends at most about a fifth of its time in
+    /// fsync, each sync covering everything appended meanwhile; the tick is the backstop.
+    fn schedule_sync(&mut self, ctx: &mut Context<Self>) {
+        if self.failed || self.sync_queued || !self.core.needs_sync() {
+            return;
+        }
+        self.sync_queued = true;
+        let earliest = self
+            .last_sync
+            .map(|(ended, took)| ended + took * SYNC_GAP_FACTOR);
+        match earliest.and_then(|at| at.checked_duration_since(Instant::now())) {
+            Some(wait) if !wait.is_zero() => {
+                ctx.notify_later(SyncNow, wait);
+            }
+            _ => ctx.notify(SyncNow),
+        }
+    }
+
     fn outcome(&mut self, result: Result<Vec<Action>, StoreError>, ctx: &mut Context<Self>) {
         match result {
             Ok(actions) => self.carry_out(actions, ctx),
@@ -186,8 +226,7 @@ impl Actor for ReplicaService {
             if replica.failed {
                 return;
             }
-            let result = replica.core.tick(replica.origin.elapsed());
-            replica.outcome(result, ctx);
+            replica.tick(ctx);
         });
     }
 }
@@ -241,7 +280,8 @@ impl Handler<ServiceEvent> for ReplicaService {
             }
         }
         self.outcome(result, ctx);
-        // Per-record fsync has synced already; otherwise the next tick syncs (group commit).
+        // Per-record fsync has synced already; otherwise group commit.
+        self.schedule_sync(ctx);
     }
 }
 
@@ -271,6 +311,25 @@ impl Handler<TakeDelta> for ReplicaService {
             }
         }
         MessageResult(delta)
+    }
+}
+
+/// Syncs are spaced by at least this many times the last sync's duration (group commit).
+const SYNC_GAP_FACTOR: u32 = 4;
+
+/// Sync the log now: queued by an event that appended records (group commit).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SyncNow;
+
+impl Handler<SyncNow> for ReplicaService {
+    type Result = ();
+
+    fn handle(&mut self, _msg: SyncNow, ctx: &mut Self::Context) {
+        self.sync_queued = false;
+        if !self.failed && self.core.needs_sync() {
+            self.tick(ctx);
+        }
     }
 }
 

@@ -495,12 +495,9 @@ impl<S: StateMachine> GossipReplica<S> {
         let token = request.causal.clone().unwrap_or_default();
         // The output is *tentative*: the operation on this RM's value now. Its effect is
         // applied later, in the total order, where a state-dependent output may differ.
-        let output = match restore::<S>(&self.value.snapshot()) {
-            Ok(mut scratch) => scratch.apply(&request.op),
-            Err(e) => {
-                tracing::error!("gossip replica value does not restore: {e}");
-                return self.refuse(to, Refusal::Busy(BusyReason::Overloaded), out);
-            }
+        let Some(output) = self.value.preview(&request.op) else {
+            tracing::error!("gossip replica value does not restore for a tentative output");
+            return self.refuse(to, Refusal::Busy(BusyReason::Overloaded), out);
         };
         // Seen before (a retransmission): the same answer, nothing logged again.
         let known = self

@@ -133,18 +133,12 @@ impl Bank {
     pub fn total(&self) -> u128 {
         self.accounts.values().map(|&b| u128::from(b)).sum()
     }
-}
 
-impl StateMachine for Bank {
-    type Operation = BankOp;
-    type Output = BankOutput;
-
-    fn apply(&mut self, op: &BankOp) -> BankOutput {
+    /// What `op` returns in this state; [`StateMachine::apply`] then makes the change the
+    /// output reports (one decision, shared with [`StateMachine::preview`]).
+    fn outcome(&self, op: &BankOp) -> BankOutput {
         match op {
-            BankOp::SetBalance { account, amount } => {
-                self.accounts.insert(account.clone(), *amount);
-                BankOutput::BalanceSet
-            }
+            BankOp::SetBalance { .. } => BankOutput::BalanceSet,
             BankOp::GetBalance { account } => match self.accounts.get(account) {
                 Some(&b) => BankOutput::Balance(b),
                 None => BankOutput::UnknownAccount {
@@ -169,19 +163,43 @@ impl StateMachine for Bank {
                         requested: *amount,
                     };
                 }
-                if from == to {
-                    return BankOutput::Transferred;
-                }
-                let Some(credited) = to_balance.checked_add(*amount) else {
+                if from != to && to_balance.checked_add(*amount).is_none() {
                     return BankOutput::Overflow {
                         account: to.clone(),
                     };
-                };
-                self.accounts.insert(from.clone(), from_balance - amount);
-                self.accounts.insert(to.clone(), credited);
+                }
                 BankOutput::Transferred
             }
         }
+    }
+}
+
+impl StateMachine for Bank {
+    type Operation = BankOp;
+    type Output = BankOutput;
+
+    fn apply(&mut self, op: &BankOp) -> BankOutput {
+        let output = self.outcome(op);
+        match (op, &output) {
+            (BankOp::SetBalance { account, amount }, _) => {
+                self.accounts.insert(account.clone(), *amount);
+            }
+            (BankOp::Transfer { from, to, amount }, BankOutput::Transferred) if from != to => {
+                // `outcome` checked that both exist, the debit is covered and the credit fits.
+                if let Some(balance) = self.accounts.get_mut(from) {
+                    *balance -= amount;
+                }
+                if let Some(balance) = self.accounts.get_mut(to) {
+                    *balance += amount;
+                }
+            }
+            _ => {}
+        }
+        output
+    }
+
+    fn preview(&self, op: &BankOp) -> Option<BankOutput> {
+        Some(self.outcome(op))
     }
 
     fn is_read_only(op: &BankOp) -> bool {
@@ -332,6 +350,25 @@ mod tests {
                 }
             }
             prop_assert_eq!(Bank::restore(&a.snapshot()).unwrap(), b);
+        }
+
+        /// `preview` answers what `apply` will answer and changes nothing, near `u64::MAX`
+        /// too (where a transfer overflows).
+        #[test]
+        fn preview_is_apply_without_the_change(
+            ops in prop::collection::vec(arb_op(), 0..60),
+            near_max in any::<bool>(),
+        ) {
+            let mut bank = Bank::with_accounts(["x", "y"]);
+            if near_max {
+                bank.apply(&BankOp::SetBalance { account: "z".into(), amount: u64::MAX - 5 });
+            }
+            for op in &ops {
+                let before = bank.clone();
+                let previewed = bank.preview(op);
+                prop_assert_eq!(&before, &bank);
+                prop_assert_eq!(previewed, Some(bank.apply(op)));
+            }
         }
     }
 }

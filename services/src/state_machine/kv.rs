@@ -177,6 +177,26 @@ impl StateMachine for KvStore {
         }
     }
 
+    fn preview(&self, op: &KvOp) -> Option<KvOutput> {
+        Some(match op {
+            KvOp::Put { .. } => KvOutput::Written,
+            KvOp::Get { key } => KvOutput::Value(self.entries.get(key).cloned()),
+            KvOp::Delete { key } => KvOutput::Deleted {
+                existed: self.entries.contains_key(key),
+            },
+            KvOp::Cas { key, expected, .. } => {
+                let current = self.entries.get(key);
+                if current == expected.as_ref() {
+                    KvOutput::Swapped
+                } else {
+                    KvOutput::CasMismatch {
+                        current: current.cloned(),
+                    }
+                }
+            }
+        })
+    }
+
     fn is_read_only(op: &KvOp) -> bool {
         matches!(op, KvOp::Get { .. })
     }
@@ -341,6 +361,18 @@ mod tests {
             }
             prop_assert_eq!(&a, &b);
             prop_assert_eq!(&a, &c);
+        }
+
+        /// `preview` answers what `apply` will answer and changes nothing.
+        #[test]
+        fn preview_is_apply_without_the_change(ops in prop::collection::vec(arb_op(), 0..60)) {
+            let mut store = KvStore::new();
+            for op in &ops {
+                let before = store.clone();
+                let previewed = store.preview(op);
+                prop_assert_eq!(&before, &store);
+                prop_assert_eq!(previewed, Some(store.apply(op)));
+            }
         }
 
         /// Arbitrary bytes never restore (and never panic).

@@ -113,6 +113,18 @@ pub trait StateMachine: Sized {
     /// Rebuilds a machine from [`snapshot`](StateMachine::snapshot)'s bytes. Corrupt, truncated
     /// or foreign bytes are an error; nothing is partially restored.
     fn restore(bytes: &[u8]) -> Result<Self, SnapshotError>;
+
+    /// The output [`apply`](StateMachine::apply) would return for `op` now, leaving the
+    /// state as it is. The gossip strategy answers updates with this *tentative* output before
+    /// the update takes its place in the order. The default applies `op` to a copy made with
+    /// [`snapshot`](StateMachine::snapshot) and [`restore`](StateMachine::restore), which costs
+    /// the whole state per call: machines with large states should compute it directly (the
+    /// key-value store and the bank do). `None` only if the copy does not restore.
+    fn preview(&self, op: &Self::Operation) -> Option<Self::Output> {
+        Self::restore(&self.snapshot())
+            .ok()
+            .map(|mut copy| copy.apply(op))
+    }
 }
 
 /// Why a snapshot could not be restored. In every case no state was built.
