@@ -79,6 +79,10 @@ pub struct MemberSpec {
     pub pipeline: usize,
     /// Flow-control window override.
     pub window_messages: Option<u64>,
+    /// Multicasts per second offered in `Mode::Rate`.
+    pub rate: Option<f64>,
+    /// Extra `[multicast]` settings, TOML `key=value`.
+    pub multicast_settings: Vec<String>,
 }
 
 impl MemberSpec {
@@ -107,6 +111,14 @@ impl MemberSpec {
         if let Some(window) = self.window_messages {
             args.push("--window-messages".into());
             args.push(window.to_string());
+        }
+        if let Some(rate) = self.rate {
+            args.push("--rate".into());
+            args.push(rate.to_string());
+        }
+        for setting in &self.multicast_settings {
+            args.push("--multicast-setting".into());
+            args.push(setting.clone());
         }
         args
     }

@@ -7,8 +7,8 @@
 use crate::cli::{Event, Load, Mode, Order, Senders};
 use crate::lines::{Latency, ResultLine};
 use crate::results::{
-    MulticastCell, MulticastRow, RunInfo, ViewChangeCell, ViewChangeResult, ViewChangeRow,
-    ViewChangeSettings,
+    MulticastCell, MulticastRow, RatePoint, RunInfo, ViewChangeCell, ViewChangeResult,
+    ViewChangeRow, ViewChangeSettings,
 };
 use crate::BoxError;
 use serde::de::{DeserializeOwned, Error as _};
@@ -245,6 +245,7 @@ impl MulticastRecord {
                 duplicates: self.duplicates,
                 drain_ms: self.drain_ms,
                 per_sender: Vec::new(),
+                offered: 0,
             },
         }
     }
@@ -277,6 +278,92 @@ struct ViewChangeRecord {
     false_suspicions: u64,
     /// `node:ms` pairs joined by `;`.
     per_member_ms: String,
+}
+
+/// The header of `multicast-rate.csv`.
+pub const RATE_HEADER: &str = "run,commit,order,members,size,senders,rate,peak,secs,offered,sent,deliv_msgs_s,own_p50_us,own_p99_us,recv_p99_us,complete";
+
+/// One row of `multicast-rate.csv`: one open-loop cell.
+#[derive(Debug, Serialize, Deserialize)]
+struct RateRecord {
+    run: u64,
+    commit: String,
+    #[serde(with = "text")]
+    order: Order,
+    members: usize,
+    size: usize,
+    #[serde(with = "text")]
+    senders: Senders,
+    #[serde(with = "text")]
+    rate: Fixed<0>,
+    #[serde(with = "dash")]
+    peak: Option<Fixed<0>>,
+    #[serde(with = "text")]
+    secs: f64,
+    offered: u64,
+    sent: u64,
+    #[serde(with = "text")]
+    deliv_msgs_s: Fixed<0>,
+    #[serde(with = "dash")]
+    own_p50_us: Option<u64>,
+    #[serde(with = "dash")]
+    own_p99_us: Option<u64>,
+    #[serde(with = "dash")]
+    recv_p99_us: Option<u64>,
+    complete: bool,
+}
+
+/// Appends one open-loop cell.
+pub fn append_rate(path: &Path, point: &RatePoint) -> Result<(), BoxError> {
+    append(
+        path,
+        [RateRecord {
+            run: point.run,
+            commit: point.commit.clone(),
+            order: point.cell.order,
+            members: point.cell.members,
+            size: point.cell.size,
+            senders: point.cell.senders,
+            rate: Fixed(point.rate),
+            peak: point.peak.map(Fixed),
+            secs: point.secs,
+            offered: point.offered,
+            sent: point.sent,
+            deliv_msgs_s: Fixed(point.deliv_msgs_s),
+            own_p50_us: point.own_p50_us,
+            own_p99_us: point.own_p99_us,
+            recv_p99_us: point.recv_p99_us,
+            complete: point.complete,
+        }],
+    )
+}
+
+/// Reads `multicast-rate.csv`.
+pub fn read_rate(path: &Path) -> Result<Vec<RatePoint>, BoxError> {
+    Ok(read::<RateRecord>(path)?
+        .into_iter()
+        .map(|r| RatePoint {
+            run: r.run,
+            commit: r.commit,
+            cell: MulticastCell {
+                order: r.order,
+                members: r.members,
+                size: r.size,
+                senders: r.senders,
+                mode: Mode::Rate,
+            },
+            rate: r.rate.0,
+            peak: r.peak.map(|p| p.0),
+            secs: r.secs,
+            offered: r.offered,
+            sent: r.sent,
+            deliv_msgs_s: r.deliv_msgs_s.0,
+            own_p50_us: r.own_p50_us,
+            own_p99_us: r.own_p99_us,
+            recv_p99_us: r.recv_p99_us,
+            complete: r.complete,
+        })
+        .collect())
 }
 
 /// `node:ms` pairs joined by `;` (one CSV field).
