@@ -457,6 +457,8 @@ mod tests {
             secs: 0.5,
             pipeline: 4,
             window_messages: Some(64),
+            rate: Some(2500.0),
+            multicast_settings: vec!["ack_bytes = 1024".into()],
         };
         let mut argv = vec!["viewsync-bench".to_string()];
         argv.extend(spec.args());
@@ -469,5 +471,7 @@ mod tests {
             (3, 5, Order::Causal, Mode::Ping)
         );
         assert_eq!((m.secs, m.window_messages), (0.5, Some(64)));
+        assert_eq!(m.rate, 2500.0);
+        assert_eq!(m.multicast_settings, vec!["ack_bytes = 1024".to_string()]);
     }
 }

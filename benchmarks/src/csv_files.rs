@@ -608,18 +608,56 @@ mod tests {
         for (name, header_text) in [
             ("multicast.csv", MULTICAST_HEADER),
             ("view-change.csv", VIEW_CHANGE_HEADER),
+            ("multicast-rate.csv", RATE_HEADER),
         ] {
             let path = docs.join(name);
             assert_eq!(header(&path), header_text, "{name}");
             let text = std::fs::read_to_string(&path).unwrap();
             let rows = text.lines().skip(1).filter(|l| !l.is_empty()).count();
-            let read = if name == "multicast.csv" {
-                read_multicast(&path).unwrap().len()
-            } else {
-                read_view_change(&path).unwrap().len()
+            let read = match name {
+                "multicast.csv" => read_multicast(&path).unwrap().len(),
+                "view-change.csv" => read_view_change(&path).unwrap().len(),
+                _ => read_rate(&path).unwrap().len(),
             };
             assert_eq!(read, rows, "every row of {name} reads");
         }
+    }
+
+    #[test]
+    fn an_open_loop_point_round_trips() {
+        let dir = temp("rate");
+        let path = dir.join("multicast-rate.csv");
+        let point = RatePoint {
+            run: 1_795_659_247,
+            commit: "2e78201".into(),
+            cell: MulticastCell {
+                order: Order::Total,
+                members: 3,
+                size: 1024,
+                senders: Senders::All,
+                mode: Mode::Rate,
+            },
+            rate: 20000.0,
+            peak: Some(40000.0),
+            secs: 3.0,
+            offered: 180_000,
+            sent: 171_000,
+            deliv_msgs_s: 57000.0,
+            own_p50_us: Some(1200),
+            own_p99_us: None,
+            recv_p99_us: Some(9000),
+            complete: true,
+        };
+        append_rate(&path, &point).unwrap();
+        assert_eq!(header(&path), RATE_HEADER);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "1795659247,2e78201,total,3,1024,all,20000,40000,3,180000,171000,57000,1200,-,9000,true"
+        );
+        assert_eq!(read_rate(&path).unwrap(), vec![point.clone()]);
+        assert!((point.lost() - 0.05).abs() < 1e-9);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
