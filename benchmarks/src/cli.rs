@@ -114,6 +114,9 @@ pub enum Mode {
     Ping,
     /// Only receive (members beyond `--senders`).
     Recv,
+    /// Open loop: offer `--rate` multicasts per second on a fixed schedule, whatever the
+    /// group does; latency counts from each multicast's intended send time.
+    Rate,
 }
 
 impl Mode {
@@ -123,6 +126,7 @@ impl Mode {
             Mode::Flood => "flood",
             Mode::Ping => "ping",
             Mode::Recv => "recv",
+            Mode::Rate => "rate",
         }
     }
 }
@@ -136,7 +140,7 @@ impl fmt::Display for Mode {
 impl FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Mode::Flood, Mode::Ping, Mode::Recv]
+        [Mode::Flood, Mode::Ping, Mode::Recv, Mode::Rate]
             .into_iter()
             .find(|m| m.name() == s)
             .ok_or_else(|| format!("unknown mode {s:?}"))
@@ -324,6 +328,27 @@ pub struct MulticastArgs {
     /// Override `[multicast] window_messages` (flow-control window) of every member.
     #[arg(long)]
     pub window_messages: Option<u64>,
+    /// Open loop: every sender offers this many multicasts per second (a list runs each
+    /// rate in turn), latency counted from the intended send time. Results go to
+    /// `multicast-rate.{csv,md,svg}`; `--mode` is ignored.
+    #[arg(long, value_delimiter = ',', conflicts_with = "full")]
+    pub rate: Vec<f64>,
+    /// The throughput-latency curve: per ordering (default fifo and total), a flood cell
+    /// measures the peak, then open-loop cells offer `--fractions` of it. Results go to
+    /// `multicast-rate.{csv,md,svg}`.
+    #[arg(long, conflicts_with_all = ["full", "rate", "mode"])]
+    pub curve: bool,
+    /// Extra `[multicast]` settings of every member, as TOML `key=value` (repeatable), e.g.
+    /// `--multicast-setting window_min_bytes=16777216`.
+    #[arg(long = "multicast-setting")]
+    pub multicast_settings: Vec<String>,
+    /// Fractions of the flood peak the curve offers.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,0.25,0.5,0.75,0.9,1.0"
+    )]
+    pub fractions: Vec<f64>,
     /// Output options.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -397,6 +422,12 @@ pub struct MemberArgs {
     /// Override `[multicast] window_messages`.
     #[arg(long)]
     pub window_messages: Option<u64>,
+    /// Multicasts per second offered in `--mode rate`.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Extra `[multicast]` settings, TOML `key=value` (repeatable).
+    #[arg(long = "multicast-setting")]
+    pub multicast_settings: Vec<String>,
     /// Deliveries hashed into `order_hash@K`.
     #[arg(long, default_value_t = 20_000)]
     pub hash_k: u64,

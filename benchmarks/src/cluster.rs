@@ -79,6 +79,10 @@ pub struct MemberSpec {
     pub pipeline: usize,
     /// Flow-control window override.
     pub window_messages: Option<u64>,
+    /// Multicasts per second offered in `Mode::Rate`.
+    pub rate: Option<f64>,
+    /// Extra `[multicast]` settings, TOML `key=value`.
+    pub multicast_settings: Vec<String>,
 }
 
 impl MemberSpec {
@@ -107,6 +111,14 @@ impl MemberSpec {
         if let Some(window) = self.window_messages {
             args.push("--window-messages".into());
             args.push(window.to_string());
+        }
+        if let Some(rate) = self.rate {
+            args.push("--rate".into());
+            args.push(rate.to_string());
+        }
+        for setting in &self.multicast_settings {
+            args.push("--multicast-setting".into());
+            args.push(setting.clone());
         }
         args
     }
@@ -445,6 +457,8 @@ mod tests {
             secs: 0.5,
             pipeline: 4,
             window_messages: Some(64),
+            rate: Some(2500.0),
+            multicast_settings: vec!["ack_bytes = 1024".into()],
         };
         let mut argv = vec!["viewsync-bench".to_string()];
         argv.extend(spec.args());
@@ -457,5 +471,7 @@ mod tests {
             (3, 5, Order::Causal, Mode::Ping)
         );
         assert_eq!((m.secs, m.window_messages), (0.5, Some(64)));
+        assert_eq!(m.rate, 2500.0);
+        assert_eq!(m.multicast_settings, vec!["ack_bytes = 1024".to_string()]);
     }
 }

@@ -7,8 +7,8 @@
 use crate::cli::{Event, Load, Mode, Order, Senders};
 use crate::lines::{Latency, ResultLine};
 use crate::results::{
-    MulticastCell, MulticastRow, RunInfo, ViewChangeCell, ViewChangeResult, ViewChangeRow,
-    ViewChangeSettings,
+    MulticastCell, MulticastRow, RatePoint, RunInfo, ViewChangeCell, ViewChangeResult,
+    ViewChangeRow, ViewChangeSettings,
 };
 use crate::BoxError;
 use serde::de::{DeserializeOwned, Error as _};
@@ -245,6 +245,7 @@ impl MulticastRecord {
                 duplicates: self.duplicates,
                 drain_ms: self.drain_ms,
                 per_sender: Vec::new(),
+                offered: 0,
             },
         }
     }
@@ -277,6 +278,92 @@ struct ViewChangeRecord {
     false_suspicions: u64,
     /// `node:ms` pairs joined by `;`.
     per_member_ms: String,
+}
+
+/// The header of `multicast-rate.csv`.
+pub const RATE_HEADER: &str = "run,commit,order,members,size,senders,rate,peak,secs,offered,sent,deliv_msgs_s,own_p50_us,own_p99_us,recv_p99_us,complete";
+
+/// One row of `multicast-rate.csv`: one open-loop cell.
+#[derive(Debug, Serialize, Deserialize)]
+struct RateRecord {
+    run: u64,
+    commit: String,
+    #[serde(with = "text")]
+    order: Order,
+    members: usize,
+    size: usize,
+    #[serde(with = "text")]
+    senders: Senders,
+    #[serde(with = "text")]
+    rate: Fixed<0>,
+    #[serde(with = "dash")]
+    peak: Option<Fixed<0>>,
+    #[serde(with = "text")]
+    secs: f64,
+    offered: u64,
+    sent: u64,
+    #[serde(with = "text")]
+    deliv_msgs_s: Fixed<0>,
+    #[serde(with = "dash")]
+    own_p50_us: Option<u64>,
+    #[serde(with = "dash")]
+    own_p99_us: Option<u64>,
+    #[serde(with = "dash")]
+    recv_p99_us: Option<u64>,
+    complete: bool,
+}
+
+/// Appends one open-loop cell.
+pub fn append_rate(path: &Path, point: &RatePoint) -> Result<(), BoxError> {
+    append(
+        path,
+        [RateRecord {
+            run: point.run,
+            commit: point.commit.clone(),
+            order: point.cell.order,
+            members: point.cell.members,
+            size: point.cell.size,
+            senders: point.cell.senders,
+            rate: Fixed(point.rate),
+            peak: point.peak.map(Fixed),
+            secs: point.secs,
+            offered: point.offered,
+            sent: point.sent,
+            deliv_msgs_s: Fixed(point.deliv_msgs_s),
+            own_p50_us: point.own_p50_us,
+            own_p99_us: point.own_p99_us,
+            recv_p99_us: point.recv_p99_us,
+            complete: point.complete,
+        }],
+    )
+}
+
+/// Reads `multicast-rate.csv`.
+pub fn read_rate(path: &Path) -> Result<Vec<RatePoint>, BoxError> {
+    Ok(read::<RateRecord>(path)?
+        .into_iter()
+        .map(|r| RatePoint {
+            run: r.run,
+            commit: r.commit,
+            cell: MulticastCell {
+                order: r.order,
+                members: r.members,
+                size: r.size,
+                senders: r.senders,
+                mode: Mode::Rate,
+            },
+            rate: r.rate.0,
+            peak: r.peak.map(|p| p.0),
+            secs: r.secs,
+            offered: r.offered,
+            sent: r.sent,
+            deliv_msgs_s: r.deliv_msgs_s.0,
+            own_p50_us: r.own_p50_us,
+            own_p99_us: r.own_p99_us,
+            recv_p99_us: r.recv_p99_us,
+            complete: r.complete,
+        })
+        .collect())
 }
 
 /// `node:ms` pairs joined by `;` (one CSV field).
@@ -521,18 +608,56 @@ mod tests {
         for (name, header_text) in [
             ("multicast.csv", MULTICAST_HEADER),
             ("view-change.csv", VIEW_CHANGE_HEADER),
+            ("multicast-rate.csv", RATE_HEADER),
         ] {
             let path = docs.join(name);
             assert_eq!(header(&path), header_text, "{name}");
             let text = std::fs::read_to_string(&path).unwrap();
             let rows = text.lines().skip(1).filter(|l| !l.is_empty()).count();
-            let read = if name == "multicast.csv" {
-                read_multicast(&path).unwrap().len()
-            } else {
-                read_view_change(&path).unwrap().len()
+            let read = match name {
+                "multicast.csv" => read_multicast(&path).unwrap().len(),
+                "view-change.csv" => read_view_change(&path).unwrap().len(),
+                _ => read_rate(&path).unwrap().len(),
             };
             assert_eq!(read, rows, "every row of {name} reads");
         }
+    }
+
+    #[test]
+    fn an_open_loop_point_round_trips() {
+        let dir = temp("rate");
+        let path = dir.join("multicast-rate.csv");
+        let point = RatePoint {
+            run: 1_795_659_247,
+            commit: "2e78201".into(),
+            cell: MulticastCell {
+                order: Order::Total,
+                members: 3,
+                size: 1024,
+                senders: Senders::All,
+                mode: Mode::Rate,
+            },
+            rate: 20000.0,
+            peak: Some(40000.0),
+            secs: 3.0,
+            offered: 180_000,
+            sent: 171_000,
+            deliv_msgs_s: 57000.0,
+            own_p50_us: Some(1200),
+            own_p99_us: None,
+            recv_p99_us: Some(9000),
+            complete: true,
+        };
+        append_rate(&path, &point).unwrap();
+        assert_eq!(header(&path), RATE_HEADER);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "1795659247,2e78201,total,3,1024,all,20000,40000,3,180000,171000,57000,1200,-,9000,true"
+        );
+        assert_eq!(read_rate(&path).unwrap(), vec![point.clone()]);
+        assert!((point.lost() - 0.05).abs() < 1e-9);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct ResultLine {
     pub drain_ms: u64,
     /// Deliveries by sender node id (since the process started).
     pub per_sender: Vec<(u64, u64)>,
+    /// Open loop: multicasts its schedule offered while the clock ran (0 in the closed-loop
+    /// modes); `offered - sent` is load the member could not take.
+    pub offered: u64,
 }
 
 impl ResultLine {
@@ -136,6 +139,7 @@ impl ResultLine {
                     Some((node.parse().ok()?, n.parse().ok()?))
                 })
                 .collect(),
+            offered: f.get("offered").unwrap_or(0),
         })
     }
 }
@@ -196,7 +200,12 @@ impl fmt::Display for ResultLine {
             .iter()
             .map(|(node, n)| format!("{node}:{n}"))
             .collect();
-        write!(f, " per_sender={}", per_sender.join(","))
+        write!(
+            f,
+            " per_sender={} offered={}",
+            per_sender.join(","),
+            self.offered
+        )
     }
 }
 
@@ -242,6 +251,7 @@ mod tests {
             duplicates: 4,
             drain_ms: 5,
             per_sender: vec![(1, 10), (2, 20)],
+            offered: 12,
         };
         let text = line.to_string();
         assert!(text.starts_with("node=2 mode=flood size=1024 secs=3 members=3 sent=10 own_deliv=10 delivered=30 deliv_msgs/s=10 deliv_MB/s=0.01 own_lat_us p50=100 p90=200 p99=300 max=400 order_hash@30=00ff "), "{text}");

@@ -287,15 +287,75 @@ struct Sender {
     me: u64,
     size: usize,
     pipeline: usize,
+    rate: f64,
+}
+
+/// What a sender did while the clock ran.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sent {
+    /// Multicasts the node accepted.
+    accepted: u64,
+    /// Open loop: multicasts the schedule offered (accepted or not).
+    offered: u64,
 }
 
 impl Sender {
     fn payload(&self, counter: u64) -> Bytes {
+        self.payload_at(counter, now_ns())
+    }
+
+    /// A payload stamped with `send_ns` as its send time.
+    fn payload_at(&self, counter: u64, send_ns: u64) -> Bytes {
         let mut bytes = vec![0u8; self.size.max(HEADER_BYTES)];
         bytes[0..8].copy_from_slice(&self.me.to_le_bytes());
         bytes[8..16].copy_from_slice(&counter.to_le_bytes());
-        bytes[16..24].copy_from_slice(&now_ns().to_le_bytes());
+        bytes[16..24].copy_from_slice(&send_ns.to_le_bytes());
         Bytes::from(bytes)
+    }
+
+    /// Open loop: offers multicast `k` at `k / rate` seconds after the start, stamped with
+    /// that intended time, so time spent waiting anywhere (in this process, the node's
+    /// outbox, the network) counts in the latency. At most `pipeline` multicasts, or 50 ms
+    /// of the schedule if more, wait for acceptance (so a busy node, not this process, sets
+    /// what is lost); a multicast due while that many wait, or refused (the outbox is full),
+    /// is offered load lost: it is counted, not retried, so the schedule never slips.
+    async fn paced(self, mut stop: watch::Receiver<bool>) -> Sent {
+        let rate = self.rate.max(1e-3);
+        let waiting_max = self.pipeline.max((rate * 0.05) as usize);
+        let start = Instant::now();
+        let start_ns = now_ns();
+        let mut waiting = FuturesUnordered::new();
+        let mut sent = Sent::default();
+        while !*stop.borrow() {
+            let due = (start.elapsed().as_secs_f64() * rate) as u64;
+            while sent.offered < due {
+                sent.offered += 1;
+                if waiting.len() >= waiting_max {
+                    continue;
+                }
+                let intended = start_ns + (sent.offered as f64 / rate * 1e9) as u64;
+                let payload = self.payload_at(sent.offered, intended);
+                let node = self.node.clone();
+                let group = self.group.clone();
+                waiting.push(async move { node.multicast(group, payload).await });
+            }
+            let next = start + Duration::from_secs_f64((sent.offered + 1) as f64 / rate);
+            tokio::select! {
+                Some(result) = waiting.next(), if !waiting.is_empty() => match result {
+                    Ok(()) => sent.accepted += 1,
+                    Err(NodeError::Stopped) => return sent,
+                    Err(error) => tracing::debug!(%error, "multicast refused"),
+                },
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        while let Some(result) = waiting.next().await {
+            if result.is_ok() {
+                sent.accepted += 1;
+            }
+        }
+        sent
     }
 
     /// Multicasts as fast as flow control allows, keeping `pipeline` multicasts waiting for
@@ -378,6 +438,7 @@ struct Window {
     bytes: u64,
     secs: f64,
     sent: u64,
+    offered: u64,
 }
 
 fn config_text(args: &MemberArgs) -> String {
@@ -398,6 +459,10 @@ fn config_text(args: &MemberArgs) -> String {
     );
     if let Some(window) = args.window_messages {
         text.push_str(&format!("window_messages = {window}\n"));
+    }
+    for setting in &args.multicast_settings {
+        text.push_str(setting);
+        text.push('\n');
     }
     text
 }
@@ -471,6 +536,7 @@ async fn member(args: MemberArgs) -> Result<(), BoxError> {
         me: args.node,
         size: args.size,
         pipeline: args.pipeline.max(1),
+        rate: args.rate,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Rc::new(stop_tx);
@@ -559,9 +625,20 @@ async fn run_clock(
         (t.delivered, t.delivered_bytes)
     };
     let shared = sender.shared.clone();
+    let closed = |accepted: u64| Sent {
+        accepted,
+        offered: 0,
+    };
     let task = match mode {
-        Mode::Flood => Some(actix::spawn(sender.flood(stop_rx.clone()))),
-        Mode::Ping => Some(actix::spawn(sender.ping(stop_rx.clone()))),
+        Mode::Flood => {
+            let flood = sender.flood(stop_rx.clone());
+            Some(actix::spawn(async move { closed(flood.await) }))
+        }
+        Mode::Ping => {
+            let ping = sender.ping(stop_rx.clone());
+            Some(actix::spawn(async move { closed(ping.await) }))
+        }
+        Mode::Rate => Some(actix::spawn(sender.paced(stop_rx.clone()))),
         Mode::Recv => None,
     };
     if secs > 0.0 {
@@ -579,16 +656,17 @@ async fn run_clock(
         (t.delivered - delivered0, t.delivered_bytes - bytes0)
     };
     let sent = match task {
-        Some(task) => task.await.unwrap_or(0),
-        None => 0,
+        Some(task) => task.await.unwrap_or_default(),
+        None => Sent::default(),
     };
     window.set(Some(Window {
         delivered,
         bytes,
         secs: elapsed,
-        sent,
+        sent: sent.accepted,
+        offered: sent.offered,
     }));
-    println!("stopped t_ns={} sent={sent}", now_ns());
+    println!("stopped t_ns={} sent={}", now_ns(), sent.accepted);
 }
 
 /// Prints `progress t_ns=.. delivered=.. own=.. sent=..` every [`PROGRESS_INTERVAL`] until
@@ -685,6 +763,7 @@ async fn result_line(
             .saturating_sub(base.stats.frames_dropped_queue_full),
         duplicates: stats.duplicates.saturating_sub(base.stats.duplicates),
         drain_ms,
+        offered: window.offered,
     })
 }
 
@@ -740,11 +819,14 @@ mod tests {
             secs: 1.0,
             pipeline: 8,
             window_messages: Some(1024),
+            rate: 1000.0,
+            multicast_settings: vec!["ack_bytes = 4096".into()],
             hash_k: 10,
         };
         let config = NodeConfig::parse(&config_text(&args), Path::new("t.toml")).unwrap();
         assert_eq!(config.seeds.len(), 1);
         assert_eq!(config.settings.multicast.window_messages, 1024);
+        assert_eq!(config.settings.multicast.ack_bytes, 4096);
         assert_eq!(
             config.settings.multicast.delivery,
             viewsync::proto::multicast::Delivery::Safe

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Settings shared by the cells of a multicast run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MulticastSettings {
     /// Seconds of sending.
     pub secs: f64,
@@ -35,6 +35,10 @@ pub struct MulticastSettings {
     pub pipeline: usize,
     /// Flow-control window override.
     pub window_messages: Option<u64>,
+    /// Open loop: multicasts per second each sender offers (the senders run `Mode::Rate`).
+    pub rate: Option<f64>,
+    /// Extra `[multicast]` settings of every member.
+    pub multicast_settings: Vec<String>,
 }
 
 /// The default matrix of `viewsync-bench multicast` (42 cells, about 5 minutes with 3 s
@@ -189,7 +193,11 @@ pub fn run_multicast_cell(
         order: cell.order,
         // The highest-numbered members send: a lone sender is not the coordinator.
         mode: if node + senders > n as u64 {
-            cell.mode
+            if settings.rate.is_some() {
+                Mode::Rate
+            } else {
+                cell.mode
+            }
         } else {
             Mode::Recv
         },
@@ -197,6 +205,8 @@ pub fn run_multicast_cell(
         secs: settings.secs,
         pipeline: settings.pipeline,
         window_messages: settings.window_messages,
+        rate: settings.rate,
+        multicast_settings: settings.multicast_settings.clone(),
     })?;
     phase("running");
     let from = cluster.history.len();
@@ -257,6 +267,8 @@ pub fn run_view_change_cell(
         secs: 0.0,
         pipeline: settings.pipeline,
         window_messages: None,
+        rate: None,
+        multicast_settings: Vec::new(),
     };
     phase("starting members");
     let nodes = start_group(&mut cluster, n, |node| spec(node, n))?;
@@ -413,6 +425,9 @@ pub fn member_exe() -> Result<PathBuf, BoxError> {
 /// `multicast.csv`, rewrites `multicast.md` and the plots. Returns the number of failed
 /// cells.
 pub fn run_multicast(args: &MulticastArgs, exe: &Path) -> Result<usize, BoxError> {
+    if args.curve || !args.rate.is_empty() {
+        return run_multicast_rate(args, exe);
+    }
     let cells = multicast_matrix(args)?;
     if args.output.dry_run {
         for cell in &cells {
@@ -428,6 +443,8 @@ pub fn run_multicast(args: &MulticastArgs, exe: &Path) -> Result<usize, BoxError
         secs: args.secs,
         pipeline: args.pipeline,
         window_messages: args.window_messages,
+        rate: None,
+        multicast_settings: args.multicast_settings.clone(),
     };
     let csv = out.join("multicast.csv");
     let bar = progress_bar(cells.len());
@@ -436,7 +453,7 @@ pub fn run_multicast(args: &MulticastArgs, exe: &Path) -> Result<usize, BoxError
     for cell in &cells {
         bar.set_message(format!("{cell}"));
         let phase = |p: &str| bar.set_message(format!("{cell}: {p}"));
-        let result = run_multicast_cell(exe, &out.join("logs"), *cell, settings, &phase);
+        let result = run_multicast_cell(exe, &out.join("logs"), *cell, settings.clone(), &phase);
         bar.suspend(|| match &result {
             Ok(lines) => {
                 println!("# multicast {cell} secs={}", args.secs);
@@ -471,6 +488,154 @@ pub fn run_multicast(args: &MulticastArgs, exe: &Path) -> Result<usize, BoxError
         out.display()
     );
     Ok(failed)
+}
+
+/// The groups an open-loop run measures: every ordering × members × size × senders asked
+/// for (orderings fifo and total, 3 members, 1 KiB, all sending when not given).
+pub fn rate_groups(args: &MulticastArgs) -> Result<Vec<MulticastCell>, BoxError> {
+    if args.members.iter().any(|m| *m < 2) {
+        return Err("--members must be at least 2".into());
+    }
+    if args
+        .rate
+        .iter()
+        .chain(&args.fractions)
+        .any(|r| *r <= 0.0 || !r.is_finite())
+    {
+        return Err("--rate and --fractions take positive numbers".into());
+    }
+    let mut cells = Vec::new();
+    for order in or(&args.order, vec![Order::Fifo, Order::Total]) {
+        for members in or(&args.members, vec![3]) {
+            for size in or(&args.size, vec![1024]) {
+                for senders in or(&args.senders, vec![Senders::All]) {
+                    cells.push(MulticastCell {
+                        order,
+                        members,
+                        size,
+                        senders,
+                        mode: Mode::Rate,
+                    });
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// `viewsync-bench multicast --rate` or `--curve`: open-loop cells, one line each, appended
+/// to `multicast-rate.csv`; rewrites `multicast-rate.md` and `multicast-rate.svg`. With
+/// `--curve` each group first runs a flood cell for its peak, and the rates are
+/// `--fractions` of it. Returns the number of failed cells.
+pub fn run_multicast_rate(args: &MulticastArgs, exe: &Path) -> Result<usize, BoxError> {
+    let groups = rate_groups(args)?;
+    let steps = if args.curve {
+        args.fractions.len() + 1
+    } else {
+        args.rate.len()
+    };
+    if args.output.dry_run {
+        for cell in &groups {
+            if args.curve {
+                println!(
+                    "{cell} flood, then fractions {:?} of its peak",
+                    args.fractions
+                );
+            } else {
+                println!("{cell} rates {:?}", args.rate);
+            }
+        }
+        println!("# {} cells of {} s", groups.len() * steps, args.secs);
+        return Ok(0);
+    }
+    let out = &args.output.out;
+    std::fs::create_dir_all(out)?;
+    let info = RunInfo::now();
+    let csv = out.join("multicast-rate.csv");
+    let bar = progress_bar(groups.len() * steps);
+    let mut failed = 0;
+    let logs = out.join("logs");
+    for group in &groups {
+        let settings = MulticastSettings {
+            secs: args.secs,
+            pipeline: args.pipeline,
+            window_messages: args.window_messages,
+            rate: None,
+            multicast_settings: args.multicast_settings.clone(),
+        };
+        let senders = group.senders.count(group.members).max(1) as f64;
+        let (peak, rates) = if args.curve {
+            let flood = MulticastCell {
+                mode: Mode::Flood,
+                ..*group
+            };
+            let phase = |p: &str| bar.set_message(format!("{flood}: {p}"));
+            let result = run_multicast_cell(exe, &logs, flood, settings.clone(), &phase);
+            bar.inc(1);
+            match result {
+                Ok(lines) => {
+                    let summary = report::summarize(flood, &lines);
+                    bar.suspend(|| println!("# {summary}"));
+                    // Every member delivers every sender's multicasts.
+                    let peak = summary.rate_mean / senders;
+                    let rates = args.fractions.iter().map(|f| f * peak).collect();
+                    (Some(peak), rates)
+                }
+                Err(error) => {
+                    bar.suspend(|| eprintln!("# multicast {flood}: FAILED: {error}"));
+                    failed += 1;
+                    bar.inc(args.fractions.len() as u64);
+                    continue;
+                }
+            }
+        } else {
+            (None, args.rate.clone())
+        };
+        for rate in rates {
+            let phase = |p: &str| bar.set_message(format!("{group} rate={rate:.0}: {p}"));
+            let settings = MulticastSettings {
+                rate: Some(rate),
+                ..settings.clone()
+            };
+            let result = run_multicast_cell(exe, &logs, *group, settings, &phase);
+            bar.inc(1);
+            match result {
+                Ok(lines) => {
+                    let point = report::rate_point(&info, *group, rate, peak, args.secs, &lines);
+                    bar.suspend(|| {
+                        for line in &lines {
+                            println!("{line}");
+                        }
+                        println!("# {}", report::rate_line(&point));
+                    });
+                    csv_files::append_rate(&csv, &point)?;
+                }
+                Err(error) => {
+                    bar.suspend(|| eprintln!("# multicast {group} rate={rate}: FAILED: {error}"));
+                    failed += 1;
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    rewrite_rate_reports(out, &info, !args.output.no_plots)?;
+    Ok(failed)
+}
+
+/// Rewrites `multicast-rate.md` (and the plot, with `plots`) from `multicast-rate.csv`.
+fn rewrite_rate_reports(out: &Path, info: &RunInfo, plots: bool) -> Result<(), BoxError> {
+    let csv = out.join("multicast-rate.csv");
+    if !csv.exists() {
+        return Ok(());
+    }
+    let points = report::latest_rate_points(&csv_files::read_rate(&csv)?);
+    report::write_rate_md(&out.join("multicast-rate.md"), &points, info)?;
+    if plots {
+        if let Some(path) = plots::rate_plot(out, &points)? {
+            eprintln!("plot: {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// `viewsync-bench view-change`: runs the cells, prints one line per run, appends to
@@ -551,7 +716,7 @@ pub fn rewrite_reports(out: &Path) -> Result<(), BoxError> {
             eprintln!("plot: {}", path.display());
         }
     }
-    Ok(())
+    rewrite_rate_reports(out, &info, true)
 }
 
 #[cfg(test)]

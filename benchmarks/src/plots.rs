@@ -2,7 +2,7 @@
 //! font files are needed).
 
 use crate::cli::{Event, Load, Mode, Order, Senders};
-use crate::results::{latest_view_change, CellSummary, ViewChangeRow};
+use crate::results::{latest_view_change, CellSummary, RatePoint, ViewChangeRow};
 use crate::BoxError;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -202,6 +202,56 @@ fn find(
             && s.cell.members == members
             && s.cell.size == size
     })
+}
+
+/// Draws `multicast-rate.svg`: for each ordering (and group, size, senders) in `points`,
+/// the worst member's own-delivery p50 and p99 (ms, log scale) against the deliveries per
+/// second per member. Returns its path if anything was drawn.
+pub fn rate_plot(dir: &Path, points: &[RatePoint]) -> Result<Option<PathBuf>, BoxError> {
+    let mut series: Vec<Series> = Vec::new();
+    let mut keys: Vec<_> = points
+        .iter()
+        .map(|p| (p.cell.order, p.cell.members, p.cell.size, p.cell.senders))
+        .collect();
+    keys.dedup();
+    for key in keys {
+        let of_key: Vec<&RatePoint> = points
+            .iter()
+            .filter(|p| (p.cell.order, p.cell.members, p.cell.size, p.cell.senders) == key)
+            .collect();
+        let (order, members, size, _) = key;
+        for (quantile, value) in [
+            (
+                "p50",
+                (|p: &RatePoint| p.own_p50_us) as fn(&RatePoint) -> Option<u64>,
+            ),
+            ("p99", |p: &RatePoint| p.own_p99_us),
+        ] {
+            let mut pts: Vec<(f64, f64)> = of_key
+                .iter()
+                .filter_map(|p| value(p).map(|v| (p.deliv_msgs_s, v as f64 / 1000.0)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            series.push(Series {
+                name: format!("{order} {quantile} ({members} members, {size} B)"),
+                points: pts,
+            });
+        }
+    }
+    let path = dir.join("multicast-rate.svg");
+    let drawn = draw(
+        &path,
+        &Chart {
+            title: "Open loop, all members sending: own-delivery latency against load",
+            x_desc: "delivered msgs/s per member",
+            y_desc: "own-delivery latency from the intended send (ms)",
+            x_categories: None,
+            scatter: false,
+            log_y: true,
+        },
+        &series,
+    )?;
+    Ok(drawn.then_some(path))
 }
 
 const SIZES: [usize; 3] = [100, 1024, 8192];

@@ -4,7 +4,7 @@
 use crate::csv_files::per_member;
 use crate::lines::{Latency, ResultLine};
 use crate::results::{
-    latest_view_change, CellSummary, MulticastCell, MulticastRow, OrderCheck, RunInfo,
+    latest_view_change, CellSummary, MulticastCell, MulticastRow, OrderCheck, RatePoint, RunInfo,
     ViewChangeCell, ViewChangeResult, ViewChangeRow,
 };
 use crate::BoxError;
@@ -249,6 +249,121 @@ pub fn write_multicast_md(
             s.retransmitted,
             s.dropped_frames,
             s.false_suspicions,
+        ));
+    }
+    std::fs::write(path, md)?;
+    Ok(())
+}
+
+/// One open-loop cell's point of the curve, from its member lines.
+pub fn rate_point(
+    info: &RunInfo,
+    cell: MulticastCell,
+    rate: f64,
+    peak: Option<f64>,
+    secs: f64,
+    lines: &[ResultLine],
+) -> RatePoint {
+    let summary = summarize(cell, lines);
+    RatePoint {
+        run: info.run,
+        commit: info.commit.clone(),
+        cell,
+        rate,
+        peak,
+        secs,
+        offered: lines.iter().map(|l| l.offered).sum(),
+        sent: lines.iter().map(|l| l.sent).sum(),
+        deliv_msgs_s: summary.rate_mean,
+        own_p50_us: lines.iter().filter_map(|l| l.latency).map(|l| l.p50).max(),
+        own_p99_us: lines.iter().filter_map(|l| l.latency).map(|l| l.p99).max(),
+        recv_p99_us: lines
+            .iter()
+            .filter_map(|l| l.recv_latency)
+            .map(|l| l.p99)
+            .max(),
+        complete: summary.complete && summary.order != OrderCheck::Differs,
+    }
+}
+
+/// The line printed for one open-loop cell.
+pub fn rate_line(p: &RatePoint) -> String {
+    format!(
+        "rate {} rate={:.0} peak={} offered={} sent={} lost={:.4} deliv_msgs/s={:.0} own_p50_us={} own_p99_us={} recv_p99_us={} complete={}",
+        p.cell,
+        p.rate,
+        opt(p.peak.map(|v| format!("{v:.0}"))),
+        p.offered,
+        p.sent,
+        p.lost(),
+        p.deliv_msgs_s,
+        opt(p.own_p50_us),
+        opt(p.own_p99_us),
+        opt(p.recv_p99_us),
+        p.complete
+    )
+}
+
+/// The points of the latest run that measured each (ordering, members, size, senders),
+/// by rate.
+pub fn latest_rate_points(points: &[RatePoint]) -> Vec<RatePoint> {
+    let key = |p: &RatePoint| (p.cell.order, p.cell.members, p.cell.size, p.cell.senders);
+    let mut latest = BTreeMap::new();
+    for p in points {
+        let run = latest.entry(key(p)).or_insert(p.run);
+        *run = (*run).max(p.run);
+    }
+    let mut chosen: Vec<RatePoint> = points
+        .iter()
+        .filter(|p| latest.get(&key(p)) == Some(&p.run))
+        .cloned()
+        .collect();
+    chosen.sort_by(|a, b| key(a).cmp(&key(b)).then(a.rate.total_cmp(&b.rate)));
+    chosen
+}
+
+/// Writes the markdown table of the open-loop points.
+pub fn write_rate_md(path: &Path, points: &[RatePoint], info: &RunInfo) -> Result<(), BoxError> {
+    let mut md = String::new();
+    md.push_str(
+        "# viewsync multicast: latency at a given load
+
+",
+    );
+    md.push_str(&format!(
+        "Written by `viewsync-bench multicast --rate`/`--curve` at {} from `multicast-rate.csv` (the latest run of each ordering and group). Machine: {}. Runs shown: {}.
+
+",
+        utc_time(info.run),
+        machine(),
+        runs_note(points.iter().map(|p| (p.run, p.commit.clone())))
+    ));
+    md.push_str("Open loop: every sender offers `rate` multicasts per second on a fixed schedule and stamps each with its intended send time, so waiting anywhere (the sender, the outbox, the window, the network) counts. `lost` is the share of the offered load the senders could not place (the node's outbox full, or too many multicasts waiting for acceptance). Latencies are the worst member's: own p50/p99 from the intended send to the sender's own delivery, others' p99 from the intended send to delivery at another member. `peak` is the flood throughput per sender the rate is a fraction of (`--curve`).
+
+");
+    md.push_str("| order | members | size B | senders | rate/sender | peak/sender | fraction | lost | deliv/s per member | own p50 µs | own p99 µs | others' p99 µs | complete |
+");
+    md.push_str(
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+",
+    );
+    for p in points {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {:.4} | {:.0} | {} | {} | {} | {} |
+",
+            p.cell.order,
+            p.cell.members,
+            p.cell.size,
+            p.cell.senders,
+            p.rate,
+            opt(p.peak.map(|v| format!("{v:.0}"))),
+            opt(p.peak.map(|v| format!("{:.2}", p.rate / v))),
+            p.lost(),
+            p.deliv_msgs_s,
+            opt(p.own_p50_us),
+            opt(p.own_p99_us),
+            opt(p.recv_p99_us),
+            if p.complete { "yes" } else { "no" },
         ));
     }
     std::fs::write(path, md)?;

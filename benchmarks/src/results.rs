@@ -251,3 +251,48 @@ pub fn latest_view_change(rows: &[ViewChangeRow]) -> BTreeMap<ViewChangeCell, Ve
     }
     by_cell
 }
+
+/// One point of the throughput–latency curve: a cell run open loop, every sender offering
+/// `rate` multicasts per second.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RatePoint {
+    /// The run (unix seconds).
+    pub run: u64,
+    /// Its commit.
+    pub commit: String,
+    /// The cell (its mode is [`Mode::Rate`]).
+    pub cell: MulticastCell,
+    /// Multicasts per second each sender offered.
+    pub rate: f64,
+    /// The flood peak per sender the rate was derived from (`--curve`), if any.
+    pub peak: Option<f64>,
+    /// Seconds of sending.
+    pub secs: f64,
+    /// Multicasts offered, over all senders.
+    pub offered: u64,
+    /// Of those, multicasts the nodes accepted.
+    pub sent: u64,
+    /// Mean over members of deliveries per second.
+    pub deliv_msgs_s: f64,
+    /// Highest over senders of their median own-delivery latency from the intended send
+    /// time (µs).
+    pub own_p50_us: Option<u64>,
+    /// Highest over senders of their 99th percentile (µs).
+    pub own_p99_us: Option<u64>,
+    /// Highest over members of the 99th percentile from another member's intended send
+    /// time to the delivery there (µs).
+    pub recv_p99_us: Option<u64>,
+    /// Whether every member delivered everything accepted (and orders agree where total).
+    pub complete: bool,
+}
+
+impl RatePoint {
+    /// The share of the offered load the senders could not place (0 to 1).
+    pub fn lost(&self) -> f64 {
+        if self.offered == 0 {
+            0.0
+        } else {
+            1.0 - self.sent as f64 / self.offered as f64
+        }
+    }
+}

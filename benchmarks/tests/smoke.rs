@@ -155,3 +155,52 @@ fn an_open_loop_cell_offers_its_rate_and_counts_latency_from_the_intended_send()
     assert!(md.contains("Open loop"), "{md}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn a_multicast_curve_measures_the_peak_then_offers_fractions_of_it_open_loop() {
+    let out = out_dir("multicast-curve");
+    let output = Command::new(env!("CARGO_BIN_EXE_viewsync-bench"))
+        .args([
+            "multicast",
+            "--curve",
+            "--fractions",
+            "0.1,0.5",
+            "--members",
+            "2",
+            "--order",
+            "total",
+            "--secs",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("viewsync-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let points: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("# rate "))
+        .collect();
+    assert_eq!(points.len(), 2, "{stdout}");
+    let peak: f64 = field(points[0], "peak").unwrap().parse().unwrap();
+    assert!(peak > 0.0, "{stdout}");
+    for (point, fraction) in points.iter().zip([0.1, 0.5]) {
+        let rate: f64 = field(point, "rate").unwrap().parse().unwrap();
+        assert!((rate - fraction * peak).abs() <= 1.0, "{point}");
+        let offered: u64 = field(point, "offered").unwrap().parse().unwrap();
+        // Two senders for one second at `rate` each (the clock may run a little long).
+        assert!(offered as f64 >= 1.5 * rate, "{point}");
+        assert!(field(point, "own_p99_us").unwrap().parse::<u64>().unwrap() > 0);
+    }
+    // The members' lines say what was offered.
+    let lines: Vec<ResultLine> = stdout.lines().filter_map(ResultLine::parse).collect();
+    assert!(lines.iter().any(|l| l.offered > 0), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("multicast-rate.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "a header and two points: {csv}");
+    let md = std::fs::read_to_string(out.join("multicast-rate.md")).unwrap();
+    assert!(md.contains("Open loop"), "{md}");
+    assert!(out.join("multicast-rate.svg").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -332,6 +332,11 @@ struct MulticastSection {
     window_messages: Option<u64>,
     window_bytes: Option<usize>,
     outbox_messages: Option<usize>,
+    window_min_bytes: Option<usize>,
+    window_target_latency_ms: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    window_target_latency: Option<Duration>,
+    ack_bytes: Option<usize>,
     payload_bytes_max: Option<usize>,
     batch_bytes: Option<usize>,
     ack_interval_ms: Option<u64>,
@@ -360,6 +365,15 @@ impl MulticastSection {
             window_messages: self.window_messages.unwrap_or(d.window_messages),
             window_bytes: self.window_bytes.unwrap_or(d.window_bytes),
             outbox_messages: self.outbox_messages.unwrap_or(d.outbox_messages),
+            window_min_bytes: self.window_min_bytes.unwrap_or(d.window_min_bytes),
+            window_target_latency: duration(
+                file,
+                "multicast.window_target_latency",
+                self.window_target_latency_ms,
+                self.window_target_latency,
+                d.window_target_latency,
+            )?,
+            ack_bytes: self.ack_bytes.unwrap_or(d.ack_bytes),
             payload_bytes_max: self.payload_bytes_max.unwrap_or(d.payload_bytes_max),
             batch_bytes: self.batch_bytes.unwrap_or(d.batch_bytes),
             ack_interval: duration(
@@ -715,6 +729,12 @@ impl NodeConfig {
                 return Err(invalid(
                     "multicast.window_messages",
                     "window_messages, window_bytes and outbox_messages must be positive".into(),
+                ));
+            }
+            if mc.window_min_bytes == 0 || mc.ack_bytes == 0 || mc.window_target_latency.is_zero() {
+                return Err(invalid(
+                    "multicast.window_min_bytes",
+                    "window_min_bytes, ack_bytes and window_target_latency must be positive".into(),
                 ));
             }
             // Room for the envelope, the entry headers and the tag around the largest payload.

@@ -25,8 +25,25 @@ pub struct MulticastConfig {
     pub delivery: Delivery,
     /// Most entries a member may have sent and not yet seen stable.
     pub window_messages: u64,
-    /// Most payload bytes a member may have sent and not yet seen stable.
+    /// Most payload bytes a member may have sent and not yet seen stable: the ceiling of
+    /// the adaptive byte window (see `window_target_latency`).
     pub window_bytes: usize,
+    /// The floor of the adaptive byte window, and where it starts in each view (clamped to
+    /// `window_bytes`). The default equals `window_bytes`: a fixed window, since with every
+    /// member flooding the adaptive one favours the sequencer (see ARCHITECTURE.md,
+    /// decision 40).
+    pub window_min_bytes: usize,
+    /// How long an entry of this member may take to become stable while the window is what
+    /// holds its multicasts back: above it the byte window shrinks by a quarter, below it
+    /// the window grows by the bytes that became stable (between `window_min_bytes` and
+    /// `window_bytes`). So in a flood the queue between sender and receivers stays near
+    /// this much time, instead of a fixed number of messages.
+    pub window_target_latency: Duration,
+    /// A member acknowledges once it received this many payload bytes since its last ack
+    /// (besides every `ack_interval`), so that stability, hence credit, follows delivery
+    /// closely. With an adaptive window keep it well below `window_min_bytes`, or a small
+    /// window waits for acks and reads that wait as congestion.
+    pub ack_bytes: usize,
     /// Most multicasts waiting for credit (or for a view change to end) before
     /// `multicast` refuses.
     pub outbox_messages: usize,
@@ -58,6 +75,9 @@ impl Default for MulticastConfig {
             delivery: Delivery::Agreed,
             window_messages: 8192,
             window_bytes: 16 << 20,
+            window_min_bytes: 16 << 20,
+            window_target_latency: Duration::from_millis(5),
+            ack_bytes: 4 << 20,
             outbox_messages: 8192,
             payload_bytes_max: 256 << 10,
             batch_bytes: 60 << 10,

@@ -7,17 +7,22 @@
 //! Receivers hold entries until every member of the view holds them (*stable*, learnt from
 //! `Ack` vectors) and they were delivered, then drop them. Gaps are asked for with `Nak`
 //! (to the origin, or to any member whose ack shows it holds the range). A sender may have at
-//! most `window_messages` entries and `window_bytes` payload bytes that are not yet stable
+//! most `window_messages` entries and a byte window of payload bytes that are not yet stable
 //! (credit flow control); more multicasts wait in a bounded outbox, and a full outbox refuses
 //! with [`MulticastError::Full`]. So a member that stops reading stops the senders, and memory
-//! stays bounded until it is evicted.
+//! stays bounded until it is evicted. The byte window adapts between `window_min_bytes` and
+//! `window_bytes` to how long the sender's entries take to become stable, against
+//! `window_target_latency`, and only while it holds multicasts back; acks follow delivery
+//! closely (`ack_bytes`) so that this delay measures the receivers' queues.
 //!
 //! # Ordering
 //!
 //! Every stream is consumed in sequence order (FIFO). A causal entry also waits until every
 //! entry its clock names is delivered. A total entry also waits for its turn in the order
 //! that the view's *sequencer* (rank 0, the coordinator) publishes as `Order` entries in its
-//! own stream; a new view has a new sequencer. With safe delivery an entry also waits until
+//! own stream; a new view has a new sequencer. The sequencer orders entries as they arrive,
+//! its own once a peer's ack shows they arrived there, so its multicasts pay a round trip as
+//! everyone else's do and cannot overtake theirs at every turn. With safe delivery an entry also waits until
 //! it is stable.
 //!
 //! # View synchrony
@@ -539,17 +544,17 @@ impl Multicast {
     }
 
     /// Moves outbox entries into the stream while credit allows, then delivers.
-    fn after_progress(&mut self, _now: Time, out: &mut Vec<MulticastOutput>) {
+    fn after_progress(&mut self, now: Time, out: &mut Vec<MulticastOutput>) {
         let safe = self.config.delivery == Delivery::Safe;
-        let (window_messages, window_bytes) =
-            (self.config.window_messages, self.config.window_bytes);
+        let config = self.config;
         let can_send = self.ready && self.ending.is_none();
         let may_deliver = self.may_deliver();
         let Some(view) = self.current.as_mut() else {
             return;
         };
+        view.advance_clock(now);
         if can_send && view.limit.is_none() {
-            view.take_from_outbox(&mut self.outbox, window_messages, window_bytes);
+            view.take_from_outbox(&mut self.outbox, &config);
         }
         view.assign_order();
         if may_deliver {
@@ -577,6 +582,7 @@ impl Multicast {
         let Some(view) = self.current.as_mut() else {
             return;
         };
+        view.advance_clock(now);
         if view.my_rank == Rank::SEQUENCER && view.order.has_unpublished() && view.limit.is_none() {
             let places = view.order.take_unpublished();
             let entry = Entry {
@@ -588,7 +594,11 @@ impl Multicast {
             view.insert(Rank::SEQUENCER, entry, u64::MAX / 4);
         }
         view.send_new(config.batch_bytes, out);
-        let urgent = view.received_since_ack >= (config.window_messages / 4).max(1);
+        // Acks drive credit: sent once a quarter window of entries or `ack_bytes` arrived,
+        // and at once when the sequencer waits for a member to hold its multicasts.
+        let urgent = view.received_since_ack >= (config.window_messages / 4).max(1)
+            || view.bytes_since_ack >= config.ack_bytes
+            || view.ack_soon;
         // With safe delivery, stability is what delivery waits for: acknowledge at once.
         // Otherwise acks only drive credit and garbage collection, and may wait.
         let due = view.ack_dirty
@@ -721,6 +731,7 @@ impl Multicast {
         let Some(stream) = self.stream_for(view) else {
             return;
         };
+        stream.advance_clock(now);
         let Some(duplicates) = stream.receive_data(origin, entries, window) else {
             return;
         };
@@ -743,6 +754,7 @@ impl Multicast {
         let Some(stream) = self.stream_for(view) else {
             return;
         };
+        stream.advance_clock(now);
         let Some(rank) = stream.view.rank_of(from.id).map(Rank::of) else {
             return;
         };

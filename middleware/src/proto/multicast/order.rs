@@ -24,6 +24,8 @@ pub(super) struct Order {
     pub(super) ordered_upto: Vec<Seq>,
     /// Sequencer only: places given and not yet published.
     to_order: Vec<(Rank, Seq)>,
+    /// Sequencer only: the stream [`Order::assign`] looks at first next time.
+    first: usize,
 }
 
 impl Order {
@@ -34,6 +36,7 @@ impl Order {
             total_queue: VecDeque::new(),
             ordered_upto: vec![Seq::ZERO; n],
             to_order: Vec::new(),
+            first: 0,
         }
     }
 
@@ -52,14 +55,25 @@ impl Order {
         }
     }
 
-    /// Sequencer: gives every contiguous total-order entry a place.
-    pub(super) fn assign(&mut self, streams: &[Stream]) {
-        for (rank, stream) in streams.iter().enumerate() {
+    /// Sequencer: gives a place to every total-order entry of stream `r` up to `upto[r]`
+    /// (entries it holds, contiguous). It is called at every arrival, so places follow
+    /// arrival order; entries of several streams that became eligible at once are taken
+    /// stream by stream starting from a stream that rotates, so no rank comes first in
+    /// every burst.
+    pub(super) fn assign(&mut self, streams: &[Stream], upto: &[Seq]) {
+        let n = streams.len();
+        if n == 0 {
+            return;
+        }
+        let first = self.first % n;
+        self.first = (first + 1) % n;
+        for rank in (first..n).chain(0..first) {
+            let stream = &streams[rank];
             #[cfg(feature = "planted-bugs")]
             if planted::active(PlantedBug::SequencerOrdersTwice) {
                 self.ordered_upto[rank] = self.ordered_upto[rank].min(stream.delivered);
             }
-            while self.ordered_upto[rank] < stream.contiguous {
+            while self.ordered_upto[rank] < upto[rank].min(stream.contiguous) {
                 self.ordered_upto[rank] = self.ordered_upto[rank].next();
                 let seq = self.ordered_upto[rank];
                 if let Some(entry) = stream.buffer.get(&seq) {

@@ -1006,3 +1006,229 @@ fn a_created_view_or_a_restore_ends_the_catch_up() {
     core.install_created(&alone, &mut out);
     assert_eq!(core.catch_up_from(), None);
 }
+
+/// The places in the `Order` records among the `Data` bodies of `out` sent to member `to`.
+fn places_to(out: &[MulticastOutput], to: u64) -> Vec<(Rank, Seq)> {
+    data_to(out, to)
+        .into_iter()
+        .flat_map(|body| match body {
+            Body::Data { entries, .. } => entries,
+            _ => Vec::new(),
+        })
+        .flat_map(|e| match e.item {
+            Item::Order(places) => places,
+            Item::Payload(_) => Vec::new(),
+        })
+        .collect()
+}
+
+fn data_from(core_out: &[MulticastOutput], to: u64) -> Body {
+    data_to(core_out, to).pop().expect("a Data body")
+}
+
+#[test]
+fn the_sequencer_orders_by_arrival_and_its_own_once_a_member_holds_them() {
+    let v = view(1, &[1, 2, 3]);
+    let mut s = core_in(1, &v, config(Ordering::Total));
+    let mut b = core_in(2, &v, config(Ordering::Total));
+    let mut c = core_in(3, &v, config(Ordering::Total));
+    // Member 3's multicast arrives first, then member 2's, then the sequencer multicasts.
+    let mut c_out = Vec::new();
+    c.multicast(ms(0), None, payload("c1"), &mut c_out).unwrap();
+    c.flush(ms(0), &mut c_out);
+    let mut b_out = Vec::new();
+    b.multicast(ms(0), None, payload("b1"), &mut b_out).unwrap();
+    b.flush(ms(0), &mut b_out);
+    let mut s_out = Vec::new();
+    s.handle_message(ms(1), member(3), data_from(&c_out, 1), &mut s_out);
+    s.handle_message(ms(1), member(2), data_from(&b_out, 1), &mut s_out);
+    s.multicast(ms(1), None, payload("s1"), &mut s_out).unwrap();
+    s.flush(ms(1), &mut s_out);
+    assert_eq!(
+        places_to(&s_out, 2),
+        vec![(Rank(2), Seq(1)), (Rank(1), Seq(1))],
+        "arrival order, not rank order; its own waits until a member holds it"
+    );
+    assert_eq!(
+        delivered(&s_out),
+        vec![(3, payload("c1")), (2, payload("b1"))]
+    );
+    // Member 2 holds the sequencer's multicast and says so at once (not after
+    // `ack_interval`): then it is ordered and delivered.
+    let mut b_in = Vec::new();
+    b.handle_message(ms(2), member(1), data_from(&s_out, 2), &mut b_in);
+    b.flush(ms(2), &mut b_in);
+    let ack = b_in
+        .iter()
+        .find_map(|o| match o {
+            MulticastOutput::SendAll { to, body } if to.contains(&member(1).addr) => {
+                matches!(body, Body::Ack { .. }).then(|| body.clone())
+            }
+            _ => None,
+        })
+        .expect("member 2 acknowledges the sequencer's multicast at its next flush");
+    let mut s_out = Vec::new();
+    s.handle_message(ms(3), member(2), ack, &mut s_out);
+    s.flush(ms(3), &mut s_out);
+    assert_eq!(places_to(&s_out, 3), vec![(Rank(0), Seq(1))]);
+    assert_eq!(delivered(&s_out), vec![(1, payload("s1"))]);
+}
+
+#[test]
+fn acks_wait_for_the_interval_unless_bytes_or_the_sequencer_urge_them() {
+    let v = view(1, &[1, 2]);
+    let cfg = MulticastConfig {
+        ack_bytes: 100,
+        ..config(Ordering::Fifo)
+    };
+    let mut b = core_in(2, &v, cfg);
+    let acks = |out: &[MulticastOutput]| {
+        out.iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    MulticastOutput::SendAll {
+                        body: Body::Ack { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let mut out = Vec::new();
+    b.flush(ms(0), &mut out);
+    assert_eq!(acks(&out), 1, "the first ack of the view");
+    let small = |seq, ordering| Body::Data {
+        view: v.id,
+        origin: Rank(0),
+        entries: vec![entry(
+            seq,
+            ordering,
+            Item::Payload(payload(
+                "sixty bytes of fifo payload, well under the ack_bytes of 100",
+            )),
+        )],
+    };
+    let mut out = Vec::new();
+    b.handle_message(ms(1), member(1), small(1, Ordering::Fifo), &mut out);
+    b.flush(ms(1), &mut out);
+    assert_eq!(acks(&out), 0, "60 bytes: waits for the interval");
+    let mut out = Vec::new();
+    b.handle_message(ms(2), member(1), small(2, Ordering::Fifo), &mut out);
+    b.flush(ms(2), &mut out);
+    assert_eq!(acks(&out), 1, "120 bytes since the last ack");
+    let mut out = Vec::new();
+    b.handle_message(ms(3), member(1), small(3, Ordering::Total), &mut out);
+    b.flush(ms(3), &mut out);
+    assert_eq!(acks(&out), 1, "the sequencer waits for a total-order entry");
+}
+
+/// A sender in a view of two whose byte window is between 1 KiB and 8 KiB, with a 5 ms
+/// target, and 64 multicasts of 100 bytes waiting.
+fn flow_sender() -> (View, Multicast) {
+    let v = view(1, &[1, 2]);
+    let cfg = MulticastConfig {
+        window_min_bytes: 1024,
+        window_bytes: 8192,
+        window_target_latency: ms(5),
+        outbox_messages: 64,
+        ..config(Ordering::Fifo)
+    };
+    let mut a = core_in(1, &v, cfg);
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        a.multicast(ms(0), None, Bytes::from(vec![7u8; 100]), &mut out)
+            .unwrap();
+    }
+    (v, a)
+}
+
+/// Member 2 acknowledges everything member 1 sent, at `at`; returns member 1's window.
+fn ack_all(v: &View, a: &mut Multicast, at: Time) -> usize {
+    let sent = a.current.as_ref().unwrap().next_seq().0 - 1;
+    let ack = Body::Ack {
+        view: v.id,
+        received: vec![Seq(sent), Seq(0)],
+    };
+    a.handle_message(at, member(2), ack, &mut Vec::new());
+    let view = a.current.as_ref().unwrap();
+    view.window.limit(&a.config)
+}
+
+#[test]
+fn the_byte_window_bounds_what_is_unstable_and_follows_the_stability_delay() {
+    let (v, mut a) = flow_sender();
+    let unstable = |a: &Multicast| a.current.as_ref().unwrap().unstable_bytes;
+    // 124 bytes an entry: 8 fit the floor of 1 KiB, the rest wait.
+    assert!(unstable(&a) <= 1024 && unstable(&a) > 1024 - 124);
+    assert_eq!(a.outbox_len(), 64 - 8);
+    // Stable within the target while the window held multicasts back: it grows by what
+    // was freed, and never past what it allows.
+    let grown = ack_all(&v, &mut a, ms(1));
+    assert_eq!(grown, 1024 + 8 * 124);
+    assert!(unstable(&a) <= grown);
+    let grown = ack_all(&v, &mut a, ms(2));
+    assert!(grown > 1024 + 8 * 124 && unstable(&a) <= grown);
+    // Stable only 20 ms later: a quarter less, once per target interval.
+    let cut = ack_all(&v, &mut a, ms(22));
+    assert_eq!(cut, grown - grown / 4);
+    assert!(unstable(&a) <= cut);
+    let again = ack_all(&v, &mut a, ms(23));
+    assert!(again >= cut, "no second cut within 5 ms of the first");
+    // Slow acks while multicasts wait take it down to the floor, never below; it still
+    // sends.
+    for t in [40, 60, 80, 100, 120, 140, 160] {
+        while a.outbox_len() < 64 {
+            a.multicast(
+                ms(t - 19),
+                None,
+                Bytes::from(vec![7u8; 100]),
+                &mut Vec::new(),
+            )
+            .unwrap();
+        }
+        let window = ack_all(&v, &mut a, ms(t));
+        assert!(window >= 1024);
+        assert!(unstable(&a) <= window);
+    }
+    assert_eq!(a.current.as_ref().unwrap().window.limit(&a.config), 1024);
+    assert!(unstable(&a) > 0, "still sending at the floor");
+}
+
+#[test]
+fn a_window_that_holds_nothing_back_does_not_move_and_one_entry_always_goes() {
+    let v = view(1, &[1, 2]);
+    let cfg = MulticastConfig {
+        window_min_bytes: 50,
+        window_bytes: 50,
+        ..config(Ordering::Fifo)
+    };
+    let mut a = core_in(1, &v, cfg);
+    let mut out = Vec::new();
+    // Larger than the whole window: sent alone, never stuck.
+    a.multicast(ms(0), None, Bytes::from(vec![1u8; 200]), &mut out)
+        .unwrap();
+    a.multicast(ms(0), None, Bytes::from(vec![2u8; 200]), &mut out)
+        .unwrap();
+    assert_eq!(delivered(&out).len(), 1);
+    assert_eq!(ack_all(&v, &mut a, ms(100)), 50);
+    assert_eq!(
+        a.outbox_len(),
+        0,
+        "the second went once the first was stable"
+    );
+    // Below saturation the window is never what holds a sender back: slow acks leave it.
+    let (v, mut b) = flow_sender();
+    let first = ack_all(&v, &mut b, ms(1));
+    let mut out = Vec::new();
+    while b.outbox_len() > 0 {
+        let t = ms(2);
+        ack_all(&v, &mut b, t);
+        b.flush(t, &mut out);
+    }
+    let settled = ack_all(&v, &mut b, ms(500));
+    assert!(
+        settled >= first,
+        "a slow ack with nothing waiting does not shrink it"
+    );
+}

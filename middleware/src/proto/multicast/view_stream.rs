@@ -37,6 +37,76 @@ pub(super) struct ViewStream {
     pub(super) last_ack: Option<Time>,
     pub(super) ack_dirty: bool,
     pub(super) received_since_ack: u64,
+    /// Payload bytes received from others since the last ack.
+    pub(super) bytes_since_ack: usize,
+    /// The sequencer sent a total-order payload since the last ack: it orders its own
+    /// multicasts only once a member holds them, so acknowledge at the next flush.
+    pub(super) ack_soon: bool,
+    /// The latest time the core was called with (stability delays are measured with it).
+    pub(super) now: Time,
+    /// When my payload entries entered my stream, until they are stable (at most a window).
+    pub(super) own_sent_at: VecDeque<(Seq, Time)>,
+    /// The adaptive byte window of my stream.
+    pub(super) window: ByteWindow,
+    /// My entries became stable since the last credit check: how long the latest took, and
+    /// the bytes freed.
+    pub(super) stabilized: Option<(Time, usize)>,
+}
+
+/// The adaptive limit on a member's payload bytes not yet stable: between
+/// `window_min_bytes` and `window_bytes`, it shrinks by a quarter (at most once per
+/// `window_target_latency`) when entries take longer than that target to become stable,
+/// and grows by the bytes that became stable when they take less; it changes only while it
+/// holds multicasts back, so below saturation it never matters.
+#[derive(Debug, Default)]
+pub(super) struct ByteWindow {
+    /// The limit in bytes (0 until first used: the floor).
+    limit: usize,
+    /// Multicasts waited for credit since the window last changed.
+    limited: bool,
+    /// When the window last shrank.
+    last_cut: Option<Time>,
+}
+
+impl ByteWindow {
+    /// The current limit, within the configured bounds.
+    pub(super) fn limit(&self, config: &MulticastConfig) -> usize {
+        let ceiling = config.window_bytes.max(1);
+        let floor = config.window_min_bytes.clamp(1, ceiling);
+        self.limit.clamp(floor, ceiling)
+    }
+
+    /// Entries up to one sent `delay` ago became stable, freeing `freed` bytes.
+    pub(super) fn on_stable(
+        &mut self,
+        now: Time,
+        delay: Time,
+        freed: usize,
+        config: &MulticastConfig,
+    ) {
+        let limit = self.limit(config);
+        if !self.limited {
+            self.limit = limit;
+            return;
+        }
+        let target = config.window_target_latency;
+        if delay > target {
+            // One cut per target interval: entries that become stable just after a cut were
+            // sent under the larger window.
+            if self
+                .last_cut
+                .is_none_or(|t| now.saturating_sub(t) >= target)
+            {
+                self.limit = limit - limit / 4;
+                self.last_cut = Some(now);
+                self.limited = false;
+            }
+        } else {
+            self.limit = limit.saturating_add(freed);
+            self.limited = false;
+        }
+        self.limit = self.limit(config);
+    }
 }
 
 impl ViewStream {
@@ -63,7 +133,18 @@ impl ViewStream {
             last_ack: None,
             ack_dirty: true,
             received_since_ack: 0,
+            bytes_since_ack: 0,
+            ack_soon: false,
+            now: Time::ZERO,
+            own_sent_at: VecDeque::new(),
+            window: ByteWindow::default(),
+            stabilized: None,
         }
+    }
+
+    /// The core was called at `now`.
+    pub(super) fn advance_clock(&mut self, now: Time) {
+        self.now = self.now.max(now);
     }
 
     pub(super) fn id(&self) -> ViewId {
@@ -141,6 +222,13 @@ impl ViewStream {
             return false;
         }
         stream.highest_known = stream.highest_known.max(entry.seq);
+        if origin != self.my_rank {
+            if let Item::Payload(payload) = &entry.item {
+                self.bytes_since_ack += payload.len();
+                self.ack_soon |= origin == Rank::SEQUENCER && entry.ordering == Ordering::Total;
+            }
+        }
+        let stream = &mut self.streams[origin.index()];
         stream.buffer.insert(entry.seq, entry);
         while stream.buffer.contains_key(&stream.contiguous.next()) {
             stream.contiguous = stream.contiguous.next();
@@ -173,12 +261,30 @@ impl ViewStream {
         self.order.read_records(&self.streams[0], upto);
     }
 
-    /// Sequencer: gives every contiguous total-order entry a place.
+    /// Sequencer: gives every contiguous total-order entry a place, its own once another
+    /// member holds them (a fair sequencer: its multicasts take a round trip to be ordered,
+    /// as everyone else's do, instead of overtaking theirs at every turn).
     pub(super) fn assign_order(&mut self) {
         if self.my_rank != Rank::SEQUENCER || self.limit.is_some() {
             return;
         }
-        self.order.assign(&self.streams);
+        let me = self.my_rank.index();
+        let n = self.streams.len();
+        let upto: Vec<Seq> = (0..n)
+            .map(|rank| {
+                let contiguous = self.streams[rank].contiguous;
+                if rank != me || n == 1 {
+                    return contiguous;
+                }
+                let held = (0..n)
+                    .filter(|&m| m != me)
+                    .map(|m| self.acked[m][rank])
+                    .max()
+                    .unwrap_or(contiguous);
+                contiguous.min(held)
+            })
+            .collect();
+        self.order.assign(&self.streams, &upto);
     }
 
     /// Delivers everything the ordering rules allow.
@@ -287,6 +393,20 @@ impl ViewStream {
                         .map(|(_, e)| entry_bytes(e))
                         .sum();
                     self.unstable_bytes = self.unstable_bytes.saturating_sub(freed);
+                    let mut sent_at = None;
+                    while let Some(&(seq, at)) = self.own_sent_at.front() {
+                        if seq > stable {
+                            break;
+                        }
+                        sent_at = Some(at);
+                        self.own_sent_at.pop_front();
+                    }
+                    if let Some(at) = sent_at {
+                        // The window adapts at the next credit check (which has the settings).
+                        let delay = self.now.saturating_sub(at);
+                        let before = self.stabilized.map_or(0, |(_, f)| f);
+                        self.stabilized = Some((delay, before + freed));
+                    }
                 }
                 self.streams[rank].stable = stable;
                 self.streams[rank].debug_check();
@@ -343,6 +463,8 @@ impl ViewStream {
         self.last_ack = Some(now);
         self.ack_dirty = false;
         self.received_since_ack = 0;
+        self.bytes_since_ack = 0;
+        self.ack_soon = false;
         let body = Body::Ack {
             view: self.view.id,
             received: self.ack_vector(window, safe),
@@ -416,23 +538,22 @@ impl ViewStream {
     }
 
     /// Credit flow control: moves multicasts from the front of `outbox` into this member's
-    /// stream while fewer than `window_messages` entries and (past the first) at most
-    /// `window_bytes` payload bytes of its own are not yet stable.
+    /// stream while fewer than `window_messages` entries and (past the first, so it never
+    /// stalls) at most the byte window's limit of payload bytes of its own are not yet
+    /// stable. The byte window first adapts to how long the entries stabilized since the
+    /// last check took.
     pub(super) fn take_from_outbox(
         &mut self,
         outbox: &mut VecDeque<(Ordering, Bytes)>,
-        window_messages: u64,
-        window_bytes: usize,
+        config: &MulticastConfig,
     ) {
+        if let Some((delay, freed)) = self.stabilized.take() {
+            self.window.on_stable(self.now, delay, freed, config);
+        }
+        let window_bytes = self.window.limit(config);
         let me = self.my_rank;
         while let Some((ordering, payload)) = outbox.front() {
             let seq = self.next_seq();
-            let in_flight = seq.0 - 1 - self.streams[me.index()].stable.0;
-            let has_credit = in_flight < window_messages
-                && (in_flight == 0 || self.unstable_bytes + payload.len() <= window_bytes);
-            if !has_credit {
-                break;
-            }
             let clock = if *ordering == Ordering::Causal {
                 self.streams.iter().map(|s| s.delivered).collect()
             } else {
@@ -444,8 +565,17 @@ impl ViewStream {
                 clock,
                 item: Item::Payload(payload.clone()),
             };
-            self.unstable_bytes += entry_bytes(&entry);
+            let in_flight = seq.0 - 1 - self.streams[me.index()].stable.0;
+            let bytes = entry_bytes(&entry);
+            let has_credit = in_flight < config.window_messages
+                && (in_flight == 0 || self.unstable_bytes + bytes <= window_bytes);
+            if !has_credit {
+                self.window.limited = true;
+                break;
+            }
+            self.unstable_bytes += bytes;
             self.insert(me, entry, u64::MAX / 4);
+            self.own_sent_at.push_back((seq, self.now));
             outbox.pop_front();
         }
     }
