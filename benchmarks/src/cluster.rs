@@ -79,6 +79,8 @@ pub struct MemberSpec {
     pub pipeline: usize,
     /// Flow-control window override.
     pub window_messages: Option<u64>,
+    /// `[failure_detector] monitors`, when not the default.
+    pub monitors: Option<usize>,
 }
 
 impl MemberSpec {
@@ -107,6 +109,10 @@ impl MemberSpec {
         if let Some(window) = self.window_messages {
             args.push("--window-messages".into());
             args.push(window.to_string());
+        }
+        if let Some(monitors) = self.monitors {
+            args.push("--monitors".into());
+            args.push(monitors.to_string());
         }
         args
     }
@@ -445,6 +451,7 @@ mod tests {
             secs: 0.5,
             pipeline: 4,
             window_messages: Some(64),
+            monitors: Some(2),
         };
         let mut argv = vec!["viewsync-bench".to_string()];
         argv.extend(spec.args());
@@ -457,5 +464,6 @@ mod tests {
             (3, 5, Order::Causal, Mode::Ping)
         );
         assert_eq!((m.secs, m.window_messages), (0.5, Some(64)));
+        assert_eq!(m.monitors, Some(2));
     }
 }

@@ -146,7 +146,7 @@ fn or<T: Clone>(given: &[T], default: Vec<T>) -> Vec<T> {
     }
 }
 
-fn timeout_for_start(members: usize) -> Duration {
+pub(crate) fn timeout_for_start(members: usize) -> Duration {
     Duration::from_secs(20 + 3 * members as u64)
 }
 
@@ -197,6 +197,7 @@ pub fn run_multicast_cell(
         secs: settings.secs,
         pipeline: settings.pipeline,
         window_messages: settings.window_messages,
+        monitors: None,
     })?;
     phase("running");
     let from = cluster.history.len();
@@ -257,6 +258,7 @@ pub fn run_view_change_cell(
         secs: 0.0,
         pipeline: settings.pipeline,
         window_messages: None,
+        monitors: None,
     };
     phase("starting members");
     let nodes = start_group(&mut cluster, n, |node| spec(node, n))?;
@@ -393,7 +395,7 @@ pub fn run_view_change_cell(
     })
 }
 
-fn progress_bar(len: usize) -> ProgressBar {
+pub(crate) fn progress_bar(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     if let Ok(style) = ProgressStyle::with_template(
         "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} cells (eta {eta}) {msg}",
