@@ -109,7 +109,10 @@ fn stats(cluster: &mut Cluster, nodes: &[u64]) -> Result<BTreeMap<u64, Stats>, B
     cluster.send_each(nodes, "stats")?;
     cluster.wait_all(nodes, "stats", from, Duration::from_secs(60))?;
     let mut out = BTreeMap::new();
-    for line in cluster.history[from..].iter().filter(|l| l.fields.is("stats")) {
+    for line in cluster.history[from..]
+        .iter()
+        .filter(|l| l.fields.is("stats"))
+    {
         let f = |k: &str| line.fields.get::<u64>(k).unwrap_or(0);
         out.entry(line.node).or_insert(Stats {
             t_ns: line.t_ns(),
@@ -243,7 +246,11 @@ pub fn run_scale_cell(
             installed.is_some()
         },
     )?;
-    let installed_ns = installed.unwrap_or_default().into_iter().max().unwrap_or(killed);
+    let installed_ns = installed
+        .unwrap_or_default()
+        .into_iter()
+        .max()
+        .unwrap_or(killed);
     let kill_view_ms = installed_ns.saturating_sub(killed) as f64 / 1e6;
     let detect_ms = cluster.history[from..]
         .iter()

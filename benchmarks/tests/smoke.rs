@@ -180,7 +180,10 @@ fn a_scale_run_forms_a_ring_watched_group_and_replaces_a_killed_member() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {k} in {line}"))
     };
-    assert!(field("form_ms") > 0.0 && field("kill_view_ms") > 0.0, "{line}");
+    assert!(
+        field("form_ms") > 0.0 && field("kill_view_ms") > 0.0,
+        "{line}"
+    );
     assert!(field("form_frames_per_member") > 0.0, "{line}");
     assert!(field("suspicions") >= 1.0, "{line}");
     let rows = viewsync_benchmarks::scale::read_rows(&out.join("scale.csv")).unwrap();

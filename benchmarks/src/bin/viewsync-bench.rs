@@ -20,21 +20,20 @@ use viewsync_benchmarks::{member, orchestration, replication, scale};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result =
-        match cli.command {
-            Command::Member(args) => member::run(args).map(|()| 0),
-            Command::Multicast(args) => orchestration::member_exe()
-                .and_then(|exe| orchestration::run_multicast(&args, &exe)),
-            Command::ViewChange(args) => orchestration::member_exe()
-                .and_then(|exe| orchestration::run_view_change(&args, &exe)),
-            Command::Replication(args) => replication::run(&args),
-            Command::Scale(args) => {
-                orchestration::member_exe().and_then(|exe| scale::run(&args, &exe))
-            }
-            Command::Report(args) => orchestration::rewrite_reports(&args.out)
-                .and_then(|()| replication::output::rewrite(&args.out).map(|_| 0))
-                .and_then(|n| scale::rewrite(&args.out, false).map(|()| n)),
-        };
+    let result = match cli.command {
+        Command::Member(args) => member::run(args).map(|()| 0),
+        Command::Multicast(args) => {
+            orchestration::member_exe().and_then(|exe| orchestration::run_multicast(&args, &exe))
+        }
+        Command::ViewChange(args) => {
+            orchestration::member_exe().and_then(|exe| orchestration::run_view_change(&args, &exe))
+        }
+        Command::Replication(args) => replication::run(&args),
+        Command::Scale(args) => orchestration::member_exe().and_then(|exe| scale::run(&args, &exe)),
+        Command::Report(args) => orchestration::rewrite_reports(&args.out)
+            .and_then(|()| replication::output::rewrite(&args.out).map(|_| 0))
+            .and_then(|n| scale::rewrite(&args.out, false).map(|()| n)),
+    };
     match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(failed) => {

@@ -729,6 +729,8 @@ impl NodeCore {
                             .handle_suspect(now, peer);
                         self.absorb(now, &group, outputs, out);
                     }
+                    // A suspected coordinator hands over: watch the next acting one.
+                    self.refresh_monitored(now);
                 }
                 FdOutput::Unsuspect(peer) => {
                     out.push(NodeOutput::Unsuspected(peer));
@@ -855,20 +857,33 @@ impl NodeCore {
 
     /// Points the failure detector at the installed views' members: per view, the members
     /// this process watches and those that watch it on the view's ring ([`ring_peers`]:
-    /// everyone in a view of at most `monitors + 1` members).
+    /// everyone in a view of at most `monitors + 1` members). Every member also watches its
+    /// acting coordinator, and the view's first member heartbeats every member: a crashed
+    /// coordinator is noticed by all, so reports of suspicions always reach a live one (a
+    /// later acting coordinator, which does not heartbeat everyone, answers their probes).
     fn refresh_monitored(&mut self, now: Time) {
         let monitors = self.settings.failure_detector.monitors;
         let mut watched = BTreeMap::new();
         let mut watchers = BTreeMap::new();
-        for view in self.groups.values().filter_map(|g| g.view()) {
+        for group in self.groups.values() {
+            let Some(view) = group.view() else {
+                continue;
+            };
             let (to_watch, watching_me) = match view.members.iter().position(|m| m.id == self.me.id)
             {
+                Some(0) => {
+                    let (to_watch, _) = ring_peers(&view.members, 0, monitors);
+                    (to_watch, view.members[1..].to_vec())
+                }
                 Some(at) => ring_peers(&view.members, at, monitors),
                 // Not listed (never while a member): watch everyone, as before joining.
                 None => (view.members.clone(), view.members.clone()),
             };
             watched.extend(to_watch.into_iter().map(|m| (m.id, m.addr)));
             watchers.extend(watching_me.into_iter().map(|m| (m.id, m.addr)));
+            if let Some(coordinator) = group.acting_coordinator().filter(|c| c.id != self.me.id) {
+                watched.insert(coordinator.id, coordinator.addr);
+            }
         }
         self.failure_detector.set_peers(now, watched, watchers);
     }
@@ -1060,8 +1075,8 @@ mod tests {
     }
 
     /// Member 5 in a view of six with two monitors each: it heartbeats only its watchers (6
-    /// and 1) and watches only 4 and 3; when 4 falls silent it suspects it and reports it to
-    /// the coordinator, which does not watch 4 itself.
+    /// and 1) and watches only 4, 3 and the coordinator 1; when 4 falls silent it suspects it
+    /// and reports it to the coordinator, which does not watch 4 itself.
     #[test]
     fn in_a_view_larger_than_monitors_plus_one_the_detector_follows_the_ring() {
         let mut settings = NodeSettings::default();
@@ -1107,12 +1122,13 @@ mod tests {
             [member(6).addr, member(1).addr].into()
         );
         let watched: BTreeSet<ProcessId> = core.failure_detector().monitored().collect();
-        assert_eq!(watched, [member(3).id, member(4).id].into());
+        assert_eq!(watched, [member(1).id, member(3).id, member(4).id].into());
         // Member 3 keeps heartbeating, member 4 falls silent: probed, then suspected and
         // reported to the coordinator.
         let mut reports = Vec::new();
         for t in (20..1000).step_by(10) {
             let at = Time::from_millis(t);
+            core.handle_heard(at, member(1).id);
             core.handle_heard(at, member(3).id);
             for o in core.handle_tick(at) {
                 if let NodeOutput::Send { to, envelope } = o {

@@ -329,6 +329,7 @@ impl Membership {
         let mut out = Vec::new();
         if self.view().is_some_and(|v| v.contains(peer)) && peer != self.me.id {
             self.changes.suspected.insert(peer);
+            self.changes.reported.remove(&peer);
             self.drive(now, &mut out);
             self.report_suspicions(now, true, &mut out);
         }
@@ -336,8 +337,8 @@ impl Membership {
     }
 
     /// In a view watched as a ring, tells the acting coordinator (when that is another
-    /// member) which members of the view this process suspects: when `now_anyway`, or when
-    /// the last report is a retry interval old.
+    /// member) which members of the view after it this process suspects: when `now_anyway`,
+    /// or when the last report is a retry interval old.
     fn report_suspicions(&mut self, now: Time, now_anyway: bool, out: &mut Vec<MembershipOutput>) {
         let Some(view) = self.view() else {
             return;
@@ -345,10 +346,17 @@ impl Membership {
         if view.members.len() <= self.monitors.saturating_add(1) {
             return;
         }
+        let Some(coordinator) = self.acting_coordinator() else {
+            return;
+        };
+        // Members before the acting coordinator are suspected already by everyone that
+        // watched them as coordinator: no report for them (one member's false suspicion of
+        // its coordinator would otherwise start a view change).
         let suspects: Vec<ProcessId> = view
             .members
             .iter()
             .map(|m| m.id)
+            .skip_while(|id| *id != coordinator.id)
             .filter(|id| self.changes.suspected.contains(id))
             .collect();
         let due = self
@@ -370,7 +378,8 @@ impl Membership {
     }
 
     /// A member of this view reported its suspicions: they count as this process's own for
-    /// the next view change (a live suspect that promises is kept, as with any suspicion).
+    /// the next view change (a live suspect that promises is kept, as with any suspicion),
+    /// except those a view change kept less than [`compose::KEPT_SUSPECT_QUIET`] ago.
     fn handle_suspicions(
         &mut self,
         now: Time,
@@ -383,11 +392,23 @@ impl Membership {
             return;
         };
         let me = self.me.id;
-        let suspects: Vec<ProcessId> = suspects
+        let changes = &self.changes;
+        let quiet = |id: &ProcessId| {
+            changes
+                .kept
+                .get(id)
+                .is_some_and(|t| now.saturating_sub(*t) < compose::KEPT_SUSPECT_QUIET)
+        };
+        let fresh: Vec<ProcessId> = suspects
             .into_iter()
             .filter(|id| *id != me && view.contains(*id))
+            .filter(|id| !changes.suspected.contains(id) && !quiet(id))
             .collect();
-        self.changes.suspected.extend(suspects);
+        if fresh.is_empty() {
+            return;
+        }
+        self.changes.reported.extend(fresh.iter().copied());
+        self.changes.suspected.extend(fresh);
         self.drive(now, out);
     }
 
@@ -399,6 +420,7 @@ impl Membership {
     /// The failure detector heard from a suspected `peer` again.
     pub fn handle_unsuspect(&mut self, _now: Time, peer: ProcessId) -> Vec<MembershipOutput> {
         self.changes.suspected.remove(&peer);
+        self.changes.reported.remove(&peer);
         Vec::new()
     }
 
