@@ -1410,3 +1410,27 @@ fn a_coordinator_proposes_a_view_without_a_reported_suspect() {
     );
     assert!(core.suspects(member(4).id) && !core.suspects(member(1).id));
 }
+
+#[test]
+fn a_reported_suspect_counts_for_one_view_change_and_is_then_left_alone_for_a_while() {
+    let members = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let base = view(3, &members);
+    let mut core = core_with_view(1, &base);
+    core.set_monitors(2);
+    let report = |suspect: u64| Body::Suspicions {
+        base: base.id,
+        suspects: vec![member(suspect).id],
+    };
+    core.handle_message(ms(20), member(5), report(4));
+    core.handle_suspect(ms(20), member(7).id);
+    assert!(core.suspects(member(4).id) && core.suspects(member(7).id));
+    // A view change keeps both (they promised): the report is spent, this process's own
+    // suspicion stands until its detector hears from 7.
+    core.changes.settle(ms(100), &view(4, &members));
+    assert!(!core.suspects(member(4).id) && core.suspects(member(7).id));
+    // Reports about the kept member are ignored for a second, then count again.
+    assert_eq!(core.handle_message(ms(600), member(5), report(4)), vec![]);
+    assert!(!core.suspects(member(4).id));
+    core.handle_message(ms(1100), member(5), report(4));
+    assert!(core.suspects(member(4).id));
+}
