@@ -24,7 +24,7 @@ use viewsync::{GroupName, NodeId};
 #[derive(Debug)]
 enum Report {
     Delivered(usize, Bytes),
-    Burst(usize, usize),
+    Burst(usize),
     Restored(usize, u64),
 }
 
@@ -43,7 +43,7 @@ impl Actor for BurstRecorder {
 impl Handler<ServiceEvents> for BurstRecorder {
     type Result = ();
     fn handle(&mut self, events: ServiceEvents, _ctx: &mut Context<Self>) {
-        let _ = self.report.send(Report::Burst(self.node, events.0.len()));
+        let _ = self.report.send(Report::Burst(events.0.len()));
         for event in events.0 {
             match event {
                 ServiceEvent::Deliver { message, .. } => {
@@ -145,7 +145,7 @@ async fn collect(
                         d.push(payload);
                     }
                 }
-                Report::Burst(_, len) => largest = largest.max(len),
+                Report::Burst(len) => largest = largest.max(len),
                 Report::Restored(node, count) => {
                     restored.insert(node, count);
                 }
