@@ -90,9 +90,19 @@ pub const GROUP_NAME_BYTES_MAX: usize = 64;
 pub struct ConnectionId(pub u64);
 
 /// A validated group name: 1 to 64 characters of `[A-Za-z0-9_.-]`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct GroupName(String);
+///
+/// Shared, not copied, when cloned: every delivery and every output of a group's core
+/// carries its name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct GroupName(std::sync::Arc<str>);
+
+impl Serialize for GroupName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // As the `String` it is read back from.
+        serializer.serialize_str(&self.0)
+    }
+}
 
 /// A group name that does not follow the rules of [`GroupName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,7 +119,7 @@ impl GroupName {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if valid {
-            Ok(GroupName(name))
+            Ok(GroupName(name.into()))
         } else {
             Err(InvalidGroupName(name))
         }
@@ -130,7 +140,7 @@ impl TryFrom<String> for GroupName {
 
 impl From<GroupName> for String {
     fn from(value: GroupName) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 
@@ -216,5 +226,20 @@ mod tests {
             coordinator: p(1),
         };
         assert!(a < b);
+    }
+
+    #[test]
+    fn group_names_encode_as_the_string_they_were_read_from() {
+        let config = bincode::config::standard();
+        let name = GroupName::new("orders.eu-1").unwrap();
+        let encoded = bincode::serde::encode_to_vec(&name, config).unwrap();
+        let as_string = bincode::serde::encode_to_vec("orders.eu-1".to_string(), config).unwrap();
+        assert_eq!(encoded, as_string);
+        let (decoded, _): (GroupName, usize) =
+            bincode::serde::decode_from_slice(&encoded, config).unwrap();
+        assert_eq!(decoded, name);
+        // An invalid name on the wire is refused, not accepted unchecked.
+        let bad = bincode::serde::encode_to_vec("no spaces".to_string(), config).unwrap();
+        assert!(bincode::serde::decode_from_slice::<GroupName, _>(&bad, config).is_err());
     }
 }

@@ -6,7 +6,9 @@ use super::node::{
     LeaveAll, MulticastRequest, NodeActor, QueryServiceStatus, RegisterService, ReplyToClient,
     ReportServiceStatus, Request, ServiceInfo, SetAvailableWhileBlocked, Stop, Subscribe, Until,
 };
-use super::service::{ServiceEvent, ServiceRecipients, TakeDelta, TakeSnapshot};
+use super::service::{
+    EventsRecipient, ServiceEvent, ServiceEvents, ServiceRecipients, TakeDelta, TakeSnapshot,
+};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, StartError};
 use crate::id::{GroupName, Incarnation, ProcessId};
@@ -299,7 +301,30 @@ impl<T: ActorTransport> NodeHandle<T> {
             actix::dev::ToEnvelope<A, ServiceEvent> + actix::dev::ToEnvelope<A, TakeSnapshot>,
     {
         let recipients = ServiceRecipients {
-            events: service.clone().recipient(),
+            events: EventsRecipient::OneByOne(service.clone().recipient()),
+            snapshot: service.recipient(),
+            delta: None,
+        };
+        self.register(group, recipients, None).await
+    }
+
+    /// Like [`NodeHandle::register_service`], for a service that takes its events in bursts
+    /// ([`ServiceEvents`]: the events of one step of the node in one actor message) rather
+    /// than one [`ServiceEvent`] message each: the same events in the same order, with one
+    /// mailbox round trip per burst instead of per delivery (what a service receiving
+    /// hundreds of thousands of deliveries a second wants).
+    pub async fn register_service_in_bursts<A>(
+        &self,
+        group: GroupName,
+        service: Addr<A>,
+    ) -> Result<(), NodeError>
+    where
+        A: Actor + Handler<ServiceEvents> + Handler<TakeSnapshot>,
+        A::Context:
+            actix::dev::ToEnvelope<A, ServiceEvents> + actix::dev::ToEnvelope<A, TakeSnapshot>,
+    {
+        let recipients = ServiceRecipients {
+            events: EventsRecipient::Bursts(service.clone().recipient()),
             snapshot: service.recipient(),
             delta: None,
         };
@@ -333,7 +358,7 @@ impl<T: ActorTransport> NodeHandle<T> {
             + actix::dev::ToEnvelope<A, TakeDelta>,
     {
         let recipients = ServiceRecipients {
-            events: service.clone().recipient(),
+            events: EventsRecipient::OneByOne(service.clone().recipient()),
             snapshot: service.clone().recipient(),
             delta: Some(service.recipient()),
         };

@@ -29,7 +29,7 @@ pub use node::{
     MONITORS_MAX, MONITOR_BUFFER_EVENTS, PARKED_MULTICASTS, REQUEST_TIMERS_MAX,
     REQUEST_TIMER_EXPIRY, SERVICE_BACKLOG_EVENTS, TICK_INTERVAL,
 };
-pub use service::{ServiceEvent, TakeDelta, TakeSnapshot};
+pub use service::{ServiceEvent, ServiceEvents, TakeDelta, TakeSnapshot};
 
 /// The exit code of a node process that could not write a view it accepted to its data
 /// directory (a full or failing disk). It stops rather than answer the view change without

@@ -1,7 +1,9 @@
 //! The node actor and the handle applications use.
 
 use super::events::{GroupEvent, NodeStats};
-use super::service::{ServiceEvent, ServiceRecipients, TakeDelta, TakeSnapshot};
+use super::service::{
+    EventsRecipient, ServiceEvent, ServiceEvents, ServiceRecipients, TakeDelta, TakeSnapshot,
+};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::id::{GroupName, ProcessId, ViewId};
@@ -119,6 +121,10 @@ pub struct NodeActor<T: ActorTransport = TcpSender> {
     subscribers: Vec<Subscriber>,
     events_dropped: u64,
     services: BTreeMap<GroupName, ServiceRecipients>,
+    /// Events for services that take them in bursts, gathered during one step and sent at
+    /// its end (or before anything else the service must see after them): at most one
+    /// step's outputs.
+    bursts: Vec<(GroupName, Vec<ServiceEvent>)>,
     flush_scheduled: bool,
     /// Groups this node is blocked in, with when that was last logged.
     blocked_logged: BTreeMap<GroupName, Time>,
@@ -176,6 +182,7 @@ impl<T: ActorTransport> NodeActor<T> {
             subscribers: Vec::new(),
             events_dropped: 0,
             services: BTreeMap::new(),
+            bursts: Vec::new(),
             flush_scheduled: false,
             blocked_logged: BTreeMap::new(),
             data_dir: config.data_dir.clone(),
@@ -247,6 +254,27 @@ impl<T: ActorTransport> NodeActor<T> {
             .collect();
         for group in stable_awaited {
             self.check_stable(&group);
+        }
+        self.send_bursts();
+    }
+
+    /// Sends each service the burst of events gathered for it.
+    fn send_bursts(&mut self) {
+        for (group, events) in self.bursts.drain(..) {
+            if let Some(EventsRecipient::Bursts(recipient)) =
+                self.services.get(&group).map(|r| &r.events)
+            {
+                recipient.do_send(ServiceEvents(events));
+            }
+        }
+    }
+
+    /// The events gathered for `group`'s service and not yet sent (to send them along with,
+    /// or before, something that must follow them).
+    fn take_burst(&mut self, group: &GroupName) -> Vec<ServiceEvent> {
+        match self.bursts.iter().position(|(g, _)| g == group) {
+            Some(index) => self.bursts.swap_remove(index).1,
+            None => Vec::new(),
         }
     }
 
@@ -405,12 +433,30 @@ impl<T: ActorTransport> NodeActor<T> {
                 }
             }
         }
-        if checkpoint.is_none() && resolves.is_none() {
-            recipients.events.do_send(event);
-            return;
-        }
+        let confirm = checkpoint.is_some() || resolves.is_some();
+        let request = match &recipients.events {
+            EventsRecipient::OneByOne(recipient) if !confirm => {
+                recipient.do_send(event);
+                return;
+            }
+            EventsRecipient::OneByOne(recipient) => {
+                futures::future::Either::Left(recipient.send(event))
+            }
+            EventsRecipient::Bursts(_) if !confirm => {
+                match self.bursts.iter_mut().find(|(g, _)| *g == group) {
+                    Some((_, events)) => events.push(event),
+                    None => self.bursts.push((group, vec![event])),
+                }
+                return;
+            }
+            EventsRecipient::Bursts(recipient) => {
+                let recipient = recipient.clone();
+                let mut events = self.take_burst(&group);
+                events.push(event);
+                futures::future::Either::Right(recipient.send(ServiceEvents(events)))
+            }
+        };
         // Mailboxes are FIFO: once this one is handled, so is everything before it.
-        let request = recipients.events.send(event);
         ctx.spawn(request.into_actor(self).map(move |handled, actor, ctx| {
             if let Some((waiter, delivery)) = resolves {
                 match (handled, waiter.until) {
@@ -443,9 +489,15 @@ impl<T: ActorTransport> NodeActor<T> {
     /// for the state and gets it again, and the joiners get it from another member. Never
     /// empty bytes in its place.
     fn request_snapshot(&mut self, group: GroupName, view: ViewId, ctx: &mut Context<Self>) {
+        // The snapshot follows every event before it.
+        let burst = self.take_burst(&group);
         let Some(recipients) = self.services.get(&group) else {
             return;
         };
+        if let (EventsRecipient::Bursts(recipient), false) = (&recipients.events, burst.is_empty())
+        {
+            recipient.do_send(ServiceEvents(burst));
+        }
         let request = recipients.snapshot.send(TakeSnapshot {
             group: group.clone(),
             view,
@@ -476,6 +528,13 @@ impl<T: ActorTransport> NodeActor<T> {
         since: u64,
         ctx: &mut Context<Self>,
     ) {
+        let burst = self.take_burst(&group);
+        if let (Some(EventsRecipient::Bursts(events)), false) = (
+            self.services.get(&group).map(|r| &r.events),
+            burst.is_empty(),
+        ) {
+            events.do_send(ServiceEvents(burst));
+        }
         let recipient = self.services.get(&group).and_then(|r| r.delta.clone());
         let Some(recipient) = recipient else {
             let now = self.now();
@@ -732,22 +791,22 @@ pub(super) struct MulticastRequest {
 }
 
 impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
-    type Result = ResponseFuture<Result<Option<Delivery>, NodeError>>;
+    // An answer known at once is sent at once: a future would cost a spawned task per
+    // multicast.
+    type Result = Response<Result<Option<Delivery>, NodeError>>;
     fn handle(&mut self, msg: MulticastRequest, ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
         let mut wait = None;
         let mut delivered = None;
         if msg.until != Until::Accepted {
             if !self.edge.is_registered(&msg.group) {
-                return Box::pin(async {
-                    Err(NodeError::Abandoned(
-                        "no service registered for the group: nothing is delivered to wait for",
-                    ))
-                });
+                return Response::reply(Err(NodeError::Abandoned(
+                    "no service registered for the group: nothing is delivered to wait for",
+                )));
             }
             let waiters = self.waiters();
             if waiters >= PARKED_MULTICASTS {
-                return Box::pin(async move { Err(NodeError::TooManyWaiters(waiters)) });
+                return Response::reply(Err(NodeError::TooManyWaiters(waiters)));
             }
             let (reply, receiver) = tokio::sync::oneshot::channel();
             wait = Some((msg.until, reply));
@@ -771,6 +830,7 @@ impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
                 }
             },
         );
+        let waits_for_delivery = delivered.is_some();
         let delivered = async move {
             match delivered {
                 None => Ok(None),
@@ -783,16 +843,20 @@ impl<T: ActorTransport> Handler<MulticastRequest> for NodeActor<T> {
                 self.accepted(&msg.group, wait.take());
                 self.carry_out(work, ctx);
                 self.schedule_flush(ctx);
-                Box::pin(delivered)
+                if waits_for_delivery {
+                    Response::fut(delivered)
+                } else {
+                    Response::reply(Ok(None))
+                }
             }
             Ok(Admitted::Parked) => {
                 let answered = answered.expect("a parked multicast has a waiter");
-                Box::pin(async move {
+                Response::fut(async move {
                     answered.await.unwrap_or(Err(NodeError::Stopped))?;
                     delivered.await
                 })
             }
-            Err(error) => Box::pin(async move { Err(error.into()) }),
+            Err(error) => Response::reply(Err(error.into())),
         }
     }
 }

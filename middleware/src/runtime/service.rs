@@ -118,10 +118,32 @@ pub struct TakeDelta {
     pub since: u64,
 }
 
+/// A burst of [`ServiceEvent`]s, in agreed order, as one actor message: what a service
+/// registered with [`NodeHandle::register_service_in_bursts`] receives instead of one
+/// message per event. A burst holds the events one step of the node produced (the
+/// deliveries of the frames it just read, say); handling it is handling its events in order.
+/// Under a flood this saves the mailbox round trip (an allocation, a wake-up, a poll) per
+/// delivery.
+///
+/// [`NodeHandle::register_service_in_bursts`]: super::NodeHandle::register_service_in_bursts
+#[derive(Debug)]
+pub struct ServiceEvents(pub Vec<ServiceEvent>);
+
+impl Message for ServiceEvents {
+    type Result = ();
+}
+
+/// Where a service takes its events: one message each, or in bursts.
+#[derive(Clone)]
+pub(crate) enum EventsRecipient {
+    OneByOne(Recipient<ServiceEvent>),
+    Bursts(Recipient<ServiceEvents>),
+}
+
 /// A registered service's mailboxes.
 #[derive(Clone)]
 pub(crate) struct ServiceRecipients {
-    pub(crate) events: Recipient<ServiceEvent>,
+    pub(crate) events: EventsRecipient,
     pub(crate) snapshot: Recipient<TakeSnapshot>,
     /// A service that answers deltas (registered as durable).
     pub(crate) delta: Option<Recipient<TakeDelta>>,

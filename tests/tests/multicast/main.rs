@@ -33,3 +33,4 @@ mod t04_send_by_group_name;
 mod t05_stopped_member_bounded_memory;
 mod t06_many_long_lived_clients;
 mod t07_actors_over_memory_network;
+mod t08_service_in_bursts;

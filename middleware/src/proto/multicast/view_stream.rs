@@ -218,7 +218,13 @@ impl ViewStream {
         // A correct sender keeps at most a window of payloads (plus the sequencer's order
         // records, bounded by everyone's windows) unstable; a buffer far past that is a bug or
         // a hostile peer. Drop the entry: it is asked for again once there is room.
-        if stream.buffer.len() as u64 >= window.saturating_mul(8).saturating_add(1024) {
+        let limit = window.saturating_mul(8).saturating_add(1024);
+        if stream.buffer.len() as u64 >= limit {
+            return false;
+        }
+        // The buffer's memory follows the span of sequence numbers it holds: an entry that
+        // far ahead is refused the same way.
+        if entry.seq.0 - stream.contiguous.0 > limit {
             return false;
         }
         stream.highest_known = stream.highest_known.max(entry.seq);
