@@ -150,7 +150,7 @@ fn or<T: Clone>(given: &[T], default: Vec<T>) -> Vec<T> {
     }
 }
 
-pub(crate) fn timeout_for_start(members: usize) -> Duration {
+fn timeout_for_start(members: usize) -> Duration {
     Duration::from_secs(20 + 3 * members as u64)
 }
 
@@ -207,7 +207,6 @@ pub fn run_multicast_cell(
         window_messages: settings.window_messages,
         rate: settings.rate,
         multicast_settings: settings.multicast_settings.clone(),
-        monitors: None,
     })?;
     phase("running");
     let from = cluster.history.len();
@@ -270,7 +269,6 @@ pub fn run_view_change_cell(
         window_messages: None,
         rate: None,
         multicast_settings: Vec::new(),
-        monitors: None,
     };
     phase("starting members");
     let nodes = start_group(&mut cluster, n, |node| spec(node, n))?;
@@ -407,7 +405,7 @@ pub fn run_view_change_cell(
     })
 }
 
-pub(crate) fn progress_bar(len: usize) -> ProgressBar {
+fn progress_bar(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     if let Ok(style) = ProgressStyle::with_template(
         "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} cells (eta {eta}) {msg}",
