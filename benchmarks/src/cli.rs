@@ -33,6 +33,9 @@ pub enum Command {
     Replication(crate::replication::ReplicationArgs),
     /// Rewrite the markdown tables and plots from the CSV files in `--out`, running nothing.
     Report(ReportArgs),
+    /// Groups of 3 to 64 members started at once: time to one view, then time to a view
+    /// without a SIGKILLed member; frames and bytes per member; false suspicions.
+    Scale(crate::scale::ScaleArgs),
     /// One member process (internal: started by the other subcommands).
     #[command(hide = true)]
     Member(MemberArgs),
@@ -431,6 +434,9 @@ pub struct MemberArgs {
     /// Deliveries hashed into `order_hash@K`.
     #[arg(long, default_value_t = 20_000)]
     pub hash_k: u64,
+    /// Override `[failure_detector] monitors`.
+    #[arg(long)]
+    pub monitors: Option<usize>,
 }
 
 #[cfg(test)]

@@ -83,6 +83,8 @@ pub struct MemberSpec {
     pub rate: Option<f64>,
     /// Extra `[multicast]` settings, TOML `key=value`.
     pub multicast_settings: Vec<String>,
+    /// `[failure_detector] monitors`, when not the default.
+    pub monitors: Option<usize>,
 }
 
 impl MemberSpec {
@@ -119,6 +121,10 @@ impl MemberSpec {
         for setting in &self.multicast_settings {
             args.push("--multicast-setting".into());
             args.push(setting.clone());
+        }
+        if let Some(monitors) = self.monitors {
+            args.push("--monitors".into());
+            args.push(monitors.to_string());
         }
         args
     }
@@ -459,6 +465,7 @@ mod tests {
             window_messages: Some(64),
             rate: Some(2500.0),
             multicast_settings: vec!["ack_bytes = 1024".into()],
+            monitors: Some(2),
         };
         let mut argv = vec!["viewsync-bench".to_string()];
         argv.extend(spec.args());
@@ -473,5 +480,6 @@ mod tests {
         assert_eq!((m.secs, m.window_messages), (0.5, Some(64)));
         assert_eq!(m.rate, 2500.0);
         assert_eq!(m.multicast_settings, vec!["ack_bytes = 1024".to_string()]);
+        assert_eq!(m.monitors, Some(2));
     }
 }

@@ -24,6 +24,8 @@
 //! - [`csv_files`]: the results files, read and written with the `csv` crate;
 //! - [`report`]: summaries and markdown tables;
 //! - [`plots`]: SVG plots;
+//! - [`scale`]: `viewsync-bench scale`, forming groups of 3 to 64 members and replacing a
+//!   SIGKILLed one, against the group's size;
 //! - [`sys`]: the monotonic clock shared by processes, CPU time and TCP bytes sent.
 
 pub mod cli;
@@ -36,6 +38,7 @@ pub mod plots;
 pub mod replication;
 pub mod report;
 pub mod results;
+pub mod scale;
 pub mod sys;
 
 /// The error type of the harness: anything that can be shown to a person.

@@ -9,6 +9,8 @@
 //! - `drain`: stop sending (if still sending) and print `progress` lines until `report`;
 //! - `report`: print the result line;
 //! - `leave`: leave the group gracefully;
+//! - `stats`: print the node's counters (`stats t_ns=.. frames=.. bytes=.. suspicions=..
+//!   false_suspicions=.. views=..`: frames and bytes sent since the start);
 //! - `quit` (or the end of stdin): exit.
 //!
 //! It prints one line per event on stdout, each `kind key=value ...` with `t_ns` the
@@ -71,6 +73,7 @@ enum Command {
     Drain,
     Report,
     Leave,
+    Stats,
     Quit,
 }
 
@@ -82,6 +85,7 @@ impl Command {
             "drain" => Command::Drain,
             "report" => Command::Report,
             "leave" => Command::Leave,
+            "stats" => Command::Stats,
             "quit" => Command::Quit,
             _ => return None,
         })
@@ -478,6 +482,9 @@ fn config_text(args: &MemberArgs) -> String {
         text.push_str(setting);
         text.push('\n');
     }
+    if let Some(monitors) = args.monitors {
+        text.push_str(&format!("[failure_detector]\nmonitors = {monitors}\n"));
+    }
     text
 }
 
@@ -618,6 +625,18 @@ async fn member(args: MemberArgs) -> Result<(), BoxError> {
                 if let Err(error) = node.leave(group.clone()).await {
                     println!("error msg=leave:{}", error.to_string().replace(' ', "_"));
                 }
+            }
+            Command::Stats => {
+                let stats = node.stats().await?;
+                println!(
+                    "stats t_ns={} frames={} bytes={} suspicions={} false_suspicions={} views={}",
+                    now_ns(),
+                    stats.frames_sent,
+                    stats.bytes_sent,
+                    stats.suspicions,
+                    stats.false_suspicions,
+                    stats.views_installed
+                );
             }
             Command::Quit => break,
         }
@@ -837,11 +856,13 @@ mod tests {
             rate: 1000.0,
             multicast_settings: vec!["ack_bytes = 4096".into()],
             hash_k: 10,
+            monitors: Some(3),
         };
         let config = NodeConfig::parse(&config_text(&args), Path::new("t.toml")).unwrap();
         assert_eq!(config.seeds.len(), 1);
         assert_eq!(config.settings.multicast.window_messages, 1024);
         assert_eq!(config.settings.multicast.ack_bytes, 4096);
+        assert_eq!(config.settings.failure_detector.monitors, 3);
         assert_eq!(
             config.settings.multicast.delivery,
             viewsync::proto::multicast::Delivery::Safe

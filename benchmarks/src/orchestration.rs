@@ -150,7 +150,7 @@ fn or<T: Clone>(given: &[T], default: Vec<T>) -> Vec<T> {
     }
 }
 
-fn timeout_for_start(members: usize) -> Duration {
+pub(crate) fn timeout_for_start(members: usize) -> Duration {
     Duration::from_secs(20 + 3 * members as u64)
 }
 
@@ -207,6 +207,7 @@ pub fn run_multicast_cell(
         window_messages: settings.window_messages,
         rate: settings.rate,
         multicast_settings: settings.multicast_settings.clone(),
+        monitors: None,
     })?;
     phase("running");
     let from = cluster.history.len();
@@ -269,6 +270,7 @@ pub fn run_view_change_cell(
         window_messages: None,
         rate: None,
         multicast_settings: Vec::new(),
+        monitors: None,
     };
     phase("starting members");
     let nodes = start_group(&mut cluster, n, |node| spec(node, n))?;
@@ -405,7 +407,7 @@ pub fn run_view_change_cell(
     })
 }
 
-fn progress_bar(len: usize) -> ProgressBar {
+pub(crate) fn progress_bar(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     if let Ok(style) = ProgressStyle::with_template(
         "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} cells (eta {eta}) {msg}",

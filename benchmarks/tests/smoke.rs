@@ -204,3 +204,40 @@ fn a_multicast_curve_measures_the_peak_then_offers_fractions_of_it_open_loop() {
     assert!(out.join("multicast-rate.svg").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `scale` with four members watched as a ring of one watcher each: the group forms, the
+/// middle member is killed and the survivors install the view without it (only its watcher
+/// notices, and reports it); the CSV, table and plots are written.
+#[test]
+fn a_scale_run_forms_a_ring_watched_group_and_replaces_a_killed_member() {
+    let out = out_dir("scale");
+    let output = Command::new(env!("CARGO_BIN_EXE_viewsync-bench"))
+        .args(["scale", "--members", "4", "--monitors", "1", "--out"])
+        .arg(&out)
+        .output()
+        .expect("viewsync-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("scale members=4 monitors=1 rep=1"))
+        .unwrap_or_else(|| panic!("no result: {stdout}\n{stderr}"));
+    let field = |k: &str| -> f64 {
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+    };
+    assert!(
+        field("form_ms") > 0.0 && field("kill_view_ms") > 0.0,
+        "{line}"
+    );
+    assert!(field("form_frames_per_member") > 0.0, "{line}");
+    assert!(field("suspicions") >= 1.0, "{line}");
+    let rows = viewsync_benchmarks::scale::read_rows(&out.join("scale.csv")).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].members, rows[0].monitors), (4, 1));
+    assert!(out.join("scale.md").exists() && out.join("scale-time.svg").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -145,6 +145,7 @@ struct FailureDetectorSection {
     confirm_timeout_ms: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     confirm_timeout: Option<Duration>,
+    monitors: Option<usize>,
 }
 
 impl FailureDetectorSection {
@@ -172,6 +173,7 @@ impl FailureDetectorSection {
                 self.confirm_timeout,
                 d.confirm_timeout,
             )?,
+            monitors: self.monitors.unwrap_or(d.monitors),
         })
     }
 }
@@ -671,6 +673,12 @@ impl NodeConfig {
                 "must be at least twice heartbeat_interval_ms".into(),
             ));
         }
+        if fd.monitors == 0 {
+            return Err(invalid(
+                "failure_detector.monitors",
+                "must be at least 1 (each member watched by that many others)".into(),
+            ));
+        }
         let m = &self.settings.membership;
         for (key, value) in [
             ("membership.join_retry_interval_ms", m.join_retry_interval),
@@ -1000,6 +1008,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("failure_detector.suspect_timeout_ms"), "{e}");
+        let e = parse("node_id = 1\nlisten = \"127.0.0.1:0\"\n[failure_detector]\nmonitors = 0\n")
+            .unwrap_err();
+        assert!(e.contains("failure_detector.monitors"), "{e}");
+        let c = parse(
+            "node_id = 1\nlisten = \"127.0.0.1:0\"\nbootstrap = true\n[failure_detector]\nmonitors = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.settings.failure_detector.monitors, 3);
         let e = parse("node_id = 1\nlisten = \"not an address\"\n").unwrap_err();
         assert!(e.contains("listen"), "{e}");
     }
@@ -1062,6 +1078,7 @@ mod tests {
             Duration::from_millis(150),
             "default kept"
         );
+        assert_eq!(fd.monitors, 6, "default kept");
         let m = c.settings.membership;
         assert_eq!(m.view_change_timeout, Duration::from_millis(400));
         assert_eq!(m.leave_timeout, Duration::from_secs(90));

@@ -472,6 +472,7 @@ pub fn failure_detector(data: &[u8]) {
         heartbeat_interval: Duration::from_millis(u.int_in_range(1..=500u64).unwrap_or(100)),
         suspect_timeout: Duration::from_millis(u.int_in_range(1..=2000u64).unwrap_or(400)),
         confirm_timeout: Duration::from_millis(u.int_in_range(0..=1000u64).unwrap_or(150)),
+        ..FailureDetectorConfig::default()
     };
     let mut fd = FailureDetector::new(config);
     let mut now = Duration::ZERO;

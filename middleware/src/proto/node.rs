@@ -2,7 +2,7 @@
 //! belongs to, composed. The actor shell ([`crate::runtime`]) and the simulator ([`crate::sim`])
 //! both drive exactly this composition, so what the simulator checks is what runs.
 
-use super::failure_detector::{FailureDetector, FailureDetectorConfig, FdOutput};
+use super::failure_detector::{ring_peers, FailureDetector, FailureDetectorConfig, FdOutput};
 use super::membership::{Membership, MembershipConfig, MembershipOutput};
 use super::multicast::{MulticastConfig, MulticastError, MulticastOutput};
 use super::service_edge::{ClientRequest, ReplyTo};
@@ -245,6 +245,7 @@ impl NodeCore {
                 multicast,
             );
             core.set_catch_up_from(catch_up);
+            core.set_monitors(self.settings.failure_detector.monitors);
             core
         });
         let outputs = core.handle_start(now);
@@ -728,6 +729,8 @@ impl NodeCore {
                             .handle_suspect(now, peer);
                         self.absorb(now, &group, outputs, out);
                     }
+                    // A suspected coordinator hands over: watch the next acting one.
+                    self.refresh_monitored(now);
                 }
                 FdOutput::Unsuspect(peer) => {
                     out.push(NodeOutput::Unsuspected(peer));
@@ -852,17 +855,37 @@ impl NodeCore {
         }
     }
 
+    /// Points the failure detector at the installed views' members: per view, the members
+    /// this process watches and those that watch it on the view's ring ([`ring_peers`]:
+    /// everyone in a view of at most `monitors + 1` members). Every member also watches its
+    /// acting coordinator, and the view's first member heartbeats every member: a crashed
+    /// coordinator is noticed by all, so reports of suspicions always reach a live one (a
+    /// later acting coordinator, which does not heartbeat everyone, answers their probes).
     fn refresh_monitored(&mut self, now: Time) {
-        let mut peers = BTreeMap::new();
-        let mut seen = BTreeSet::new();
-        for view in self.groups.values().filter_map(|g| g.view()) {
-            for member in &view.members {
-                if member.id != self.me.id && seen.insert(member.id) {
-                    peers.insert(member.id, member.addr);
+        let monitors = self.settings.failure_detector.monitors;
+        let mut watched = BTreeMap::new();
+        let mut watchers = BTreeMap::new();
+        for group in self.groups.values() {
+            let Some(view) = group.view() else {
+                continue;
+            };
+            let (to_watch, watching_me) = match view.members.iter().position(|m| m.id == self.me.id)
+            {
+                Some(0) => {
+                    let (to_watch, _) = ring_peers(&view.members, 0, monitors);
+                    (to_watch, view.members[1..].to_vec())
                 }
+                Some(at) => ring_peers(&view.members, at, monitors),
+                // Not listed (never while a member): watch everyone, as before joining.
+                None => (view.members.clone(), view.members.clone()),
+            };
+            watched.extend(to_watch.into_iter().map(|m| (m.id, m.addr)));
+            watchers.extend(watching_me.into_iter().map(|m| (m.id, m.addr)));
+            if let Some(coordinator) = group.acting_coordinator().filter(|c| c.id != self.me.id) {
+                watched.insert(coordinator.id, coordinator.addr);
             }
         }
-        self.failure_detector.set_monitored(now, peers);
+        self.failure_detector.set_peers(now, watched, watchers);
     }
 }
 
@@ -1049,6 +1072,76 @@ mod tests {
                 if *to == member(2).addr && matches!(envelope.body, Body::Heartbeat { .. }))),
             "{out:?}"
         );
+    }
+
+    /// Member 5 in a view of six with two monitors each: it heartbeats only its watchers (6
+    /// and 1) and watches only 4, 3 and the coordinator 1; when 4 falls silent it suspects it
+    /// and reports it to the coordinator, which does not watch 4 itself.
+    #[test]
+    fn in_a_view_larger_than_monitors_plus_one_the_detector_follows_the_ring() {
+        let mut settings = NodeSettings::default();
+        settings.failure_detector.monitors = 2;
+        let mut core = NodeCore::new(member(5), vec![member(1).addr], settings);
+        core.handle_join(Time::ZERO, group()).unwrap();
+        let members: Vec<Member> = (1..=6).map(member).collect();
+        let view = View {
+            group: group(),
+            id: crate::id::ViewId {
+                epoch: 3,
+                coordinator: member(1).id,
+            },
+            voters: members.len(),
+            members,
+        };
+        let install = Body::Install {
+            base: None,
+            ballot: crate::wire::Ballot {
+                round: crate::wire::Round(0),
+                proposer: member(1).id,
+            },
+            decision: crate::wire::Decision {
+                view: view.clone(),
+                cut: Vec::new(),
+                joiners: Vec::new(),
+            },
+        };
+        let now = Time::from_millis(10);
+        core.handle_envelope(now, from_peer(1, Some(group()), install), ConnectionId(7));
+        assert_eq!(core.view(&group()), Some(&view));
+        let sent = |out: &[NodeOutput], kind: &str| -> BTreeSet<SocketAddr> {
+            out.iter()
+                .filter_map(|o| match o {
+                    NodeOutput::Send { to, envelope } if envelope.body.kind() == kind => Some(*to),
+                    _ => None,
+                })
+                .collect()
+        };
+        let out = core.handle_tick(now);
+        assert_eq!(
+            sent(&out, "heartbeat"),
+            [member(6).addr, member(1).addr].into()
+        );
+        let watched: BTreeSet<ProcessId> = core.failure_detector().monitored().collect();
+        assert_eq!(watched, [member(1).id, member(3).id, member(4).id].into());
+        // Member 3 keeps heartbeating, member 4 falls silent: probed, then suspected and
+        // reported to the coordinator.
+        let mut reports = Vec::new();
+        for t in (20..1000).step_by(10) {
+            let at = Time::from_millis(t);
+            core.handle_heard(at, member(1).id);
+            core.handle_heard(at, member(3).id);
+            for o in core.handle_tick(at) {
+                if let NodeOutput::Send { to, envelope } = o {
+                    assert!(envelope.body.kind() != "probe" || to == member(4).addr);
+                    if let Body::Suspicions { suspects, .. } = envelope.body {
+                        reports.push((to, suspects));
+                    }
+                }
+            }
+        }
+        assert_eq!(reports[0], (member(1).addr, vec![member(4).id]));
+        assert!(core.failure_detector().is_suspected(member(4).id));
+        assert_eq!(core.failure_detector().suspicions(), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// The protocol version carried in every envelope. A frame of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// A ballot's round. On the wire it is the bare integer it wraps (`serde(transparent)`), so
 /// the encoding is the same as before it had a type.
@@ -403,6 +403,15 @@ pub enum Body {
         /// What the node did, or why it did nothing.
         outcome: Result<String, String>,
     },
+    /// A member of view `base` tells its acting coordinator which members of `base` its
+    /// failure detector suspects. In a view larger than `monitors + 1` only a member's
+    /// watchers notice its crash, so they report it (and repeat the report while it stands).
+    Suspicions {
+        /// The view the suspects are members of.
+        base: ViewId,
+        /// The suspected members (at most the view's members).
+        suspects: Vec<ProcessId>,
+    },
 }
 
 /// The largest view epoch or ballot round a peer may send. Cores add one to what they hear
@@ -468,7 +477,7 @@ impl Body {
                 .map_or(0, |b| b.epoch)
                 .max(ballot.round.0)
                 .max(decision(d)),
-            Body::ViewChangeStalled { base } => base.epoch,
+            Body::ViewChangeStalled { base } | Body::Suspicions { base, .. } => base.epoch,
             Body::LearnerReady { view } => view.epoch,
             Body::Data { view, .. }
             | Body::Ack { view, .. }
@@ -574,6 +583,7 @@ impl Body {
             Body::LeaveCommand => "leave_command",
             Body::EvictCommand { .. } => "evict_command",
             Body::CommandResult { .. } => "command_result",
+            Body::Suspicions { .. } => "suspicions",
         }
     }
 }

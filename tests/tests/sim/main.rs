@@ -15,3 +15,4 @@ mod t08_total_failure;
 mod t09_active_replication;
 mod t10_gossip;
 mod t11_byzantine;
+mod t12_ring_monitoring;

@@ -1,6 +1,7 @@
 //! The changes waiting for the next view (joins, leaves, suspicions, promotions) and how the
 //! acting coordinator composes the next view and its cut from them and the promises.
 
+use super::super::Time;
 use super::proposer::Promises;
 use crate::id::{GroupName, ProcessId, ViewId};
 use crate::proto::multicast::compose_cut;
@@ -9,6 +10,7 @@ use crate::proto::planted;
 use crate::view::{Member, View};
 use crate::wire::Decision;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// What the next view change should apply, as this process knows it.
 #[derive(Clone, Debug, Default)]
@@ -20,11 +22,30 @@ pub(super) struct Changes {
     /// Learners of the installed view that reported holding the state: the next view change
     /// promotes them to voters.
     pub(super) promotions: BTreeSet<ProcessId>,
+    /// Of `suspected`, those only other members reported (`Body::Suspicions`): they count
+    /// for the next view change only.
+    pub(super) reported: BTreeSet<ProcessId>,
+    /// Reported suspects a view change kept (they promised, so they were alive), and when:
+    /// further reports about them are ignored for [`KEPT_SUSPECT_QUIET`].
+    pub(super) kept: BTreeMap<ProcessId, Time>,
 }
+
+/// How long reports about a suspect that a view change kept are ignored. A member that keeps
+/// suspecting a live one (it cannot hear it) would otherwise start a view change after every
+/// view change; a real crash of a kept member is acted on this much later at most.
+pub(super) const KEPT_SUSPECT_QUIET: Duration = Duration::from_secs(1);
 
 impl Changes {
     /// `view` is installed: what it applied is done, and what it does not concern is moot.
-    pub(super) fn settle(&mut self, view: &View) {
+    pub(super) fn settle(&mut self, now: Time, view: &View) {
+        // Reports count for one view change: a reported suspect still listed was kept.
+        for id in std::mem::take(&mut self.reported) {
+            self.suspected.remove(&id);
+            if view.contains(id) {
+                self.kept.insert(id, now);
+            }
+        }
+        self.kept.retain(|id, _| view.contains(*id));
         // A suspected member admitted again by a join is trusted in the new view.
         for rejoined in self.joins.keys().filter(|id| view.contains(**id)) {
             self.suspected.remove(rejoined);

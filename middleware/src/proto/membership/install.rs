@@ -148,7 +148,7 @@ impl Membership {
             view.contains(self.me.id),
             "installing a view without this process"
         );
-        self.changes.settle(&view);
+        self.changes.settle(now, &view);
         self.consensus.proposer.abandon_unless_about(view.id);
         self.consensus.acceptor.keep_only(view.id);
         if !matches!(self.status, Status::Leaving { .. }) {

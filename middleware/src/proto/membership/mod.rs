@@ -107,6 +107,11 @@ pub struct Membership {
     /// What this process recovered as a restarted former member with durable state, if so
     /// (see [`Membership::set_recovery`]).
     recovery: Option<RecoveryClaim>,
+    /// How many members the failure detectors watch each member with (see
+    /// [`Membership::set_monitors`]).
+    monitors: usize,
+    /// When this process last reported its suspicions to the acting coordinator.
+    last_suspicion_report: Option<Time>,
 }
 
 impl Membership {
@@ -137,7 +142,19 @@ impl Membership {
             last_stall_notice: None,
             undecided_view: None,
             recovery: None,
+            monitors: usize::MAX,
+            last_suspicion_report: None,
         }
+    }
+
+    /// The failure detectors watch each member of a view larger than `monitors + 1` with only
+    /// `monitors` others (a ring, `proto::failure_detector::ring_peers`), so the acting
+    /// coordinator may not notice a crash itself: in such a view a member that is not the
+    /// acting coordinator reports its suspicions there ([`Body::Suspicions`]), at once and
+    /// then every `join_retry_interval` while they stand. Unset (the default), every member
+    /// watches every other and nothing is reported.
+    pub fn set_monitors(&mut self, monitors: usize) {
+        self.monitors = monitors;
     }
 
     /// This process restarted as a former member whose service keeps durable state: `claim`
@@ -312,9 +329,87 @@ impl Membership {
         let mut out = Vec::new();
         if self.view().is_some_and(|v| v.contains(peer)) && peer != self.me.id {
             self.changes.suspected.insert(peer);
+            self.changes.reported.remove(&peer);
             self.drive(now, &mut out);
+            self.report_suspicions(now, true, &mut out);
         }
         out
+    }
+
+    /// In a view watched as a ring, tells the acting coordinator (when that is another
+    /// member) which members of the view after it this process suspects: when `now_anyway`,
+    /// or when the last report is a retry interval old.
+    fn report_suspicions(&mut self, now: Time, now_anyway: bool, out: &mut Vec<MembershipOutput>) {
+        let Some(view) = self.view() else {
+            return;
+        };
+        if view.members.len() <= self.monitors.saturating_add(1) {
+            return;
+        }
+        let Some(coordinator) = self.acting_coordinator() else {
+            return;
+        };
+        // Members before the acting coordinator are suspected already by everyone that
+        // watched them as coordinator: no report for them (one member's false suspicion of
+        // its coordinator would otherwise start a view change).
+        let suspects: Vec<ProcessId> = view
+            .members
+            .iter()
+            .map(|m| m.id)
+            .skip_while(|id| *id != coordinator.id)
+            .filter(|id| self.changes.suspected.contains(id))
+            .collect();
+        let due = self
+            .last_suspicion_report
+            .is_none_or(|t| now.saturating_sub(t) >= self.config.join_retry_interval);
+        if suspects.is_empty() || !(now_anyway || due) {
+            return;
+        }
+        let base = view.id;
+        let Some(coordinator) = self.acting_coordinator().filter(|c| c.id != self.me.id) else {
+            return;
+        };
+        let to = coordinator.addr;
+        self.last_suspicion_report = Some(now);
+        out.push(MembershipOutput::Send {
+            to,
+            body: Body::Suspicions { base, suspects },
+        });
+    }
+
+    /// A member of this view reported its suspicions: they count as this process's own for
+    /// the next view change (a live suspect that promises is kept, as with any suspicion),
+    /// except those a view change kept less than [`compose::KEPT_SUSPECT_QUIET`] ago.
+    fn handle_suspicions(
+        &mut self,
+        now: Time,
+        from: Member,
+        base: ViewId,
+        suspects: Vec<ProcessId>,
+        out: &mut Vec<MembershipOutput>,
+    ) {
+        let Some(view) = self.view().filter(|v| v.id == base && v.contains(from.id)) else {
+            return;
+        };
+        let me = self.me.id;
+        let changes = &self.changes;
+        let quiet = |id: &ProcessId| {
+            changes
+                .kept
+                .get(id)
+                .is_some_and(|t| now.saturating_sub(*t) < compose::KEPT_SUSPECT_QUIET)
+        };
+        let fresh: Vec<ProcessId> = suspects
+            .into_iter()
+            .filter(|id| *id != me && view.contains(*id))
+            .filter(|id| !changes.suspected.contains(id) && !quiet(id))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        self.changes.reported.extend(fresh.iter().copied());
+        self.changes.suspected.extend(fresh);
+        self.drive(now, out);
     }
 
     /// Whether the next view change treats `peer` as suspected.
@@ -325,6 +420,7 @@ impl Membership {
     /// The failure detector heard from a suspected `peer` again.
     pub fn handle_unsuspect(&mut self, _now: Time, peer: ProcessId) -> Vec<MembershipOutput> {
         self.changes.suspected.remove(&peer);
+        self.changes.reported.remove(&peer);
         Vec::new()
     }
 
@@ -366,6 +462,7 @@ impl Membership {
                         .take_if(|(v, _)| v.id.epoch <= last_epoch);
                 }
                 self.drive(now, &mut out);
+                self.report_suspicions(now, false, &mut out);
                 if let Some(view) = self.view() {
                     let view = view.clone();
                     let interval = self.config.discovery_interval;
@@ -577,6 +674,9 @@ impl Membership {
                 }
             }
             Body::MergeInto { target } => self.handle_merge_into(now, from, target, &mut out),
+            Body::Suspicions { base, suspects } => {
+                self.handle_suspicions(now, from, base, suspects, &mut out)
+            }
             // Multicast traffic goes to the multicast core: the node routes it there itself
             // (`with_multicast`), membership has no use for it.
             Body::Data { .. }

@@ -1319,3 +1319,118 @@ fn a_view_accepted_by_a_minority_is_not_waited_for() {
     assert_eq!(re_formed[0].0, NodeId(1));
     assert_eq!(re_formed[0].1.id.epoch, 9, "after every epoch known");
 }
+
+/// The `Suspicions` reports `core` sent.
+fn reports(out: &[MembershipOutput]) -> Vec<(SocketAddr, Vec<ProcessId>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            MembershipOutput::Send {
+                to,
+                body: Body::Suspicions { suspects, .. },
+            } => Some((*to, suspects.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn in_a_view_watched_as_a_ring_a_member_reports_its_suspicions_to_the_coordinator() {
+    let base = view(3, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // Watched all-to-all (the default), the coordinator notices by itself: nothing to report.
+    let mut all_to_all = core_with_view(5, &base);
+    assert_eq!(all_to_all.handle_suspect(ms(10), member(4).id), vec![]);
+    // Nine members watched by two each: member 5 watches 4 and 3, the coordinator does not.
+    let mut core = core_with_view(5, &base);
+    core.set_monitors(2);
+    assert_eq!(
+        core.handle_suspect(ms(10), member(4).id),
+        vec![send(
+            1,
+            Body::Suspicions {
+                base: base.id,
+                suspects: vec![member(4).id],
+            }
+        )]
+    );
+    // Repeated every retry interval while it stands, with every suspect of the view.
+    assert_eq!(reports(&core.handle_tick(ms(100))), vec![]);
+    core.handle_suspect(ms(150), member(3).id);
+    assert_eq!(
+        reports(&core.handle_tick(ms(400))),
+        vec![(member(1).addr, vec![member(3).id, member(4).id])]
+    );
+    // Suspecting the coordinator itself: the report goes to the next in line, without the
+    // coordinator (every member watches it and decides for itself).
+    assert_eq!(
+        reports(&core.handle_suspect(ms(500), member(1).id)),
+        vec![(member(2).addr, vec![member(3).id, member(4).id])]
+    );
+    // Nothing left to report once the suspicions are withdrawn.
+    for n in [1, 3, 4] {
+        core.handle_unsuspect(ms(600), member(n).id);
+    }
+    assert_eq!(reports(&core.handle_tick(ms(1000))), vec![]);
+}
+
+#[test]
+fn a_coordinator_proposes_a_view_without_a_reported_suspect() {
+    let base = view(3, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let mut core = core_with_view(1, &base);
+    core.set_monitors(2);
+    let report = |from_view: ViewId, suspect: u64| Body::Suspicions {
+        base: from_view,
+        suspects: vec![member(suspect).id, member(1).id],
+    };
+    // Reports from outside the view, or about another view, change nothing.
+    assert_eq!(
+        core.handle_message(ms(10), member(12), report(base.id, 4)),
+        vec![]
+    );
+    let other = view(2, &[1, 2, 3, 4, 5, 6, 7, 8, 9]).id;
+    assert_eq!(
+        core.handle_message(ms(10), member(5), report(other, 4)),
+        vec![]
+    );
+    assert!(!core.suspects(member(4).id));
+    // A member's report starts the view change; the coordinator never suspects itself.
+    let out = core.handle_message(ms(20), member(5), report(base.id, 4));
+    let prepared: Vec<SocketAddr> = out
+        .iter()
+        .filter_map(|o| match o {
+            MembershipOutput::Send {
+                to,
+                body: Body::Prepare { .. },
+            } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        prepared,
+        (2..=9).map(|n| member(n).addr).collect::<Vec<_>>()
+    );
+    assert!(core.suspects(member(4).id) && !core.suspects(member(1).id));
+}
+
+#[test]
+fn a_reported_suspect_counts_for_one_view_change_and_is_then_left_alone_for_a_while() {
+    let members = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let base = view(3, &members);
+    let mut core = core_with_view(1, &base);
+    core.set_monitors(2);
+    let report = |suspect: u64| Body::Suspicions {
+        base: base.id,
+        suspects: vec![member(suspect).id],
+    };
+    core.handle_message(ms(20), member(5), report(4));
+    core.handle_suspect(ms(20), member(7).id);
+    assert!(core.suspects(member(4).id) && core.suspects(member(7).id));
+    // A view change keeps both (they promised): the report is spent, this process's own
+    // suspicion stands until its detector hears from 7.
+    core.changes.settle(ms(100), &view(4, &members));
+    assert!(!core.suspects(member(4).id) && core.suspects(member(7).id));
+    // Reports about the kept member are ignored for a second, then count again.
+    assert_eq!(core.handle_message(ms(600), member(5), report(4)), vec![]);
+    assert!(!core.suspects(member(4).id));
+    core.handle_message(ms(1100), member(5), report(4));
+    assert!(core.suspects(member(4).id));
+}
