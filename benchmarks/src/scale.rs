@@ -196,6 +196,8 @@ pub fn run_scale_cell(
         secs: 0.0,
         pipeline: 1,
         window_messages: None,
+        rate: None,
+        multicast_settings: Vec::new(),
         monitors,
     };
     let nodes: Vec<u64> = (1..=n as u64).collect();
