@@ -884,8 +884,32 @@ impl NodeCore {
             if let Some(coordinator) = group.acting_coordinator().filter(|c| c.id != self.me.id) {
                 watched.insert(coordinator.id, coordinator.addr);
             }
+            // A member suspected now stays watched while it is in the view, so the suspicion
+            // holds until it is heard from again (or the view drops it). Suspecting the
+            // coordinator moves the watch to the next acting one, and would otherwise forget
+            // the suspicion the moment it was raised.
+            for member in &view.members {
+                if member.id != self.me.id && self.failure_detector.is_suspected(member.id) {
+                    watched.insert(member.id, member.addr);
+                }
+            }
         }
+        // A suspected peer the detector stops watching is forgotten without a word, and it
+        // starts trusted if watched again: the groups' suspicions of it must go too, or a group
+        // would act on a suspicion its detector no longer holds for ever (a live member
+        // suspected again after every view change). A peer that is really down is suspected
+        // again once watched again.
+        let forgotten: Vec<ProcessId> = self
+            .failure_detector
+            .monitored()
+            .filter(|id| !watched.contains_key(id) && self.failure_detector.is_suspected(*id))
+            .collect();
         self.failure_detector.set_peers(now, watched, watchers);
+        for peer in forgotten {
+            for core in self.groups.values_mut() {
+                core.handle_unsuspect(now, peer);
+            }
+        }
     }
 }
 
