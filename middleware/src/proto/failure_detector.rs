@@ -82,8 +82,16 @@ pub enum FdOutput {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PeerState {
     Trusted,
-    Probing { since: Time },
-    Suspected,
+    Probing {
+        since: Time,
+    },
+    /// Suspected; `probed` is when the last probe went out. A suspected peer is probed again
+    /// every `suspect_timeout`: on a ring it may not heartbeat this process at all (it is
+    /// watched only because it is suspected), so without probes a healed peer would stay
+    /// suspected for ever.
+    Suspected {
+        probed: Time,
+    },
 }
 
 /// A peer this process watches.
@@ -142,7 +150,7 @@ impl FailureDetector {
     pub fn is_suspected(&self, peer: ProcessId) -> bool {
         matches!(
             self.watched.get(&peer).map(|p| p.state),
-            Some(PeerState::Suspected)
+            Some(PeerState::Suspected { .. })
         )
     }
 
@@ -203,7 +211,7 @@ impl FailureDetector {
         // Evidence recorded at the socket may be older than what the core saw already.
         state.last_heard = state.last_heard.max(now);
         let was = std::mem::replace(&mut state.state, PeerState::Trusted);
-        if was == PeerState::Suspected {
+        if matches!(was, PeerState::Suspected { .. }) {
             self.false_suspicions += 1;
             vec![FdOutput::Unsuspect(peer)]
         } else {
@@ -215,10 +223,10 @@ impl FailureDetector {
     /// silence: it is suspected as a timeout would have it (and counted), so it stays
     /// suspected while it is silent and, if it is heard from again, is unsuspected like any
     /// falsely suspected peer. Nothing for a peer not monitored or already suspected.
-    pub fn handle_suspect_now(&mut self, peer: ProcessId) -> Vec<FdOutput> {
+    pub fn handle_suspect_now(&mut self, now: Time, peer: ProcessId) -> Vec<FdOutput> {
         match self.watched.get_mut(&peer) {
-            Some(state) if state.state != PeerState::Suspected => {
-                state.state = PeerState::Suspected;
+            Some(state) if !matches!(state.state, PeerState::Suspected { .. }) => {
+                state.state = PeerState::Suspected { probed: now };
                 self.suspicions += 1;
                 vec![FdOutput::Suspect(peer)]
             }
@@ -258,9 +266,15 @@ impl FailureDetector {
                 PeerState::Probing { since }
                     if now.saturating_sub(since) >= self.config.confirm_timeout =>
                 {
-                    peer.state = PeerState::Suspected;
+                    peer.state = PeerState::Suspected { probed: now };
                     self.suspicions += 1;
                     out.push(FdOutput::Suspect(id));
+                }
+                PeerState::Suspected { probed }
+                    if now.saturating_sub(probed) >= self.config.suspect_timeout =>
+                {
+                    peer.state = PeerState::Suspected { probed: now };
+                    out.push(FdOutput::SendProbe(peer.addr));
                 }
                 _ => {}
             }
@@ -341,6 +355,26 @@ mod tests {
             vec![FdOutput::SendHeartbeat(addr(2))]
         );
         assert_eq!(fd.suspicions(), 0);
+    }
+
+    /// On a ring a suspect may be watched only because it is suspected and never heartbeat
+    /// this process: it is probed again every `suspect_timeout`, so a healed peer's answer
+    /// withdraws the suspicion (sim ring seed 708 stayed blocked for ever without this).
+    #[test]
+    fn a_suspect_that_sends_no_heartbeats_is_probed_until_it_answers() {
+        let mut fd = FailureDetector::new(FailureDetectorConfig::default());
+        fd.set_peers(ms(0), [(pid(2), addr(2))], []);
+        assert_eq!(fd.handle_tick(ms(400)), vec![FdOutput::SendProbe(addr(2))]);
+        assert_eq!(fd.handle_tick(ms(550)), vec![FdOutput::Suspect(pid(2))]);
+        assert_eq!(fd.handle_tick(ms(900)), vec![]);
+        assert_eq!(fd.handle_tick(ms(950)), vec![FdOutput::SendProbe(addr(2))]);
+        assert_eq!(fd.handle_tick(ms(1000)), vec![]);
+        assert_eq!(fd.handle_tick(ms(1350)), vec![FdOutput::SendProbe(addr(2))]);
+        assert_eq!(
+            fd.handle_heard_from(ms(1360), pid(2)),
+            vec![FdOutput::Unsuspect(pid(2))]
+        );
+        assert!(!fd.is_suspected(pid(2)));
     }
 
     #[test]

@@ -396,7 +396,7 @@ impl NodeCore {
                 view: view.id,
             })?;
         let mut out = Vec::new();
-        let suspected = self.failure_detector.handle_suspect_now(process);
+        let suspected = self.failure_detector.handle_suspect_now(now, process);
         if suspected.is_empty() {
             // Not monitored, or suspected already: the group treats it as suspected anyway.
             let outputs = self
