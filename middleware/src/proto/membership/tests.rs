@@ -1434,3 +1434,74 @@ fn a_reported_suspect_counts_for_one_view_change_and_is_then_left_alone_for_a_wh
     core.handle_message(ms(1100), member(5), report(4));
     assert!(core.suspects(member(4).id));
 }
+
+/// A reported suspicion stands only while reports renew it: once the reporter stops (its
+/// detector heard from the suspect again), it lapses after `REPORT_LAPSE_INTERVALS` retry
+/// intervals, even if no view change could start to test it (ring seed 708).
+#[test]
+fn a_reported_suspicion_lapses_when_the_reports_stop() {
+    let base = view(3, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let mut core = core_with_view(1, &base);
+    core.set_monitors(2);
+    let report = Body::Suspicions {
+        base: base.id,
+        suspects: vec![member(4).id],
+    };
+    let lapse = core.config.join_retry_interval * compose::REPORT_LAPSE_INTERVALS;
+    core.handle_message(ms(20), member(5), report.clone());
+    assert!(core.suspects(member(4).id));
+    // Renewed within the lapse: it stands.
+    let renewed = ms(20) + lapse - ms(1);
+    core.handle_message(renewed, member(5), report);
+    core.handle_tick(renewed + lapse - ms(1));
+    assert!(core.suspects(member(4).id));
+    // Not renewed: it goes. This process's own suspicions never lapse.
+    core.handle_suspect(renewed, member(7).id);
+    core.handle_tick(renewed + lapse);
+    assert!(!core.suspects(member(4).id));
+    assert!(core.suspects(member(7).id));
+}
+
+/// A base member with a pending join (it asked for a state transfer) whose promise says it
+/// holds the state again is a voter of the next view, not a joiner: otherwise a view whose
+/// only holder asked to rejoin earlier would have no holder and never be decided (ring seed
+/// 708).
+#[test]
+fn a_member_that_asked_to_rejoin_but_holds_the_state_by_its_promise_is_a_voter() {
+    let base = view(3, &[1, 2, 3]);
+    let mut changes = compose::Changes::default();
+    changes.joins.insert(member(1).id, (member(1), 3));
+    changes.joins.insert(member(2).id, (member(2), 3));
+    changes.suspected.insert(member(3).id);
+    let promise = |ready: bool| {
+        (
+            None,
+            FlushReport {
+                received: vec![crate::wire::Seq(0); 3],
+                ready,
+            },
+        )
+    };
+    let promises: proposer::Promises = [
+        (member(1).id, promise(false)),
+        (member(2).id, promise(true)),
+    ]
+    .into_iter()
+    .collect();
+    let decision = changes
+        .decision(&group(), member(1).id, &base, &promises)
+        .expect("member 2 holds the state");
+    assert_eq!(decision.view.members[0], member(2));
+    assert_eq!(decision.view.voters, 1);
+    assert_eq!(decision.joiners, vec![member(1).id]);
+    // Nobody holding the state by its promise: no view.
+    let promises: proposer::Promises = [
+        (member(1).id, promise(false)),
+        (member(2).id, promise(false)),
+    ]
+    .into_iter()
+    .collect();
+    assert!(changes
+        .decision(&group(), member(1).id, &base, &promises)
+        .is_none());
+}
