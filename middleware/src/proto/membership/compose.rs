@@ -22,10 +22,9 @@ pub(super) struct Changes {
     /// Learners of the installed view that reported holding the state: the next view change
     /// promotes them to voters.
     pub(super) promotions: BTreeSet<ProcessId>,
-    /// Of `suspected`, those only other members reported (`Body::Suspicions`), with when a
-    /// report last named them: they count for the next view change only, and lapse when the
-    /// reports stop (see [`REPORT_LAPSE_INTERVALS`]).
-    pub(super) reported: BTreeMap<ProcessId, Time>,
+    /// Of `suspected`, those only other members reported (`Body::Suspicions`): they count
+    /// for the next view change only.
+    pub(super) reported: BTreeSet<ProcessId>,
     /// Reported suspects a view change kept (they promised, so they were alive), and when:
     /// further reports about them are ignored for [`KEPT_SUSPECT_QUIET`].
     pub(super) kept: BTreeMap<ProcessId, Time>,
@@ -36,18 +35,11 @@ pub(super) struct Changes {
 /// view change; a real crash of a kept member is acted on this much later at most.
 pub(super) const KEPT_SUSPECT_QUIET: Duration = Duration::from_secs(1);
 
-/// A reported suspicion lapses when no report renewed it for this many report intervals
-/// (`join_retry_interval`; a reporter repeats its report every interval while its suspicion
-/// stands). Without it a suspicion the reporter withdrew could stand at the coordinator for
-/// ever when no view change could start to test it (ring seed 708: the coordinator kept
-/// suspecting the only holder of the state, so every view it could propose had no holder).
-pub(super) const REPORT_LAPSE_INTERVALS: u32 = 4;
-
 impl Changes {
     /// `view` is installed: what it applied is done, and what it does not concern is moot.
     pub(super) fn settle(&mut self, now: Time, view: &View) {
         // Reports count for one view change: a reported suspect still listed was kept.
-        for id in std::mem::take(&mut self.reported).into_keys() {
+        for id in std::mem::take(&mut self.reported) {
             self.suspected.remove(&id);
             if view.contains(id) {
                 self.kept.insert(id, now);
@@ -146,13 +138,10 @@ impl Changes {
     ) -> Option<Decision> {
         let promisers: BTreeSet<ProcessId> = promises.keys().copied().collect();
         let (members, epoch) = self.next_members(base, Some(&promisers), true)?;
-        // A member's promise says whether it holds the state now. A base member with a
-        // pending join (it asked for a state transfer earlier) that holds the state again by
-        // its promise is a holder: its request is moot, and counting it as a joiner could
-        // leave a view with no holder at all (ring seed 708: the only holder was listed as
-        // a joiner by a stale request, and no view could be decided).
         let holds_state = |id: &ProcessId| {
-            base.contains(*id) && promises.get(id).is_some_and(|(_, report)| report.ready)
+            base.contains(*id)
+                && !self.joins.contains_key(id)
+                && promises.get(id).is_some_and(|(_, report)| report.ready)
         };
         let (voters, learners): (Vec<Member>, Vec<Member>) =
             members.into_iter().partition(|m| holds_state(&m.id));

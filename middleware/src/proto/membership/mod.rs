@@ -399,25 +399,15 @@ impl Membership {
                 .get(id)
                 .is_some_and(|t| now.saturating_sub(*t) < compose::KEPT_SUSPECT_QUIET)
         };
-        let named: Vec<ProcessId> = suspects
+        let fresh: Vec<ProcessId> = suspects
             .into_iter()
-            .filter(|id| *id != me && view.contains(*id) && !quiet(id))
+            .filter(|id| *id != me && view.contains(*id))
+            .filter(|id| !changes.suspected.contains(id) && !quiet(id))
             .collect();
-        // A repeated report keeps a reported suspicion alive (it lapses otherwise).
-        let mut fresh = Vec::new();
-        for id in named {
-            if let Some(at) = self.changes.reported.get_mut(&id) {
-                *at = now;
-            } else if !self.changes.suspected.contains(&id) {
-                fresh.push(id);
-            }
-        }
         if fresh.is_empty() {
             return;
         }
-        self.changes
-            .reported
-            .extend(fresh.iter().map(|id| (*id, now)));
+        self.changes.reported.extend(fresh.iter().copied());
         self.changes.suspected.extend(fresh);
         self.drive(now, out);
     }
@@ -470,18 +460,6 @@ impl Membership {
                     let last_epoch = self.last_epoch;
                     self.undecided_view
                         .take_if(|(v, _)| v.id.epoch <= last_epoch);
-                }
-                let lapse = self.config.join_retry_interval * compose::REPORT_LAPSE_INTERVALS;
-                let lapsed: Vec<ProcessId> = self
-                    .changes
-                    .reported
-                    .iter()
-                    .filter(|(_, at)| now.saturating_sub(**at) >= lapse)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in lapsed {
-                    self.changes.reported.remove(&id);
-                    self.changes.suspected.remove(&id);
                 }
                 self.drive(now, &mut out);
                 self.report_suspicions(now, false, &mut out);
