@@ -435,7 +435,20 @@ impl Multicast {
             return;
         };
         if !ending.holds_cut() {
-            if now.saturating_sub(ending.since) >= self.config.flush_fetch_timeout {
+            // Giving up leaves the state to the next view's other holders. When there are
+            // none (every other member joins), giving up would leave the group with no holder
+            // and blocked for good, so the cut is fetched for as long as it takes: its
+            // entries were reported by voters that may be reachable again (an excluded one
+            // answers from the streams it retired). Sim seed 8850: a coordinator whose
+            // outgoing links were cut for 3.5 s gave up, and the group never moved again.
+            let me = self.me;
+            let decision = &ending.decision;
+            let others_hold = decision
+                .view
+                .members
+                .iter()
+                .any(|m| m.id != me && !decision.joiners.contains(&m.id));
+            if others_hold && now.saturating_sub(ending.since) >= self.config.flush_fetch_timeout {
                 // The entries cannot be had (their holders are gone): fall back to a state
                 // transfer in a later view. The current view's entries are kept: this member
                 // may be the one holding some that others need.

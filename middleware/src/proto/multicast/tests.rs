@@ -431,6 +431,80 @@ fn a_failed_snapshot_or_a_missing_holder_never_becomes_an_empty_state() {
     assert!(!joiner.is_ready() && joiner.needs_resync());
 }
 
+/// A member ending a view whose cut it cannot get gives up after `flush_fetch_timeout` and
+/// waits for a state transfer, when the next view has another holder of the state; when it is
+/// the next view's only holder it keeps fetching, since giving up would leave nobody to
+/// transfer the state from (sim seed 8850).
+#[test]
+fn a_cut_out_of_reach_is_given_up_only_when_another_holder_remains() {
+    let v = view(1, &[1, 2, 3]);
+    let cfg = config(Ordering::Fifo);
+    let c_stream = vec![
+        entry(1, Ordering::Fifo, Item::Payload(payload("c1"))),
+        entry(2, Ordering::Fifo, Item::Payload(payload("c2"))),
+    ];
+    let cut = vec![
+        CutEntry {
+            upto: Seq(0),
+            holder: Rank(0),
+        },
+        CutEntry {
+            upto: Seq(0),
+            holder: Rank(1),
+        },
+        CutEntry {
+            upto: Seq(2),
+            holder: Rank(2),
+        },
+    ];
+    let ending = |joiners: Vec<ProcessId>| {
+        let mut core = core_in(2, &v, cfg);
+        let mut out = Vec::new();
+        core.freeze(v.id, &mut out);
+        let decision = Decision {
+            view: view(2, &[2, 3]),
+            cut: cut.clone(),
+            joiners,
+        };
+        core.install_decided(ms(1), v.id, &decision, &mut out);
+        assert!(delivered(&out).is_empty(), "the cut is not held yet");
+        let late = ms(2) + cfg.flush_fetch_timeout;
+        let mut out = Vec::new();
+        core.handle_tick(late, &mut out);
+        (core, out, late)
+    };
+    // Member 3 holds the state in the next view: member 2 gives up and waits for a transfer.
+    let (core, _, _) = ending(vec![]);
+    assert!(core.needs_resync() && !core.is_ready());
+    // Member 2 is the next view's only holder: it keeps asking, and ends the view at the cut
+    // once the entries come.
+    let (mut core, out, late) = ending(vec![member(3).id]);
+    assert!(!core.needs_resync(), "giving up would leave no holder");
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            MulticastOutput::Send { .. } | MulticastOutput::SendAll { .. }
+        )),
+        "still fetching: {out:?}"
+    );
+    let mut out = Vec::new();
+    core.handle_message(
+        late,
+        member(3),
+        Body::Data {
+            view: v.id,
+            origin: Rank(2),
+            entries: c_stream,
+        },
+        &mut out,
+    );
+    core.handle_tick(late + ms(1), &mut out);
+    assert_eq!(
+        delivered(&out),
+        vec![(3, payload("c1")), (3, payload("c2"))]
+    );
+}
+
 #[test]
 fn a_lone_member_is_never_short_of_credit() {
     // No other member acknowledges: its own entries (and order records) are stable at
