@@ -33,6 +33,7 @@
 use super::coverage::Hit;
 use super::Simulation;
 use crate::id::{Incarnation, ProcessId, ViewId};
+use crate::proto::membership::Status;
 use crate::proto::node::SnapshotFailed;
 use crate::proto::Time;
 use bytes::Bytes;
@@ -399,7 +400,13 @@ impl Simulation {
             j != i
                 && view(n).is_some_and(|v| v.id == mine.id)
                 && n.core.as_ref().is_some_and(|c| {
-                    mine.is_voter(c.me().id) && c.groups().all(|g| g.multicast().holds_state())
+                    // A holder on its way out does not count: its leave may time out and
+                    // take the state with it (ring seed 11588).
+                    mine.is_voter(c.me().id)
+                        && c.groups().all(|g| {
+                            g.multicast().holds_state()
+                                && !matches!(g.status(), Status::Leaving { .. })
+                        })
                 })
         })
     }
