@@ -188,7 +188,8 @@ impl ReplicaService {
     /// Group commit without a fixed wait: records appended while the log is idle are synced
     /// once the events already in the mailbox are handled (actix polls a notified message
     /// after draining the mailbox), so a lone request does not wait for the next tick. Under
-    /// load syncs are spaced by [`SYNC_GAP_FACTOR`] times the last one's duration, so the
+    /// load (the first append after a sync comes sooner than that sync took) syncs are spaced
+    /// by [`SYNC_GAP_FACTOR`] times the last one's duration, so the
     /// single thread that also runs the node spends at most about a fifth of its time in
     /// fsync, each sync covering everything appended meanwhile; the tick is the backstop.
     fn schedule_sync(&mut self, ctx: &mut Context<Self>) {
@@ -196,10 +197,16 @@ impl ReplicaService {
             return;
         }
         self.sync_queued = true;
-        let earliest = self
-            .last_sync
-            .map(|(ended, took)| ended + took * SYNC_GAP_FACTOR);
-        match earliest.and_then(|at| at.checked_duration_since(Instant::now())) {
+        // The first append after a sync schedules the next one. Arriving later than the last
+        // sync took means the log was idle (a lone client's next request): sync at once.
+        // Arriving sooner means requests keep coming: wait out the gap, so one sync covers
+        // them all.
+        let now = Instant::now();
+        let earliest = self.last_sync.and_then(|(ended, took)| {
+            let idle = now.saturating_duration_since(ended);
+            (idle < took).then_some(ended + took * SYNC_GAP_FACTOR)
+        });
+        match earliest.and_then(|at| at.checked_duration_since(now)) {
             Some(wait) if !wait.is_zero() => {
                 ctx.notify_later(SyncNow, wait);
             }
