@@ -311,13 +311,19 @@ impl Multicast {
         self.retired = None;
         // A member of the base that holds its state by now is a survivor even if the decision
         // lists it as a learner (it was still fetching the previous cut, or restoring, when it
-        // promised): it promised, so its delivery stopped at what it reported, and the cut
-        // covers that. Dropping its state would throw away a copy the view may need: the
-        // decision's voters may have lost theirs since (a failed snapshot).
+        // promised): its delivery stopped at what it reported, and dropping its state would
+        // throw away a copy the view may need (the decision's voters may have lost theirs
+        // since, a failed snapshot). But a learner is listed for its join request, not for a
+        // promise, so the cut may not cover what it delivered: its promise may have gone to
+        // another ballot after the decision's promisers had frozen (ring seed 16053: a member
+        // that installed the base late delivered 48 of its own multicasts the cut left out).
+        // It goes on with its state only if everything it delivered lies within the cut.
         let survivor = self.ready
             && self.ending.is_none()
             && self.current.as_ref().is_some_and(|v| {
-                v.id() == base && (!decision.joiners.contains(&self.me) || v.limit.is_some())
+                v.id() == base
+                    && (!decision.joiners.contains(&self.me)
+                        || (v.limit.is_some() && v.delivered_within(&decision.cut)))
             });
         if survivor {
             let stream = self.current.take().expect("checked");

@@ -615,6 +615,74 @@ fn a_base_member_listed_as_a_learner_keeps_the_state_it_holds_by_the_install() {
 }
 
 #[test]
+fn a_base_member_listed_as_a_learner_whose_deliveries_the_cut_leaves_out_asks_for_the_state() {
+    // Ring seed 16053: member 2 installed the base late, delivered two of its own multicasts
+    // and promised to a ballot that lost; the decision's promisers had frozen before they
+    // received them, so the cut leaves them out, and the decision lists 2 for its join
+    // request only. Going on with its own state would keep two deliveries nobody else made.
+    // (In total order a member delivers nothing of its own before the sequencer's order,
+    // which the sequencer's report carries into the cut.)
+    let base = view(2, &[1, 2]);
+    let mut next = view(3, &[1, 2]);
+    next.voters = 1;
+    let cut_without = |upto: u64| Decision {
+        view: next.clone(),
+        cut: vec![
+            CutEntry {
+                upto: Seq(0),
+                holder: Rank(0),
+            },
+            CutEntry {
+                upto: Seq(upto),
+                holder: Rank(1),
+            },
+        ],
+        joiners: vec![member(2).id],
+    };
+    for ordering in [Ordering::Fifo, Ordering::Causal] {
+        let cfg = config(ordering);
+        let mut ahead = core_in(2, &base, cfg);
+        let mut out = Vec::new();
+        for text in ["first", "second"] {
+            ahead
+                .multicast(ms(0), None, payload(text), &mut out)
+                .unwrap();
+        }
+        ahead.freeze(base.id, &mut out);
+        let mut out = Vec::new();
+        ahead.install_decided(ms(1), base.id, &cut_without(1), &mut out);
+        assert!(!ahead.is_ready(), "{ordering}");
+        assert!(
+            !out.iter().any(|o| matches!(o, MulticastOutput::View(_))),
+            "{ordering}: {out:?}"
+        );
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                MulticastOutput::Send {
+                    body: Body::StateRequest { .. },
+                    ..
+                }
+            )),
+            "{ordering}: {out:?}"
+        );
+
+        // The same member with a cut that covers both goes on with its state.
+        let mut covered = core_in(2, &base, cfg);
+        let mut out = Vec::new();
+        for text in ["first", "second"] {
+            covered
+                .multicast(ms(0), None, payload(text), &mut out)
+                .unwrap();
+        }
+        covered.freeze(base.id, &mut out);
+        let mut out = Vec::new();
+        covered.install_decided(ms(1), base.id, &cut_without(2), &mut out);
+        assert!(covered.is_ready(), "{ordering}");
+    }
+}
+
+#[test]
 fn a_joiner_gets_the_state_in_chunks_before_its_first_view() {
     let first = view(1, &[1]);
     let next = view(2, &[1, 2]);

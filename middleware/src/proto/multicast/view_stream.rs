@@ -195,6 +195,17 @@ impl ViewStream {
                 .all(|(s, c)| s.contiguous >= c.upto)
     }
 
+    /// Whether everything this member delivered of the view lies within `cut`: only then can it
+    /// deliver the cut and go on with its own state.
+    pub(super) fn delivered_within(&self, cut: &[CutEntry]) -> bool {
+        cut.len() == self.streams.len()
+            && self
+                .streams
+                .iter()
+                .zip(cut)
+                .all(|(s, c)| s.delivered <= c.upto)
+    }
+
     pub(super) fn next_seq(&self) -> Seq {
         self.streams[self.my_rank.index()].contiguous.next()
     }
