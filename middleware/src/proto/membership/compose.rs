@@ -138,10 +138,22 @@ impl Changes {
     ) -> Option<Decision> {
         let promisers: BTreeSet<ProcessId> = promises.keys().copied().collect();
         let (members, epoch) = self.next_members(base, Some(&promisers), true)?;
+        // A base member with a pending join asked for the state (a resync) or to come back;
+        // it is a learner. But a join it sent before it installed the base (its last epoch
+        // is earlier) is stale, when its promise for the base says it holds the state: such
+        // a request can arrive late, forwarded by a member that held it through a stall, and
+        // counting it could leave every composable view without a holder (active seed 2025:
+        // the coordinator had lost its state, and the only holder was listed as a joiner by a
+        // request from two views before, so no view could be decided).
+        let asks_for_state = |id: &ProcessId| {
+            self.joins
+                .get(id)
+                .is_some_and(|(_, last_epoch)| *last_epoch >= base.id.epoch)
+        };
         let holds_state = |id: &ProcessId| {
             base.contains(*id)
-                && !self.joins.contains_key(id)
                 && promises.get(id).is_some_and(|(_, report)| report.ready)
+                && !asks_for_state(id)
         };
         let (voters, learners): (Vec<Member>, Vec<Member>) =
             members.into_iter().partition(|m| holds_state(&m.id));

@@ -575,6 +575,44 @@ fn without_a_holder_of_the_state_no_view_is_decided_and_the_block_is_reported() 
 }
 
 #[test]
+fn a_join_request_sent_before_the_base_does_not_make_a_holder_a_learner() {
+    // Active seed 2025: the coordinator (1) lost its state in view 14 and asks for it again;
+    // member 2 holds the state, but a join request it sent in view 11 reached the coordinator
+    // late, forwarded by 3. Counting that request would leave the view with no holder.
+    let base = view(14, &[1, 2, 3]);
+    let promise = |ready: bool| {
+        (
+            None,
+            FlushReport {
+                received: vec![crate::wire::Seq(0); 3],
+                ready,
+            },
+        )
+    };
+    let promises: proposer::Promises = [
+        (member(1).id, promise(false)),
+        (member(2).id, promise(true)),
+    ]
+    .into_iter()
+    .collect();
+    let decide = |member_2_last_epoch: u64| {
+        let mut changes = Changes::default();
+        changes.suspected.insert(member(3).id);
+        changes.joins.insert(member(1).id, (member(1), 14));
+        changes
+            .joins
+            .insert(member(2).id, (member(2), member_2_last_epoch));
+        changes.decision(&group(), member(1).id, &base, &promises)
+    };
+    let decision = decide(11).expect("member 2 holds the state");
+    assert_eq!(decision.view.voters(), &[member(2)]);
+    assert_eq!(decision.joiners, vec![member(1).id]);
+    // A request sent in the base itself asks for the state (a resync): member 2 is a learner,
+    // and with no holder left nothing is decided.
+    assert_eq!(decide(14), None);
+}
+
+#[test]
 fn a_member_without_a_majority_of_voters_reports_whom_it_waits_for() {
     let base = view(3, &[1, 2, 3]);
     let mut core = core_with_view(1, &base);
