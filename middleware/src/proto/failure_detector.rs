@@ -164,6 +164,11 @@ impl FailureDetector {
         self.watchers.keys().copied()
     }
 
+    /// The addresses heartbeated now.
+    pub fn watchers_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.watchers.values().map(|w| w.addr)
+    }
+
     /// Watches and heartbeats the same `peers` (all-to-all): [`FailureDetector::set_peers`]
     /// with both sets equal.
     pub fn set_monitored(

@@ -547,11 +547,28 @@ impl NodeCore {
         self.absorb_fd(now, fd_outputs, &mut out);
         match envelope.body {
             Body::Heartbeat { views } => {
+                // Anti-entropy works from the process that is ahead: it answers a heartbeat
+                // showing an older view. On a ring the process behind may never heartbeat
+                // one that is ahead, so a heartbeat from a later view is answered with this
+                // process's own views (ring seed 8822: a coordinator that missed the install
+                // of its own view waited for ever).
+                let mut behind = Vec::new();
                 for (group, view_id) in views {
                     if let Some(core) = self.groups.get_mut(&group) {
+                        if let Some(mine) = core.view().map(|v| v.id) {
+                            if mine.epoch < view_id.epoch {
+                                behind.push((group.clone(), mine));
+                            }
+                        }
                         let outputs = core.handle_peer_view(from, view_id);
                         self.absorb(now, &group, outputs, &mut out);
                     }
+                }
+                if !behind.is_empty() {
+                    out.push(NodeOutput::Send {
+                        to: from.addr,
+                        envelope: self.envelope(None, Body::Heartbeat { views: behind }),
+                    });
                 }
             }
             Body::Probe => out.push(NodeOutput::Send {
@@ -700,24 +717,40 @@ impl NodeCore {
         }
     }
 
+    /// The view installed in each group, as heartbeats carry them.
+    fn installed_views(&self) -> Vec<(GroupName, ViewId)> {
+        self.groups
+            .values()
+            .filter_map(|g| g.view().map(|v| (g.group().clone(), v.id)))
+            .collect()
+    }
+
     fn absorb_fd(&mut self, now: Time, outputs: Vec<FdOutput>, out: &mut Vec<NodeOutput>) {
         for output in outputs {
             match output {
                 FdOutput::SendHeartbeat(to) => {
-                    let views = self
-                        .groups
-                        .values()
-                        .filter_map(|g| g.view().map(|v| (g.group().clone(), v.id)))
-                        .collect();
+                    let views = self.installed_views();
                     out.push(NodeOutput::Send {
                         to,
                         envelope: self.envelope(None, Body::Heartbeat { views }),
                     });
                 }
-                FdOutput::SendProbe(to) => out.push(NodeOutput::Send {
-                    to,
-                    envelope: self.envelope(None, Body::Probe),
-                }),
+                FdOutput::SendProbe(to) => {
+                    out.push(NodeOutput::Send {
+                        to,
+                        envelope: self.envelope(None, Body::Probe),
+                    });
+                    // A probed peer this process does not heartbeat learns its views too, so
+                    // a peer in a later view repairs this one (anti-entropy answers older
+                    // views only).
+                    if !self.failure_detector.watchers_addrs().any(|a| a == to) {
+                        let views = self.installed_views();
+                        out.push(NodeOutput::Send {
+                            to,
+                            envelope: self.envelope(None, Body::Heartbeat { views }),
+                        });
+                    }
+                }
                 FdOutput::Suspect(peer) => {
                     out.push(NodeOutput::Suspected(peer));
                     let names: Vec<GroupName> = self.groups.keys().cloned().collect();
@@ -1150,6 +1183,7 @@ mod tests {
         // Member 3 keeps heartbeating, member 4 falls silent: probed, then suspected and
         // reported to the coordinator.
         let mut reports = Vec::new();
+        let mut views_to_4 = 0;
         for t in (20..1000).step_by(10) {
             let at = Time::from_millis(t);
             core.handle_heard(at, member(1).id);
@@ -1159,6 +1193,12 @@ mod tests {
                     assert!(envelope.body.kind() != "probe" || to == member(4).addr);
                     if let Body::Suspicions { suspects, .. } = envelope.body {
                         reports.push((to, suspects));
+                    } else if let Body::Heartbeat { views } = envelope.body {
+                        // 4 is not a watcher: it hears this member's views only with a probe.
+                        if to == member(4).addr {
+                            assert_eq!(views, vec![(group(), view.id)]);
+                            views_to_4 += 1;
+                        }
                     }
                 }
             }
@@ -1166,6 +1206,31 @@ mod tests {
         assert_eq!(reports[0], (member(1).addr, vec![member(4).id]));
         assert!(core.failure_detector().is_suspected(member(4).id));
         assert_eq!(core.failure_detector().suspicions(), 1);
+        // The suspect is probed again while suspected, each probe with this member's views.
+        assert!(
+            views_to_4 >= 2,
+            "{views_to_4} heartbeats to the probed member"
+        );
+
+        // A heartbeat from a later view is answered with this member's views, so the peer
+        // ahead repairs it (anti-entropy answers older views); one from the same view is not.
+        let later = crate::id::ViewId {
+            epoch: 4,
+            coordinator: member(1).id,
+        };
+        let answered = |core: &mut NodeCore, peer_view| {
+            let beat = Body::Heartbeat {
+                views: vec![(group(), peer_view)],
+            };
+            core.handle_envelope(Time::from_secs(2), from_peer(3, None, beat), ConnectionId(8))
+                .into_iter()
+                .any(|o| {
+                    matches!(o, NodeOutput::Send { to, envelope: Envelope { body: Body::Heartbeat { views }, .. } }
+                        if to == member(3).addr && views == vec![(group(), view.id)])
+                })
+        };
+        assert!(answered(&mut core, later));
+        assert!(!answered(&mut core, view.id));
     }
 
     #[test]
