@@ -223,9 +223,20 @@ impl Consensus {
         let base_view = base.clone();
         let value = match value {
             Value::Adopt(decision) => Some(decision),
-            Value::Compose(promises) => cx
-                .changes
-                .decision(cx.group, cx.me.id, &base_view, promises),
+            Value::Compose(promises) => {
+                // This process's own promise may predate the loss of its state (a failed
+                // snapshot since): composing from it would make it a voter that holds nothing,
+                // perhaps the only one (sim seed 5654: the view went on from nobody's state
+                // while a live holder had not promised yet). Its own state is known now.
+                let mut promises = promises.clone();
+                if !cx.multicast.holds_state() {
+                    if let Some((_, report)) = promises.get_mut(&cx.me.id) {
+                        report.ready = false;
+                    }
+                }
+                cx.changes
+                    .decision(cx.group, cx.me.id, &base_view, &promises)
+            }
         };
         let Some(value) = value else {
             // No promiser holds the group's state: deciding a view now would start it from

@@ -612,6 +612,106 @@ fn a_join_request_sent_before_the_base_does_not_make_a_holder_a_learner() {
     assert_eq!(decide(14), None);
 }
 
+/// The ballot of the first `Prepare` in `out`.
+fn prepared(out: &[MembershipOutput]) -> Option<(ViewId, Ballot)> {
+    out.iter().find_map(|o| match o {
+        MembershipOutput::Send {
+            body: Body::Prepare { base, ballot, .. },
+            ..
+        } => Some((base.id, *ballot)),
+        _ => None,
+    })
+}
+
+/// The decision of the first `Accept` in `out`.
+fn accept_of(out: &[MembershipOutput]) -> Option<Decision> {
+    out.iter().find_map(|o| match o {
+        MembershipOutput::Send {
+            body: Body::Accept { decision, .. },
+            ..
+        } => Some(decision.clone()),
+        _ => None,
+    })
+}
+
+/// A promise in the ballot of the prepare found in `out`, holding nothing of the base's
+/// streams (`ranks` of them).
+fn promise_to(out: &[MembershipOutput], ranks: usize, ready: bool) -> Body {
+    let (base, ballot) = prepared(out).expect("a prepare");
+    Body::Promise {
+        base,
+        ballot,
+        accepted: None,
+        report: FlushReport {
+            received: vec![crate::wire::Seq(0); ranks],
+            ready,
+        },
+    }
+}
+
+#[test]
+fn a_proposer_whose_state_failed_after_its_promise_composes_itself_as_a_learner() {
+    // Sim seed 5654: the coordinator promised while it held the state, its snapshot for a
+    // joiner failed, and the view it then composed from its own earlier promise listed it as
+    // the only voter, holding nothing. Its own state is known when it composes.
+    let mut core = Membership::new(
+        group(),
+        member(1),
+        vec![],
+        founding(),
+        MulticastConfig::default(),
+    );
+    core.handle_start(ms(0));
+    let join = |n: u64| Body::JoinRequest {
+        member: member(n),
+        last_epoch: 0,
+    };
+    // 2 joins, gets the state and is promoted: view 3 [1, 2].
+    core.handle_message(ms(5), member(2), join(2));
+    let second = view_with_learners(2, &[1], &[2]);
+    core.with_multicast(ms(6), |m, _| {
+        m.handle_snapshot(second.id, bytes::Bytes::from_static(b"state"))
+    });
+    let out = core.handle_message(ms(7), member(2), Body::LearnerReady { view: second.id });
+    let out = core.handle_message(ms(8), member(2), promise_to(&out, 2, true));
+    assert_eq!(core.view().map(|v| v.id.epoch), Some(3), "{out:?}");
+    // 3 joins; 1 provides its state: view 4 [1, 2, 3~].
+    let out = core.handle_message(ms(10), member(3), join(3));
+    let out = core.handle_message(ms(11), member(2), promise_to(&out, 2, true));
+    let base = core.view().expect("view 3").id;
+    let accepted_ballot = out
+        .iter()
+        .find_map(|o| match o {
+            MembershipOutput::Send {
+                body: Body::Accept { ballot, .. },
+                ..
+            } => Some(*ballot),
+            _ => None,
+        })
+        .expect("accept");
+    core.handle_message(
+        ms(12),
+        member(2),
+        Body::Accepted {
+            base,
+            ballot: accepted_ballot,
+        },
+    );
+    let fourth = core.view().cloned().expect("view 4");
+    assert_eq!(fourth.id.epoch, 4);
+    assert_eq!(fourth.voters(), &[member(1), member(2)]);
+    // 4 asks to join: 1 promises while it holds the state, then the snapshot for 3 fails.
+    let out = core.handle_message(ms(20), member(4), join(4));
+    assert!(prepared(&out).is_some(), "{out:?}");
+    core.with_multicast(ms(21), |m, _| m.handle_snapshot_failed(fourth.id));
+    assert!(!core.multicast().holds_state());
+    core.handle_message(ms(22), member(3), promise_to(&out, 3, false));
+    let out = core.handle_message(ms(23), member(2), promise_to(&out, 3, true));
+    let decision = accept_of(&out).unwrap_or_else(|| panic!("member 2 holds the state: {out:?}"));
+    assert_eq!(decision.view.voters(), &[member(2)], "{decision:?}");
+    assert!(decision.joiners.contains(&member(1).id), "{decision:?}");
+}
+
 #[test]
 fn a_member_without_a_majority_of_voters_reports_whom_it_waits_for() {
     let base = view(3, &[1, 2, 3]);
