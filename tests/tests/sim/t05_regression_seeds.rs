@@ -33,6 +33,10 @@
 //!   view's cut and asked for a state transfer, though every other member of its new view was
 //!   a joiner: no holder was left. A member that is its next view's only holder now keeps
 //!   fetching (`a_cut_out_of_reach_is_given_up_only_when_another_holder_remains`).
+//! - 5654: the coordinator promised while it held the state, its snapshot for a joiner failed,
+//!   and it composed the next view from its own earlier promise, as its only voter, holding
+//!   nothing. A proposer now composes from its own state as it is
+//!   (`a_proposer_whose_state_failed_after_its_promise_composes_itself_as_a_learner`).
 
 use viewsync::sim::{SimConfig, Simulation};
 
@@ -40,7 +44,7 @@ use viewsync::sim::{SimConfig, Simulation};
 fn seeds_that_once_failed_pass() {
     for seed in [
         13051, 16310, 29786, 56, 92, 114, 201, 302, 4767, 2760, 2904, 3042, 3250, 4196, 5770, 8736,
-        9571, 10560, 11651, 17125, 17367, 18773, 18953, 19221, 19407, 8850,
+        9571, 10560, 11651, 17125, 17367, 18773, 18953, 19221, 19407, 8850, 5654,
     ] {
         let report = Simulation::new(SimConfig::from_seed(seed)).run();
         assert!(
