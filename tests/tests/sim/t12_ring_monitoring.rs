@@ -64,10 +64,14 @@ fn group_properties_hold_with_views_watched_as_a_ring() {
 ///   ahead of it on a ring, so anti-entropy (which answers older views) never repaired it; a
 ///   heartbeat from a later view is now answered with this member's views, and probes carry
 ///   them (`proto::node` test `in_a_view_larger_than_monitors_plus_one_the_detector_follows_the_ring`).
+/// - 13154: that answer reached the only voter of a view from a joiner that had the view
+///   without its decision, and the voter, cut off from the rest, installed it without the cut
+///   and gave its state up; the only voter of a view now waits for its decision
+///   (`a_holder_waits_for_the_decision_of_a_view_it_hears_of_without_one`).
 #[test]
 fn ring_seeds_that_once_failed_pass() {
     for seed in [
-        39, 708, 11588, 16053, 5578, 5683, 8822, 10382, 15098, 18342, 18664,
+        39, 708, 11588, 16053, 5578, 5683, 8822, 10382, 15098, 18342, 18664, 13154,
     ] {
         let mut config = SimConfig::from_seed(seed);
         config.settings.failure_detector.monitors = 1 + (seed % 2) as usize;

@@ -118,6 +118,19 @@ impl Membership {
         if !holds_state {
             return false;
         }
+        // As the view's only voter this process is the only member it can get the state
+        // from, and no successor of it can be decided without this process: installing it
+        // without its cut would leave the group with no holder for good, while its decision
+        // is still held by those that installed it and reaches this process when they are
+        // reachable again (ring seed 13154: a joiner that had the view without its decision
+        // told the only voter, cut off from the rest, and the voter gave its state up).
+        let only_voter = matches!(view.voters(), [only] if only.id == self.me.id);
+        if only_voter {
+            if self.undecided_view.is_none() {
+                self.undecided_view = Some((view.clone(), now));
+            }
+            return true;
+        }
         match &self.undecided_view {
             Some((waiting, since)) if waiting.id.epoch >= view.id.epoch => {
                 now.saturating_sub(*since) < self.config.view_change_timeout

@@ -829,6 +829,43 @@ fn a_holder_waits_for_the_decision_of_a_view_it_hears_of_without_one() {
     assert!(installed(&core.handle_tick(ms(10) + timeout)));
     assert_eq!(core.view(), Some(&next));
     assert!(core.multicast().needs_resync());
+
+    // As the heard-of view's only voter it never installs it without the decision (ring seed
+    // 13154): it would leave the group with no holder. The decision still installs it.
+    let alone = view_with_learners(2, &[1], &[2]);
+    let mut core = Membership::new(
+        group(),
+        member(1),
+        vec![],
+        founding(),
+        MulticastConfig::default(),
+    );
+    core.handle_start(ms(0));
+    core.handle_message(
+        ms(10),
+        member(2),
+        Body::Stale {
+            view: alone.clone(),
+        },
+    );
+    for waited in 1..=10 {
+        assert!(!installed(&core.handle_tick(ms(10) + timeout * waited)));
+    }
+    assert!(core.multicast().holds_state());
+    let out = core.handle_message(
+        ms(10) + timeout * 11,
+        member(2),
+        Body::Install {
+            base: Some(view(1, &[1]).id),
+            ballot: ballot(1, 1),
+            decision: decided(&alone, &[(0, 0)], &[2]),
+        },
+    );
+    assert!(installed(&out), "{out:?}");
+    assert!(
+        core.multicast().is_ready(),
+        "the only voter keeps the state"
+    );
 }
 
 #[test]
